@@ -1,0 +1,82 @@
+# Every target named in the README. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+SAM_VENV  := .venv-sam
+PY        := $(VENV)/bin/python
+SAM       := $(SAM_VENV)/bin/sam
+SAM_CLI_VERSION := 1.170.0
+BUILD_DIR := .aws-sam/build
+REGION    ?= us-east-1
+
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= $(REGION)
+
+# The Lambda runtime's interpreter; found once, or make stops with what to install.
+PYTHON313 = $(shell tools/find-python.sh)
+
+.PHONY: help venv test lint format typecheck validate build schema clean
+
+help:
+	@echo "make test      lint, types, template checks, sam build, the whole pytest suite (what CI runs)"
+	@echo "make lint      ruff check + ruff format --check"
+	@echo "make format    ruff format + ruff check --fix"
+	@echo "make typecheck mypy --strict on shared/ and functions/"
+	@echo "make validate  sam validate, sam validate --lint, cfn-lint on the translated template"
+	@echo "make build     sam build (no container) into $(BUILD_DIR)"
+	@echo "make schema    regenerate docs/contract.schema.json from the contract models"
+	@echo "make clean     remove the venvs and build output"
+
+$(VENV)/.installed: pyproject.toml
+	@py=$$(tools/find-python.sh) || exit 1; \
+	  [ -x $(PY) ] || $$py -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) tools/pinned_requirements.py dev > $(VENV)/requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r $(VENV)/requirements.txt
+	@# The venv's own interpreter sees the first-party layer package and the local stack, as Lambda's /opt/python would.
+	@echo "$(CURDIR)/shared" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/vector_relay_paths.pth
+	@echo "$(CURDIR)/local" >> $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/vector_relay_paths.pth
+	@touch $@
+
+# SAM CLI pins its own boto3 and pydantic, so it lives in its own venv (with cfn-lint and samtranslator).
+$(SAM_VENV)/.installed:
+	@py=$$(tools/find-python.sh) || exit 1; \
+	  [ -x $(SAM) ] || $$py -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_CLI_VERSION)
+	@touch $@
+
+venv: $(VENV)/.installed $(SAM_VENV)/.installed
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy shared/vector_relay functions
+
+validate: $(SAM_VENV)/.installed
+	$(SAM) validate --template template.yaml --region $(REGION)
+	$(SAM) validate --lint --template template.yaml --region $(REGION)
+	@mkdir -p .aws-sam
+	$(SAM_VENV)/bin/python tools/sam_to_cfn.py template.yaml .aws-sam/translated.json
+	$(SAM_VENV)/bin/cfn-lint .aws-sam/translated.json
+
+# sam's pip builder needs the runtime's interpreter first on PATH.
+build: $(SAM_VENV)/.installed
+	@py=$$(tools/find-python.sh) || exit 1; \
+	  PATH="$$(dirname $$py):$$PATH" $(SAM) build --template template.yaml --build-dir $(BUILD_DIR) --cached
+
+schema: $(VENV)/.installed
+	$(PY) -m vector_relay.contract_schema > docs/contract.schema.json
+
+test: lint typecheck validate build
+	$(VENV)/bin/pytest
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache

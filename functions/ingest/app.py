@@ -1,0 +1,27 @@
+"""Ingest worker: consumes the ingest queue (upsert, delete, delete_by_filter, purge_tenant)."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.utilities.batch import process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from vector_relay.ingest import handle_ingest_batch
+from vector_relay.sqs_batch import WholeBatchProcessor
+from vector_relay.worker import worker_dependencies
+
+logger = Logger()
+metrics = Metrics()
+processor = WholeBatchProcessor(logger=logger)
+
+
+def handle_batch(records: list[SQSRecord], context: LambdaContext | None) -> dict[str, BaseException]:
+    return dict(handle_ingest_batch(records, context, worker_dependencies(metrics)))
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(event=event, record_handler=handle_batch, processor=processor, context=context)

@@ -1,0 +1,49 @@
+"""AWS clients, built on first use and reused across warm invocations.
+
+Built lazily (not at import) so moto or the local stack is in place before a client exists; tests
+call ``cache_clear()`` on each factory. ``AWS_ENDPOINT_URL`` (read by boto3 itself) points every
+client at the local stack.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_ssm import SSMClient
+
+# Standard retry mode: bounded, jittered retries of AWS throttling and 5xx, tight timeouts so a
+# stuck call cannot eat the Lambda's deadline.
+_AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
+
+
+@cache
+def _session() -> boto3.session.Session:
+    return boto3.session.Session()
+
+
+@cache
+def sqs_client() -> SQSClient:
+    return _session().client("sqs", config=_AWS_CONFIG)
+
+
+@cache
+def ssm_client() -> SSMClient:
+    return _session().client("ssm", config=_AWS_CONFIG)
+
+
+@cache
+def secrets_client() -> SecretsManagerClient:
+    return _session().client("secretsmanager", config=_AWS_CONFIG)
+
+
+def clear_client_caches() -> None:
+    """Forget every cached client (tests, and the local stack when it restarts moto)."""
+    for factory in (_session, sqs_client, ssm_client, secrets_client):
+        factory.cache_clear()

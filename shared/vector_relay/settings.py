@@ -1,0 +1,138 @@
+"""The one configuration object. template.yaml Parameters -> function environment -> :class:`Settings`.
+
+Nothing else in the package reads the environment. :func:`get_settings` builds the object on first
+use (not at import), so tests and the local stack can set the environment first; tests call
+``get_settings.cache_clear()``. Every variable is listed in the README's configuration table, and a
+test keeps the two in step. Only the secret's ARN is configuration: the API key itself never is.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from vector_relay.errors import ConfigurationError
+
+
+class Settings(BaseSettings):
+    """Environment variables, by upper-cased field name. Descriptions are the README's."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    pinecone_secret_arn: str = Field(
+        description="ARN of the Secrets Manager secret holding the Pinecone API key (JSON)."
+    )
+    pinecone_index_host: str = Field(
+        description="Data-plane host of the index, e.g. `https://my-index-abc123.svc.aped-1234.pinecone.io`."
+    )
+    pinecone_index_name: str | None = Field(
+        default=None, description="Index name; used to read the dimension and metric when they are not set."
+    )
+    pinecone_index_dimension: Annotated[int, Field(ge=1, le=20_000)] | None = Field(
+        default=None,
+        description="Dense dimension of the index; unset = read once from `describe_index`. Empty for a sparse index.",
+    )
+    pinecone_index_metric: Literal["cosine", "dotproduct", "euclidean"] | None = Field(
+        default=None, description="Metric of the index; unset = read once from `describe_index`."
+    )
+    pinecone_control_host: str | None = Field(
+        default=None, description="Control-plane URL; unset = Pinecone's. The local stack points it at the emulator."
+    )
+    pinecone_request_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="Timeout of one Pinecone HTTP attempt, in seconds."
+    )
+    pinecone_max_concurrency: int = Field(
+        default=8, ge=1, le=64, description="Pinecone requests in flight at once per invocation."
+    )
+    pinecone_namespace_rate_limit: float = Field(
+        default=0.0,
+        ge=0,
+        description="Requests per second per namespace from one invocation; 0 = no limit (Pinecone allows 100).",
+    )
+    tenant_registry: str | None = Field(
+        default=None,
+        description='Inline tenant registry, JSON `{"tenant": "namespace"}`. Set this or `TENANT_REGISTRY_PARAMETER`.',
+    )
+    tenant_registry_parameter: str | None = Field(
+        default=None, description="Name of the SSM parameter holding the tenant registry JSON."
+    )
+    tenant_registry_ttl_seconds: int = Field(
+        default=60, ge=0, le=3600, description="How long the registry read from SSM is cached, in seconds."
+    )
+    dead_letter_queue_url: str | None = Field(
+        default=None, description="URL of the queue that poison messages are sent to (the source queue's DLQ)."
+    )
+    source_queue_max_receive_count: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="The source queue's `maxReceiveCount`; the last attempt marks `retries_exhausted`.",
+    )
+    reply_queue_allow_list: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), description="Comma-separated queue URLs a query may name as `reply_to`."
+    )
+    query_results_bucket: str | None = Field(
+        default=None, description="S3 bucket for query replies larger than one SQS message."
+    )
+    api_key_cache_ttl_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=3600,
+        description="How long a worker trusts its cached API key before re-checking the secret's version.",
+    )
+    rotation_marker_parameter: str | None = Field(
+        default=None, description="SSM parameter the rotation function bumps after promoting a new key."
+    )
+    pinecone_admin_secret_arn: str | None = Field(
+        default=None,
+        description="Secret with the Pinecone service account (`client_id`, `client_secret`) used by rotation.",
+    )
+    write_version_table: str | None = Field(
+        default=None, description="DynamoDB table of the highest applied version per (namespace, id)."
+    )
+    deadline_margin_ms: int = Field(
+        default=5000,
+        ge=0,
+        le=60_000,
+        description="Time left at which a worker stops starting Pinecone calls and returns.",
+    )
+    aws_endpoint_url: str | None = Field(
+        default=None, description="AWS endpoint override for the local stack (boto3 reads it too); unset in AWS."
+    )
+
+    @field_validator("reply_queue_allow_list", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("pinecone_index_dimension", "pinecone_index_metric", "pinecone_control_host", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _one_registry_source(self) -> Self:
+        if self.tenant_registry and self.tenant_registry_parameter:
+            raise ValueError("set TENANT_REGISTRY or TENANT_REGISTRY_PARAMETER, not both")
+        return self
+
+    def require(self, name: str) -> str:
+        """The value of an optional string setting this code path needs, or a ConfigurationError naming the variable."""
+        value = getattr(self, name)
+        if not value:
+            raise ConfigurationError(f"{name.upper()} is not set; this function needs it")
+        return str(value)
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    try:
+        return Settings()
+    except ValueError as error:
+        raise ConfigurationError(f"invalid configuration: {error}") from None

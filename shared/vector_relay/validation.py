@@ -1,0 +1,103 @@
+"""Turn a raw SQS body into a contract model, or into a poison error listing every problem.
+
+The pydantic error ``type`` is already the project's code for the contract's own checks; the
+generic pydantic errors (wrong type, missing field, unknown field) become ``schema_violation``,
+and a few structural ones get a code of their own. :data:`ERROR_CODES` is the complete list, and a
+test keeps ``docs/contract.md`` explaining each one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from vector_relay.contract import QueryMessage, ValidationContext, WriteMessage
+from vector_relay.errors import PoisonMessageError, Problem
+
+# Every code a message can be dead-lettered or answered with, and what it means.
+ERROR_CODES: dict[str, str] = {
+    "invalid_json": "the body is not valid JSON",
+    "schema_violation": "a field is missing, unknown, or of the wrong type or size",
+    "unsupported_schema_version": "schema_version is not 1",
+    "unknown_op": "op is missing or not an operation this queue accepts",
+    "unknown_tenant": "the tenant is not in the tenant registry",
+    "too_many_records": "more than 1,000 records in one message",
+    "id_invalid": "a record id is not 1-512 ASCII characters without NUL",
+    "dimension_mismatch": "a dense vector's length is not the index dimension, or its kind does not fit the index",
+    "non_finite_value": "a vector or metadata number is NaN or infinite",
+    "zero_vector": "a dense vector has only zeros",
+    "sparse_values_invalid": "sparse indices and values differ in length, repeat an index, or exceed 2,048 entries",
+    "sparse_not_supported": "sparse values sent to an index whose metric is not dotproduct",
+    "metadata_type": "a metadata value is not a string, number, boolean or list of strings",
+    "metadata_key_invalid": "a metadata key is empty or starts with '$'",
+    "metadata_too_large": "a record's metadata exceeds 40 KB as JSON",
+    "invalid_filter": "a filter breaks Pinecone's filter language",
+    "purge_not_confirmed": "purge_tenant's confirm does not repeat the tenant",
+    "query_target_invalid": "a query has both or neither of vector and id",
+    "top_k_out_of_range": "top_k is outside 1-10,000",
+    "reply_to_not_allowed": "reply_to is not on the reply queue allow-list",
+    "pinecone_rejected": "Pinecone answered 400/422 for this message's records (set by the worker)",
+    "retries_exhausted": "the last delivery before the redrive limit failed transiently (set by the worker)",
+}
+
+_WRITE_OPS = ("upsert", "delete", "delete_by_filter", "purge_tenant")
+_QUERY_OPS = ("query",)
+
+_write_adapter: TypeAdapter[WriteMessage] = TypeAdapter(WriteMessage)
+
+
+def parse_write_message(body: str, context: ValidationContext) -> WriteMessage:
+    """Validate an ingest-queue body. Raises :class:`PoisonMessageError` with every problem."""
+    try:
+        return _write_adapter.validate_json(body, context=context.as_pydantic_context())
+    except ValidationError as error:
+        raise PoisonMessageError(problems_from(error, _WRITE_OPS)) from None
+
+
+def parse_query_message(body: str, context: ValidationContext) -> QueryMessage:
+    """Validate a query-queue body. Raises :class:`PoisonMessageError` with every problem."""
+    try:
+        return QueryMessage.model_validate_json(body, context=context.as_pydantic_context())
+    except ValidationError as error:
+        raise PoisonMessageError(problems_from(error, _QUERY_OPS)) from None
+
+
+def problems_from(error: ValidationError, ops: tuple[str, ...]) -> list[Problem]:
+    """Map pydantic's errors to the contract's codes, with locations like ``records[3].values``."""
+    problems: list[Problem] = []
+    for detail in error.errors(include_url=False, include_input=False):
+        loc = detail["loc"]
+        if loc and loc[0] in ops:  # a discriminated union puts the tag first
+            loc = loc[1:]
+        problems.append(Problem(_code_for(detail["type"], loc, ops), _format_location(loc), _message_for(detail, ops)))
+    return problems
+
+
+def _code_for(error_type: str, loc: tuple[int | str, ...], ops: tuple[str, ...]) -> str:
+    if error_type in ERROR_CODES:
+        return error_type
+    if error_type == "json_invalid":
+        return "invalid_json"
+    if error_type in {"union_tag_invalid", "union_tag_not_found"} or (loc == ("op",) and error_type == "literal_error"):
+        return "unknown_op"
+    if loc == ("schema_version",) and error_type == "literal_error":
+        return "unsupported_schema_version"
+    if error_type == "too_long" and loc == ("records",):
+        return "too_many_records"
+    return "schema_violation"
+
+
+def _message_for(detail: Any, ops: tuple[str, ...]) -> str:
+    if detail["type"] in {"union_tag_invalid", "union_tag_not_found"}:
+        return f"op must be one of {', '.join(ops)}"
+    if detail["type"] == "extra_forbidden":
+        return "unknown field (contract v1 rejects fields it does not define)"
+    return str(detail["msg"])
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
