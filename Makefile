@@ -60,12 +60,13 @@ format: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy shared/vector_relay functions
 
-validate: $(SAM_VENV)/.installed
+validate: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(SAM) validate --template template.yaml --region $(REGION)
 	$(SAM) validate --lint --template template.yaml --region $(REGION)
 	@mkdir -p .aws-sam
 	$(SAM_VENV)/bin/python tools/sam_to_cfn.py template.yaml .aws-sam/translated.json
 	$(SAM_VENV)/bin/cfn-lint .aws-sam/translated.json
+	$(PY) -m tools.template_rules template.yaml
 
 # sam's pip builder needs the runtime's interpreter first on PATH.
 build: $(SAM_VENV)/.installed

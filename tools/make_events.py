@@ -117,6 +117,7 @@ def ingest_poison() -> list[tuple[str, str]]:
             dumps(upsert("acme", ok | {"sparse_values": {"indices": [7, 42], "values": [0.4, 0.1]}})),
             "sparse_not_supported",
         ),
+        (dumps(upsert("acme", ok | {"sparse_values": {"indices": [7, 42], "values": [0.4]}})), "sparse_values_invalid"),
     ]
 
 

@@ -1,0 +1,114 @@
+"""The project's template rules hold for template.yaml, and each one catches the mistake it exists for."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+from tools.template_rules import check, load_template
+
+TEMPLATE = load_template(ROOT / "template.yaml")
+
+
+def broken(change: Callable[[dict[str, Any]], None]) -> list[str]:
+    template = copy.deepcopy(TEMPLATE)
+    change(template)
+    return [violation.rule for violation in check(template)]
+
+
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]
+
+
+def test_template_yaml_breaks_no_rule() -> None:
+    assert check(TEMPLATE) == []
+
+
+def test_short_tags_are_read_as_cloudformation_functions() -> None:
+    queue = resources(TEMPLATE)["IngestFunction"]["Properties"]["Events"]["IngestQueueMessages"]["Properties"]["Queue"]
+    assert queue == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+
+
+def _set_visibility(value: int) -> Callable[[dict[str, Any]], None]:
+    def change(template: dict[str, Any]) -> None:
+        resources(template)["IngestQueue"]["Properties"]["VisibilityTimeout"] = value
+
+    return change
+
+
+def test_visibility_below_six_times_the_timeout_plus_window_fails() -> None:
+    assert broken(_set_visibility(419)) == ["visibility_timeout"]  # 6 x 60 + 60 = 420
+    assert broken(_set_visibility(420)) == []
+
+
+def test_visibility_rule_uses_the_largest_batching_window_a_parameter_allows() -> None:
+    def widen(template: dict[str, Any]) -> None:
+        template["Parameters"]["IngestBatchingWindowSeconds"]["MaxValue"] = 120
+
+    assert broken(widen) == ["visibility_timeout"]
+
+
+def test_function_timeout_from_globals_counts() -> None:
+    def drop_timeout(template: dict[str, Any]) -> None:
+        del resources(template)["QueryFunction"]["Properties"]["Timeout"]
+        template["Globals"]["Function"]["Timeout"] = 60
+
+    assert broken(drop_timeout) == ["visibility_timeout"]
+
+
+def test_consumed_queue_without_redrive_policy_fails() -> None:
+    def drop_redrive(template: dict[str, Any]) -> None:
+        del resources(template)["QueryQueue"]["Properties"]["RedrivePolicy"]
+
+    assert broken(drop_redrive) == ["dead_letter_queue"]
+
+
+def test_dlq_retention_not_longer_than_source_fails() -> None:
+    def shorten(template: dict[str, Any]) -> None:
+        resources(template)["IngestDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] = 345600
+
+    assert broken(shorten) == ["dlq_retention"]
+
+
+def test_sqs_event_without_report_batch_item_failures_fails() -> None:
+    def drop(template: dict[str, Any]) -> None:
+        event = resources(template)["IngestFunction"]["Properties"]["Events"]["IngestQueueMessages"]
+        del event["Properties"]["FunctionResponseTypes"]
+
+    assert broken(drop) == ["report_batch_item_failures"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"MaximumBatchingWindowInSeconds": 0},
+        {"BatchSize": 11, "MaximumBatchingWindowInSeconds": 0},
+    ],
+)
+def test_batch_size_above_ten_without_a_window_fails(change: dict[str, Any]) -> None:
+    def apply(template: dict[str, Any]) -> None:
+        resources(template)["IngestFunction"]["Properties"]["Events"]["IngestQueueMessages"]["Properties"].update(
+            change
+        )
+
+    assert broken(apply) == ["batching_window"]
+
+
+def test_a_batch_size_parameter_that_may_exceed_ten_needs_a_window() -> None:
+    def raise_query_max(template: dict[str, Any]) -> None:
+        template["Parameters"]["QueryBatchSize"]["MaxValue"] = 100
+
+    assert broken(raise_query_max) == ["batching_window"]
+
+
+@pytest.mark.parametrize("action", ["*", "s3:*", ["sqs:SendMessage", "sqs:*"]])
+def test_wildcard_iam_actions_fail(action: Any) -> None:
+    def widen(template: dict[str, Any]) -> None:
+        statement = resources(template)["QueryFunction"]["Properties"]["Policies"][-1]["Statement"][0]
+        statement["Action"] = action
+
+    assert broken(widen) == ["no_wildcard_actions"]

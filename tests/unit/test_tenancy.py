@@ -1,0 +1,87 @@
+"""Tenant -> namespace comes only from the registry, which is validated and refreshed safely."""
+
+from __future__ import annotations
+
+import pytest
+
+from vector_relay.errors import ConfigurationError
+from vector_relay.tenancy import TenantRegistry, TenantRegistrySource
+
+
+def test_registry_maps_tenants_to_their_namespaces() -> None:
+    registry = TenantRegistry.from_json('{"acme": "tenant-acme", "globex": "g"}', source="test")
+    assert registry.namespace_for("acme") == "tenant-acme"
+    assert set(registry) == {"acme", "globex"}
+    assert "initech" not in registry
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("{oops", "is not JSON"),
+        ('["acme"]', "must be a JSON object"),
+        ('{"acme": "shared", "globex": "shared"}', "share namespace 'shared'"),
+        ('{"acme": ""}', "namespace must be 1-512 ASCII"),
+        ('{"acme": "caf\\u00e9"}', "namespace must be 1-512 ASCII"),
+        ('{"acme": 7}', "namespace must be 1-512 ASCII"),
+        ('{"": "ns"}', "must be a non-empty string"),
+    ],
+)
+def test_invalid_registries_are_configuration_errors(text: str, fragment: str) -> None:
+    with pytest.raises(ConfigurationError, match=fragment):
+        TenantRegistry.from_json(text, source="test")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_parameter_registry_is_cached_for_the_ttl_then_reread() -> None:
+    reads: list[str] = []
+    values = iter(['{"acme": "a"}', '{"acme": "a", "globex": "g"}'])
+    clock = Clock()
+
+    def read(name: str) -> str:
+        reads.append(name)
+        return next(values)
+
+    source = TenantRegistrySource(inline=None, parameter_name="reg", read_parameter=read, ttl_seconds=60, clock=clock)
+    assert set(source.current()) == {"acme"}
+    clock.now = 59
+    assert set(source.current()) == {"acme"}
+    clock.now = 60
+    assert set(source.current()) == {"acme", "globex"}
+    assert reads == ["reg", "reg"]
+
+
+def test_a_failed_reread_keeps_the_last_good_registry() -> None:
+    clock = Clock()
+    answers = ['{"acme": "a"}', "{broken"]
+
+    def read(name: str) -> str:
+        return answers.pop(0) if answers else '{"acme": "a2"}'
+
+    source = TenantRegistrySource(inline=None, parameter_name="reg", read_parameter=read, ttl_seconds=10, clock=clock)
+    assert source.current().namespace_for("acme") == "a"
+    clock.now = 10
+    assert source.current().namespace_for("acme") == "a"  # broken value ignored
+    assert source.current().namespace_for("acme") == "a2"  # tried again on the next call
+
+
+def test_no_registry_ever_read_is_an_error() -> None:
+    def read(name: str) -> str:
+        raise OSError("ssm unreachable")
+
+    source = TenantRegistrySource(inline=None, parameter_name="reg", read_parameter=read, ttl_seconds=10)
+    with pytest.raises(OSError, match="ssm unreachable"):
+        source.current()
+
+
+@pytest.mark.parametrize(("inline", "parameter"), [(None, None), ('{"a": "b"}', "reg")])
+def test_exactly_one_registry_source(inline: str | None, parameter: str | None) -> None:
+    with pytest.raises(ConfigurationError, match="exactly one"):
+        TenantRegistrySource(inline=inline, parameter_name=parameter, read_parameter=str, ttl_seconds=1)

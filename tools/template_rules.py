@@ -1,0 +1,228 @@
+"""The project's own rules for template.yaml, which neither `sam validate` nor cfn-lint checks.
+
+* ``visibility_timeout``: a source queue's visibility timeout is at least 6x the function timeout
+  plus the largest batching window (Lambda's guidance for SQS event sources);
+* ``dead_letter_queue``: every queue a function consumes has a redrive policy to a DLQ;
+* ``dlq_retention``: a DLQ keeps messages longer than its source queue (or redriven messages expire);
+* ``report_batch_item_failures``: every SQS event source reports partial batch failures;
+* ``batching_window``: a batch size above 10 comes with a batching window of at least 1 s (AWS
+  rejects the event source mapping otherwise);
+* ``no_wildcard_actions``: no IAM statement allows ``*`` actions.
+
+Parameters are checked over their whole allowed range (``MinValue``/``MaxValue``), so no value a
+user may pass at deploy time breaks a rule. Usage: ``python -m tools.template_rules template.yaml``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_QUEUE_RETENTION = 345_600  # SQS default, 4 days
+DEFAULT_VISIBILITY_TIMEOUT = 30
+DEFAULT_FUNCTION_TIMEOUT = 3
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    resource: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.resource}: {self.message}"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation's short-form tags (!Ref, !GetAtt, !Sub, ...) as their long forms."""
+
+
+def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if tag_suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _construct_tag)
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    return yaml.load(path.read_text(), Loader=_CfnLoader)
+
+
+class _Template:
+    def __init__(self, template: dict[str, Any]) -> None:
+        self.resources: dict[str, Any] = template.get("Resources", {})
+        self.parameters: dict[str, Any] = template.get("Parameters", {})
+        self.function_globals: dict[str, Any] = template.get("Globals", {}).get("Function", {})
+
+    def bounds(self, value: Any) -> tuple[float, float] | None:
+        """The (lowest, highest) number ``value`` can be: a literal, or a parameter's allowed range."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value), float(value)
+        if isinstance(value, str):
+            try:
+                return float(value), float(value)
+            except ValueError:
+                return None
+        if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in self.parameters:
+            parameter = self.parameters[value["Ref"]]
+            allowed = parameter.get("AllowedValues")
+            if allowed:
+                numbers = [float(v) for v in allowed]
+                return min(numbers), max(numbers)
+            default = parameter.get("Default")
+            low = parameter.get("MinValue", default)
+            high = parameter.get("MaxValue", default)
+            if low is None or high is None:
+                return None
+            return float(low), float(high)
+        return None
+
+    def queue_name(self, reference: Any) -> str | None:
+        """The logical id of the queue an event source or redrive policy points at."""
+        if isinstance(reference, dict):
+            target = reference.get("Fn::GetAtt") or reference.get("Ref")
+            name = target[0] if isinstance(target, list) else target
+            if name in self.resources and self.resources[name].get("Type") == "AWS::SQS::Queue":
+                return str(name)
+        return None
+
+    def sqs_event_sources(self) -> Iterator[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+        """(function id, event id, function properties, event properties) for every SQS event."""
+        for name, resource in self.resources.items():
+            if resource.get("Type") != "AWS::Serverless::Function":
+                continue
+            properties = resource.get("Properties", {})
+            for event_name, event in (properties.get("Events") or {}).items():
+                if event.get("Type") == "SQS":
+                    yield name, event_name, properties, event.get("Properties", {})
+
+
+def _visibility_timeout(t: _Template) -> Iterator[Violation]:
+    for function, event, properties, source in t.sqs_event_sources():
+        queue = t.queue_name(source.get("Queue"))
+        if queue is None:
+            continue
+        timeout = t.bounds(properties.get("Timeout", t.function_globals.get("Timeout", DEFAULT_FUNCTION_TIMEOUT)))
+        window = t.bounds(source.get("MaximumBatchingWindowInSeconds", 0))
+        visibility = t.bounds(
+            t.resources[queue].get("Properties", {}).get("VisibilityTimeout", DEFAULT_VISIBILITY_TIMEOUT)
+        )
+        if timeout is None or window is None or visibility is None:
+            yield Violation("visibility_timeout", queue, "cannot resolve the timeout, window or visibility timeout")
+            continue
+        needed = 6 * timeout[1] + window[1]
+        if visibility[0] < needed:
+            yield Violation(
+                "visibility_timeout",
+                queue,
+                f"visibility timeout {visibility[0]:g} s < 6 x {function} timeout {timeout[1]:g} s"
+                f" + batching window {window[1]:g} s of {event} = {needed:g} s",
+            )
+
+
+def _dead_letter_queue(t: _Template) -> Iterator[Violation]:
+    for function, event, _properties, source in t.sqs_event_sources():
+        queue = t.queue_name(source.get("Queue"))
+        if queue is None:
+            yield Violation("dead_letter_queue", function, f"{event} does not consume a queue of this template")
+        elif "RedrivePolicy" not in t.resources[queue].get("Properties", {}):
+            yield Violation("dead_letter_queue", queue, f"consumed by {function} but has no RedrivePolicy")
+
+
+def _dlq_retention(t: _Template) -> Iterator[Violation]:
+    for name, resource in t.resources.items():
+        properties = resource.get("Properties", {})
+        if resource.get("Type") != "AWS::SQS::Queue" or "RedrivePolicy" not in properties:
+            continue
+        dlq = t.queue_name(properties["RedrivePolicy"].get("deadLetterTargetArn"))
+        if dlq is None:
+            yield Violation("dlq_retention", name, "the redrive target is not a queue of this template")
+            continue
+        source = t.bounds(properties.get("MessageRetentionPeriod", DEFAULT_QUEUE_RETENTION))
+        target = t.bounds(t.resources[dlq].get("Properties", {}).get("MessageRetentionPeriod", DEFAULT_QUEUE_RETENTION))
+        if source is None or target is None or target[0] <= source[1]:
+            yield Violation(
+                "dlq_retention", dlq, f"keeps messages {target} s, not longer than its source {name} ({source} s)"
+            )
+
+
+def _report_batch_item_failures(t: _Template) -> Iterator[Violation]:
+    for function, event, _properties, source in t.sqs_event_sources():
+        if "ReportBatchItemFailures" not in (source.get("FunctionResponseTypes") or []):
+            yield Violation("report_batch_item_failures", function, f"{event} does not report batch item failures")
+
+
+def _batching_window(t: _Template) -> Iterator[Violation]:
+    for function, event, _properties, source in t.sqs_event_sources():
+        batch = t.bounds(source.get("BatchSize", 10))
+        window = t.bounds(source.get("MaximumBatchingWindowInSeconds", 0))
+        if batch is None or window is None:
+            yield Violation("batching_window", function, f"{event}: cannot resolve batch size or window")
+        elif batch[1] > 10 and window[0] < 1:
+            yield Violation(
+                "batching_window",
+                function,
+                f"{event}: batch size can be {batch[1]:g} (> 10) with a batching window of {window[0]:g} s (< 1)",
+            )
+
+
+def _statements(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    if isinstance(node, dict):
+        if "Action" in node or "NotAction" in node:
+            yield where, node
+        for value in node.values():
+            yield from _statements(value, where)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _statements(item, where)
+
+
+def _no_wildcard_actions(t: _Template) -> Iterator[Violation]:
+    for name, resource in t.resources.items():
+        for where, statement in _statements(resource.get("Properties", {}), name):
+            for key in ("Action", "NotAction"):
+                actions = statement.get(key, [])
+                for action in [actions] if isinstance(actions, str) else actions:
+                    if isinstance(action, str) and "*" in action:
+                        yield Violation("no_wildcard_actions", where, f"{key} {action!r} uses a wildcard")
+
+
+RULES = (
+    _visibility_timeout,
+    _dead_letter_queue,
+    _dlq_retention,
+    _report_batch_item_failures,
+    _batching_window,
+    _no_wildcard_actions,
+)
+
+
+def check(template: dict[str, Any]) -> list[Violation]:
+    parsed = _Template(template)
+    return [violation for rule in RULES for violation in rule(parsed)]
+
+
+def main(path: str) -> int:
+    violations = check(load_template(Path(path)))
+    for violation in violations:
+        print(violation)
+    print(f"{path}: {len(violations)} rule violation(s)")
+    return 1 if violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "template.yaml"))
