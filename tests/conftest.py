@@ -34,7 +34,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "VectorRelayTest")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "tests")
     _clear_caches()
     yield

@@ -2,18 +2,19 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vector_relay.ingest import handle_ingest_batch
+from vector_relay.observability import function_metrics
 from vector_relay.sqs_batch import WholeBatchProcessor
 from vector_relay.worker import worker_dependencies
 
 logger = Logger()
-metrics = Metrics()
+metrics = function_metrics()
 processor = WholeBatchProcessor(logger=logger)
 
 

@@ -1,0 +1,83 @@
+"""What `sam build` produces imports the way Lambda imports it: each function with only the built layers.
+
+`make test` runs `make build` first. The import runs in a separate Python 3.13 (Lambda's runtime
+version) with no site-packages at all, so a layer layout mistake (a `python/` folder in the layer
+source, a missing package) fails here instead of in a deploy.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tools.template_rules import load_template
+
+BUILD = ROOT / ".aws-sam" / "build"
+TEMPLATE = load_template(ROOT / "template.yaml")
+FUNCTIONS = sorted(name for name, r in TEMPLATE["Resources"].items() if r["Type"] == "AWS::Serverless::Function")
+LAYERS = sorted(name for name, r in TEMPLATE["Resources"].items() if r["Type"] == "AWS::Serverless::LayerVersion")
+
+IMPORT_LIKE_LAMBDA = """
+import importlib, json, sys
+function_dir, *layer_dirs = sys.argv[1:]
+sys.path[:0] = [function_dir, *layer_dirs]
+module_name, handler_name = {handler!r}.rsplit(".", 1)
+module = importlib.import_module(module_name)
+handler = getattr(module, handler_name)
+top_level = {{name.split(".")[0] for name in sys.modules}}
+loaded = sorted(top_level & {{"vector_relay", "pinecone", "pydantic", "boto3", "aws_lambda_powertools"}})
+origin = sys.modules["vector_relay"].__file__
+print(json.dumps({{"callable": callable(handler), "loaded": loaded, "vector_relay": origin}}))
+"""
+
+
+def lambda_python() -> str:
+    return subprocess.run(
+        [str(ROOT / "tools" / "find-python.sh")], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def built() -> Path:
+    if not (BUILD / "template.yaml").exists():
+        pytest.fail("no build output: run `make build` (make test does it first)")
+    return BUILD
+
+
+def test_layers_are_built_with_a_python_folder_holding_packages(built: Path) -> None:
+    for layer in LAYERS:
+        python_dir = built / layer / "python"
+        assert python_dir.is_dir(), layer
+        assert not (python_dir / "python").exists(), f"{layer}: python/python would not be importable"
+    assert (built / "SharedCodeLayer" / "python" / "vector_relay" / "__init__.py").is_file()
+    assert (built / "DependenciesLayer" / "python" / "pinecone").is_dir()
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_each_handler_imports_from_the_built_artifacts_alone(built: Path, function: str) -> None:
+    handler = TEMPLATE["Resources"][function]["Properties"]["Handler"]
+    layer_dirs = [str(built / layer / "python") for layer in LAYERS]
+    result = subprocess.run(
+        [
+            lambda_python(),
+            "-I",
+            "-S",
+            "-c",
+            IMPORT_LIKE_LAMBDA.format(handler=handler),
+            str(built / function),
+            *layer_dirs,
+        ],
+        capture_output=True,
+        text=True,
+        env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["callable"] is True
+    assert "vector_relay" in report["loaded"]
+    assert report["vector_relay"].startswith(str(built / "SharedCodeLayer"))

@@ -1,0 +1,54 @@
+"""Pins, layers and tooling agree with each other, so what is tested is what is deployed."""
+
+from __future__ import annotations
+
+import tomllib
+
+from tests.conftest import ROOT
+from tools.template_rules import load_template
+
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+TEMPLATE = load_template(ROOT / "template.yaml")
+
+
+def requirement_lines(path: str) -> list[str]:
+    lines = (ROOT / path).read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_dependencies_layer_has_exactly_the_runtime_pins() -> None:
+    assert requirement_lines("layers/dependencies/requirements.txt") == PYPROJECT["project"]["dependencies"]
+
+
+def test_every_dependency_is_pinned_exactly() -> None:
+    project = PYPROJECT["project"]
+    for requirement in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
+        assert "==" in requirement, requirement
+    assert "pinecone==10.2.0" in project["dependencies"]
+
+
+def test_layer_sources_have_no_python_folder() -> None:
+    """SAM adds python/ when it builds a layer with a BuildMethod; a source python/ would end up as python/python."""
+    for resource in TEMPLATE["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::LayerVersion":
+            source = ROOT / resource["Properties"]["ContentUri"]
+            assert source.is_dir()
+            assert not (source / "python").exists(), source
+            assert resource["Metadata"]["BuildMethod"] == TEMPLATE["Globals"]["Function"]["Runtime"]
+
+
+def test_functions_and_layers_share_runtime_and_architecture() -> None:
+    runtime = TEMPLATE["Globals"]["Function"]["Runtime"]
+    architectures = TEMPLATE["Globals"]["Function"]["Architectures"]
+    assert runtime == "python3.13"
+    for resource in TEMPLATE["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::LayerVersion":
+            assert resource["Properties"]["CompatibleRuntimes"] == [runtime]
+            assert resource["Properties"]["CompatibleArchitectures"] == architectures
+            assert [resource["Metadata"]["BuildArchitecture"]] == architectures
+
+
+def test_only_the_gateway_may_import_the_pinecone_sdk() -> None:
+    banned = PYPROJECT["tool"]["ruff"]["lint"]["flake8-tidy-imports"]["banned-api"]
+    assert "pinecone" in banned
+    assert "TID" in PYPROJECT["tool"]["ruff"]["lint"]["select"]
