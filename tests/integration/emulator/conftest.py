@@ -1,0 +1,44 @@
+"""The emulator fixtures (pinecone_emulator.pytest_plugin) plus SDK clients pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from pinecone import Index, Pinecone, ServerlessSpec
+
+from pinecone_emulator.pytest_plugin import *  # noqa: F403 - the plugin's fixtures
+from pinecone_emulator.pytest_plugin import EmulatorHandle
+
+
+@pytest.fixture
+def pc(pinecone_emulator: EmulatorHandle) -> Iterator[Pinecone]:
+    client = Pinecone(api_key=pinecone_emulator.api_key, host=pinecone_emulator.url)
+    yield client
+    client.close()
+
+
+IndexFactory = Callable[..., Index]
+
+
+@pytest.fixture
+def make_index(pc: Pinecone) -> Iterator[IndexFactory]:
+    """Create an index the legacy way (dimension/metric/spec) and open its data plane by name."""
+    opened: list[Index] = []
+
+    def make(name: str = "idx", dimension: int | None = 3, metric: str = "cosine", vector_type: str = "dense") -> Index:
+        if vector_type == "sparse":
+            pc.create_index(
+                name, metric="dotproduct", vector_type="sparse", spec=ServerlessSpec(cloud="aws", region="us-east-1")
+            )
+        else:
+            pc.create_index(
+                name, dimension=dimension, metric=metric, spec=ServerlessSpec(cloud="aws", region="us-east-1")
+            )
+        index = pc.Index(name=name)
+        opened.append(index)
+        return index
+
+    yield make
+    for index in opened:
+        index.close()
