@@ -8,8 +8,8 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vector_relay.querying import handle_query_batch
 from vector_relay.observability import function_metrics
+from vector_relay.querying import handle_query_batch
 from vector_relay.sqs_batch import WholeBatchProcessor
 from vector_relay.worker import worker_dependencies
 
