@@ -111,16 +111,20 @@ def _field_matches(metadata: dict[str, Any], key: str, condition: dict[str, Any]
             ok = not any(_equal(e, o) for e in elements for o in operand)
         else:
             numeric = isinstance(value, int | float) and not isinstance(value, bool)
-            bound = float(operand)
-            ok = numeric and {
-                "$gt": lambda v: v > bound,
-                "$gte": lambda v: v >= bound,
-                "$lt": lambda v: v < bound,
-                "$lte": lambda v: v <= bound,
-            }[operator](float(value))
+            ok = numeric and _compare(operator, float(value), float(operand))
         if not ok:
             return False
     return True
+
+
+def _compare(operator: str, value: float, bound: float) -> bool:
+    if operator == "$gt":
+        return value > bound
+    if operator == "$gte":
+        return value >= bound
+    if operator == "$lt":
+        return value < bound
+    return value <= bound
 
 
 def reference_score(metric: str, stored: list[float], query: list[float]) -> float:
