@@ -15,7 +15,7 @@ from moto.server import ThreadedMotoServer
 
 from vector_relay.clients import clear_client_caches
 from vector_relay.settings import get_settings
-from vector_relay.worker import worker_dependencies
+from vector_relay.worker import reset_worker_dependencies
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -42,7 +42,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def _clear_caches() -> None:
     get_settings.cache_clear()
-    worker_dependencies.cache_clear()
+    reset_worker_dependencies()
     clear_client_caches()
 
 

@@ -1,35 +1,104 @@
-"""The ingest worker's batch logic: validate every message, dead-letter the poison, apply the rest.
+"""The ingest worker's batch logic: validate, dead-letter the poison, coalesce, write to Pinecone.
 
-This build validates and dead-letters; applying valid writes to Pinecone (coalesced, parallel,
-deadline-aware) is not enabled yet, so valid messages are reported as batch item failures and stay
-on the queue: nothing valid is acknowledged without being applied.
+1. Every message is validated on its own (contract, tenant, index shape); poison is sent to the
+   DLQ with its reasons and acknowledged.
+2. The valid messages are planned into as few Pinecone requests as allowed
+   (:mod:`vector_relay.batching`) and run concurrently under the invocation's deadline
+   (:mod:`vector_relay.writer`).
+3. Messages Pinecone rejects are poison too (``pinecone_rejected``); messages whose request failed
+   transiently are reported as batch item failures, except on their last delivery before the
+   redrive limit, where they go to the DLQ with ``retries_exhausted`` and the last error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from statistics import fmean
 
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vector_relay.contract import ValidationContext
-from vector_relay.errors import TransientError
+from vector_relay.batching import plan_writes
+from vector_relay.contract import ValidationContext, WriteMessage
+from vector_relay.errors import PoisonMessageError, Problem
 from vector_relay.validation import parse_write_message
-from vector_relay.worker import WorkerDependencies, sort_batch
+from vector_relay.worker import WorkerDependencies, dead_letter, sort_batch
+from vector_relay.writer import Deadline, PlanRunner, WriteOutcome
 
+logger = Logger(child=True)
 
-class WritesNotEnabledError(TransientError):
-    """Valid writes stay on the queue until this build applies them to Pinecone."""
+# Used when there is no Lambda context (a direct call in a script or test).
+DEFAULT_BUDGET_SECONDS = 30.0
 
 
 def handle_ingest_batch(
     records: list[SQSRecord], context: LambdaContext | None, deps: WorkerDependencies
 ) -> Mapping[str, BaseException]:
-    """Return the messages that must be retried, by message id. Poison is dead-lettered and acknowledged."""
-    validation = ValidationContext(tenants=deps.tenants.current(), index=deps.index)
+    """Return the messages SQS must redeliver, by message id. Everything else was applied or dead-lettered."""
+    deadline = Deadline(_budget_seconds(context, deps))
+    tenants = deps.tenants.current()
+    validation = ValidationContext(tenants=tenants, index=deps.index.current())
     batch = sort_batch(records, deps, parse_write_message, validation)
-    for record, _message in batch.valid:
-        batch.failures[record.message_id] = WritesNotEnabledError(
-            "applying writes to Pinecone is not enabled in this build"
-        )
-    return batch.failures
+    writes: list[tuple[str, str, WriteMessage]] = [
+        (record.message_id, tenants.namespace_for(message.tenant), message) for record, message in batch.valid
+    ]
+    plan = plan_writes(writes)
+    runner = PlanRunner(
+        deps.gateways,
+        deadline=deadline,
+        max_concurrency=deps.settings.pinecone_max_concurrency,
+        namespace_rate_limit=deps.settings.pinecone_namespace_rate_limit,
+    )
+    outcome = deps.loop.run(runner.run(plan))
+    by_id = {record.message_id: record for record, _ in batch.valid}
+    failures = dict(batch.failures)
+    for message_id, poison in outcome.poison.items():
+        dead_letter(deps, by_id[message_id], poison, failures)
+    for message_id, error in outcome.failures.items():
+        record = by_id[message_id]
+        if _last_delivery(record, deps):
+            exhausted = PoisonMessageError([Problem("retries_exhausted", "", f"last delivery failed: {error}")])
+            dead_letter(deps, record, exhausted, failures)
+        else:
+            failures[message_id] = error
+    _report(outcome, deps, len(batch.valid), len(failures))
+    return failures
+
+
+def _budget_seconds(context: LambdaContext | None, deps: WorkerDependencies) -> float:
+    if context is None:
+        return DEFAULT_BUDGET_SECONDS
+    return (context.get_remaining_time_in_millis() - deps.settings.deadline_margin_ms) / 1000
+
+
+def _last_delivery(record: SQSRecord, deps: WorkerDependencies) -> bool:
+    return int(record.attributes.approximate_receive_count) >= deps.settings.source_queue_max_receive_count
+
+
+def _report(outcome: WriteOutcome, deps: WorkerDependencies, valid: int, failed: int) -> None:
+    metrics = deps.metrics
+    metrics.add_metric(name="RecordsUpserted", unit=MetricUnit.Count, value=outcome.records_upserted)
+    metrics.add_metric(name="RecordsDeleted", unit=MetricUnit.Count, value=outcome.records_deleted)
+    metrics.add_metric(name="PineconeRequests", unit=MetricUnit.Count, value=outcome.requests)
+    metrics.add_metric(name="TransientFailures", unit=MetricUnit.Count, value=len(outcome.failures))
+    if outcome.deadline_cutoffs:
+        metrics.add_metric(name="DeadlineCutoffs", unit=MetricUnit.Count, value=outcome.deadline_cutoffs)
+    if outcome.auth_refreshes:
+        metrics.add_metric(name="AuthRefreshes", unit=MetricUnit.Count, value=outcome.auth_refreshes)
+    for latency in outcome.latencies_ms:
+        metrics.add_metric(name="PineconeLatency", unit=MetricUnit.Milliseconds, value=latency)
+    logger.info(
+        "ingest batch done",
+        extra={
+            "valid_messages": valid,
+            "failed_messages": failed,
+            "records_upserted": outcome.records_upserted,
+            "records_deleted": outcome.records_deleted,
+            "pinecone_requests": outcome.requests,
+            "mean_latency_ms": round(fmean(outcome.latencies_ms), 1) if outcome.latencies_ms else None,
+            "rejected_messages": len(outcome.poison),
+            "deadline_cutoffs": outcome.deadline_cutoffs,
+        },
+    )

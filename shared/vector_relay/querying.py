@@ -27,7 +27,7 @@ def handle_query_batch(
 ) -> Mapping[str, BaseException]:
     """Return the messages that must be retried, by message id. Poison is dead-lettered and acknowledged."""
     validation = ValidationContext(
-        tenants=deps.tenants.current(), index=deps.index, reply_queues=deps.settings.reply_queue_allow_list
+        tenants=deps.tenants.current(), index=deps.index.current(), reply_queues=deps.settings.reply_queue_allow_list
     )
     batch = sort_batch(records, deps, parse_query_message, validation)
     for record, _message in batch.valid:

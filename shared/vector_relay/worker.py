@@ -2,10 +2,14 @@
 
 Every message of a batch is validated on its own; a poison message is dead-lettered (and
 acknowledged) without disturbing the others, and a failed dead-letter send keeps it on its queue.
+Dependencies are built on the first invocation of a container and reused while it stays warm:
+AWS clients, the tenant registry, the API key and the Pinecone client, and one event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -15,24 +19,49 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from vector_relay.clients import sqs_client, ssm_client
+from vector_relay.api_key_cache import ApiKey, ApiKeyCache, read_api_key
+from vector_relay.clients import secrets_client, sqs_client, ssm_client
 from vector_relay.contract import IndexShape, ValidationContext
 from vector_relay.errors import PoisonMessageError, TransientError
+from vector_relay.pinecone_gateway import PineconeGateway, describe_index_shape
 from vector_relay.poison import route_poison
 from vector_relay.settings import Settings, get_settings
 from vector_relay.tenancy import TenantRegistrySource
+from vector_relay.writer import GatewaySource
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 
-@dataclass(frozen=True, slots=True)
+class IndexShapeSource:
+    """The index's dimension and metric: from the settings when given, else one describe_index call per container."""
+
+    def __init__(self, settings: Settings, keys: ApiKeyCache) -> None:
+        self._settings = settings
+        self._keys = keys
+        self._lock = threading.Lock()
+        self._shape = index_shape_from_settings(settings)
+
+    def current(self) -> IndexShape:
+        with self._lock:
+            if self._shape is None:
+                name = self._settings.require("pinecone_index_name")
+                self._shape = describe_index_shape(
+                    api_key=self._keys.current().value, name=name, control_host=self._settings.pinecone_control_host
+                )
+            return self._shape
+
+
+@dataclass(slots=True)
 class WorkerDependencies:
     settings: Settings
     sqs: SQSClient
     tenants: TenantRegistrySource
-    index: IndexShape | None
+    keys: ApiKeyCache
+    index: IndexShapeSource
+    gateways: GatewaySource
     metrics: Metrics
+    loop: asyncio.Runner = field(default_factory=asyncio.Runner)
 
 
 @dataclass(slots=True)
@@ -54,6 +83,27 @@ def read_ssm_parameter(name: str) -> str:
     return ssm_client().get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
 
 
+def gateway_builder(settings: Settings) -> Callable[[ApiKey], PineconeGateway]:
+    def build(key: ApiKey) -> PineconeGateway:
+        return PineconeGateway(
+            host=settings.pinecone_index_host,
+            api_key=key.value,
+            attempt_timeout=settings.pinecone_request_timeout_seconds,
+        )
+
+    return build
+
+
+_built: list[WorkerDependencies] = []
+
+
+def reset_worker_dependencies() -> None:
+    """Forget the cached dependencies and close their event loops (tests; the local stack on restart)."""
+    while _built:
+        _built.pop().loop.close()
+    worker_dependencies.cache_clear()
+
+
 @cache
 def worker_dependencies(metrics: Metrics) -> WorkerDependencies:
     """Built on the first invocation of a container and reused while it stays warm."""
@@ -64,9 +114,18 @@ def worker_dependencies(metrics: Metrics) -> WorkerDependencies:
         read_parameter=read_ssm_parameter,
         ttl_seconds=settings.tenant_registry_ttl_seconds,
     )
-    return WorkerDependencies(
-        settings=settings, sqs=sqs_client(), tenants=tenants, index=index_shape_from_settings(settings), metrics=metrics
+    keys = ApiKeyCache(lambda: read_api_key(secrets_client(), settings.pinecone_secret_arn))
+    deps = WorkerDependencies(
+        settings=settings,
+        sqs=sqs_client(),
+        tenants=tenants,
+        keys=keys,
+        index=IndexShapeSource(settings, keys),
+        gateways=GatewaySource(keys, gateway_builder(settings)),
+        metrics=metrics,
     )
+    _built.append(deps)
+    return deps
 
 
 def sort_batch[M](
@@ -76,16 +135,25 @@ def sort_batch[M](
     validation: ValidationContext,
 ) -> SortedBatch[M]:
     """Validate each record with ``parse``; dead-letter the poison; return the valid ones and the retries."""
-    dead_letter_queue_url = deps.settings.require("dead_letter_queue_url")
     batch: SortedBatch[M] = SortedBatch()
     for record in records:
         try:
             batch.valid.append((record, parse(record.body, validation)))
         except PoisonMessageError as poison:
-            try:
-                route_poison(deps.sqs, dead_letter_queue_url=dead_letter_queue_url, record=record, error=poison)
-            except TransientError as error:
-                batch.failures[record.message_id] = error
-            else:
-                deps.metrics.add_metric(name="PoisonMessages", unit=MetricUnit.Count, value=1)
+            dead_letter(deps, record, poison, batch.failures)
     return batch
+
+
+def dead_letter(
+    deps: WorkerDependencies, record: SQSRecord, poison: PoisonMessageError, failures: dict[str, BaseException]
+) -> None:
+    """Send ``record`` to the DLQ with its reasons; if that fails, add it to ``failures`` so SQS keeps it."""
+    try:
+        route_poison(
+            deps.sqs, dead_letter_queue_url=deps.settings.require("dead_letter_queue_url"), record=record, error=poison
+        )
+    except TransientError as error:
+        failures[record.message_id] = error
+    else:
+        deps.metrics.add_metric(name="PoisonMessages", unit=MetricUnit.Count, value=1)
+        deps.metrics.add_metric(name=f"PoisonMessages.{poison.error_code}", unit=MetricUnit.Count, value=1)

@@ -1,7 +1,7 @@
-"""Poison goes to the DLQ on first receive, untouched and with its reasons; nothing valid is acknowledged unapplied.
+"""Poison goes to the DLQ on first receive, untouched and with its reasons, without disturbing its batch.
 
 The handlers run as Lambda runs them (the sample events, Powertools' partial batch response)
-against moto's server over HTTP.
+against moto's server and the Pinecone emulator over HTTP.
 """
 
 from __future__ import annotations
@@ -15,54 +15,16 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from functions.ingest import app as ingest_app
 from functions.query import app as query_app
 from tests.conftest import FakeLambdaContext, load_event
+from tests.integration.conftest import Pipeline
 from tests.unit.test_events import documented_poison
 from vector_relay.contract import DeadLetterAttributes
 
 
-@pytest.fixture
-def dead_letter_queue(aws: str, sample_settings: None, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = boto3.client("sqs").create_queue(QueueName="vector-relay-dlq")["QueueUrl"]
-    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", url)
-    return url
-
-
-def drain(queue_url: str) -> list[dict[str, Any]]:
-    sqs = boto3.client("sqs")
-    messages: list[dict[str, Any]] = []
-    while batch := sqs.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0
-    ).get("Messages", []):
-        messages.extend(batch)
-        sqs.delete_message_batch(
-            QueueUrl=queue_url,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
-        )
-    return messages
-
-
-@pytest.mark.parametrize(
-    ("event_name", "handler"),
-    [("ingest-mixed-with-poison", ingest_app.lambda_handler), ("query-mixed-with-poison", query_app.lambda_handler)],
-)
-def test_each_poison_message_is_dead_lettered_with_its_reason_and_the_rest_stay(
-    dead_letter_queue: str, lambda_context: FakeLambdaContext, event_name: str, handler: Any
-) -> None:
-    # GIVEN a batch mixing valid messages with one poison message of each kind
-    event = load_event(event_name)
-    poison = documented_poison()[event_name]
-    records = event["Records"]
-
-    # WHEN the function handles it
-    response = handler(event, lambda_context)
-
-    # THEN only the valid messages are left for SQS to redeliver (this build does not apply them yet) ...
-    valid_ids = [r["messageId"] for i, r in enumerate(records) if i not in poison]
-    assert response == {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in valid_ids]}
-    # ... and each poison message is in the DLQ once, body untouched, with its code and every reason
-    dead = {m["MessageAttributes"]["source_message_id"]["StringValue"]: m for m in drain(dead_letter_queue)}
-    assert set(dead) == {records[i]["messageId"] for i in poison}
+def assert_dead_lettered(dead: list[dict[str, Any]], records: list[dict[str, Any]], poison: dict[int, str]) -> None:
+    by_source = {m["MessageAttributes"]["source_message_id"]["StringValue"]: m for m in dead}
+    assert set(by_source) == {records[i]["messageId"] for i in poison}
     for index, code in poison.items():
-        message = dead[records[index]["messageId"]]
+        message = by_source[records[index]["messageId"]]
         assert message["Body"] == records[index]["body"]
         attributes = DeadLetterAttributes.from_message_attributes(message["MessageAttributes"])
         assert attributes.error_code == code
@@ -71,11 +33,51 @@ def test_each_poison_message_is_dead_lettered_with_its_reason_and_the_rest_stay(
         assert attributes.receive_count == 1
 
 
-def test_a_failed_dead_letter_send_keeps_the_message_on_its_queue(
-    dead_letter_queue: str, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+def test_each_poison_write_is_dead_lettered_and_its_batch_mates_land(
+    pipeline: Pipeline, lambda_context: FakeLambdaContext
 ) -> None:
-    # GIVEN a DLQ that does not exist (deleted, or no permission to send)
-    boto3.client("sqs").delete_queue(QueueUrl=dead_letter_queue)
+    # GIVEN a batch mixing two valid upserts with one poison message of each kind
+    event = load_event("ingest-mixed-with-poison")
+    poison = documented_poison()["ingest-mixed-with-poison"]
+
+    # WHEN the ingest function handles it
+    response = ingest_app.lambda_handler(event, lambda_context)
+
+    # THEN nothing is left for redelivery, every poison message is in the DLQ with its code ...
+    assert response == {"batchItemFailures": []}
+    assert_dead_lettered(pipeline.drain(), event["Records"], poison)
+    # ... and the valid messages landed
+    assert set(pipeline.fetch("acme", ["doc-42#0", "doc-42#1"])) == {"doc-42#0", "doc-42#1"}
+    assert set(pipeline.fetch("globex", ["kb-7#0"])) == {"kb-7#0"}
+
+
+@pytest.fixture
+def query_dead_letter_queue(aws: str, sample_settings: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = boto3.client("sqs").create_queue(QueueName="query-dlq")["QueueUrl"]
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", url)
+    return url
+
+
+def test_each_poison_query_is_dead_lettered_with_its_reason(
+    query_dead_letter_queue: str, lambda_context: FakeLambdaContext
+) -> None:
+    event = load_event("query-mixed-with-poison")
+    poison = documented_poison()["query-mixed-with-poison"]
+
+    response = query_app.lambda_handler(event, lambda_context)
+
+    # the valid query stays on the queue (this build does not answer queries yet)
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    sqs = boto3.client("sqs")
+    dead = sqs.receive_message(QueueUrl=query_dead_letter_queue, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
+    assert_dead_lettered(dead["Messages"], event["Records"], poison)
+
+
+def test_a_failed_dead_letter_send_keeps_the_message_on_its_queue(
+    pipeline: Pipeline, lambda_context: FakeLambdaContext
+) -> None:
+    # GIVEN a DLQ that cannot be reached (deleted, or no permission to send): an SQS outage for the DLQ
+    boto3.client("sqs").delete_queue(QueueUrl=pipeline.dlq_url)
     event = load_event("ingest-mixed-with-poison")
     event["Records"] = event["Records"][1:3]  # two poison messages
 
@@ -84,8 +86,8 @@ def test_a_failed_dead_letter_send_keeps_the_message_on_its_queue(
         ingest_app.lambda_handler(event, lambda_context)
 
 
-def test_one_bad_send_fails_only_its_own_message(
-    dead_letter_queue: str, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+def test_one_refused_dead_letter_send_fails_only_its_own_message(
+    pipeline: Pipeline, lambda_context: FakeLambdaContext
 ) -> None:
     # GIVEN a poison message whose DLQ copy SQS refuses, next to a normal one. Real SQS refuses a 1 MiB body
     # once the reason attributes are added; moto counts only the body, so the body here is one byte over.
@@ -99,15 +101,5 @@ def test_one_bad_send_fails_only_its_own_message(
 
     # THEN the refused one stays on its queue (the redrive policy takes it later) and the other is dead-lettered
     assert response == {"batchItemFailures": [{"itemIdentifier": big["messageId"]}]}
-    assert [m["MessageAttributes"]["source_message_id"]["StringValue"] for m in drain(dead_letter_queue)] == [
-        small["messageId"]
-    ]
-
-
-def test_valid_messages_are_never_acknowledged_unapplied(
-    dead_letter_queue: str, lambda_context: FakeLambdaContext
-) -> None:
-    event = load_event("ingest-upsert")
-    with pytest.raises(BatchProcessingError):
-        ingest_app.lambda_handler(event, lambda_context)
-    assert drain(dead_letter_queue) == []
+    dead = pipeline.drain()
+    assert [m["MessageAttributes"]["source_message_id"]["StringValue"] for m in dead] == [small["messageId"]]

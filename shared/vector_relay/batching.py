@@ -1,0 +1,223 @@
+"""Turn a batch of valid write messages into as few Pinecone requests as Pinecone allows.
+
+Rules, per namespace:
+
+* **Highest version wins inside the batch.** For each record id, only the write with the highest
+  ``version`` is sent (an upsert followed by a later-versioned delete of the same id is a
+  delete). On equal versions the later message in the batch wins. A message whose writes were all
+  superseded still depends on the winner: it is acknowledged only if the winning request succeeds,
+  so a write is never dropped in favour of one that then fails.
+* **Filter operations keep their place.** ``delete_by_filter`` and ``purge_tenant`` split the
+  namespace's writes into segments; a segment's writes are sent before the operation that follows
+  it, and the next segment's after it. A winning write is sent in the segment where it appears.
+* **Packing.** Upserts of a segment go into requests of at most 1,000 records and at most
+  :data:`MAX_UPSERT_REQUEST_BYTES` of JSON, measured on the bytes the SDK will send; deletes by id
+  into requests of at most 1,000 ids.
+
+The result is a :class:`WritePlan`: for each namespace, a list of stages run one after another;
+the requests of one stage are independent and may run concurrently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from vector_relay.contract import (
+    DeleteByFilterMessage,
+    DeleteMessage,
+    PurgeTenantMessage,
+    UpsertMessage,
+    UpsertRecord,
+    WriteMessage,
+)
+
+MAX_RECORDS_PER_REQUEST = 1000
+MAX_IDS_PER_DELETE = 1000
+# Pinecone's limit is "2 MB" per upsert request; stay under the decimal reading of it.
+MAX_UPSERT_REQUEST_BYTES = 2_000_000
+
+RequestKind = Literal["upsert", "delete_ids", "delete_by_filter", "delete_all"]
+
+
+@dataclass(slots=True)
+class PlannedRequest:
+    """One Pinecone call, with the messages whose fate depends on it.
+
+    ``origins`` maps each message that supplied a record to that record's position(s) here, so a
+    rejected request can be split by message. ``dependents`` are messages whose writes were
+    superseded by a record of this request: they succeed or fail with it.
+    """
+
+    kind: RequestKind
+    namespace: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    filter: dict[str, Any] | None = None
+    origins: dict[str, list[int]] = field(default_factory=dict)
+    dependents: set[str] = field(default_factory=set)
+    size_bytes: int = 0
+
+    @property
+    def message_ids(self) -> set[str]:
+        """Every message whose outcome this request decides."""
+        return set(self.origins) | self.dependents
+
+    @property
+    def item_count(self) -> int:
+        return len(self.records) if self.kind == "upsert" else len(self.ids)
+
+    def split_by_origin(self) -> tuple[PlannedRequest, PlannedRequest]:
+        """Two requests, each with about half of the originating messages (used to find a rejected one)."""
+        origins = list(self.origins)
+        half = len(origins) // 2
+        return self._subset(origins[:half]), self._subset(origins[half:])
+
+    def _subset(self, messages: Sequence[str]) -> PlannedRequest:
+        part = PlannedRequest(kind=self.kind, namespace=self.namespace, filter=self.filter)
+        items = self.records if self.kind == "upsert" else self.ids
+        for message_id in messages:
+            positions = []
+            for position in self.origins[message_id]:
+                positions.append(len(part.records) if self.kind == "upsert" else len(part.ids))
+                (part.records if self.kind == "upsert" else part.ids).append(items[position])  # type: ignore[arg-type]
+            part.origins[message_id] = positions
+        part.dependents = set(self.dependents)  # a superseded message is retried if any part fails
+        return part
+
+
+@dataclass(slots=True)
+class WritePlan:
+    """For each namespace, stages in order; the requests in one stage are independent."""
+
+    stages: dict[str, list[list[PlannedRequest]]] = field(default_factory=dict)
+
+    def requests(self) -> Iterable[PlannedRequest]:
+        for stages in self.stages.values():
+            for stage in stages:
+                yield from stage
+
+
+@dataclass(slots=True)
+class _Winner:
+    segment: int
+    order: int
+    version: int
+    message_id: str
+    record: UpsertRecord | None  # None for a delete
+    record_id: str
+    superseded: set[str] = field(default_factory=set)
+
+
+def wire_record(record: UpsertRecord) -> dict[str, Any]:
+    """The SDK's dict form of a record (what ``Index.upsert(vectors=[...])`` takes)."""
+    wire: dict[str, Any] = {"id": record.id, "values": record.values if record.values is not None else []}
+    if record.sparse_values is not None:
+        wire["sparse_values"] = {"indices": record.sparse_values.indices, "values": record.sparse_values.values}
+    if record.metadata is not None:
+        wire["metadata"] = record.metadata
+    return wire
+
+
+def wire_size(record: dict[str, Any]) -> int:
+    """Bytes of ``record`` in the request body the SDK sends (camelCase keys, orjson encoding)."""
+    size = len(orjson.dumps(record))
+    if "sparse_values" in record:
+        size -= len("sparse_values") - len("sparseValues")
+    return size
+
+
+def plan_writes(messages: Sequence[tuple[str, str, WriteMessage]]) -> WritePlan:
+    """Plan the requests for ``(message_id, namespace, message)`` triples given in batch order."""
+    winners: dict[tuple[str, str], _Winner] = {}
+    segments: dict[str, int] = {}
+    filter_ops: dict[str, list[tuple[int, str, DeleteByFilterMessage | PurgeTenantMessage]]] = {}
+    order = 0
+    for message_id, namespace, message in messages:
+        segment = segments.setdefault(namespace, 0)
+        if isinstance(message, DeleteByFilterMessage | PurgeTenantMessage):
+            filter_ops.setdefault(namespace, []).append((segment, message_id, message))
+            segments[namespace] = segment + 1
+            continue
+        records: Iterable[tuple[str, int, UpsertRecord | None]]
+        if isinstance(message, UpsertMessage):
+            records = ((r.id, r.version, r) for r in message.records)
+        else:
+            assert isinstance(message, DeleteMessage)
+            records = ((r.id, r.version, None) for r in message.records)
+        for record_id, version, record in records:
+            order += 1
+            key = (namespace, record_id)
+            current = winners.get(key)
+            candidate = _Winner(segment, order, version, message_id, record, record_id)
+            if current is None:
+                winners[key] = candidate
+            elif version >= current.version:
+                candidate.superseded = current.superseded | {current.message_id}
+                winners[key] = candidate
+            else:
+                current.superseded.add(message_id)
+    plan = WritePlan()
+    by_segment: dict[tuple[str, int], list[_Winner]] = {}
+    for (namespace, _), winner in winners.items():
+        by_segment.setdefault((namespace, winner.segment), []).append(winner)
+    for namespace in segments:
+        stages: list[list[PlannedRequest]] = []
+        ops = filter_ops.get(namespace, [])
+        for segment in range(segments[namespace] + 1):
+            writes = sorted(by_segment.get((namespace, segment), []), key=lambda w: w.order)
+            stage = [*_pack_upserts(namespace, writes), *_pack_deletes(namespace, writes)]
+            if stage:
+                stages.append(stage)
+            if segment < len(ops):
+                stages.append([_filter_request(namespace, *ops[segment][1:])])
+        plan.stages[namespace] = stages
+    return plan
+
+
+def _pack_upserts(namespace: str, writes: list[_Winner]) -> list[PlannedRequest]:
+    overhead = len(orjson.dumps({"vectors": [], "namespace": namespace}))
+    requests: list[PlannedRequest] = []
+    current: PlannedRequest | None = None
+    for winner in writes:
+        if winner.record is None:
+            continue
+        wire = wire_record(winner.record)
+        size = wire_size(wire) + 1  # the comma between records
+        if (
+            current is None
+            or len(current.records) >= MAX_RECORDS_PER_REQUEST
+            or current.size_bytes + size > MAX_UPSERT_REQUEST_BYTES
+        ):
+            current = PlannedRequest(kind="upsert", namespace=namespace, size_bytes=overhead)
+            requests.append(current)
+        current.origins.setdefault(winner.message_id, []).append(len(current.records))
+        current.records.append(wire)
+        current.size_bytes += size
+        current.dependents |= winner.superseded - {winner.message_id}
+    return requests
+
+
+def _pack_deletes(namespace: str, writes: list[_Winner]) -> list[PlannedRequest]:
+    requests: list[PlannedRequest] = []
+    for winner in writes:
+        if winner.record is not None:
+            continue
+        if not requests or len(requests[-1].ids) >= MAX_IDS_PER_DELETE:
+            requests.append(PlannedRequest(kind="delete_ids", namespace=namespace))
+        current = requests[-1]
+        current.origins.setdefault(winner.message_id, []).append(len(current.ids))
+        current.ids.append(winner.record_id)
+        current.dependents |= winner.superseded - {winner.message_id}
+    return requests
+
+
+def _filter_request(
+    namespace: str, message_id: str, message: DeleteByFilterMessage | PurgeTenantMessage
+) -> PlannedRequest:
+    if isinstance(message, PurgeTenantMessage):
+        return PlannedRequest(kind="delete_all", namespace=namespace, origins={message_id: []})
+    return PlannedRequest(kind="delete_by_filter", namespace=namespace, filter=message.filter, origins={message_id: []})

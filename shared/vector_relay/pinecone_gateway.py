@@ -1,0 +1,149 @@
+"""The one module that talks to the Pinecone SDK (ruff's TID251 bans ``pinecone`` everywhere else).
+
+It turns the SDK's exceptions into the project's failure classes by HTTP status, never by SDK
+class name (those changed between SDK majors):
+
+* 400, 413, 422: Pinecone refuses these records as sent -> :attr:`FailureKind.REJECTED`
+  (the caller splits the request to find the messages at fault; a lone message is poison);
+* 401, 403: the key was refused -> :attr:`FailureKind.AUTH` (refresh the key once, then transient);
+* 404 on a delete: nothing to delete -> success;
+* 408, 429, 5xx, timeouts, connection errors, anything unexpected -> :attr:`FailureKind.TRANSIENT`.
+
+The data plane is used through the SDK's ``AsyncIndex``. The SDK retries data-plane requests by
+itself (4 attempts, ``Retry-After`` up to 60 s) and offers no way to turn that off; an asyncio
+cancellation is the one thing that stops those retries, so every call here runs under a deadline
+(``asyncio.wait_for``) and a per-attempt timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pinecone
+from pinecone import AsyncIndex
+
+from vector_relay.contract import IndexShape
+
+_REJECTED = frozenset({400, 413, 422})
+_AUTH = frozenset({401, 403})
+
+
+class FailureKind(enum.Enum):
+    REJECTED = "rejected"
+    AUTH = "auth"
+    TRANSIENT = "transient"
+    DEADLINE = "deadline"
+
+
+class PineconeRequestError(Exception):
+    """A Pinecone call that did not succeed, classified. The message never holds the API key."""
+
+    def __init__(self, kind: FailureKind, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """What a successful call cost: wall time in ms (latency metrics)."""
+
+    elapsed_ms: float
+
+
+def classify(error: BaseException) -> PineconeRequestError:
+    """Map any exception from an SDK call to a :class:`PineconeRequestError`."""
+    if isinstance(error, PineconeRequestError):
+        return error
+    if isinstance(error, asyncio.TimeoutError | TimeoutError):
+        return PineconeRequestError(FailureKind.TRANSIENT, "Pinecone did not answer in time")
+    status = getattr(error, "status_code", None)
+    message = _describe(error)
+    if isinstance(status, int):
+        if status in _REJECTED:
+            return PineconeRequestError(FailureKind.REJECTED, message, status=status)
+        if status in _AUTH:
+            return PineconeRequestError(FailureKind.AUTH, message, status=status)
+        return PineconeRequestError(FailureKind.TRANSIENT, message, status=status)
+    return PineconeRequestError(FailureKind.TRANSIENT, message)
+
+
+def _describe(error: BaseException) -> str:
+    status = getattr(error, "status_code", None)
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    text = " ".join(str(text).split())[:500]
+    return f"Pinecone {status}: {text}" if status else f"{type(error).__name__}: {text}"
+
+
+class PineconeGateway:
+    """Data-plane calls on one index with one API key. Build one per key; reuse it across invocations.
+
+    Records are passed as SDK dicts (``id``, ``values``, optional ``sparse_values`` and
+    ``metadata``). Every method takes ``timeout``: the seconds left for the whole call, retries
+    included; no attempt outlives it.
+    """
+
+    def __init__(self, *, host: str, api_key: str, attempt_timeout: float) -> None:
+        self._index = AsyncIndex(host=host, api_key=api_key, timeout=attempt_timeout, source_tag="vector_relay")
+        self._attempt_timeout = attempt_timeout
+
+    async def upsert(self, namespace: str, records: Sequence[Mapping[str, Any]], *, timeout: float) -> CallResult:
+        return await self._call(
+            lambda attempt: self._index.upsert(vectors=records, namespace=namespace, timeout=attempt), timeout
+        )
+
+    async def delete_ids(self, namespace: str, ids: Sequence[str], *, timeout: float) -> CallResult:
+        return await self._call(
+            lambda attempt: self._index.delete(ids=list(ids), namespace=namespace, timeout=attempt),
+            timeout,
+            missing_is_success=True,
+        )
+
+    async def delete_by_filter(self, namespace: str, filter_: Mapping[str, Any], *, timeout: float) -> CallResult:
+        return await self._call(
+            lambda attempt: self._index.delete(filter=dict(filter_), namespace=namespace, timeout=attempt),
+            timeout,
+            missing_is_success=True,
+        )
+
+    async def delete_all(self, namespace: str, *, timeout: float) -> CallResult:
+        return await self._call(
+            lambda attempt: self._index.delete(delete_all=True, namespace=namespace, timeout=attempt),
+            timeout,
+            missing_is_success=True,
+        )
+
+    async def close(self) -> None:
+        await self._index.close()
+
+    async def _call(self, start: Any, timeout: float, *, missing_is_success: bool = False) -> CallResult:
+        if timeout <= 0:
+            raise PineconeRequestError(FailureKind.DEADLINE, "no time left for this Pinecone request")
+        began = time.perf_counter()
+        call: Awaitable[Any] = start(min(self._attempt_timeout, timeout))
+        try:
+            await asyncio.wait_for(call, timeout=timeout)
+        except Exception as error:
+            if missing_is_success and getattr(error, "status_code", None) == 404:
+                return CallResult(elapsed_ms=(time.perf_counter() - began) * 1000)
+            raise classify(error) from error
+        return CallResult(elapsed_ms=(time.perf_counter() - began) * 1000)
+
+
+def describe_index_shape(*, api_key: str, name: str, control_host: str | None) -> IndexShape:
+    """The dense dimension (None for sparse-only) and metric of index ``name``, from the control plane."""
+    client = pinecone.Pinecone(api_key=api_key, host=control_host or None)
+    try:
+        model = client.describe_index(name)
+    except Exception as error:
+        raise classify(error) from error
+    metric = str(model.metric)
+    if metric not in ("cosine", "dotproduct", "euclidean"):
+        raise PineconeRequestError(FailureKind.TRANSIENT, f"index {name} has an unsupported metric {metric!r}")
+    dimension = None if model.vector_type == "sparse" else model.dimension
+    return IndexShape(dimension=dimension, metric=metric)  # type: ignore[arg-type]

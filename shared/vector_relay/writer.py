@@ -1,0 +1,199 @@
+"""Run a :class:`~vector_relay.batching.WritePlan` against Pinecone: concurrent, bounded, ordered, deadline-aware.
+
+* Namespaces run concurrently; inside a namespace the stages run in order, and a stage starts
+  only when every request of the one before it succeeded (a failed stage fails the later ones, so
+  nothing lands out of its place).
+* At most ``max_concurrency`` requests are in flight at once; with a rate limit, requests to one
+  namespace start no faster than it allows.
+* No request starts when less than :data:`MIN_REQUEST_SECONDS` remain before the deadline, and
+  none runs past it: the messages it carries are reported as failures for SQS to redeliver.
+* A request Pinecone rejects (400/413/422) is split by message until the messages at fault are
+  found alone; those are poison (``pinecone_rejected``), the others are retried in the split.
+* On 401/403 the key is re-read once and the request retried once with the new key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vector_relay.api_key_cache import ApiKey, ApiKeyCache
+from vector_relay.batching import PlannedRequest, WritePlan
+from vector_relay.errors import AuthError, PoisonMessageError, Problem, TransientError
+from vector_relay.pinecone_gateway import CallResult, FailureKind, PineconeGateway, PineconeRequestError
+
+MIN_REQUEST_SECONDS = 1.0
+
+
+class DeadlineError(TransientError):
+    """The invocation ran out of time before this message's request could run."""
+
+
+class Deadline:
+    """A point in time (monotonic) by which all Pinecone work must be finished."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._at = clock() + seconds
+
+    def left(self) -> float:
+        return self._at - self._clock()
+
+
+class GatewaySource:
+    """The gateway for the current API key, rebuilt when the key changes. Shared across invocations."""
+
+    def __init__(self, keys: ApiKeyCache, build: Callable[[ApiKey], PineconeGateway]) -> None:
+        self._keys = keys
+        self._build = build
+        self._key: ApiKey | None = None
+        self._gateway: PineconeGateway | None = None
+        self._refreshing: asyncio.Lock | None = None
+
+    async def current(self) -> tuple[ApiKey, PineconeGateway]:
+        key = self._key if self._key is not None else await asyncio.to_thread(self._keys.current)
+        return key, self._gateway_for(key)
+
+    async def after_auth_failure(self, stale: ApiKey) -> tuple[ApiKey, PineconeGateway]:
+        """Re-read the key (once, whatever the number of requests that saw the refusal)."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.Lock()
+        async with self._refreshing:
+            key = await asyncio.to_thread(self._keys.refresh, stale)
+            return key, self._gateway_for(key)
+
+    def _gateway_for(self, key: ApiKey) -> PineconeGateway:
+        if self._gateway is None or self._key != key:
+            self._gateway = self._build(key)
+            self._key = key
+        return self._gateway
+
+
+@dataclass(slots=True)
+class WriteOutcome:
+    """What happened to each message: failed (retry) or rejected by Pinecone (poison). Others succeeded."""
+
+    failures: dict[str, BaseException] = field(default_factory=dict)
+    poison: dict[str, PoisonMessageError] = field(default_factory=dict)
+    records_upserted: int = 0
+    records_deleted: int = 0
+    requests: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    deadline_cutoffs: int = 0
+    auth_refreshes: int = 0
+
+    def fail(self, request: PlannedRequest, error: BaseException) -> None:
+        for message_id in request.message_ids:
+            if message_id not in self.poison:
+                self.failures.setdefault(message_id, error)
+
+
+class PlanRunner:
+    def __init__(
+        self,
+        gateways: GatewaySource,
+        *,
+        deadline: Deadline,
+        max_concurrency: int,
+        namespace_rate_limit: float = 0.0,
+    ) -> None:
+        self._gateways = gateways
+        self._deadline = deadline
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._min_interval = 1.0 / namespace_rate_limit if namespace_rate_limit > 0 else 0.0
+        self._next_start: dict[str, float] = {}
+        self.outcome = WriteOutcome()
+
+    async def run(self, plan: WritePlan) -> WriteOutcome:
+        await asyncio.gather(*(self._run_namespace(stages) for stages in plan.stages.values()))
+        return self.outcome
+
+    async def _run_namespace(self, stages: list[list[PlannedRequest]]) -> None:
+        for index, stage in enumerate(stages):
+            results = await asyncio.gather(*(self._run_request(request) for request in stage))
+            if not all(results):
+                held = TransientError("an earlier operation on this namespace failed; kept in order for redelivery")
+                for later in stages[index + 1 :]:
+                    for request in later:
+                        self.outcome.fail(request, held)
+                return
+
+    async def _run_request(self, request: PlannedRequest) -> bool:
+        """Send ``request``; True when everything in it landed (or was correctly found poison)."""
+        try:
+            await self._send_with_auth_retry(request)
+        except PineconeRequestError as error:
+            if error.kind is FailureKind.REJECTED:
+                return await self._isolate_rejected(request, error)
+            self.outcome.fail(request, _as_failure(error))
+            if error.kind is FailureKind.DEADLINE:
+                self.outcome.deadline_cutoffs += 1
+            return False
+        if request.kind == "upsert":
+            self.outcome.records_upserted += len(request.records)
+        elif request.kind == "delete_ids":
+            self.outcome.records_deleted += len(request.ids)
+        return True
+
+    async def _isolate_rejected(self, request: PlannedRequest, error: PineconeRequestError) -> bool:
+        if len(request.origins) <= 1:
+            for message_id in request.origins:
+                problem = Problem("pinecone_rejected", "", error.args[0] if error.args else "rejected by Pinecone")
+                self.outcome.poison[message_id] = PoisonMessageError([problem])
+                self.outcome.failures.pop(message_id, None)
+            retry = TransientError("the write this message was superseded by was rejected; redelivery applies it")
+            for message_id in request.dependents - set(request.origins):
+                self.outcome.failures.setdefault(message_id, retry)
+            return True
+        halves = request.split_by_origin()
+        results = await asyncio.gather(*(self._run_request(part) for part in halves))
+        return all(results)
+
+    async def _send_with_auth_retry(self, request: PlannedRequest) -> None:
+        key, gateway = await self._gateways.current()
+        try:
+            await self._send(gateway, request)
+        except PineconeRequestError as error:
+            if error.kind is not FailureKind.AUTH:
+                raise
+            self.outcome.auth_refreshes += 1
+            _, gateway = await self._gateways.after_auth_failure(key)
+            await self._send(gateway, request)
+
+    async def _send(self, gateway: PineconeGateway, request: PlannedRequest) -> CallResult:
+        async with self._slots:
+            await self._respect_rate_limit(request.namespace)
+            left = self._deadline.left()
+            if left < MIN_REQUEST_SECONDS:
+                raise PineconeRequestError(FailureKind.DEADLINE, "the invocation's deadline is too close to start")
+            self.outcome.requests += 1
+            if request.kind == "upsert":
+                result = await gateway.upsert(request.namespace, request.records, timeout=left)
+            elif request.kind == "delete_ids":
+                result = await gateway.delete_ids(request.namespace, request.ids, timeout=left)
+            elif request.kind == "delete_by_filter":
+                assert request.filter is not None
+                result = await gateway.delete_by_filter(request.namespace, request.filter, timeout=left)
+            else:
+                result = await gateway.delete_all(request.namespace, timeout=left)
+            self.outcome.latencies_ms.append(result.elapsed_ms)
+            return result
+
+    async def _respect_rate_limit(self, namespace: str) -> None:
+        if not self._min_interval:
+            return
+        now = time.monotonic()
+        start = max(now, self._next_start.get(namespace, now))
+        self._next_start[namespace] = start + self._min_interval
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
+def _as_failure(error: PineconeRequestError) -> TransientError:
+    if error.kind is FailureKind.AUTH:
+        return AuthError(f"Pinecone refused the API key after a refresh: {error}")
+    if error.kind is FailureKind.DEADLINE:
+        return DeadlineError(str(error))
+    return TransientError(str(error))

@@ -1,0 +1,168 @@
+"""The local stack for integration tests: moto's server and the Pinecone emulator, both over real HTTP.
+
+``pipeline`` sets up what a deployed stack has: an ingest queue with a DLQ and redrive policy, the
+API-key secret, the sample tenants, and an index in the emulator. ``SqsDriver`` delivers queue
+messages to a handler the way Lambda's event source mapping does (batches shaped as Lambda
+builds them, successes deleted, failures made visible again, redrive by receive count).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from pinecone import Pinecone, ServerlessSpec
+
+from pinecone_emulator.pytest_plugin import EmulatorHandle, pinecone_emulator, pinecone_emulator_server
+from tests.conftest import SAMPLE_DIMENSION, SAMPLE_TENANTS, FakeLambdaContext
+
+__all__ = ["Pipeline", "SqsDriver", "pinecone_emulator", "pinecone_emulator_server", "pipeline"]
+
+INDEX_NAME = "relay-test"
+REGION = "us-east-1"
+
+
+@dataclass
+class Pipeline:
+    emulator: EmulatorHandle
+    index: Any  # the SDK's sync Index on the emulator, for reading back what landed
+    queue_url: str
+    queue_arn: str
+    dlq_url: str
+    secret_arn: str
+
+    def fetch(self, tenant: str, ids: list[str]) -> dict[str, Any]:
+        response = self.index.fetch(ids=ids, namespace=SAMPLE_TENANTS[tenant])
+        return dict(response.vectors)
+
+    def namespace_count(self, tenant: str) -> int:
+        stats = self.index.describe_index_stats()
+        namespace = stats.namespaces.get(SAMPLE_TENANTS[tenant])
+        return int(namespace.vector_count) if namespace else 0
+
+    def drain(self, queue_url: str | None = None) -> list[dict[str, Any]]:
+        """Every message on the queue (the DLQ by default), removed."""
+        sqs = boto3.client("sqs")
+        url = queue_url or self.dlq_url
+        messages: list[dict[str, Any]] = []
+        while batch := sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], AttributeNames=["All"]
+        ).get("Messages", []):
+            messages.extend(batch)
+            sqs.delete_message_batch(
+                QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)]
+            )
+        return messages
+
+
+@pytest.fixture
+def pipeline(
+    aws: str, sample_settings: None, pinecone_emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Pipeline]:
+    sqs = boto3.client("sqs")
+    dlq_url = sqs.create_queue(QueueName="ingest-dlq", Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(
+        QueueName="ingest",
+        Attributes={
+            "VisibilityTimeout": "420",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+        },
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    secret = {"api_key": pinecone_emulator.api_key, "key_id": "initial", "project_id": pinecone_emulator.project_id}
+    secret_arn = boto3.client("secretsmanager").create_secret(Name="pinecone-api-key", SecretString=json.dumps(secret))[
+        "ARN"
+    ]
+    client = Pinecone(api_key=pinecone_emulator.api_key, host=pinecone_emulator.url)
+    client.create_index(
+        name=INDEX_NAME, dimension=SAMPLE_DIMENSION, metric="cosine", spec=ServerlessSpec(cloud="aws", region=REGION)
+    )
+    host = pinecone_emulator.index_host(INDEX_NAME)
+    monkeypatch.setenv("PINECONE_SECRET_ARN", secret_arn)
+    monkeypatch.setenv("PINECONE_INDEX_HOST", host)
+    monkeypatch.setenv("PINECONE_INDEX_NAME", INDEX_NAME)
+    monkeypatch.setenv("PINECONE_CONTROL_HOST", pinecone_emulator.url)
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", dlq_url)
+    monkeypatch.setenv("SOURCE_QUEUE_MAX_RECEIVE_COUNT", "5")
+    index = client.Index(host=host)
+    yield Pipeline(pinecone_emulator, index, queue_url, queue_arn, dlq_url, secret_arn)
+    index.close()
+    client.close()
+
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+class SqsDriver:
+    """Delivers a queue's messages to a handler as Lambda's SQS event source mapping does."""
+
+    def __init__(self, queue_url: str, queue_arn: str, handler: Handler, *, batch_size: int = 10) -> None:
+        self.sqs = boto3.client("sqs")
+        self.queue_url = queue_url
+        self.queue_arn = queue_arn
+        self.handler = handler
+        self.batch_size = batch_size
+        self.invocations = 0
+
+    def publish(self, bodies: list[str]) -> None:
+        for start in range(0, len(bodies), 10):
+            entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start : start + 10])]
+            self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
+
+    def deliver_once(self, context: FakeLambdaContext | None = None) -> dict[str, Any] | None:
+        """One invocation with up to ``batch_size`` messages; None when the queue had nothing visible."""
+        messages = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=min(self.batch_size, 10),
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            return None
+        event = {"Records": [self._record(m) for m in messages]}
+        self.invocations += 1
+        try:
+            response = self.handler(event, context or FakeLambdaContext())
+            failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+        except Exception:  # a function error: Lambda returns the whole batch to the queue
+            response = None
+            failed = {m["MessageId"] for m in messages}
+        for message in messages:
+            if message["MessageId"] in failed:
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+            else:
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return response or {"batchItemFailures": [{"itemIdentifier": m} for m in sorted(failed)]}
+
+    def run_until_empty(self, max_invocations: int = 100) -> None:
+        for _ in range(max_invocations):
+            if self.deliver_once() is None:
+                return
+        raise AssertionError(f"queue not drained after {max_invocations} invocations")
+
+    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
+        attributes = message["Attributes"]
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": {
+                "ApproximateReceiveCount": attributes["ApproximateReceiveCount"],
+                "SentTimestamp": attributes["SentTimestamp"],
+                "SenderId": attributes.get("SenderId", "AIDAIENQZJOLO23YVJ4VO"),
+                "ApproximateFirstReceiveTimestamp": attributes["ApproximateFirstReceiveTimestamp"],
+            },
+            "messageAttributes": {},
+            "md5OfBody": hashlib.md5(message["Body"].encode(), usedforsecurity=False).hexdigest(),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.queue_arn,
+            "awsRegion": REGION,
+        }
