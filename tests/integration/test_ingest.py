@@ -1,0 +1,204 @@
+"""The ingest function end to end: SQS events as Lambda builds them, moto's SQS, the Pinecone emulator over HTTP.
+
+Which failures are which: a message the contract or Pinecone refuses is **poison** (DLQ on first
+receive, with a reason); throttling, 5xx, dropped connections and deadline cut-offs are
+**transient** (left on the queue for SQS to redeliver; dead-lettered with ``retries_exhausted``
+only on the last delivery before the redrive limit).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+from functions.ingest import app as ingest_app
+from tests.conftest import SAMPLE_DIMENSION, FakeLambdaContext, load_event
+from tests.integration.conftest import Pipeline, SqsDriver
+from vector_relay.contract import DeadLetterAttributes
+
+
+def vector(seed: int) -> list[float]:
+    rng = random.Random(seed)
+    return [round(rng.uniform(-1, 1), 6) for _ in range(SAMPLE_DIMENSION)]
+
+
+def upsert_body(tenant: str, ids: list[str], version: int = 1, **metadata: Any) -> str:
+    records = [
+        {
+            "id": i,
+            "version": version,
+            "values": vector(hash((i, version)) % 10_000),
+            "metadata": {"v": version, **metadata},
+        }
+        for i in ids
+    ]
+    return json.dumps({"schema_version": 1, "op": "upsert", "tenant": tenant, "records": records})
+
+
+def index_state(pipeline: Pipeline, tenant: str, ids: list[str]) -> dict[str, tuple[list[float], dict[str, Any]]]:
+    return {i: (list(v.values), dict(v.metadata or {})) for i, v in pipeline.fetch(tenant, ids).items()}
+
+
+def test_sample_upserts_land_exactly_as_sent(pipeline: Pipeline, lambda_context: FakeLambdaContext) -> None:
+    event = load_event("ingest-upsert")
+
+    response = ingest_app.lambda_handler(event, lambda_context)
+
+    assert response == {"batchItemFailures": []}
+    sent = [json.loads(r["body"]) for r in event["Records"]]
+    for message in sent:
+        ids = [r["id"] for r in message["records"]]
+        landed = pipeline.fetch(message["tenant"], ids)
+        for record in message["records"]:
+            assert list(landed[record["id"]].values) == pytest.approx(record["values"], rel=1e-6)
+            assert dict(landed[record["id"]].metadata) == record["metadata"]
+    assert pipeline.namespace_count("acme") == 2
+    assert pipeline.namespace_count("globex") == 1
+
+
+def test_every_sample_event_runs_through_the_handler(pipeline: Pipeline, lambda_context: FakeLambdaContext) -> None:
+    # upsert, then delete one id, then delete by filter, then purge the other tenant
+    for name, expect in [
+        ("ingest-upsert", {"acme": 2, "globex": 1}),
+        ("ingest-delete", {"acme": 1, "globex": 1}),
+        ("ingest-delete-by-filter", {"acme": 0, "globex": 1}),
+        ("ingest-purge-tenant", {"acme": 0, "globex": 0}),
+    ]:
+        assert ingest_app.lambda_handler(load_event(name), lambda_context) == {"batchItemFailures": []}, name
+        assert {t: pipeline.namespace_count(t) for t in expect} == expect, name
+    assert pipeline.drain() == []
+
+
+def test_a_higher_version_wins_within_a_batch_and_a_later_delete_removes(
+    pipeline: Pipeline, lambda_context: FakeLambdaContext
+) -> None:
+    driver = SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler)
+    driver.publish(
+        [
+            upsert_body("acme", ["a", "b"], version=5, note="v5"),
+            upsert_body("acme", ["a"], version=3, note="v3"),
+            json.dumps({"schema_version": 1, "op": "delete", "tenant": "acme", "records": [{"id": "b", "version": 6}]}),
+        ]
+    )
+    driver.run_until_empty()
+    state = index_state(pipeline, "acme", ["a", "b"])
+    assert set(state) == {"a"}
+    assert state["a"][1] == {"v": 5, "note": "v5"}
+
+
+def test_the_same_batch_delivered_twice_leaves_the_same_state(
+    pipeline: Pipeline, lambda_context: FakeLambdaContext
+) -> None:
+    event = load_event("ingest-mixed-with-poison")
+    ids = ["doc-42#0", "doc-42#1"]
+    ingest_app.lambda_handler(event, lambda_context)
+    first = index_state(pipeline, "acme", ids)
+    pipeline.drain()
+
+    ingest_app.lambda_handler(event, lambda_context)
+
+    assert index_state(pipeline, "acme", ids) == first
+    assert len(pipeline.drain()) == 17  # the poison is reported again, nothing else changes
+
+
+def test_throttling_and_outages_end_with_every_valid_record_applied(pipeline: Pipeline) -> None:
+    # GIVEN Pinecone answering 20% of upserts with 429 or 503 (the SDK retries some, SQS redelivers the rest)
+    pipeline.emulator.control.add_fault("upsert", status=429, retry_after="0", rate=0.1)
+    pipeline.emulator.control.add_fault("upsert", status=503, retry_after="0", rate=0.1)
+    tenants = ["acme", "globex"]
+    bodies = [upsert_body(tenants[m % 2], [f"m{m}-r{r}" for r in range(5)]) for m in range(40)]
+    driver = SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler)
+    driver.publish(bodies)
+
+    # WHEN the queue is consumed until it is empty
+    driver.run_until_empty(max_invocations=60)
+
+    # THEN every record is in the index, and nothing valid went to the DLQ
+    assert pipeline.namespace_count("acme") + pipeline.namespace_count("globex") == 200
+    assert pipeline.drain() == []
+    assert (
+        pipeline.emulator.control.count("upsert", status=429) + pipeline.emulator.control.count("upsert", status=503)
+        > 0
+    )
+
+
+def test_a_long_retry_after_cannot_push_the_handler_past_its_deadline(pipeline: Pipeline) -> None:
+    # GIVEN every upsert answered with 429 and Retry-After: 120 (the SDK would wait up to 60 s, four times)
+    pipeline.emulator.control.add_fault("upsert", status=429, retry_after="120")
+    event = load_event("ingest-upsert")
+    context = DeadlineContext(seconds=10)
+
+    # WHEN invoked with 10 s left
+    with pytest.raises(BatchProcessingError):  # every message failed: Lambda hands the batch back to SQS
+        ingest_app.lambda_handler(event, context)
+
+    # THEN it returned before Lambda would have killed it, and nothing was dead-lettered or lost
+    assert context.get_remaining_time_in_millis() > 0
+    assert pipeline.drain() == []
+    assert pipeline.namespace_count("acme") == 0
+
+
+def test_a_rejected_request_is_split_and_the_rest_lands(pipeline: Pipeline) -> None:
+    # GIVEN two messages for one namespace, coalesced into one request that Pinecone rejects once (400)
+    pipeline.emulator.control.script("upsert", {"status": 400, "message": "scripted rejection"})
+    driver = SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler)
+    driver.publish([upsert_body("acme", ["a1", "a2"]), upsert_body("acme", ["b1"])])
+
+    response = driver.deliver_once()
+
+    # THEN the request was split per message and both halves landed; nothing is poison
+    assert response == {"batchItemFailures": []}
+    assert pipeline.emulator.control.count("upsert") == 3
+    assert pipeline.namespace_count("acme") == 3
+    assert pipeline.drain() == []
+
+
+def test_a_message_pinecone_rejects_alone_is_dead_lettered_as_pinecone_rejected(
+    pipeline: Pipeline, lambda_context: FakeLambdaContext
+) -> None:
+    pipeline.emulator.control.script("upsert", {"status": 400, "message": "scripted rejection"})
+    event = load_event("ingest-upsert")
+    event["Records"] = event["Records"][1:]  # one message: the rejection is its own
+
+    assert ingest_app.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
+
+    [dead] = pipeline.drain()
+    attributes = DeadLetterAttributes.from_message_attributes(dead["MessageAttributes"])
+    assert attributes.error_code == "pinecone_rejected"
+    assert "scripted rejection" in attributes.error_detail
+    assert dead["Body"] == event["Records"][0]["body"]
+
+
+def test_the_last_delivery_of_a_failing_message_goes_to_the_dlq_with_retries_exhausted(
+    pipeline: Pipeline, lambda_context: FakeLambdaContext
+) -> None:
+    pipeline.emulator.control.add_fault("upsert", status=503, retry_after="0")
+    event = load_event("ingest-upsert")
+    for record in event["Records"]:
+        record["attributes"]["ApproximateReceiveCount"] = "5"
+
+    assert ingest_app.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
+
+    dead = pipeline.drain()
+    assert len(dead) == 2
+    for message in dead:
+        attributes = DeadLetterAttributes.from_message_attributes(message["MessageAttributes"])
+        assert attributes.error_code == "retries_exhausted"
+        assert "503" in attributes.error_detail
+        assert attributes.receive_count == 5
+
+
+class DeadlineContext(FakeLambdaContext):
+    """A Lambda context whose remaining time runs down with the wall clock."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self._ends = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self._ends - time.monotonic()) * 1000)

@@ -1,0 +1,193 @@
+"""The plan runner's decisions, with a scripted in-memory gateway (no network): failure mapping, order, deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from vector_relay.api_key_cache import ApiKey, ApiKeyCache
+from vector_relay.batching import plan_writes
+from vector_relay.contract import ValidationContext
+from vector_relay.errors import AuthError, TransientError
+from vector_relay.pinecone_gateway import CallResult, FailureKind, PineconeRequestError
+from vector_relay.validation import parse_write_message
+from vector_relay.writer import Deadline, DeadlineError, GatewaySource, PlanRunner, WriteOutcome
+
+
+class ScriptedGateway:
+    """Records calls; fails a request when ``reject`` / ``fail`` say so."""
+
+    def __init__(self, key: ApiKey, log: list[tuple[str, str, tuple[str, ...]]], script: dict[str, Any]) -> None:
+        self.key = key
+        self.log = log
+        self.script = script
+
+    async def upsert(self, namespace: str, records: Sequence[dict[str, Any]], *, timeout: float) -> CallResult:
+        ids = tuple(r["id"] for r in records)
+        return await self._answer("upsert", namespace, ids, timeout)
+
+    async def delete_ids(self, namespace: str, ids: Sequence[str], *, timeout: float) -> CallResult:
+        return await self._answer("delete_ids", namespace, tuple(ids), timeout)
+
+    async def delete_by_filter(self, namespace: str, filter_: Any, *, timeout: float) -> CallResult:
+        return await self._answer("delete_by_filter", namespace, (), timeout)
+
+    async def delete_all(self, namespace: str, *, timeout: float) -> CallResult:
+        return await self._answer("delete_all", namespace, (), timeout)
+
+    async def _answer(self, kind: str, namespace: str, ids: tuple[str, ...], timeout: float) -> CallResult:
+        self.log.append((kind, self.key.value, ids))
+        if self.script.get("sleep"):
+            await asyncio.sleep(self.script["sleep"])
+        if self.key.value in self.script.get("refused_keys", ()):
+            raise PineconeRequestError(FailureKind.AUTH, "Pinecone 401: Unauthorized", status=401)
+        if any(i in self.script.get("reject_ids", ()) for i in ids):
+            raise PineconeRequestError(FailureKind.REJECTED, "Pinecone 400: bad record", status=400)
+        if kind in self.script.get("fail_kinds", ()):
+            raise PineconeRequestError(FailureKind.TRANSIENT, "Pinecone 503: unavailable", status=503)
+        return CallResult(elapsed_ms=1.0)
+
+
+class Keys:
+    def __init__(self, *values: str) -> None:
+        self.values = list(values)
+        self.reads = 0
+
+    def read(self) -> ApiKey:
+        value = self.values[min(self.reads, len(self.values) - 1)]
+        self.reads += 1
+        return ApiKey(value=value, version_id=f"v-{value}")
+
+
+def up(tenant_ns: str, *ids: str, version: int = 1) -> Any:
+    body = {
+        "schema_version": 1,
+        "op": "upsert",
+        "tenant": "t",
+        "records": [{"id": i, "version": version, "values": [1.0, 2.0]} for i in ids],
+    }
+    return parse_write_message(json.dumps(body), ValidationContext())
+
+
+def run(
+    messages: list[tuple[str, str, Any]],
+    script: dict[str, Any] | None = None,
+    keys: Keys | None = None,
+    seconds: float = 30.0,
+) -> tuple[WriteOutcome, list[tuple[str, str, tuple[str, ...]]], Keys]:
+    log: list[tuple[str, str, tuple[str, ...]]] = []
+    keys = keys or Keys("k1")
+    source = GatewaySource(ApiKeyCache(keys.read), lambda key: ScriptedGateway(key, log, script or {}))  # type: ignore[arg-type,return-value]
+    runner = PlanRunner(source, deadline=Deadline(seconds), max_concurrency=4)
+    outcome = asyncio.run(runner.run(plan_writes(messages)))
+    return outcome, log, keys
+
+
+def test_everything_lands_in_one_request() -> None:
+    outcome, log, _ = run([("m1", "ns", up("ns", "a", "b")), ("m2", "ns", up("ns", "c"))])
+    assert outcome.failures == {}
+    assert outcome.poison == {}
+    assert outcome.records_upserted == 3
+    assert log == [("upsert", "k1", ("a", "b", "c"))]
+
+
+def test_a_rejected_request_is_split_until_the_bad_message_is_alone() -> None:
+    messages = [(f"m{i}", "ns", up("ns", f"r{i}")) for i in range(8)]
+    outcome, log, _ = run(messages, {"reject_ids": {"r5"}})
+    assert set(outcome.poison) == {"m5"}
+    assert outcome.poison["m5"].error_code == "pinecone_rejected"
+    assert "bad record" in outcome.poison["m5"].detail
+    assert outcome.failures == {}
+    landed = {i for kind, _, ids in log if kind == "upsert" for i in ids if i != "r5"}
+    assert landed == {f"r{i}" for i in range(8)} - {"r5"}
+    assert len(log) <= 1 + 2 * 3  # one request, then at most two per level of a binary split
+
+
+def test_messages_superseded_by_a_rejected_write_are_retried_not_dropped() -> None:
+    messages = [("m1", "ns", up("ns", "a", version=1)), ("m2", "ns", up("ns", "a", version=2))]
+    outcome, _, _ = run(messages, {"reject_ids": {"a"}})
+    assert set(outcome.poison) == {"m2"}
+    assert isinstance(outcome.failures["m1"], TransientError)
+
+
+def test_transient_failure_fails_exactly_the_contributing_messages() -> None:
+    messages = [
+        ("m1", "ns-a", up("ns-a", "a")),
+        (
+            "m2",
+            "ns-b",
+            parse_write_message(
+                '{"schema_version":1,"op":"delete","tenant":"t","records":[{"id":"x","version":1}]}',
+                ValidationContext(),
+            ),
+        ),
+    ]
+    outcome, _, _ = run(messages, {"fail_kinds": {"delete_ids"}})
+    assert set(outcome.failures) == {"m2"}
+    assert "503" in str(outcome.failures["m2"])
+
+
+def test_a_failed_stage_holds_back_the_later_stages_of_its_namespace() -> None:
+    by_filter = parse_write_message(
+        '{"schema_version":1,"op":"delete_by_filter","tenant":"t","filter":{"a":1}}', ValidationContext()
+    )
+    messages = [
+        ("m1", "ns", up("ns", "a")),
+        ("m2", "ns", by_filter),
+        ("m3", "ns", up("ns", "b")),
+        ("m4", "other", up("other", "c")),
+    ]
+    outcome, log, _ = run(messages, {"fail_kinds": {"upsert"}})
+    assert set(outcome.failures) == {"m1", "m2", "m3", "m4"}
+    assert [kind for kind, _, _ in log].count("delete_by_filter") == 0  # never sent out of order
+
+
+def test_a_refused_key_is_reread_once_and_the_request_retried() -> None:
+    keys = Keys("old", "new")
+    outcome, log, keys = run(
+        [(f"m{i}", f"ns{i}", up(f"ns{i}", "a")) for i in range(3)], {"refused_keys": {"old"}}, keys
+    )
+    assert outcome.failures == {}
+    assert keys.reads == 2  # one initial read, one refresh for three refused requests
+    assert [key for _, key, _ in log].count("new") == 3
+
+
+def test_a_key_still_refused_after_the_refresh_is_an_auth_failure_not_poison() -> None:
+    keys = Keys("old", "also-bad")
+    outcome, _, _ = run([("m1", "ns", up("ns", "a"))], {"refused_keys": {"old", "also-bad"}}, keys)
+    assert isinstance(outcome.failures["m1"], AuthError)
+    assert outcome.poison == {}
+
+
+def test_no_request_starts_when_the_deadline_is_too_close() -> None:
+    outcome, log, _ = run([("m1", "ns", up("ns", "a"))], seconds=0.5)
+    assert log == []
+    assert isinstance(outcome.failures["m1"], DeadlineError)
+    assert outcome.deadline_cutoffs == 1
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_concurrency_is_bounded(limit: int) -> None:
+    in_flight = 0
+    peak = 0
+
+    class Counting(ScriptedGateway):
+        async def _answer(self, kind: str, namespace: str, ids: tuple[str, ...], timeout: float) -> CallResult:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.01)
+            in_flight -= 1
+            return CallResult(elapsed_ms=10)
+
+    log: list[Any] = []
+    source = GatewaySource(ApiKeyCache(Keys("k").read), lambda key: Counting(key, log, {}))  # type: ignore[arg-type,return-value]
+    runner = PlanRunner(source, deadline=Deadline(30), max_concurrency=limit)
+    plan = plan_writes([(f"m{i}", f"ns{i}", up(f"ns{i}", "a")) for i in range(8)])
+    outcome = asyncio.run(runner.run(plan))
+    assert outcome.failures == {}
+    assert peak == limit
