@@ -39,6 +39,7 @@ class NamespaceData:
     def __init__(self, dimension: int) -> None:
         self.dimension = dimension
         self.vectors = np.zeros((16, dimension), dtype=np.float32)
+        self.norms = np.zeros(16, dtype=np.float64)  # L2 norm of each row, kept so cosine needs no pass over rows
         self.ids: list[str] = []
         self.rows: dict[str, int] = {}
         self.metadata: list[dict[str, Any] | None] = []
@@ -55,6 +56,9 @@ class NamespaceData:
         grown = np.zeros((new_capacity, self.dimension), dtype=np.float32)
         grown[: len(self.ids)] = self.vectors[: len(self.ids)]
         self.vectors = grown
+        norms = np.zeros(new_capacity, dtype=np.float64)
+        norms[: len(self.ids)] = self.norms[: len(self.ids)]
+        self.norms = norms
 
     def put(self, record: Record) -> None:
         row = self.rows.get(record.id)
@@ -67,6 +71,7 @@ class NamespaceData:
             self.rows[record.id] = row
         if self.dimension:
             self.vectors[row] = record.values if record.values is not None else 0.0
+            self.norms[row] = float(np.linalg.norm(self.vectors[row].astype(np.float64)))
         self.metadata[row] = record.metadata or None
         self.sparse[row] = record.sparse
 
@@ -98,6 +103,7 @@ class NamespaceData:
             self.sparse[row] = self.sparse[last]
             if self.dimension:
                 self.vectors[row] = self.vectors[last]
+                self.norms[row] = self.norms[last]
         self.ids.pop()
         self.metadata.pop()
         self.sparse.pop()
@@ -141,7 +147,9 @@ def score_rows(
         return scores
     if dense is not None and data.dimension:
         exact = rows.size * data.dimension <= EXACT_SCORING_ELEMENTS
-        matrix = data.vectors[: len(data.ids)] if rows.size == len(data.ids) else data.vectors[rows]
+        whole = rows.size == len(data.ids)
+        matrix = data.vectors[: len(data.ids)] if whole else data.vectors[rows]
+        norms = data.norms[: len(data.ids)] if whole else data.norms[rows]
         if exact:
             matrix = matrix.astype(np.float64)
             query = dense.astype(np.float64)
@@ -149,7 +157,6 @@ def score_rows(
             query = dense.astype(np.float32)
         dots = matrix @ query
         if metric == "cosine":
-            norms = np.linalg.norm(matrix, axis=1).astype(np.float64)
             query_norm = float(np.linalg.norm(query))
             denominator = norms * query_norm
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -159,8 +166,8 @@ def score_rows(
                 diff = matrix - query
                 scores = np.einsum("ij,ij->i", diff, diff)
             else:
-                row_sq = np.einsum("ij,ij->i", matrix, matrix).astype(np.float64)
-                scores = np.maximum(row_sq + float(query @ query) - 2.0 * dots.astype(np.float64), 0.0)
+                query_sq = float(np.dot(query.astype(np.float64), query.astype(np.float64)))
+                scores = np.maximum(norms * norms + query_sq - 2.0 * dots.astype(np.float64), 0.0)
         else:
             scores = dots.astype(np.float64)
     if sparse is not None:
