@@ -34,8 +34,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) tools/pinned_requirements.py dev > $(VENV)/requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r $(VENV)/requirements.txt
-	@# The venv's own interpreter sees the first-party layer package and the local stack, as Lambda's /opt/python would.
-	@echo "$(CURDIR)/shared" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/vector_relay_paths.pth
+	@# The venv's interpreter sees the handlers, the first-party layer package (as Lambda's /opt/python would) and local/.
+	@echo "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/vector_relay_paths.pth
+	@echo "$(CURDIR)/shared" >> $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/vector_relay_paths.pth
 	@echo "$(CURDIR)/local" >> $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/vector_relay_paths.pth
 	@touch $@
 

@@ -10,12 +10,12 @@ into :class:`~vector_relay.errors.Problem` lists. ``docs/contract.md`` explains 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Self
 
+import orjson
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -179,6 +179,10 @@ def _metadata_problems(metadata: dict[str, Any]) -> list[tuple[str, tuple[str | 
         if isinstance(value, int | float):
             if not math.isfinite(value):
                 problems.append(("non_finite_value", (key,), "metadata numbers must be finite"))
+            elif not fits_json_number(value):
+                problems.append(
+                    ("metadata_type", (key,), "integers must fit in 64 bits; send larger numbers as floats")
+                )
             continue
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
             continue
@@ -190,12 +194,17 @@ def _metadata_problems(metadata: dict[str, Any]) -> list[tuple[str, tuple[str | 
             )
         )
     if not problems:
-        size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+        size = len(orjson.dumps(metadata))
         if size > MAX_METADATA_BYTES:
             problems.append(
                 ("metadata_too_large", (), f"metadata is {size} bytes as JSON; Pinecone allows {MAX_METADATA_BYTES}")
             )
     return problems
+
+
+def fits_json_number(value: int | float) -> bool:
+    """Whether ``value`` survives the JSON encoders on the way to Pinecone (integers limited to 64 bits)."""
+    return isinstance(value, float) or -(2**63) <= value < 2**64
 
 
 def _describe(value: Any) -> str:

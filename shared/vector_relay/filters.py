@@ -114,7 +114,11 @@ def _check_operand(operator: str, operand: Any, where: str, problems: list[tuple
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**64  # what the JSON encoder on the way to Pinecone can write
+    return math.isfinite(value)
 
 
 def _is_scalar(value: Any) -> bool:

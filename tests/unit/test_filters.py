@@ -46,6 +46,7 @@ def test_valid_filters_have_no_problems(filter_: dict[str, Any]) -> None:
         ({"flag": {"$exists": "yes"}}, "flag.$exists", "true or false"),
         ({"": 1}, "", "must not be empty"),
         ({"score": {"$gt": float("nan")}}, "score.$gt", "non-finite"),
+        ({"score": {"$gt": 2**64}}, "score.$gt", "number only"),
     ],
 )
 def test_invalid_filters_name_the_place_and_the_rule(filter_: dict[str, Any], location: str, fragment: str) -> None:
