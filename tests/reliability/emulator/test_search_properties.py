@@ -209,3 +209,60 @@ def test_filter_matches_agree_with_the_reference(
     assert set(fetched.vectors) == expected
     assert counted.matched_records == len(expected)
     assert {m.id for m in queried.matches} == expected
+
+
+sparse_strategy = st.dictionaries(st.integers(0, 40), st.floats(-5, 5, allow_nan=False, width=32), max_size=6).map(
+    lambda entries: {"indices": sorted(entries), "values": [float(np.float32(entries[i])) for i in sorted(entries)]}
+)
+
+
+def reference_sparse_dot(a: dict[str, list[Any]], b: dict[str, list[Any]]) -> float:
+    lookup = dict(zip(b["indices"], b["values"], strict=True))
+    return sum(value * lookup.get(index, 0.0) for index, value in zip(a["indices"], a["values"], strict=True))
+
+
+@SETTINGS
+@given(
+    records=st.lists(st.tuples(vector_strategy(3), sparse_strategy), min_size=1, max_size=20),
+    dense_query=vector_strategy(3),
+    sparse_query=sparse_strategy.filter(lambda s: bool(s["indices"])),
+    top_k=st.integers(1, 25),
+)
+def test_hybrid_query_matches_dense_plus_sparse_dot_products(
+    emulated: Emulated,
+    records: list[tuple[list[float], dict[str, list[Any]]]],
+    dense_query: list[float],
+    sparse_query: dict[str, list[Any]],
+    top_k: int,
+) -> None:
+    name = emulated.fresh_name("hybrid")
+    emulated.pc.indexes.create(
+        name=name,
+        schema={
+            "fields": {
+                "_values": {"type": "dense_vector", "dimension": 3, "metric": "dotproduct"},
+                "_sparse_values": {"type": "sparse_vector"},
+            }
+        },
+    )
+    index = emulated.pc.Index(name=name)
+    vectors = [
+        {"id": f"h{i:02d}", "values": dense, **({"sparse_values": sparse} if sparse["indices"] else {})}
+        for i, (dense, sparse) in enumerate(records)
+    ]
+    try:
+        index.upsert(vectors=vectors)
+        result = index.query(vector=dense_query, sparse_vector=sparse_query, top_k=top_k)
+    finally:
+        index.close()
+        emulated.pc.delete_index(name)
+
+    expected = {
+        f"h{i:02d}": reference_score("dotproduct", dense, dense_query) + reference_sparse_dot(sparse_query, sparse)
+        for i, (dense, sparse) in enumerate(records)
+    }
+    best_first = sorted(expected.values(), reverse=True)
+    assert len(result.matches) == min(top_k, len(records))
+    for match, wanted in zip(result.matches, best_first, strict=False):
+        assert _close(match.score, expected[match.id])
+        assert _close(match.score, wanted)
