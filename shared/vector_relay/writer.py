@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from vector_relay.api_key_cache import ApiKey, ApiKeyCache
@@ -98,8 +98,12 @@ class PlanRunner:
         deadline: Deadline,
         max_concurrency: int,
         namespace_rate_limit: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._gateways = gateways
+        self._clock = clock
+        self._sleep = sleep
         self._deadline = deadline
         self._slots = asyncio.Semaphore(max_concurrency)
         self._min_interval = 1.0 / namespace_rate_limit if namespace_rate_limit > 0 else 0.0
@@ -184,11 +188,11 @@ class PlanRunner:
     async def _respect_rate_limit(self, namespace: str) -> None:
         if not self._min_interval:
             return
-        now = time.monotonic()
+        now = self._clock()
         start = max(now, self._next_start.get(namespace, now))
         self._next_start[namespace] = start + self._min_interval
         if start > now:
-            await asyncio.sleep(start - now)
+            await self._sleep(start - now)
 
 
 def _as_failure(error: PineconeRequestError) -> TransientError:

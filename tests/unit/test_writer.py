@@ -191,3 +191,26 @@ def test_concurrency_is_bounded(limit: int) -> None:
     outcome = asyncio.run(runner.run(plan))
     assert outcome.failures == {}
     assert peak == limit
+
+
+def test_namespace_rate_limit_spaces_request_starts() -> None:
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+
+    log: list[Any] = []
+    source = GatewaySource(ApiKeyCache(Keys("k").read), lambda key: ScriptedGateway(key, log, {}))  # type: ignore[arg-type,return-value]
+    runner = PlanRunner(
+        source, deadline=Deadline(30), max_concurrency=8, namespace_rate_limit=10, clock=lambda: 100.0, sleep=fake_sleep
+    )
+
+    def deletes(first: int) -> Any:
+        records = [{"id": f"r{i}", "version": 1} for i in range(first, first + 1000)]
+        body = {"schema_version": 1, "op": "delete", "tenant": "t", "records": records}
+        return parse_write_message(json.dumps(body), ValidationContext())
+
+    messages = [(f"m{n}", "ns", deletes(n * 1000)) for n in range(3)] + [("m9", "other", up("o", "a"))]
+    outcome = asyncio.run(runner.run(plan_writes(messages)))
+    assert outcome.failures == {}
+    assert sorted(slept) == [0.1, 0.2]  # three deletes to "ns" at 10/s; "other" is not held back
