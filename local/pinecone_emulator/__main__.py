@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5080, help="port to listen on; 0 picks a free one (default: 5080)")
     parser.add_argument(
-        "--advertise-host", default=None, help="host name put into index hosts (default: --host); must contain a '.'"
+        "--advertise-host",
+        default=None,
+        help="host name put into index hosts (default: --host); the SDK needs a '.' or 'localhost' in it",
     )
     parser.add_argument(
         "--api-key",
