@@ -1,0 +1,69 @@
+"""A key revoked out of band is recovered from by re-reading the secret, and no key ever reaches the logs."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from pinecone import Admin
+
+from functions.ingest import app as ingest_app
+from tests.conftest import FakeLambdaContext, load_event
+from tests.integration.conftest import Pipeline
+
+
+def test_a_revoked_key_is_replaced_from_the_secret_without_a_failed_message(
+    pipeline: Pipeline,
+    lambda_context: FakeLambdaContext,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    emulator = pipeline.emulator
+    admin = Admin(
+        client_id=emulator.client_id,
+        client_secret=emulator.client_secret,
+        host=emulator.url,
+        oauth_url=emulator.oauth_url,
+    )
+    secrets = boto3.client("secretsmanager")
+    first = admin.api_keys.create(project_id=emulator.project_id, name="first")
+    secrets.put_secret_value(
+        SecretId=pipeline.secret_arn, SecretString=json.dumps({"api_key": first.value, "key_id": first.key.id})
+    )
+
+    # GIVEN a warm worker holding the first key
+    event = load_event("ingest-upsert")
+    assert ingest_app.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
+
+    # WHEN the key is replaced in the secret and the old one revoked, outside any rotation
+    second = admin.api_keys.create(project_id=emulator.project_id, name="second")
+    secrets.put_secret_value(
+        SecretId=pipeline.secret_arn, SecretString=json.dumps({"api_key": second.value, "key_id": second.key.id})
+    )
+    admin.api_keys.delete(api_key_id=first.key.id)
+    response = ingest_app.lambda_handler(load_event("ingest-delete"), lambda_context)
+
+    # THEN the refused request is retried once with the new key and nothing fails
+    assert response == {"batchItemFailures": []}
+    assert pipeline.fetch("acme", ["doc-42#1"]) == {}
+    assert emulator.control.count(status=401) == 1
+    assert pipeline.drain() == []
+
+    # AND neither key value appears in anything the function printed or logged
+    captured = capsys.readouterr()
+    text = captured.out + captured.err + caplog.text
+    assert "ingest batch done" in text  # the logs were captured
+    assert first.value not in text
+    assert second.value not in text
+
+
+def test_a_secret_without_a_usable_key_is_retried_not_dead_lettered(
+    pipeline: Pipeline, lambda_context: FakeLambdaContext
+) -> None:
+    boto3.client("secretsmanager").put_secret_value(SecretId=pipeline.secret_arn, SecretString='{"key_id": "x"}')
+    event = load_event("ingest-upsert")
+    with pytest.raises(BatchProcessingError, match="All records failed"):
+        ingest_app.lambda_handler(event, lambda_context)
+    assert pipeline.drain() == []
