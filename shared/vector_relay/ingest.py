@@ -24,20 +24,17 @@ from vector_relay.batching import plan_writes
 from vector_relay.contract import ValidationContext, WriteMessage
 from vector_relay.errors import PoisonMessageError, Problem
 from vector_relay.validation import parse_write_message
-from vector_relay.worker import WorkerDependencies, dead_letter, sort_batch
+from vector_relay.worker import WorkerDependencies, dead_letter, invocation_budget, last_delivery, sort_batch
 from vector_relay.writer import Deadline, PlanRunner, WriteOutcome
 
 logger = Logger(child=True)
-
-# Used when there is no Lambda context (a direct call in a script or test).
-DEFAULT_BUDGET_SECONDS = 30.0
 
 
 def handle_ingest_batch(
     records: list[SQSRecord], context: LambdaContext | None, deps: WorkerDependencies
 ) -> Mapping[str, BaseException]:
     """Return the messages SQS must redeliver, by message id. Everything else was applied or dead-lettered."""
-    deadline = Deadline(_budget_seconds(context, deps))
+    deadline = Deadline(invocation_budget(context, deps))
     tenants = deps.tenants.current()
     validation = ValidationContext(tenants=tenants, index=deps.index.current())
     batch = sort_batch(records, deps, parse_write_message, validation)
@@ -58,23 +55,13 @@ def handle_ingest_batch(
         dead_letter(deps, by_id[message_id], poison, failures)
     for message_id, error in outcome.failures.items():
         record = by_id[message_id]
-        if _last_delivery(record, deps):
+        if last_delivery(record, deps):
             exhausted = PoisonMessageError([Problem("retries_exhausted", "", f"last delivery failed: {error}")])
             dead_letter(deps, record, exhausted, failures)
         else:
             failures[message_id] = error
     _report(outcome, deps, len(batch.valid), len(failures))
     return failures
-
-
-def _budget_seconds(context: LambdaContext | None, deps: WorkerDependencies) -> float:
-    if context is None:
-        return DEFAULT_BUDGET_SECONDS
-    return (context.get_remaining_time_in_millis() - deps.settings.deadline_margin_ms) / 1000
-
-
-def _last_delivery(record: SQSRecord, deps: WorkerDependencies) -> bool:
-    return int(record.attributes.approximate_receive_count) >= deps.settings.source_queue_max_receive_count
 
 
 def _report(outcome: WriteOutcome, deps: WorkerDependencies, valid: int, failed: int) -> None:

@@ -56,6 +56,15 @@ class CallResult:
     elapsed_ms: float
 
 
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """Matches as plain dicts (``id``, ``score``, and ``values`` / ``sparse_values`` / ``metadata`` when asked)."""
+
+    matches: list[dict[str, Any]]
+    read_units: int | None
+    elapsed_ms: float
+
+
 def classify(error: BaseException) -> PineconeRequestError:
     """Map any exception from an SDK call to a :class:`PineconeRequestError`."""
     if isinstance(error, PineconeRequestError):
@@ -118,6 +127,42 @@ class PineconeGateway:
             missing_is_success=True,
         )
 
+    async def query(
+        self,
+        namespace: str,
+        *,
+        top_k: int,
+        vector: Sequence[float] | None,
+        record_id: str | None,
+        sparse_vector: Mapping[str, Any] | None,
+        filter_: Mapping[str, Any] | None,
+        include_values: bool,
+        include_metadata: bool,
+        timeout: float,
+    ) -> QueryResult:
+        responses: list[Any] = []
+
+        async def start(attempt: float) -> None:
+            responses.append(
+                await self._index.query(
+                    top_k=top_k,
+                    vector=vector,
+                    id=record_id,
+                    namespace=namespace,
+                    filter=filter_,
+                    include_values=include_values,
+                    include_metadata=include_metadata,
+                    sparse_vector=sparse_vector,
+                    timeout=attempt,
+                )
+            )
+
+        result = await self._call(start, timeout)
+        response = responses[0]
+        matches = [_match(m, include_values, include_metadata) for m in response.matches]
+        read_units = response.usage.read_units if response.usage is not None else None
+        return QueryResult(matches=matches, read_units=read_units, elapsed_ms=result.elapsed_ms)
+
     async def close(self) -> None:
         await self._index.close()
 
@@ -133,6 +178,20 @@ class PineconeGateway:
                 return CallResult(elapsed_ms=(time.perf_counter() - began) * 1000)
             raise classify(error) from error
         return CallResult(elapsed_ms=(time.perf_counter() - began) * 1000)
+
+
+def _match(scored: Any, include_values: bool, include_metadata: bool) -> dict[str, Any]:
+    match: dict[str, Any] = {"id": scored.id, "score": float(scored.score)}
+    if include_values:
+        match["values"] = list(scored.values)
+        if scored.sparse_values is not None:
+            match["sparse_values"] = {
+                "indices": list(scored.sparse_values.indices),
+                "values": list(scored.sparse_values.values),
+            }
+    if include_metadata and scored.metadata is not None:
+        match["metadata"] = dict(scored.metadata)
+    return match
 
 
 def describe_index_shape(*, api_key: str, name: str, control_host: str | None) -> IndexShape:

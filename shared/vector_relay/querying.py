@@ -1,35 +1,227 @@
-"""The query worker's batch logic: validate every query, dead-letter the poison, answer the rest.
+"""The query worker's batch logic: every query is answered on its reply queue, with matches or an error.
 
-This build validates (including the reply allow-list) and dead-letters; running queries and
-sending replies is not enabled yet, so valid queries are reported as batch item failures and stay
-on the queue.
+* A valid query runs in its tenant's namespace (always the registry's; no field can widen it),
+  concurrently with the rest of the batch and under the invocation's deadline. Its reply carries
+  the matches, or, when they would not fit in one SQS message, a pointer to an S3 object.
+* An invalid query whose ``reply_to`` is on the allow-list gets an error reply with its code and
+  is acknowledged; one with no usable ``reply_to`` is poison and goes to the DLQ with its reasons.
+* A query Pinecone rejects (400) gets an error reply ``pinecone_rejected``.
+* A transient failure leaves the query for SQS to redeliver; on its last delivery it gets an error
+  reply ``retries_exhausted`` and goes to the DLQ, so no caller waits for an answer that never comes.
+* A reply queue that refuses the send (missing, no permission) makes the query a batch item
+  failure: a reply is never dropped silently.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vector_relay.contract import ValidationContext
-from vector_relay.errors import TransientError
+from vector_relay.clients import s3_client
+from vector_relay.contract import (
+    Match,
+    QueryMessage,
+    QueryReplyError,
+    QueryReplyOk,
+    ReplyError,
+    ResultLocation,
+    Usage,
+    ValidationContext,
+)
+from vector_relay.dead_letter import SQS_MAX_MESSAGE_BYTES
+from vector_relay.errors import PoisonMessageError, Problem, TransientError
+from vector_relay.pinecone_gateway import FailureKind, PineconeRequestError, QueryResult
 from vector_relay.validation import parse_query_message
-from vector_relay.worker import WorkerDependencies, sort_batch
+from vector_relay.worker import WorkerDependencies, dead_letter, invocation_budget, last_delivery
+from vector_relay.writer import MIN_REQUEST_SECONDS, Deadline, call_with_key_refresh
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+
+logger = Logger(child=True)
+
+# Room kept below the SQS limit for the batch entry's id and bookkeeping.
+MAX_INLINE_REPLY_BYTES = SQS_MAX_MESSAGE_BYTES - 1024
+MAX_BATCH_SEND_BYTES = SQS_MAX_MESSAGE_BYTES
+MAX_BATCH_SEND_ENTRIES = 10
 
 
-class QueriesNotEnabledError(TransientError):
-    """Valid queries stay on the queue until this build answers them."""
+@dataclass(slots=True)
+class PendingReply:
+    record: SQSRecord
+    reply_to: str
+    body: str
+    code: str  # "ok" or the error code, for metrics
+    dead_letter_after: PoisonMessageError | None = None
 
 
 def handle_query_batch(
     records: list[SQSRecord], context: LambdaContext | None, deps: WorkerDependencies
 ) -> Mapping[str, BaseException]:
-    """Return the messages that must be retried, by message id. Poison is dead-lettered and acknowledged."""
-    validation = ValidationContext(
-        tenants=deps.tenants.current(), index=deps.index.current(), reply_queues=deps.settings.reply_queue_allow_list
+    """Answer every query; return the ones SQS must redeliver, by message id."""
+    deadline = Deadline(invocation_budget(context, deps))
+    tenants = deps.tenants.current()
+    allowed = deps.settings.reply_queue_allow_list
+    validation = ValidationContext(tenants=tenants, index=deps.index.current(), reply_queues=allowed)
+    failures: dict[str, BaseException] = {}
+    replies: list[PendingReply] = []
+    queries: list[tuple[SQSRecord, QueryMessage]] = []
+    for record in records:
+        try:
+            queries.append((record, parse_query_message(record.body, validation)))
+        except PoisonMessageError as poison:
+            target = _reply_target(record.body, allowed)
+            if target is None:
+                dead_letter(deps, record, poison, failures)
+            else:
+                reply_to, correlation_id, tenant = target
+                body = _error_reply(correlation_id, tenant, poison.error_code, poison.detail)
+                replies.append(PendingReply(record, reply_to, body, poison.error_code))
+    jobs = [(record, message, tenants.namespace_for(message.tenant)) for record, message in queries]
+    results = deps.loop.run(_run_queries(jobs, deps, deadline))
+    for (record, message, _), result in zip(jobs, results, strict=True):
+        if isinstance(result, QueryResult):
+            replies.append(PendingReply(record, message.reply_to, _ok_reply(record, message, result), "ok"))
+            deps.metrics.add_metric(name="QueryLatency", unit=MetricUnit.Milliseconds, value=result.elapsed_ms)
+        elif result.kind is FailureKind.REJECTED:
+            body = _error_reply(message.correlation_id, message.tenant, "pinecone_rejected", str(result))
+            replies.append(PendingReply(record, message.reply_to, body, "pinecone_rejected"))
+        elif last_delivery(record, deps):
+            detail = f"last delivery failed: {result}"
+            body = _error_reply(message.correlation_id, message.tenant, "retries_exhausted", detail)
+            exhausted = PoisonMessageError([Problem("retries_exhausted", "", detail)])
+            replies.append(PendingReply(record, message.reply_to, body, "retries_exhausted", exhausted))
+        else:
+            failures[record.message_id] = TransientError(str(result))
+            deps.metrics.add_metric(name="TransientFailures", unit=MetricUnit.Count, value=1)
+    _send_replies(replies, deps, failures)
+    return failures
+
+
+def _reply_target(body: str, allowed: frozenset[str]) -> tuple[str, str | None, str | None] | None:
+    """``(reply_to, correlation_id, tenant)`` of an invalid query, when its reply_to is usable."""
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(raw, dict) or raw.get("reply_to") not in allowed:
+        return None
+    correlation_id = raw.get("correlation_id")
+    tenant = raw.get("tenant")
+    return (
+        str(raw["reply_to"]),
+        correlation_id if isinstance(correlation_id, str) and len(correlation_id) <= 256 else None,
+        tenant if isinstance(tenant, str) and len(tenant) <= 128 else None,
     )
-    batch = sort_batch(records, deps, parse_query_message, validation)
-    for record, _message in batch.valid:
-        batch.failures[record.message_id] = QueriesNotEnabledError("answering queries is not enabled in this build")
-    return batch.failures
+
+
+def _error_reply(correlation_id: str | None, tenant: str | None, code: str, message: str) -> str:
+    reply = QueryReplyError(correlation_id=correlation_id, tenant=tenant, error=ReplyError(code=code, message=message))
+    return reply.model_dump_json(exclude_none=True)
+
+
+def _ok_reply(record: SQSRecord, message: QueryMessage, result: QueryResult) -> str:
+    usage = Usage(read_units=result.read_units) if result.read_units is not None else None
+    matches = [Match.model_construct(**match) for match in result.matches]
+    reply = QueryReplyOk(correlation_id=message.correlation_id, tenant=message.tenant, matches=matches, usage=usage)
+    body = reply.model_dump_json(exclude_none=True)
+    if len(body.encode()) <= MAX_INLINE_REPLY_BYTES:
+        return body
+    return _store_large_reply(record, message, body, usage)
+
+
+def _store_large_reply(record: SQSRecord, message: QueryMessage, body: str, usage: Usage | None) -> str:
+    from vector_relay.settings import get_settings  # the bucket is only needed for large replies
+
+    bucket = get_settings().require("query_results_bucket")
+    key = f"query-results/{message.tenant}/{time.strftime('%Y/%m/%d')}/{record.message_id}.json"
+    s3_client().put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
+    pointer = QueryReplyOk(
+        correlation_id=message.correlation_id,
+        tenant=message.tenant,
+        result_location=ResultLocation(bucket=bucket, key=key),
+        usage=usage,
+    )
+    logger.info("query reply stored in S3", extra={"message_id": record.message_id, "bytes": len(body.encode())})
+    return pointer.model_dump_json(exclude_none=True)
+
+
+async def _run_queries(
+    jobs: list[tuple[SQSRecord, QueryMessage, str]], deps: WorkerDependencies, deadline: Deadline
+) -> list[QueryResult | PineconeRequestError]:
+    slots = asyncio.Semaphore(deps.settings.pinecone_max_concurrency)
+
+    async def one(message: QueryMessage, namespace: str) -> QueryResult | PineconeRequestError:
+        async with slots:
+            left = deadline.left()
+            if left < MIN_REQUEST_SECONDS:
+                return PineconeRequestError(FailureKind.DEADLINE, "the invocation's deadline is too close to start")
+            try:
+                refreshed = await call_with_key_refresh(
+                    deps.gateways,
+                    lambda gateway: gateway.query(
+                        namespace,
+                        top_k=message.top_k,
+                        vector=message.vector,
+                        record_id=message.id,
+                        sparse_vector=message.sparse_vector.model_dump() if message.sparse_vector else None,
+                        filter_=message.filter or None,
+                        include_values=message.include_values,
+                        include_metadata=message.include_metadata,
+                        timeout=deadline.left(),
+                    ),
+                )
+            except PineconeRequestError as error:
+                return error
+            return refreshed.value
+
+    return list(await asyncio.gather(*(one(message, namespace) for _, message, namespace in jobs)))
+
+
+def _send_replies(replies: list[PendingReply], deps: WorkerDependencies, failures: dict[str, BaseException]) -> None:
+    """Send replies in batches per reply queue; a refused send fails its query (SQS redelivers it)."""
+    by_queue: dict[str, list[PendingReply]] = {}
+    for reply in replies:
+        by_queue.setdefault(reply.reply_to, []).append(reply)
+    for queue_url, pending in by_queue.items():
+        for chunk in _chunks(pending):
+            entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                {"Id": str(i), "MessageBody": reply.body} for i, reply in enumerate(chunk)
+            ]
+            try:
+                response: Any = deps.sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+                refused = {int(item["Id"]): item.get("Message", item["Code"]) for item in response.get("Failed", [])}
+            except Exception as error:
+                logger.warning("reply queue refused the send", extra={"reply_to": queue_url, "error": str(error)})
+                refused = {i: str(error) for i in range(len(chunk))}
+            for i, reply in enumerate(chunk):
+                if i in refused:
+                    failures[reply.record.message_id] = TransientError(f"reply queue refused the reply: {refused[i]}")
+                    continue
+                deps.metrics.add_metric(name="QueryReplies", unit=MetricUnit.Count, value=1)
+                if reply.code != "ok":
+                    deps.metrics.add_metric(name=f"ErrorReplies.{reply.code}", unit=MetricUnit.Count, value=1)
+                if reply.dead_letter_after is not None:
+                    dead_letter(deps, reply.record, reply.dead_letter_after, failures)
+
+
+def _chunks(replies: list[PendingReply]) -> list[list[PendingReply]]:
+    chunks: list[list[PendingReply]] = []
+    size = 0
+    for reply in replies:
+        body_size = len(reply.body.encode())
+        if not chunks or len(chunks[-1]) >= MAX_BATCH_SEND_ENTRIES or size + body_size > MAX_BATCH_SEND_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(reply)
+        size += body_size
+    return chunks

@@ -30,7 +30,11 @@ from vector_relay.tenancy import TenantRegistrySource
 from vector_relay.writer import GatewaySource
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
     from mypy_boto3_sqs import SQSClient
+
+# Used when there is no Lambda context (a direct call from a script or a test).
+DEFAULT_BUDGET_SECONDS = 30.0
 
 
 class IndexShapeSource:
@@ -142,6 +146,18 @@ def sort_batch[M](
         except PoisonMessageError as poison:
             dead_letter(deps, record, poison, batch.failures)
     return batch
+
+
+def invocation_budget(context: LambdaContext | None, deps: WorkerDependencies) -> float:
+    """Seconds this invocation may spend on Pinecone: the Lambda time left minus the margin to finish up."""
+    if context is None:
+        return DEFAULT_BUDGET_SECONDS
+    return (context.get_remaining_time_in_millis() - deps.settings.deadline_margin_ms) / 1000
+
+
+def last_delivery(record: SQSRecord, deps: WorkerDependencies) -> bool:
+    """Whether this is the message's last delivery before the redrive policy moves it to the DLQ."""
+    return int(record.attributes.approximate_receive_count) >= deps.settings.source_queue_max_receive_count
 
 
 def dead_letter(

@@ -71,6 +71,26 @@ class GatewaySource:
         return self._gateway
 
 
+@dataclass(frozen=True, slots=True)
+class Refreshed[T]:
+    value: T
+    refreshes: int
+
+
+async def call_with_key_refresh[T](
+    gateways: GatewaySource, call: Callable[[PineconeGateway], Awaitable[T]]
+) -> Refreshed[T]:
+    """Run ``call``; if Pinecone refuses the key, re-read it and run ``call`` once more with the new one."""
+    key, gateway = await gateways.current()
+    try:
+        return Refreshed(await call(gateway), 0)
+    except PineconeRequestError as error:
+        if error.kind is not FailureKind.AUTH:
+            raise
+    _, gateway = await gateways.after_auth_failure(key)
+    return Refreshed(await call(gateway), 1)
+
+
 @dataclass(slots=True)
 class WriteOutcome:
     """What happened to each message: failed (retry) or rejected by Pinecone (poison). Others succeeded."""
@@ -156,15 +176,8 @@ class PlanRunner:
         return all(results)
 
     async def _send_with_auth_retry(self, request: PlannedRequest) -> None:
-        key, gateway = await self._gateways.current()
-        try:
-            await self._send(gateway, request)
-        except PineconeRequestError as error:
-            if error.kind is not FailureKind.AUTH:
-                raise
-            self.outcome.auth_refreshes += 1
-            _, gateway = await self._gateways.after_auth_failure(key)
-            await self._send(gateway, request)
+        refreshed = await call_with_key_refresh(self._gateways, lambda gateway: self._send(gateway, request))
+        self.outcome.auth_refreshes += refreshed.refreshes
 
     async def _send(self, gateway: PineconeGateway, request: PlannedRequest) -> CallResult:
         async with self._slots:

@@ -19,7 +19,7 @@ import pytest
 from pinecone import Pinecone, ServerlessSpec
 
 from pinecone_emulator.pytest_plugin import EmulatorHandle, pinecone_emulator, pinecone_emulator_server
-from tests.conftest import SAMPLE_DIMENSION, SAMPLE_TENANTS, FakeLambdaContext
+from tests.conftest import SAMPLE_DIMENSION, SAMPLE_REPLY_QUEUE, SAMPLE_TENANTS, FakeLambdaContext
 
 __all__ = ["Pipeline", "SqsDriver", "pinecone_emulator", "pinecone_emulator_server", "pipeline"]
 
@@ -35,6 +35,9 @@ class Pipeline:
     queue_arn: str
     dlq_url: str
     secret_arn: str
+    reply_queue_url: str
+    query_queue_url: str
+    query_queue_arn: str
 
     def fetch(self, tenant: str, ids: list[str]) -> dict[str, Any]:
         response = self.index.fetch(ids=ids, namespace=SAMPLE_TENANTS[tenant])
@@ -75,6 +78,20 @@ def pipeline(
         },
     )["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    query_queue_url = sqs.create_queue(
+        QueueName="query",
+        Attributes={
+            "VisibilityTimeout": "190",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+        },
+    )["QueueUrl"]
+    query_queue_arn = sqs.get_queue_attributes(QueueUrl=query_queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    reply_queue_url = sqs.create_queue(QueueName=SAMPLE_REPLY_QUEUE.rsplit("/", 1)[1])["QueueUrl"]
+    bucket = "vector-relay-query-results"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    monkeypatch.setenv("QUERY_RESULTS_BUCKET", bucket)
     secret = {"api_key": pinecone_emulator.api_key, "key_id": "initial", "project_id": pinecone_emulator.project_id}
     secret_arn = boto3.client("secretsmanager").create_secret(Name="pinecone-api-key", SecretString=json.dumps(secret))[
         "ARN"
@@ -91,7 +108,17 @@ def pipeline(
     monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", dlq_url)
     monkeypatch.setenv("SOURCE_QUEUE_MAX_RECEIVE_COUNT", "5")
     index = client.Index(host=host)
-    yield Pipeline(pinecone_emulator, index, queue_url, queue_arn, dlq_url, secret_arn)
+    yield Pipeline(
+        pinecone_emulator,
+        index,
+        queue_url,
+        queue_arn,
+        dlq_url,
+        secret_arn,
+        reply_queue_url,
+        query_queue_url,
+        query_queue_arn,
+    )
     index.close()
     client.close()
 
@@ -111,9 +138,16 @@ class SqsDriver:
         self.invocations = 0
 
     def publish(self, bodies: list[str]) -> None:
-        for start in range(0, len(bodies), 10):
-            entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start : start + 10])]
-            self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
+        """Send in batches of at most 10 messages and 1 MiB, as SQS requires."""
+        batch: list[str] = []
+        for body in [*bodies, None]:
+            full = body is None or len(batch) == 10 or sum(map(len, batch)) + len(body) > 1_000_000
+            if full and batch:
+                entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(batch)]
+                self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
+                batch = []
+            if body is not None:
+                batch.append(body)
 
     def deliver_once(self, context: FakeLambdaContext | None = None) -> dict[str, Any] | None:
         """One invocation with up to ``batch_size`` messages; None when the queue had nothing visible."""

@@ -13,7 +13,6 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from functions.ingest import app as ingest_app
-from functions.query import app as query_app
 from tests.conftest import FakeLambdaContext, load_event
 from tests.integration.conftest import Pipeline
 from tests.unit.test_events import documented_poison
@@ -49,28 +48,6 @@ def test_each_poison_write_is_dead_lettered_and_its_batch_mates_land(
     # ... and the valid messages landed
     assert set(pipeline.fetch("acme", ["doc-42#0", "doc-42#1"])) == {"doc-42#0", "doc-42#1"}
     assert set(pipeline.fetch("globex", ["kb-7#0"])) == {"kb-7#0"}
-
-
-@pytest.fixture
-def query_dead_letter_queue(aws: str, sample_settings: None, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = boto3.client("sqs").create_queue(QueueName="query-dlq")["QueueUrl"]
-    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", url)
-    return url
-
-
-def test_each_poison_query_is_dead_lettered_with_its_reason(
-    query_dead_letter_queue: str, lambda_context: FakeLambdaContext
-) -> None:
-    event = load_event("query-mixed-with-poison")
-    poison = documented_poison()["query-mixed-with-poison"]
-
-    response = query_app.lambda_handler(event, lambda_context)
-
-    # the valid query stays on the queue (this build does not answer queries yet)
-    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
-    sqs = boto3.client("sqs")
-    dead = sqs.receive_message(QueueUrl=query_dead_letter_queue, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
-    assert_dead_lettered(dead["Messages"], event["Records"], poison)
 
 
 def test_a_failed_dead_letter_send_keeps_the_message_on_its_queue(
