@@ -189,6 +189,7 @@ async def _run_queries(
 
 def _send_replies(replies: list[PendingReply], deps: WorkerDependencies, failures: dict[str, BaseException]) -> None:
     """Send replies in batches per reply queue; a refused send fails its query (SQS redelivers it)."""
+    sent: dict[str, int] = {}
     by_queue: dict[str, list[PendingReply]] = {}
     for reply in replies:
         by_queue.setdefault(reply.reply_to, []).append(reply)
@@ -207,11 +208,13 @@ def _send_replies(replies: list[PendingReply], deps: WorkerDependencies, failure
                 if i in refused:
                     failures[reply.record.message_id] = TransientError(f"reply queue refused the reply: {refused[i]}")
                     continue
-                deps.metrics.add_metric(name="QueryReplies", unit=MetricUnit.Count, value=1)
-                if reply.code != "ok":
-                    deps.metrics.add_metric(name=f"ErrorReplies.{reply.code}", unit=MetricUnit.Count, value=1)
+                sent[reply.code] = sent.get(reply.code, 0) + 1
                 if reply.dead_letter_after is not None:
                     dead_letter(deps, reply.record, reply.dead_letter_after, failures)
+    deps.metrics.add_metric(name="QueryReplies", unit=MetricUnit.Count, value=sum(sent.values()))
+    for code, count in sent.items():
+        if code != "ok":
+            deps.metrics.add_metric(name=f"ErrorReplies.{code}", unit=MetricUnit.Count, value=count)
 
 
 def _chunks(replies: list[PendingReply]) -> list[list[PendingReply]]:
