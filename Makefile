@@ -68,6 +68,7 @@ validate: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/python tools/sam_to_cfn.py template.yaml .aws-sam/translated.json
 	$(SAM_VENV)/bin/cfn-lint .aws-sam/translated.json
 	$(PY) -m tools.template_rules template.yaml
+	$(PY) -m tools.template_rules .aws-sam/translated.json
 
 # sam's pip builder needs the runtime's interpreter first on PATH.
 build: $(SAM_VENV)/.installed

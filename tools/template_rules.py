@@ -10,11 +10,13 @@
 * ``no_wildcard_actions``: no IAM statement allows ``*`` actions.
 
 Parameters are checked over their whole allowed range (``MinValue``/``MaxValue``), so no value a
-user may pass at deploy time breaks a rule. Usage: ``python -m tools.template_rules template.yaml``.
+user may pass at deploy time breaks a rule. Usage: ``python -m tools.template_rules template.yaml``;
+given the translated template (``.json``), it checks the IAM statements SAM generated for wildcards.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -216,8 +218,16 @@ def check(template: dict[str, Any]) -> list[Violation]:
     return [violation for rule in RULES for violation in rule(parsed)]
 
 
+def check_translated(template: dict[str, Any]) -> list[Violation]:
+    """The rules that still apply once SAM has expanded its policy templates into IAM statements."""
+    return list(_no_wildcard_actions(_Template(template)))
+
+
 def main(path: str) -> int:
-    violations = check(load_template(Path(path)))
+    if path.endswith(".json"):
+        violations = check_translated(json.loads(Path(path).read_text()))
+    else:
+        violations = check(load_template(Path(path)))
     for violation in violations:
         print(violation)
     print(f"{path}: {len(violations)} rule violation(s)")

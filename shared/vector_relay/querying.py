@@ -90,7 +90,10 @@ def handle_query_batch(
     results = deps.loop.run(_run_queries(jobs, deps, deadline))
     for (record, message, _), result in zip(jobs, results, strict=True):
         if isinstance(result, QueryResult):
-            replies.append(PendingReply(record, message.reply_to, _ok_reply(record, message, result), "ok"))
+            body, stored = _ok_reply(record, message, result)
+            if stored:
+                deps.metrics.add_metric(name="OversizedReplies", unit=MetricUnit.Count, value=1)
+            replies.append(PendingReply(record, message.reply_to, body, "ok"))
             deps.metrics.add_metric(name="QueryLatency", unit=MetricUnit.Milliseconds, value=result.elapsed_ms)
         elif result.kind is FailureKind.REJECTED:
             body = _error_reply(message.correlation_id, message.tenant, "pinecone_rejected", str(result))
@@ -129,14 +132,15 @@ def _error_reply(correlation_id: str | None, tenant: str | None, code: str, mess
     return reply.model_dump_json(exclude_none=True)
 
 
-def _ok_reply(record: SQSRecord, message: QueryMessage, result: QueryResult) -> str:
+def _ok_reply(record: SQSRecord, message: QueryMessage, result: QueryResult) -> tuple[str, bool]:
+    """The reply body, and whether the matches went to S3 because they exceed one SQS message."""
     usage = Usage(read_units=result.read_units) if result.read_units is not None else None
     matches = [Match.model_construct(**match) for match in result.matches]
     reply = QueryReplyOk(correlation_id=message.correlation_id, tenant=message.tenant, matches=matches, usage=usage)
     body = reply.model_dump_json(exclude_none=True)
     if len(body.encode()) <= MAX_INLINE_REPLY_BYTES:
-        return body
-    return _store_large_reply(record, message, body, usage)
+        return body, False
+    return _store_large_reply(record, message, body, usage), True
 
 
 def _store_large_reply(record: SQSRecord, message: QueryMessage, body: str, usage: Usage | None) -> str:
