@@ -22,7 +22,7 @@ def handle_batch(records: list[SQSRecord], context: LambdaContext | None) -> dic
     return dict(handle_query_batch(records, context, worker_dependencies(metrics)))
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path="Records[0].messageId")  # the batch's first message
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(event=event, record_handler=handle_batch, processor=processor, context=context)

@@ -1,4 +1,4 @@
-"""The Pinecone API key, read from Secrets Manager and kept in memory, never in logs or errors.
+"""The Pinecone API key and the client built from it, read from Secrets Manager, never in logs or errors.
 
 The secret is JSON: ``{"api_key": "...", "key_id": "...", "project_id": "..."}``. Workers read it
 once and keep it while the container is warm; when Pinecone refuses the key (401/403) they re-read
@@ -7,13 +7,15 @@ the secret at once (it may just have been rotated) and retry the request one tim
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vector_relay.errors import ConfigurationError
+from vector_relay.pinecone_gateway import FailureKind, PineconeGateway, PineconeRequestError
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -64,3 +66,52 @@ class ApiKeyCache:
             if self._key is None or self._key.version_id == stale.version_id:
                 self._key = self._read()
             return self._key
+
+
+class GatewaySource:
+    """The gateway for the current API key, rebuilt when the key changes. Shared across invocations."""
+
+    def __init__(self, keys: ApiKeyCache, build: Callable[[ApiKey], PineconeGateway]) -> None:
+        self._keys = keys
+        self._build = build
+        self._key: ApiKey | None = None
+        self._gateway: PineconeGateway | None = None
+        self._refreshing: asyncio.Lock | None = None
+
+    async def current(self) -> tuple[ApiKey, PineconeGateway]:
+        key = self._key if self._key is not None else await asyncio.to_thread(self._keys.current)
+        return key, self._gateway_for(key)
+
+    async def after_auth_failure(self, stale: ApiKey) -> tuple[ApiKey, PineconeGateway]:
+        """Re-read the key (once, whatever the number of requests that saw the refusal)."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.Lock()
+        async with self._refreshing:
+            key = await asyncio.to_thread(self._keys.refresh, stale)
+            return key, self._gateway_for(key)
+
+    def _gateway_for(self, key: ApiKey) -> PineconeGateway:
+        if self._gateway is None or self._key != key:
+            self._gateway = self._build(key)
+            self._key = key
+        return self._gateway
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed[T]:
+    value: T
+    refreshes: int
+
+
+async def call_with_key_refresh[T](
+    gateways: GatewaySource, call: Callable[[PineconeGateway], Awaitable[T]]
+) -> Refreshed[T]:
+    """Run ``call``; if Pinecone refuses the key, re-read it and run ``call`` once more with the new one."""
+    key, gateway = await gateways.current()
+    try:
+        return Refreshed(await call(gateway), 0)
+    except PineconeRequestError as error:
+        if error.kind is not FailureKind.AUTH:
+            raise
+    _, gateway = await gateways.after_auth_failure(key)
+    return Refreshed(await call(gateway), 1)

@@ -26,6 +26,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from vector_relay.api_key_cache import call_with_key_refresh
 from vector_relay.clients import s3_client
 from vector_relay.contract import (
     Match,
@@ -42,7 +43,7 @@ from vector_relay.errors import PoisonMessageError, Problem, TransientError
 from vector_relay.pinecone_gateway import FailureKind, PineconeRequestError, QueryResult
 from vector_relay.validation import parse_query_message
 from vector_relay.worker import WorkerDependencies, dead_letter, invocation_budget, last_delivery
-from vector_relay.writer import MIN_REQUEST_SECONDS, Deadline, call_with_key_refresh
+from vector_relay.writer import MIN_REQUEST_SECONDS, Deadline
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef

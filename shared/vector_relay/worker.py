@@ -19,7 +19,7 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from vector_relay.api_key_cache import ApiKey, ApiKeyCache, read_api_key
+from vector_relay.api_key_cache import ApiKey, ApiKeyCache, GatewaySource, read_api_key
 from vector_relay.clients import secrets_client, sqs_client, ssm_client
 from vector_relay.contract import IndexShape, ValidationContext
 from vector_relay.errors import PoisonMessageError, TransientError
@@ -27,7 +27,6 @@ from vector_relay.pinecone_gateway import PineconeGateway, describe_index_shape
 from vector_relay.poison import route_poison
 from vector_relay.settings import Settings, get_settings
 from vector_relay.tenancy import TenantRegistrySource
-from vector_relay.writer import GatewaySource
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from vector_relay.api_key_cache import ApiKey, ApiKeyCache
+from vector_relay.api_key_cache import GatewaySource, call_with_key_refresh
 from vector_relay.batching import PlannedRequest, WritePlan
 from vector_relay.errors import AuthError, PoisonMessageError, Problem, TransientError
 from vector_relay.pinecone_gateway import CallResult, FailureKind, PineconeGateway, PineconeRequestError
@@ -40,55 +40,6 @@ class Deadline:
 
     def left(self) -> float:
         return self._at - self._clock()
-
-
-class GatewaySource:
-    """The gateway for the current API key, rebuilt when the key changes. Shared across invocations."""
-
-    def __init__(self, keys: ApiKeyCache, build: Callable[[ApiKey], PineconeGateway]) -> None:
-        self._keys = keys
-        self._build = build
-        self._key: ApiKey | None = None
-        self._gateway: PineconeGateway | None = None
-        self._refreshing: asyncio.Lock | None = None
-
-    async def current(self) -> tuple[ApiKey, PineconeGateway]:
-        key = self._key if self._key is not None else await asyncio.to_thread(self._keys.current)
-        return key, self._gateway_for(key)
-
-    async def after_auth_failure(self, stale: ApiKey) -> tuple[ApiKey, PineconeGateway]:
-        """Re-read the key (once, whatever the number of requests that saw the refusal)."""
-        if self._refreshing is None:
-            self._refreshing = asyncio.Lock()
-        async with self._refreshing:
-            key = await asyncio.to_thread(self._keys.refresh, stale)
-            return key, self._gateway_for(key)
-
-    def _gateway_for(self, key: ApiKey) -> PineconeGateway:
-        if self._gateway is None or self._key != key:
-            self._gateway = self._build(key)
-            self._key = key
-        return self._gateway
-
-
-@dataclass(frozen=True, slots=True)
-class Refreshed[T]:
-    value: T
-    refreshes: int
-
-
-async def call_with_key_refresh[T](
-    gateways: GatewaySource, call: Callable[[PineconeGateway], Awaitable[T]]
-) -> Refreshed[T]:
-    """Run ``call``; if Pinecone refuses the key, re-read it and run ``call`` once more with the new one."""
-    key, gateway = await gateways.current()
-    try:
-        return Refreshed(await call(gateway), 0)
-    except PineconeRequestError as error:
-        if error.kind is not FailureKind.AUTH:
-            raise
-    _, gateway = await gateways.after_auth_failure(key)
-    return Refreshed(await call(gateway), 1)
 
 
 @dataclass(slots=True)
