@@ -20,7 +20,7 @@ the requests of one stage are independent and may run concurrently.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -102,7 +102,10 @@ class WritePlan:
 
 
 @dataclass(slots=True)
-class _Winner:
+class Winner:
+    """The write of one record id that the batch will send: the highest version, and the messages it supersedes."""
+
+    namespace: str
     segment: int
     order: int
     version: int
@@ -110,6 +113,25 @@ class _Winner:
     record: UpsertRecord | None  # None for a delete
     record_id: str
     superseded: set[str] = field(default_factory=set)
+
+    @property
+    def operation(self) -> str:
+        return "delete" if self.record is None else "upsert"
+
+    @property
+    def message_ids(self) -> set[str]:
+        return self.superseded | {self.message_id}
+
+
+@dataclass(slots=True)
+class Coalesced:
+    """A batch reduced to one winning write per (namespace, id), plus the filter operations in their places."""
+
+    winners: dict[tuple[str, str], Winner] = field(default_factory=dict)
+    segments: dict[str, int] = field(default_factory=dict)
+    filter_ops: dict[str, list[tuple[int, str, DeleteByFilterMessage | PurgeTenantMessage]]] = field(
+        default_factory=dict
+    )
 
 
 def wire_record(record: UpsertRecord) -> dict[str, Any]:
@@ -132,15 +154,18 @@ def wire_size(record: dict[str, Any]) -> int:
 
 def plan_writes(messages: Sequence[tuple[str, str, WriteMessage]]) -> WritePlan:
     """Plan the requests for ``(message_id, namespace, message)`` triples given in batch order."""
-    winners: dict[tuple[str, str], _Winner] = {}
-    segments: dict[str, int] = {}
-    filter_ops: dict[str, list[tuple[int, str, DeleteByFilterMessage | PurgeTenantMessage]]] = {}
+    return pack(coalesce(messages))
+
+
+def coalesce(messages: Sequence[tuple[str, str, WriteMessage]]) -> Coalesced:
+    """Keep the highest version of each (namespace, id); note where the filter operations fall."""
+    batch = Coalesced()
     order = 0
     for message_id, namespace, message in messages:
-        segment = segments.setdefault(namespace, 0)
+        segment = batch.segments.setdefault(namespace, 0)
         if isinstance(message, DeleteByFilterMessage | PurgeTenantMessage):
-            filter_ops.setdefault(namespace, []).append((segment, message_id, message))
-            segments[namespace] = segment + 1
+            batch.filter_ops.setdefault(namespace, []).append((segment, message_id, message))
+            batch.segments[namespace] = segment + 1
             continue
         records: Iterable[tuple[str, int, UpsertRecord | None]]
         if isinstance(message, UpsertMessage):
@@ -151,23 +176,29 @@ def plan_writes(messages: Sequence[tuple[str, str, WriteMessage]]) -> WritePlan:
         for record_id, version, record in records:
             order += 1
             key = (namespace, record_id)
-            current = winners.get(key)
-            candidate = _Winner(segment, order, version, message_id, record, record_id)
+            current = batch.winners.get(key)
+            candidate = Winner(namespace, segment, order, version, message_id, record, record_id)
             if current is None:
-                winners[key] = candidate
+                batch.winners[key] = candidate
             elif version >= current.version:
                 candidate.superseded = current.superseded | {current.message_id}
-                winners[key] = candidate
+                batch.winners[key] = candidate
             else:
                 current.superseded.add(message_id)
+    return batch
+
+
+def pack(batch: Coalesced, *, exclude: Collection[tuple[str, str]] = ()) -> WritePlan:
+    """The requests for the winners (except those in ``exclude``) and the filter operations, in stages."""
     plan = WritePlan()
-    by_segment: dict[tuple[str, int], list[_Winner]] = {}
-    for (namespace, _), winner in winners.items():
-        by_segment.setdefault((namespace, winner.segment), []).append(winner)
-    for namespace in segments:
+    by_segment: dict[tuple[str, int], list[Winner]] = {}
+    for key, winner in batch.winners.items():
+        if key not in exclude:
+            by_segment.setdefault((winner.namespace, winner.segment), []).append(winner)
+    for namespace, last_segment in batch.segments.items():
         stages: list[list[PlannedRequest]] = []
-        ops = filter_ops.get(namespace, [])
-        for segment in range(segments[namespace] + 1):
+        ops = batch.filter_ops.get(namespace, [])
+        for segment in range(last_segment + 1):
             writes = sorted(by_segment.get((namespace, segment), []), key=lambda w: w.order)
             stage = [*_pack_upserts(namespace, writes), *_pack_deletes(namespace, writes)]
             if stage:
@@ -178,7 +209,7 @@ def plan_writes(messages: Sequence[tuple[str, str, WriteMessage]]) -> WritePlan:
     return plan
 
 
-def _pack_upserts(namespace: str, writes: list[_Winner]) -> list[PlannedRequest]:
+def _pack_upserts(namespace: str, writes: list[Winner]) -> list[PlannedRequest]:
     overhead = len(orjson.dumps({"vectors": [], "namespace": namespace}))
     requests: list[PlannedRequest] = []
     current: PlannedRequest | None = None
@@ -201,7 +232,7 @@ def _pack_upserts(namespace: str, writes: list[_Winner]) -> list[PlannedRequest]
     return requests
 
 
-def _pack_deletes(namespace: str, writes: list[_Winner]) -> list[PlannedRequest]:
+def _pack_deletes(namespace: str, writes: list[Winner]) -> list[PlannedRequest]:
     requests: list[PlannedRequest] = []
     for winner in writes:
         if winner.record is not None:

@@ -14,6 +14,7 @@ import boto3
 from botocore.config import Config
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
@@ -45,11 +46,16 @@ def secrets_client() -> SecretsManagerClient:
 
 
 @cache
+def dynamodb_client() -> DynamoDBClient:
+    return _session().client("dynamodb", config=_AWS_CONFIG)
+
+
+@cache
 def s3_client() -> S3Client:
     return _session().client("s3", config=_AWS_CONFIG)
 
 
 def clear_client_caches() -> None:
     """Forget every cached client (tests, and the local stack when it restarts moto)."""
-    for factory in (_session, sqs_client, ssm_client, secrets_client, s3_client):
+    for factory in (_session, sqs_client, ssm_client, secrets_client, s3_client, dynamodb_client):
         factory.cache_clear()

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from statistics import fmean
 
 from aws_lambda_powertools import Logger
@@ -20,14 +21,18 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vector_relay.batching import plan_writes
+from vector_relay.batching import Coalesced, coalesce, pack
 from vector_relay.contract import ValidationContext, WriteMessage
-from vector_relay.errors import PoisonMessageError, Problem
+from vector_relay.errors import PoisonMessageError, Problem, TransientError
 from vector_relay.validation import parse_write_message
+from vector_relay.version_guard import GuardedWrite, GuardUnavailableError, Verdict
 from vector_relay.worker import WorkerDependencies, dead_letter, invocation_budget, last_delivery, sort_batch
 from vector_relay.writer import Deadline, PlanRunner, WriteOutcome
 
 logger = Logger(child=True)
+
+# A lease outlives the invocation that took it by this much (clock skew between workers, send time).
+LEASE_SLACK_SECONDS = 5.0
 
 
 def handle_ingest_batch(
@@ -41,14 +46,23 @@ def handle_ingest_batch(
     writes: list[tuple[str, str, WriteMessage]] = [
         (record.message_id, tenants.namespace_for(message.tenant), message) for record, message in batch.valid
     ]
-    plan = plan_writes(writes)
+    coalesced = coalesce(writes)
+    guard = _claim(coalesced, deps, context)
+    plan = pack(coalesced, exclude=guard.excluded)
     runner = PlanRunner(
         deps.gateways,
         deadline=deadline,
         max_concurrency=deps.settings.pinecone_max_concurrency,
         namespace_rate_limit=deps.settings.pinecone_namespace_rate_limit,
     )
-    outcome = deps.loop.run(runner.run(plan))
+    try:
+        outcome = deps.loop.run(runner.run(plan))
+    finally:
+        if deps.guard is not None and guard.claimed:
+            deps.guard.release(guard.claimed)
+    for message_id, error in guard.failures.items():
+        if message_id not in outcome.poison:
+            outcome.failures.setdefault(message_id, error)
     by_id = {record.message_id: record for record, _ in batch.valid}
     failures = dict(batch.failures)
     for message_id, poison in outcome.poison.items():
@@ -60,12 +74,53 @@ def handle_ingest_batch(
             dead_letter(deps, record, exhausted, failures)
         else:
             failures[message_id] = error
-    _report(outcome, deps, len(batch.valid), len(failures))
+    _report(outcome, deps, len(batch.valid), len(failures), guard.stale)
     return failures
 
 
-def _report(outcome: WriteOutcome, deps: WorkerDependencies, valid: int, failed: int) -> None:
+@dataclass(slots=True)
+class _GuardResult:
+    claimed: list[GuardedWrite] = field(default_factory=list)
+    excluded: set[tuple[str, str]] = field(default_factory=set)
+    failures: dict[str, BaseException] = field(default_factory=dict)
+    stale: int = 0
+
+
+def _claim(coalesced: Coalesced, deps: WorkerDependencies, context: LambdaContext | None) -> _GuardResult:
+    """Ask the version guard about every winning write: claimed ones are sent, stale ones dropped, busy ones retried."""
+    result = _GuardResult()
+    if deps.guard is None or not coalesced.winners:
+        return result
+    writes = {
+        key: GuardedWrite(w.namespace, w.record_id, w.version, w.operation) for key, w in coalesced.winners.items()
+    }
+    lease_seconds = invocation_budget(context, deps) + deps.settings.deadline_margin_ms / 1000 + LEASE_SLACK_SECONDS
+    try:
+        verdicts = deps.guard.claim(list(writes.values()), lease_seconds=lease_seconds)
+    except GuardUnavailableError as error:
+        result.excluded = set(writes)
+        for winner in coalesced.winners.values():
+            for message_id in winner.message_ids:
+                result.failures.setdefault(message_id, error)
+        return result
+    for key, verdict in verdicts.items():
+        if verdict is Verdict.CLAIMED:
+            result.claimed.append(writes[key])
+            continue
+        result.excluded.add(key)
+        if verdict is Verdict.STALE:
+            result.stale += 1
+        else:
+            busy = TransientError(f"record {key[1]!r} is being written by another worker; retried later")
+            for message_id in coalesced.winners[key].message_ids:
+                result.failures.setdefault(message_id, busy)
+    return result
+
+
+def _report(outcome: WriteOutcome, deps: WorkerDependencies, valid: int, failed: int, stale: int) -> None:
     metrics = deps.metrics
+    if deps.guard is not None:
+        metrics.add_metric(name="StaleWritesDropped", unit=MetricUnit.Count, value=stale)
     metrics.add_metric(name="RecordsUpserted", unit=MetricUnit.Count, value=outcome.records_upserted)
     metrics.add_metric(name="RecordsDeleted", unit=MetricUnit.Count, value=outcome.records_deleted)
     metrics.add_metric(name="PineconeRequests", unit=MetricUnit.Count, value=outcome.requests)
@@ -87,5 +142,6 @@ def _report(outcome: WriteOutcome, deps: WorkerDependencies, valid: int, failed:
             "mean_latency_ms": round(fmean(outcome.latencies_ms), 1) if outcome.latencies_ms else None,
             "rejected_messages": len(outcome.poison),
             "deadline_cutoffs": outcome.deadline_cutoffs,
+            "stale_writes_dropped": stale,
         },
     )

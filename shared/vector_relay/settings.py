@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     write_version_table: str | None = Field(
         default=None, description="DynamoDB table of the highest applied version per (namespace, id)."
     )
+    write_version_ttl_seconds: int = Field(
+        default=19 * 86_400,
+        ge=3600,
+        description="How long a version (and a delete's tombstone) is kept; above source + DLQ retention.",
+    )
     deadline_margin_ms: int = Field(
         default=5000,
         ge=0,

@@ -20,13 +20,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from vector_relay.api_key_cache import ApiKey, ApiKeyCache, GatewaySource, read_api_key
-from vector_relay.clients import secrets_client, sqs_client, ssm_client
+from vector_relay.clients import dynamodb_client, secrets_client, sqs_client, ssm_client
 from vector_relay.contract import IndexShape, ValidationContext
 from vector_relay.errors import PoisonMessageError, TransientError
 from vector_relay.pinecone_gateway import PineconeGateway, describe_index_shape
 from vector_relay.poison import route_poison
 from vector_relay.settings import Settings, get_settings
 from vector_relay.tenancy import TenantRegistrySource
+from vector_relay.version_guard import VersionGuard
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -64,6 +65,7 @@ class WorkerDependencies:
     index: IndexShapeSource
     gateways: GatewaySource
     metrics: Metrics
+    guard: VersionGuard | None = None
     loop: asyncio.Runner = field(default_factory=asyncio.Runner)
 
 
@@ -84,6 +86,13 @@ def index_shape_from_settings(settings: Settings) -> IndexShape | None:
 
 def read_ssm_parameter(name: str) -> str:
     return ssm_client().get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+
+
+def version_guard(settings: Settings) -> VersionGuard | None:
+    """The DynamoDB version guard when ``WRITE_VERSION_TABLE`` is set; without it, writes are not version-checked."""
+    if not settings.write_version_table:
+        return None
+    return VersionGuard(dynamodb_client(), settings.write_version_table, ttl_seconds=settings.write_version_ttl_seconds)
 
 
 def gateway_builder(settings: Settings) -> Callable[[ApiKey], PineconeGateway]:
@@ -126,6 +135,7 @@ def worker_dependencies(metrics: Metrics) -> WorkerDependencies:
         index=IndexShapeSource(settings, keys),
         gateways=GatewaySource(keys, gateway_builder(settings)),
         metrics=metrics,
+        guard=version_guard(settings),
     )
     _built.append(deps)
     return deps

@@ -92,6 +92,8 @@ def pipeline(
     bucket = "vector-relay-query-results"
     boto3.client("s3").create_bucket(Bucket=bucket)
     monkeypatch.setenv("QUERY_RESULTS_BUCKET", bucket)
+    create_version_table("relay-write-versions")
+    monkeypatch.setenv("WRITE_VERSION_TABLE", "relay-write-versions")
     secret = {"api_key": pinecone_emulator.api_key, "key_id": "initial", "project_id": pinecone_emulator.project_id}
     secret_arn = boto3.client("secretsmanager").create_secret(Name="pinecone-api-key", SecretString=json.dumps(secret))[
         "ARN"
@@ -121,6 +123,22 @@ def pipeline(
     )
     index.close()
     client.close()
+
+
+def create_version_table(name: str) -> None:
+    """The WriteVersionTable of template.yaml, in moto."""
+    boto3.client("dynamodb").create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "namespace", "AttributeType": "S"},
+            {"AttributeName": "record_id", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "namespace", "KeyType": "HASH"},
+            {"AttributeName": "record_id", "KeyType": "RANGE"},
+        ],
+    )
 
 
 Handler = Callable[[dict[str, Any], Any], Any]
