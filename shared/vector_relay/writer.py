@@ -54,6 +54,7 @@ class WriteOutcome:
     latencies_ms: list[float] = field(default_factory=list)
     deadline_cutoffs: int = 0
     auth_refreshes: int = 0
+    landed: set[tuple[str, str]] = field(default_factory=set)  # (namespace, id) written by a successful request
 
     def fail(self, request: PlannedRequest, error: BaseException) -> None:
         for message_id in request.message_ids:
@@ -108,8 +109,10 @@ class PlanRunner:
             return False
         if request.kind == "upsert":
             self.outcome.records_upserted += len(request.records)
+            self.outcome.landed.update((request.namespace, r["id"]) for r in request.records)
         elif request.kind == "delete_ids":
             self.outcome.records_deleted += len(request.ids)
+            self.outcome.landed.update((request.namespace, i) for i in request.ids)
         return True
 
     async def _isolate_rejected(self, request: PlannedRequest, error: PineconeRequestError) -> bool:
