@@ -21,7 +21,7 @@ import asyncio
 import enum
 import time
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pinecone
@@ -206,3 +206,92 @@ def describe_index_shape(*, api_key: str, name: str, control_host: str | None) -
         raise PineconeRequestError(FailureKind.TRANSIENT, f"index {name} has an unsupported metric {metric!r}")
     dimension = None if model.vector_type == "sparse" else model.dimension
     return IndexShape(dimension=dimension, metric=metric)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------ API keys
+# What the rotation function needs: mint, find and revoke keys through the Admin API (service
+# account, OAuth client credentials), and one cheap data-plane call made with a given key.
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyInfo:
+    """An API key as the Admin API lists it: never its value."""
+
+    key_id: str
+    name: str
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedApiKey:
+    """A key just minted. ``value`` is shown once by Pinecone; ``repr`` never shows it."""
+
+    info: ApiKeyInfo
+    value: str = field(repr=False)
+
+
+def _key_info(model: Any) -> ApiKeyInfo:
+    roles = tuple(str(getattr(role, "value", role)) for role in (model.roles or ()))
+    return ApiKeyInfo(key_id=str(model.id), name=str(model.name or ""), roles=roles)
+
+
+class PineconeKeyAdmin:
+    """API keys of one project through Pinecone's Admin API. Errors are :class:`PineconeRequestError`."""
+
+    def __init__(self, *, client_id: str, client_secret: str, host: str | None, oauth_url: str | None) -> None:
+        try:
+            self._admin = pinecone.Admin(
+                client_id=client_id,
+                client_secret=client_secret,
+                host=host or None,
+                oauth_url=oauth_url or None,
+                source_tag="vector_relay",
+            )
+        except Exception as error:
+            raise classify(error) from None
+
+    def list_keys(self, project_id: str) -> list[ApiKeyInfo]:
+        try:
+            return [_key_info(model) for model in self._admin.api_keys.list(project_id=project_id)]
+        except Exception as error:
+            raise classify(error) from None
+
+    def describe_key(self, key_id: str) -> ApiKeyInfo | None:
+        """The key, or None when Pinecone does not know it (deleted, or from another project)."""
+        try:
+            return _key_info(self._admin.api_keys.describe(api_key_id=key_id))
+        except Exception as error:
+            if getattr(error, "status_code", None) == 404:
+                return None
+            raise classify(error) from None
+
+    def create_key(self, project_id: str, name: str, roles: Sequence[str]) -> CreatedApiKey:
+        try:
+            created = self._admin.api_keys.create(project_id=project_id, name=name, roles=list(roles) or None)
+        except Exception as error:
+            raise classify(error) from None
+        return CreatedApiKey(info=_key_info(created.key), value=created.value)
+
+    def delete_key(self, key_id: str) -> bool:
+        """Revoke the key; False when it was already gone (a retried step)."""
+        try:
+            self._admin.api_keys.delete(api_key_id=key_id)
+        except Exception as error:
+            if getattr(error, "status_code", None) == 404:
+                return False
+            raise classify(error) from None
+        return True
+
+    def close(self) -> None:
+        self._admin.close()
+
+
+def check_api_key(*, host: str, api_key: str, timeout: float) -> None:
+    """One cheap data-plane call (index stats) with ``api_key``; raises :class:`PineconeRequestError` if refused."""
+    index = pinecone.Index(host=host, api_key=api_key, timeout=timeout, source_tag="vector_relay")
+    try:
+        index.describe_index_stats(timeout=timeout)
+    except Exception as error:
+        raise classify(error) from None
+    finally:
+        index.close()

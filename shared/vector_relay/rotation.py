@@ -1,17 +1,67 @@
-"""Secrets Manager rotation of the Pinecone API key: the event it receives and the four steps.
+"""Secrets Manager rotation of the Pinecone API key: the entry checks and the four steps.
 
-This build parses and checks the rotation event; the steps themselves (create a key through the
-Admin API, test it, promote it, revoke the old one) are not enabled yet, so a rotation fails
-before touching the secret and Secrets Manager leaves the current key in place.
+Alternating keys: a rotation mints a new key and makes it ``AWSCURRENT``; the key it replaces
+becomes ``AWSPREVIOUS`` and stays valid, so a worker still holding it keeps working until its cache
+TTL re-reads the secret. The key from the rotation before that is revoked in ``finishSecret``, but
+only once it has been out of ``AWSCURRENT`` for ``KEY_REVOCATION_GRACE_SECONDS`` (at least the
+workers' cache TTL plus their timeout); otherwise a later rotation revokes it.
+
+Entry checks (every step, as in AWS's rotation template): the secret is the one this function
+rotates (``PINECONE_SECRET_ARN``), rotation is enabled on it, the token is one of its versions; a
+token already ``AWSCURRENT`` means the rotation finished and the step does nothing; otherwise the
+token must carry ``AWSPENDING``.
+
+Each step checks before it acts, so any step can crash and be run again:
+
+* ``createSecret``: a pending version that already has a value is kept (a retried step, or a key
+  an operator staged by hand in manual mode). Otherwise a key named after the token is minted
+  through the Admin API and stored as ``AWSPENDING``. A key of that name found at Pinecone is one
+  an earlier attempt minted and crashed before storing; Pinecone never shows a key's value twice,
+  so that key is revoked and a new one minted: never two keys for one token.
+* ``setSecret``: nothing to set at Pinecone (a key is live when minted); the pending value is
+  checked: same project as the current key, a different key, a key id.
+* ``testSecret``: index stats with the pending key only.
+* ``finishSecret``: revoke retired keys, set the rotation marker to the new version, move
+  ``AWSCURRENT``. The label move is the last action: a retried ``finishSecret`` stops at the entry
+  checks once the label has moved, so nothing may be left to do after it.
+
+Secret format and the operator's runbook: docs/rotation.md. Key values never reach logs or errors.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from vector_relay.errors import ConfigurationError
+from vector_relay.clients import secrets_client, ssm_client
+from vector_relay.errors import ConfigurationError, VectorRelayError
+from vector_relay.pinecone_gateway import (
+    ApiKeyInfo,
+    CreatedApiKey,
+    PineconeKeyAdmin,
+    PineconeRequestError,
+    check_api_key,
+)
+from vector_relay.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_ssm import SSMClient
+
+logger = Logger(child=True)
+
+KEY_NAME_PREFIX = "vector-relay-rotation-"
+DEFAULT_ROLES = ("ProjectEditor",)
+AWSCURRENT = "AWSCURRENT"
+AWSPENDING = "AWSPENDING"
+AWSPREVIOUS = "AWSPREVIOUS"
 
 
 class RotationEvent(BaseModel):
@@ -24,10 +74,367 @@ class RotationEvent(BaseModel):
     client_request_token: str = Field(alias="ClientRequestToken", min_length=1)
 
 
-class RotationNotEnabledError(ConfigurationError):
-    """Rotation steps are not part of this build; the secret is left as it is."""
+class RotationError(VectorRelayError):
+    """A step refused to act. The secret is left as it was; the message never holds a key value."""
 
 
-def run_rotation_step(event: RotationEvent) -> None:
-    """Run one rotation step. In this build every step refuses, leaving the secret unchanged."""
-    raise RotationNotEnabledError(f"rotation step {event.step} is not enabled in this build; the secret is unchanged")
+def key_name_for(token: str) -> str:
+    """The Pinecone key name of the rotation with this token (Pinecone allows 80 characters)."""
+    return f"{KEY_NAME_PREFIX}{token}"[:80]
+
+
+@dataclass(frozen=True, slots=True)
+class KeySecret:
+    """One version of the API-key secret. ``repr`` never shows the key."""
+
+    api_key: str = field(repr=False)
+    key_id: str
+    project_id: str
+    key_name: str = ""
+    roles: tuple[str, ...] = ()
+    created_at: str = ""
+    rotation_token: str = ""
+
+    def to_json(self) -> str:
+        payload: dict[str, Any] = {
+            "api_key": self.api_key,
+            "key_id": self.key_id,
+            "project_id": self.project_id,
+            "key_name": self.key_name,
+            "roles": list(self.roles),
+            "created_at": self.created_at,
+            "rotation_token": self.rotation_token,
+        }
+        return json.dumps(payload)
+
+
+def parse_key_secret(text: str | None, where: str) -> KeySecret:
+    """Parse one version; :class:`RotationError` naming ``where`` (never the value) when it is malformed."""
+    try:
+        payload = json.loads(text or "")
+    except ValueError:
+        raise RotationError(f"{where} is not JSON") from None
+    if not isinstance(payload, dict):
+        raise RotationError(f"{where} is not a JSON object")
+    missing = [name for name in ("api_key", "project_id") if not (isinstance(payload.get(name), str) and payload[name])]
+    if missing:
+        raise RotationError(f"{where} needs non-empty strings {', '.join(missing)}")
+    roles = payload.get("roles") or ()
+    return KeySecret(
+        api_key=payload["api_key"],
+        key_id=str(payload.get("key_id") or ""),
+        project_id=payload["project_id"],
+        key_name=str(payload.get("key_name") or ""),
+        roles=tuple(str(role) for role in roles) if isinstance(roles, list) else (),
+        created_at=str(payload.get("created_at") or ""),
+        rotation_token=str(payload.get("rotation_token") or ""),
+    )
+
+
+class KeyAdmin(Protocol):
+    """What rotation needs from Pinecone's Admin API (:class:`~vector_relay.pinecone_gateway.PineconeKeyAdmin`)."""
+
+    def list_keys(self, project_id: str) -> list[ApiKeyInfo]: ...
+    def describe_key(self, key_id: str) -> ApiKeyInfo | None: ...
+    def create_key(self, project_id: str, name: str, roles: Sequence[str]) -> CreatedApiKey: ...
+    def delete_key(self, key_id: str) -> bool: ...
+
+
+@dataclass(slots=True)
+class RotationDependencies:
+    """Everything a step touches; built from the settings by :func:`rotation_dependencies`."""
+
+    settings: Settings
+    secrets: SecretsManagerClient
+    ssm: SSMClient
+    admin: Callable[[], KeyAdmin] | None  # None: manual mode
+    check_key: Callable[[str], None]  # one data-plane call with the given key; raises PineconeRequestError
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _admin: KeyAdmin | None = None
+
+    def key_admin(self) -> KeyAdmin:
+        if self.admin is None:
+            raise RotationError("manual mode has no Admin API access")
+        if self._admin is None:
+            self._admin = self.admin()
+        return self._admin
+
+
+def rotation_dependencies(settings: Settings) -> RotationDependencies:
+    secrets = secrets_client()
+
+    def admin() -> KeyAdmin:
+        arn = settings.require("pinecone_admin_secret_arn")
+        text = secrets.get_secret_value(SecretId=arn, VersionStage=AWSCURRENT).get("SecretString")
+        try:
+            account = json.loads(text or "")
+            client_id, client_secret = account["client_id"], account["client_secret"]
+        except (KeyError, TypeError, ValueError):
+            raise ConfigurationError(f'admin secret {arn} must be JSON with "client_id" and "client_secret"') from None
+        return PineconeKeyAdmin(
+            client_id=client_id,
+            client_secret=client_secret,
+            host=settings.pinecone_control_host,
+            oauth_url=settings.pinecone_oauth_url or None,
+        )
+
+    def check(api_key: str) -> None:
+        check_api_key(
+            host=settings.pinecone_index_host, api_key=api_key, timeout=settings.pinecone_request_timeout_seconds
+        )
+
+    return RotationDependencies(
+        settings=settings,
+        secrets=secrets,
+        ssm=ssm_client(),
+        admin=admin if settings.rotation_mode == "admin_api" else None,
+        check_key=check,
+    )
+
+
+def run_rotation_step(event: RotationEvent, deps: RotationDependencies | None = None) -> None:
+    """Check the event against the secret's state, then run its step (each step is safe to repeat)."""
+    deps = deps or rotation_dependencies(get_settings())
+    token = event.client_request_token
+    metadata = deps.secrets.describe_secret(SecretId=event.secret_id)
+    arn = metadata["ARN"]
+    if arn != deps.settings.pinecone_secret_arn:
+        raise RotationError(f"secret {arn} is not the one this function rotates ({deps.settings.pinecone_secret_arn})")
+    if not metadata.get("RotationEnabled"):
+        raise RotationError(f"secret {arn} is not enabled for rotation")
+    versions = metadata.get("VersionIdsToStages", {})
+    if token not in versions:
+        raise RotationError(f"secret {arn} has no version {token} to rotate")
+    if AWSCURRENT in versions[token]:
+        logger.info("version already AWSCURRENT: the rotation finished", extra={"version_id": token})
+        return
+    if AWSPENDING not in versions[token]:
+        raise RotationError(f"version {token} of secret {arn} is not AWSPENDING")
+    steps: dict[str, Callable[[RotationDependencies, str, str], None]] = {
+        "createSecret": create_secret,
+        "setSecret": set_secret,
+        "testSecret": test_secret,
+        "finishSecret": finish_secret,
+    }
+    steps[event.step](deps, arn, token)
+
+
+# ------------------------------------------------------------------------------------------ steps
+
+
+def create_secret(deps: RotationDependencies, arn: str, token: str) -> None:
+    current = _read_current(deps, arn)
+    pending = _read_pending(deps, arn, token)
+    if pending is not None:
+        logger.info("pending key already stored", extra={"version_id": token, "key_id": pending.key_id})
+        return
+    if deps.admin is None:
+        raise RotationError(
+            f"manual mode: no key is staged as AWSPENDING for version {token}; stage one (docs/rotation.md)"
+        )
+    admin = deps.key_admin()
+    name = key_name_for(token)
+    for orphan in [info for info in admin.list_keys(current.project_id) if info.name == name]:
+        # An earlier attempt minted it and crashed before storing it; its value is gone for good.
+        admin.delete_key(orphan.key_id)
+        logger.warning("revoked a key an interrupted createSecret minted", extra={"key_id": orphan.key_id})
+    roles = _roles_like(admin, current)
+    created = admin.create_key(current.project_id, name, roles)
+    secret = KeySecret(
+        api_key=created.value,
+        key_id=created.info.key_id,
+        project_id=current.project_id,
+        key_name=name,
+        roles=created.info.roles or tuple(roles),
+        created_at=deps.now().isoformat(timespec="seconds"),
+        rotation_token=token,
+    )
+    deps.secrets.put_secret_value(
+        SecretId=arn, ClientRequestToken=token, SecretString=secret.to_json(), VersionStages=[AWSPENDING]
+    )
+    logger.info("new key stored as AWSPENDING", extra={"version_id": token, "key_id": secret.key_id})
+
+
+def set_secret(deps: RotationDependencies, arn: str, token: str) -> None:
+    current = _read_current(deps, arn)
+    pending = _require_pending(deps, arn, token)
+    if pending.project_id != current.project_id:
+        raise RotationError(f"pending key {pending.key_id} is for another project than the current key")
+    if pending.api_key == current.api_key:
+        raise RotationError(f"pending version {token} holds the current key; stage a new one")
+    if not pending.key_id:
+        raise RotationError(f"pending version {token} has no key_id (needed to revoke the key later)")
+    if pending.key_id == current.key_id:
+        raise RotationError(f"pending version {token} has the current key's key_id {pending.key_id}")
+    if deps.admin is not None and deps.key_admin().describe_key(pending.key_id) is None:
+        raise RotationError(f"pending key {pending.key_id} does not exist at Pinecone")
+    logger.info("pending key checked", extra={"version_id": token, "key_id": pending.key_id})
+
+
+def test_secret(deps: RotationDependencies, arn: str, token: str) -> None:
+    pending = _require_pending(deps, arn, token)
+    try:
+        deps.check_key(pending.api_key)
+    except PineconeRequestError as error:
+        raise RotationError(f"pending key {pending.key_id} failed the index stats call: {error}") from None
+    logger.info("pending key works", extra={"version_id": token, "key_id": pending.key_id})
+
+
+def finish_secret(deps: RotationDependencies, arn: str, token: str) -> None:
+    versions = deps.secrets.describe_secret(SecretId=arn).get("VersionIdsToStages", {})
+    current_version = next((v for v, stages in versions.items() if AWSCURRENT in stages), None)
+    if current_version == token:
+        logger.info("version already AWSCURRENT", extra={"version_id": token})
+        return
+    previous_version = next((v for v, stages in versions.items() if AWSPREVIOUS in stages), None)
+    pending = _require_pending(deps, arn, token)
+    if current_version is not None:
+        _revoke_retired_keys(deps, arn, pending, current_version, previous_version)
+    marker = deps.settings.rotation_marker_parameter
+    if marker:
+        deps.ssm.put_parameter(Name=marker, Value=token, Type="String", Overwrite=True)
+    move: dict[str, Any] = {"SecretId": arn, "VersionStage": AWSCURRENT, "MoveToVersionId": token}
+    if current_version is not None:
+        move["RemoveFromVersionId"] = current_version
+    logger.info("promoting the new key", extra={"version_id": token, "key_id": pending.key_id})
+    deps.secrets.update_secret_version_stage(**move)
+    # Nothing after the label move: a retried finishSecret returns at the entry checks.
+
+
+# ------------------------------------------------------------------------------------- revocation
+
+
+def _revoke_retired_keys(
+    deps: RotationDependencies, arn: str, pending: KeySecret, current_version: str, previous_version: str | None
+) -> None:
+    """Revoke the key from two rotations back, and older keys this function minted, once their grace is over.
+
+    A key is retired when it left AWSCURRENT; when that happened is read from the rotation marker's
+    history (each promotion writes the promoted version there). Keys in use (pending, current) are
+    never touched; a key whose retirement time is unknown is left alone.
+    """
+    current = _read_current(deps, arn)
+    if deps.admin is None:
+        if previous_version is not None:
+            previous = _read_version(deps, arn, previous_version)
+            if previous is not None and previous.key_id:
+                logger.warning(
+                    "manual mode: revoke the retired key by hand once its grace is over",
+                    extra={"key_id": previous.key_id, "grace_seconds": deps.settings.key_revocation_grace_seconds},
+                )
+        return
+    promotions = _promotions(deps)
+    if promotions is None:
+        logger.warning("no rotation marker history: retired keys are not revoked (set ROTATION_MARKER_PARAMETER)")
+        return
+    considered = {pending.key_id, current.key_id}
+    retired: dict[str, datetime | None] = {}  # key_id -> when it left AWSCURRENT (None: never was current)
+    if previous_version is not None:
+        previous = _read_version(deps, arn, previous_version)
+        if previous is not None and previous.key_id and previous.key_id not in considered:
+            considered.add(previous.key_id)
+            left = _left_current_at(promotions, previous_version) or _promoted_at(promotions, current_version)
+            if left is not None:
+                retired[previous.key_id] = left
+    admin = deps.key_admin()
+    for info in admin.list_keys(current.project_id):
+        if info.key_id in considered or not info.name.startswith(KEY_NAME_PREFIX):
+            continue
+        version = info.name.removeprefix(KEY_NAME_PREFIX)
+        if version in (current_version, pending.rotation_token):
+            continue
+        if any(value == version for value, _ in promotions):
+            left = _left_current_at(promotions, version)
+            if left is not None:
+                retired[info.key_id] = left
+        else:
+            retired[info.key_id] = None  # minted by a rotation that never promoted it: no worker has it
+    grace = deps.settings.key_revocation_grace_seconds
+    now = deps.now()
+    for key_id, left in retired.items():
+        if left is not None and (now - left).total_seconds() < grace:
+            logger.info(
+                "retired key still in its grace period; a later rotation revokes it",
+                extra={"key_id": key_id, "retired_at": left.isoformat(), "grace_seconds": grace},
+            )
+            continue
+        revoked = admin.delete_key(key_id)
+        logger.info("revoked a retired key", extra={"key_id": key_id, "already_gone": not revoked})
+
+
+def _promotions(deps: RotationDependencies) -> list[tuple[str, datetime]] | None:
+    """(promoted version id, when) from the marker's history, oldest first; None without a marker."""
+    name = deps.settings.rotation_marker_parameter
+    if not name:
+        return None
+    history: list[tuple[str, datetime]] = []
+    paginator = deps.ssm.get_paginator("get_parameter_history")
+    try:
+        for page in paginator.paginate(Name=name):
+            for entry in page.get("Parameters", []):
+                if "Value" in entry and "LastModifiedDate" in entry:
+                    history.append((entry["Value"], entry["LastModifiedDate"]))
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ParameterNotFound":
+            return []
+        raise
+    return history
+
+
+def _promoted_at(promotions: list[tuple[str, datetime]], version: str) -> datetime | None:
+    """When ``version`` was last promoted."""
+    times = [when for value, when in promotions if value == version]
+    return times[-1] if times else None
+
+
+def _left_current_at(promotions: list[tuple[str, datetime]], version: str) -> datetime | None:
+    """When ``version`` stopped being current: the first promotion of another version after its last one."""
+    last = max((i for i, (value, _) in enumerate(promotions) if value == version), default=None)
+    if last is None:
+        return None
+    return next((when for value, when in promotions[last + 1 :] if value != version), None)
+
+
+# ------------------------------------------------------------------------------------ secret reads
+
+
+def _roles_like(admin: KeyAdmin, current: KeySecret) -> tuple[str, ...]:
+    """The current key's roles (least privilege carries over), else Pinecone's default."""
+    if current.roles:
+        return current.roles
+    info = admin.describe_key(current.key_id) if current.key_id else None
+    return info.roles if info is not None and info.roles else DEFAULT_ROLES
+
+
+def _read_current(deps: RotationDependencies, arn: str) -> KeySecret:
+    response = deps.secrets.get_secret_value(SecretId=arn, VersionStage=AWSCURRENT)
+    return parse_key_secret(response.get("SecretString"), f"the AWSCURRENT version {response['VersionId']}")
+
+
+def _read_pending(deps: RotationDependencies, arn: str, token: str) -> KeySecret | None:
+    """The pending version's key, or None while it has no value yet."""
+    try:
+        response = deps.secrets.get_secret_value(SecretId=arn, VersionId=token, VersionStage=AWSPENDING)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return None
+        raise
+    if not response.get("SecretString"):
+        return None
+    return parse_key_secret(response["SecretString"], f"the AWSPENDING version {token}")
+
+
+def _require_pending(deps: RotationDependencies, arn: str, token: str) -> KeySecret:
+    pending = _read_pending(deps, arn, token)
+    if pending is None:
+        raise RotationError(f"version {token} has no value yet; createSecret has not run")
+    return pending
+
+
+def _read_version(deps: RotationDependencies, arn: str, version: str) -> KeySecret | None:
+    try:
+        response = deps.secrets.get_secret_value(SecretId=arn, VersionId=version)
+        return parse_key_secret(response.get("SecretString"), f"version {version}")
+    except (ClientError, RotationError) as error:
+        logger.warning("could not read an older version", extra={"version_id": version, "error": str(error)})
+        return None

@@ -90,6 +90,20 @@ class Settings(BaseSettings):
         default=None,
         description="Secret with the Pinecone service account (`client_id`, `client_secret`) used by rotation.",
     )
+    rotation_mode: Literal["admin_api", "manual"] = Field(
+        default="admin_api",
+        description="`admin_api`: rotation mints keys through the Admin API; `manual`: an operator stages the key.",
+    )
+    pinecone_oauth_url: str | None = Field(
+        default=None,
+        description="OAuth token URL of the Admin API; unset = Pinecone's. The local stack uses the emulator's.",
+    )
+    key_revocation_grace_seconds: int = Field(
+        default=900,
+        ge=0,
+        description="Rotation revokes a retired key only this long after it stopped being current "
+        "(at least `API_KEY_CACHE_TTL_SECONDS` + the longest worker timeout).",
+    )
     write_version_table: str | None = Field(
         default=None, description="DynamoDB table of the highest applied version per (namespace, id)."
     )

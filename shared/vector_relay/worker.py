@@ -126,14 +126,23 @@ def worker_dependencies(metrics: Metrics) -> WorkerDependencies:
         read_parameter=read_ssm_parameter,
         ttl_seconds=settings.tenant_registry_ttl_seconds,
     )
-    keys = ApiKeyCache(lambda: read_api_key(secrets_client(), settings.pinecone_secret_arn))
+    marker = settings.rotation_marker_parameter
+    keys = ApiKeyCache(
+        lambda: read_api_key(secrets_client(), settings.pinecone_secret_arn),
+        ttl_seconds=settings.api_key_cache_ttl_seconds,
+        read_marker=(lambda: read_ssm_parameter(marker)) if marker else None,
+    )
     deps = WorkerDependencies(
         settings=settings,
         sqs=sqs_client(),
         tenants=tenants,
         keys=keys,
         index=IndexShapeSource(settings, keys),
-        gateways=GatewaySource(keys, gateway_builder(settings)),
+        gateways=GatewaySource(
+            keys,
+            gateway_builder(settings),
+            on_auth_failure=lambda key: metrics.add_metric(name="AuthFailure", unit=MetricUnit.Count, value=1),
+        ),
         metrics=metrics,
         guard=version_guard(settings),
     )
