@@ -9,6 +9,7 @@ SAM       := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION := 1.170.0
 BUILD_DIR := .aws-sam/build
 REGION    ?= us-east-1
+DATA_DIR  ?= .local-stack/pinecone-data
 
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= $(REGION)
@@ -16,9 +17,13 @@ export AWS_DEFAULT_REGION ?= $(REGION)
 # The Lambda runtime's interpreter; found once, or make stops with what to install.
 PYTHON313 = $(shell tools/find-python.sh)
 
-.PHONY: help venv test lint format typecheck validate build schema clean
+.PHONY: help venv test lint format typecheck validate build schema clean demo up invoke status
 
 help:
+	@echo "make demo      the whole product on this machine: local stack from template.yaml, a dataset in, queries out, checked"
+	@echo "make up        the local stack in the foreground until Ctrl-C (DATA_DIR=$(DATA_DIR) keeps the index data)"
+	@echo "make invoke    one event through one function under awslambdaric: make invoke FN=ingest EVENT=events/ingest-upsert.json"
+	@echo "make status    queue depths, DLQ messages with their reasons, index stats, emulator counters of a running make up"
 	@echo "make test      lint, types, template checks, sam build, the whole pytest suite (what CI runs)"
 	@echo "make lint      ruff check + ruff format --check"
 	@echo "make format    ruff format + ruff check --fix"
@@ -83,3 +88,17 @@ test: lint typecheck validate build
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache
+
+# The local stack (local/relay_local, docs/local-stack.md): moto's server + the Pinecone emulator + pollers.
+demo: $(VENV)/.installed
+	$(PY) -m relay_local demo
+
+up: $(VENV)/.installed
+	$(PY) -m relay_local up $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+invoke: $(VENV)/.installed
+	@[ -n "$(FN)" ] && [ -n "$(EVENT)" ] || { echo "usage: make invoke FN=ingest|query|rotate_key EVENT=events/<file>.json"; exit 2; }
+	$(PY) -m relay_local invoke $(FN) $(EVENT)
+
+status: $(VENV)/.installed
+	$(PY) -m relay_local status

@@ -1,0 +1,256 @@
+"""Create the template's queues, secrets, parameters, table and bucket in moto's server.
+
+Every property comes from template.yaml (through :class:`LocalTemplate`), so a change there (a
+visibility timeout, a redrive policy, a retention period, a key schema) changes the local stack
+too. Resources that do nothing on one machine (IAM, log groups, alarms, layers, the rotation
+schedule) are listed as skipped rather than imitated.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from relay_local.cloudformation import LocalTemplate, PhysicalResource, TemplateError
+
+# CloudFormation AWS::SQS::Queue properties that are SQS queue attributes under the same name.
+_QUEUE_ATTRIBUTES = (
+    "ContentBasedDeduplication",
+    "DelaySeconds",
+    "FifoQueue",
+    "KmsDataKeyReusePeriodSeconds",
+    "KmsMasterKeyId",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "SqsManagedSseEnabled",
+    "VisibilityTimeout",
+)
+CREATED_TYPES = (
+    "AWS::SQS::Queue",
+    "AWS::SecretsManager::Secret",
+    "AWS::SSM::Parameter",
+    "AWS::DynamoDB::Table",
+    "AWS::S3::Bucket",
+)
+MODELLED_TYPES = ("AWS::Serverless::Function",)  # run by the local stack's pollers and runtimes
+
+
+# A stopped local stack should be noticed in seconds, not after botocore's default retries.
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=2, read_timeout=30)
+
+
+@dataclass(frozen=True)
+class CreatedResource:
+    logical_id: str
+    resource_type: str
+    physical_id: str
+    summary: str
+
+
+def aws_client(service: str, endpoint_url: str, region: str) -> Any:
+    """A boto3 client for moto's server (fake credentials: moto accepts any)."""
+    return boto3.session.Session().client(
+        service,  # type: ignore[call-overload]
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - moto's documented fake credentials
+        config=_CONFIG,
+    )
+
+
+class Provisioner:
+    """Creates the template's resources in order, recording what ``Ref``/``Fn::GetAtt`` answer."""
+
+    def __init__(self, template: LocalTemplate, endpoint_url: str) -> None:
+        self.template = template
+        self.endpoint_url = endpoint_url
+        self.created: list[CreatedResource] = []
+        self.skipped: list[tuple[str, str]] = []
+
+    def client(self, service: str) -> Any:
+        return aws_client(service, self.endpoint_url, self.template.region)
+
+    def provision(self) -> list[CreatedResource]:
+        t = self.template
+        queues = t.resources_of_type("AWS::SQS::Queue")
+        # Dead-letter queues first: a redrive policy names its target's ARN.
+        for logical_id in sorted(queues, key=lambda q: "RedrivePolicy" in t.properties(q)):
+            self._queue(logical_id)
+        for logical_id in t.resources_of_type("AWS::SecretsManager::Secret"):
+            self._secret(logical_id)
+        for logical_id in t.resources_of_type("AWS::SSM::Parameter"):
+            self._parameter(logical_id)
+        for logical_id in t.resources_of_type("AWS::DynamoDB::Table"):
+            self._table(logical_id)
+        for logical_id in t.resources_of_type("AWS::S3::Bucket"):
+            self._bucket(logical_id)
+        for spec in t.functions():
+            t.physical[spec.logical_id] = PhysicalResource(
+                ref=t.function_name(spec), attributes={"Arn": t.function_arn(spec)}
+            )
+        for logical_id, resource in t.resources.items():
+            kind = str(resource.get("Type"))
+            if kind not in CREATED_TYPES and kind not in MODELLED_TYPES:
+                self.skipped.append((logical_id, kind))
+        return self.created
+
+    # ------------------------------------------------------------------ SQS
+    def create_queue(self, name: str, attributes: dict[str, str]) -> tuple[str, str]:
+        """Create (or update) a queue; its URL and ARN."""
+        sqs = self.client("sqs")
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return str(url), str(arn)
+
+    def _queue(self, logical_id: str) -> None:
+        t = self.template
+        properties = t.resolve(t.properties(logical_id))
+        name = str(properties.get("QueueName") or t.default_name(logical_id))
+        attributes = {key: _attribute(properties[key]) for key in _QUEUE_ATTRIBUTES if key in properties}
+        if "RedrivePolicy" in properties:
+            policy = properties["RedrivePolicy"]
+            attributes["RedrivePolicy"] = json.dumps(
+                {
+                    "deadLetterTargetArn": policy["deadLetterTargetArn"],
+                    "maxReceiveCount": int(policy["maxReceiveCount"]),
+                }
+            )
+        url, arn = self.create_queue(name, attributes)
+        t.physical[logical_id] = PhysicalResource(ref=url, attributes={"Arn": arn, "QueueName": name, "QueueUrl": url})
+        details = [f"visibility {attributes.get('VisibilityTimeout', '30')} s"]
+        details.append(f"retention {int(attributes.get('MessageRetentionPeriod', '345600')) // 3600} h")
+        if "RedrivePolicy" in properties:
+            target = properties["RedrivePolicy"]["deadLetterTargetArn"].rsplit(":", 1)[1]
+            details.append(f"redrive to {target} after {properties['RedrivePolicy']['maxReceiveCount']} receives")
+        self.created.append(CreatedResource(logical_id, "AWS::SQS::Queue", url, ", ".join(details)))
+
+    # ------------------------------------------------------------------ Secrets Manager
+    def _secret(self, logical_id: str) -> None:
+        t = self.template
+        properties = t.resolve(t.properties(logical_id))
+        if "GenerateSecretString" in properties:
+            raise TemplateError(f"{logical_id}: GenerateSecretString is not supported by the local stack")
+        name = str(properties.get("Name") or t.default_name(logical_id))
+        arn = self.client("secretsmanager").create_secret(
+            Name=name, Description=str(properties.get("Description", "")), SecretString=properties["SecretString"]
+        )["ARN"]
+        t.physical[logical_id] = PhysicalResource(ref=str(arn), attributes={"Id": str(arn)})
+        self.created.append(CreatedResource(logical_id, "AWS::SecretsManager::Secret", str(arn), f"name {name}"))
+
+    def put_secret_value(self, logical_id: str, value: dict[str, str]) -> None:
+        """A new AWSCURRENT value, as an operator does after deploying (README "Deploy", step 1)."""
+        arn = self.template.physical[logical_id].ref
+        self.client("secretsmanager").put_secret_value(SecretId=arn, SecretString=json.dumps(value))
+
+    # ------------------------------------------------------------------ SSM
+    def _parameter(self, logical_id: str) -> None:
+        t = self.template
+        properties = t.resolve(t.properties(logical_id))
+        name = str(properties.get("Name") or t.default_name(logical_id))
+        self.client("ssm").put_parameter(
+            Name=name,
+            Type=str(properties.get("Type", "String")),
+            Value=str(properties["Value"]),
+            Description=str(properties.get("Description", "")),
+            Overwrite=True,
+        )
+        t.physical[logical_id] = PhysicalResource(ref=name, attributes={"Value": str(properties["Value"])})
+        self.created.append(CreatedResource(logical_id, "AWS::SSM::Parameter", name, f"value {properties['Value']}"))
+
+    def put_parameter(self, logical_id: str, value: str) -> None:
+        self.client("ssm").put_parameter(Name=self.template.physical[logical_id].ref, Value=value, Overwrite=True)
+
+    # ------------------------------------------------------------------ DynamoDB
+    def _table(self, logical_id: str) -> None:
+        t = self.template
+        properties = t.resolve(t.properties(logical_id))
+        name = str(properties.get("TableName") or t.default_name(logical_id))
+        dynamodb = self.client("dynamodb")
+        arguments: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": properties["AttributeDefinitions"],
+            "KeySchema": properties["KeySchema"],
+            "BillingMode": properties.get("BillingMode", "PROVISIONED"),
+        }
+        if "ProvisionedThroughput" in properties:
+            arguments["ProvisionedThroughput"] = {k: int(v) for k, v in properties["ProvisionedThroughput"].items()}
+        if "SSESpecification" in properties:
+            arguments["SSESpecification"] = {"Enabled": bool(properties["SSESpecification"].get("SSEEnabled"))}
+        arn = dynamodb.create_table(**arguments)["TableDescription"]["TableArn"]
+        ttl = properties.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            dynamodb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
+            )
+        recovery = properties.get("PointInTimeRecoverySpecification")
+        if recovery and recovery.get("PointInTimeRecoveryEnabled"):
+            dynamodb.update_continuous_backups(
+                TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+            )
+        t.physical[logical_id] = PhysicalResource(ref=name, attributes={"Arn": str(arn)})
+        keys = ", ".join(f"{k['AttributeName']} ({k['KeyType']})" for k in properties["KeySchema"])
+        self.created.append(CreatedResource(logical_id, "AWS::DynamoDB::Table", name, f"key {keys}"))
+
+    # ------------------------------------------------------------------ S3
+    def _bucket(self, logical_id: str) -> None:
+        t = self.template
+        properties = t.resolve(t.properties(logical_id))
+        name = str(properties.get("BucketName") or t.default_name(logical_id)).lower()
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=name)
+        encryption = properties.get("BucketEncryption")
+        if encryption:
+            s3.put_bucket_encryption(
+                Bucket=name,
+                ServerSideEncryptionConfiguration={
+                    "Rules": [_encryption_rule(rule) for rule in encryption["ServerSideEncryptionConfiguration"]]
+                },
+            )
+        if "PublicAccessBlockConfiguration" in properties:
+            s3.put_public_access_block(
+                Bucket=name,
+                PublicAccessBlockConfiguration={
+                    k: bool(v) for k, v in properties["PublicAccessBlockConfiguration"].items()
+                },
+            )
+        if "OwnershipControls" in properties:
+            s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=properties["OwnershipControls"])
+        rules = (properties.get("LifecycleConfiguration") or {}).get("Rules") or []
+        if rules:
+            s3.put_bucket_lifecycle_configuration(
+                Bucket=name, LifecycleConfiguration={"Rules": [_lifecycle_rule(rule) for rule in rules]}
+            )
+        t.physical[logical_id] = PhysicalResource(
+            ref=name, attributes={"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
+        )
+        summary = f"expires objects after {rules[0]['ExpirationInDays']} day(s)" if rules else "no lifecycle rules"
+        self.created.append(CreatedResource(logical_id, "AWS::S3::Bucket", name, summary))
+
+
+def _attribute(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _encryption_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation's ServerSideEncryptionRule in the S3 API's shape."""
+    translated = {k: v for k, v in rule.items() if k != "ServerSideEncryptionByDefault"}
+    if "ServerSideEncryptionByDefault" in rule:
+        translated["ApplyServerSideEncryptionByDefault"] = rule["ServerSideEncryptionByDefault"]
+    return translated
+
+
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation's lifecycle rule shape in the S3 API's shape (the parts the template uses)."""
+    translated: dict[str, Any] = {"Status": rule.get("Status", "Enabled"), "Filter": {"Prefix": rule.get("Prefix", "")}}
+    if "Id" in rule:
+        translated["ID"] = rule["Id"]
+    if "ExpirationInDays" in rule:
+        translated["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    return translated

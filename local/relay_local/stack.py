@@ -1,0 +1,451 @@
+"""The local stack: moto's server, the Pinecone emulator, the template's resources, and the functions' pollers.
+
+:class:`LocalStack` starts everything on loopback ports, creates the resources of template.yaml
+in moto (:mod:`relay_local.provisioning`), creates the index in the emulator, puts the emulator's
+API key into the template's secret and the tenants into its registry parameter, and (unless told
+not to) starts one :class:`~relay_local.event_source.EventSourcePoller` per SQS event of the
+template, each running the function under ``awslambdaric`` in its own processes.
+
+It writes ``<state dir>/stack.json`` (endpoints, queue URLs, the functions' environments; never the
+API key) so ``status`` and ``invoke`` can find a running stack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from moto.server import ThreadedMotoServer
+from relay_local.cloudformation import ACCOUNT_ID, REGION, ROOT, FunctionSpec, LocalTemplate
+from relay_local.event_source import BatchOutcome, EnvironmentPool, EventSourceConfig, EventSourcePoller
+from relay_local.provisioning import CreatedResource, Provisioner, aws_client
+from relay_local.runtime import FunctionRuntimeConfig, RuntimeEnvironment
+
+from pinecone_emulator.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PROJECT_ID
+
+DEFAULT_STATE_DIR = ROOT / ".local-stack"
+STATE_FILE = "stack.json"
+INDEX_NAME = "vector-relay-local"
+# The deployment events/README.md describes: the sample events work against the local stack.
+SAMPLE_TENANTS = {"acme": "tenant-acme", "globex": "tenant-globex"}
+SAMPLE_DIMENSION = 384
+SAMPLE_METRIC = "cosine"
+SAMPLE_REPLY_QUEUE_NAME = "vector-relay-example-replies"
+SAMPLE_REPLY_QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{SAMPLE_REPLY_QUEUE_NAME}"
+SAMPLE_REPLY_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{SAMPLE_REPLY_QUEUE_NAME}"
+DEFAULT_AWS_PORT = 4566
+DEFAULT_PINECONE_PORT = 5080
+
+
+def mask(secret: str) -> str:
+    """Enough of a secret to tell two apart, never the secret."""
+    return f"{secret[:4]}…({len(secret)} chars)"
+
+
+def ensure_state_dir(path: Path) -> Path:
+    """Create the state directory with a .gitignore of its own (as pytest does for its cache)."""
+    path.mkdir(parents=True, exist_ok=True)
+    ignore = path / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# created by the local stack (relay_local); nothing here belongs in git\n*\n")
+    return path
+
+
+@dataclass
+class StackOptions:
+    aws_port: int = 0  # 0 = a free port
+    pinecone_port: int = 0
+    state_dir: Path = DEFAULT_STATE_DIR
+    data_dir: Path | None = None  # the emulator keeps its indexes here across restarts
+    index_name: str = INDEX_NAME
+    dimension: int = SAMPLE_DIMENSION
+    metric: str = SAMPLE_METRIC
+    tenants: dict[str, str] = field(default_factory=lambda: dict(SAMPLE_TENANTS))
+    parameters: dict[str, str] = field(default_factory=dict)  # more template parameter overrides
+    pollers: bool = True
+    poll_wait_seconds: int = 1
+    function_logs: str = "file"  # "file" (<state dir>/logs/<function>.log) or "stderr"
+    write_state_file: bool = True
+
+
+@dataclass
+class StackInfo:
+    """What an upstream service, ``status`` and ``invoke`` need to know about a running stack."""
+
+    aws_endpoint: str
+    pinecone_url: str
+    region: str
+    index_name: str
+    index_host: str
+    queues: dict[str, str]  # logical id -> URL
+    dead_letter_queues: dict[str, str]  # source logical id -> DLQ URL
+    resources: dict[str, str]  # logical id -> physical id
+    functions: dict[str, dict[str, Any]]  # short name -> FunctionRuntimeConfig fields (JSON-able)
+    tenants: dict[str, str]
+    pid: int = 0
+
+    def upstream_environment(self) -> dict[str, str]:
+        """The environment an upstream service needs to publish to this stack."""
+        env = {
+            "AWS_ENDPOINT_URL": self.aws_endpoint,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+        for logical_id, url in self.queues.items():
+            env[_env_name(logical_id) + "_URL"] = url
+        return env
+
+    def runtime_config(self, name: str) -> FunctionRuntimeConfig:
+        fields = dict(self.functions[name])
+        fields["code_dir"] = Path(fields["code_dir"])
+        fields["layer_dirs"] = tuple(Path(p) for p in fields["layer_dirs"])
+        fields["python"] = sys.executable
+        return FunctionRuntimeConfig(**fields)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> StackInfo:
+        return cls(**json.loads(path.read_text()))
+
+
+def _env_name(logical_id: str) -> str:
+    """``IngestDeadLetterQueue`` -> ``INGEST_DEAD_LETTER_QUEUE``."""
+    out = ""
+    for i, char in enumerate(logical_id):
+        if char.isupper() and i and not logical_id[i - 1].isupper():
+            out += "_"
+        out += char.upper()
+    return out
+
+
+class LocalStack:
+    def __init__(
+        self,
+        options: StackOptions | None = None,
+        *,
+        progress: Callable[[str], None] = print,
+        on_batch: Callable[[BatchOutcome], None] | None = None,
+    ) -> None:
+        self.options = options or StackOptions()
+        self.progress = progress
+        self.on_batch = on_batch
+        self.api_key = "pclocal-" + secrets.token_urlsafe(18)
+        self.moto: ThreadedMotoServer | None = None
+        self.emulator: subprocess.Popen[str] | None = None
+        self.template: LocalTemplate | None = None
+        self.provisioner: Provisioner | None = None
+        self.info: StackInfo | None = None
+        self.pollers: dict[str, EventSourcePoller] = {}
+        self.created: list[CreatedResource] = []
+        self._logs: list[IO[str]] = []
+        self._state_file: Path | None = None
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> LocalStack:
+        options = self.options
+        state_dir = ensure_state_dir(options.state_dir)
+        try:
+            aws_endpoint = self._start_moto()
+            pinecone_url = self._start_emulator(state_dir)
+            index_host = self._create_index(pinecone_url)
+            self._provision(aws_endpoint, index_host)
+            self.info = self._describe(aws_endpoint, pinecone_url, index_host)
+            if options.pollers:
+                self._start_pollers(state_dir)
+            if options.write_state_file:
+                self._state_file = state_dir / STATE_FILE
+                self.info.save(self._state_file)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_moto(self) -> str:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+        started = time.monotonic()
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.options.aws_port, verbose=False)
+        self.moto.start()
+        host, port = self.moto.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        self.progress(f"moto's AWS server on {endpoint} ({time.monotonic() - started:.1f} s)")
+        return endpoint
+
+    def _start_emulator(self, state_dir: Path) -> str:
+        started = time.monotonic()
+        command = [
+            sys.executable,
+            "-m",
+            "pinecone_emulator",
+            "--port",
+            str(self.options.pinecone_port),
+            "--api-key",
+            self.api_key,
+        ]
+        if self.options.data_dir is not None:
+            self.options.data_dir.mkdir(parents=True, exist_ok=True)
+            command += ["--data-dir", str(self.options.data_dir)]
+        log = self._open_log(state_dir, "pinecone-emulator")
+        self.emulator = subprocess.Popen(  # noqa: S603 - our interpreter and the emulator module
+            command,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,  # Ctrl-C goes to the stack, which stops the emulator with SIGTERM
+        )
+        assert self.emulator.stdout is not None
+        line = self.emulator.stdout.readline().strip()
+        if not line.startswith("pinecone-emulator listening on "):
+            raise RuntimeError(f"the Pinecone emulator did not start: {line or 'no output'} (log: {log.name})")
+        stdout = self.emulator.stdout
+        threading.Thread(target=lambda: [None for _ in stdout], daemon=True).start()  # keep the pipe drained
+        url = line.rsplit(" ", 1)[1]
+        where = f", data in {self.options.data_dir}" if self.options.data_dir else ""
+        self.progress(
+            f"Pinecone emulator on {url} (API key {mask(self.api_key)}{where}; {time.monotonic() - started:.1f} s)"
+        )
+        return url
+
+    def _create_index(self, pinecone_url: str) -> str:
+        from pinecone import Pinecone, ServerlessSpec
+
+        o = self.options
+        client = Pinecone(api_key=self.api_key, host=pinecone_url)
+        try:
+            if client.has_index(o.index_name):
+                description = client.describe_index(o.index_name)
+                self.progress(f"index {o.index_name} already there (dimension {description.dimension}, kept)")
+            else:
+                client.create_index(
+                    name=o.index_name,
+                    dimension=o.dimension,
+                    metric=o.metric,
+                    spec=ServerlessSpec(cloud="aws", region=REGION),
+                )
+                self.progress(f"index {o.index_name} created: dimension {o.dimension}, metric {o.metric}")
+            return str(client.describe_index(o.index_name).host)
+        finally:
+            client.close()
+
+    def _provision(self, aws_endpoint: str, index_host: str) -> None:
+        o = self.options
+        parameters = {
+            "PineconeIndexHost": index_host,
+            "PineconeIndexName": o.index_name,
+            "PineconeIndexDimension": str(o.dimension),
+            "PineconeIndexMetric": o.metric,
+            "InitialTenantRegistry": json.dumps(o.tenants),
+            "AdditionalReplyQueueUrls": SAMPLE_REPLY_QUEUE_URL,
+            "AdditionalReplyQueueArns": SAMPLE_REPLY_QUEUE_ARN,
+            **o.parameters,
+        }
+        self.template = LocalTemplate(parameters=parameters)
+        self.provisioner = Provisioner(self.template, aws_endpoint)
+        self.created = self.provisioner.provision()
+        for resource in self.created:
+            self.progress(f"  {resource.logical_id:24} {resource.physical_id.rsplit('/', 1)[-1]}: {resource.summary}")
+        self.provisioner.create_queue(SAMPLE_REPLY_QUEUE_NAME, {"MessageRetentionPeriod": "86400"})
+        self.progress(f"  {'(sample reply queue)':24} {SAMPLE_REPLY_QUEUE_NAME}: the reply_to of events/query*.json")
+        if self.provisioner.skipped:
+            kinds = sorted({kind.split("::", 1)[1] for _, kind in self.provisioner.skipped})
+            self.progress(f"  not created locally (no local effect): {', '.join(kinds)}")
+        for note in self.template.exemptions:
+            self.progress(f"  note: {note}")
+        self.provisioner.put_secret_value(
+            "PineconeApiKeySecret",
+            {"api_key": self.api_key, "key_id": "initial-key-0", "project_id": DEFAULT_PROJECT_ID},
+        )
+        self.provisioner.put_secret_value(
+            "PineconeAdminSecret", {"client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET}
+        )
+        self.progress(f"secret PineconeApiKeySecret holds the emulator's key; tenants registered: {o.tenants}")
+
+    def _describe(self, aws_endpoint: str, pinecone_url: str, index_host: str) -> StackInfo:
+        t = self.template
+        assert t is not None
+        queues = {q: t.physical[q].ref for q in t.resources_of_type("AWS::SQS::Queue")}
+        dead_letter_queues = {}
+        for q in t.resources_of_type("AWS::SQS::Queue"):
+            redrive = t.properties(q).get("RedrivePolicy")
+            if redrive:
+                target = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+                dead_letter_queues[q] = t.physical[target].ref
+        functions = {}
+        for spec in t.functions():
+            config = self.runtime_config(spec, aws_endpoint, pinecone_url)
+            functions[spec.short_name] = {
+                **asdict(config),
+                "code_dir": str(config.code_dir),
+                "layer_dirs": [str(p) for p in config.layer_dirs],
+            }
+            functions[spec.short_name].pop("python")
+        return StackInfo(
+            aws_endpoint=aws_endpoint,
+            pinecone_url=pinecone_url,
+            region=t.region,
+            index_name=self.options.index_name,
+            index_host=index_host,
+            queues=queues,
+            dead_letter_queues=dead_letter_queues,
+            resources={logical_id: r.ref for logical_id, r in t.physical.items()},
+            functions=functions,
+            tenants=dict(self.options.tenants),
+            pid=os.getpid(),
+        )
+
+    def runtime_config(self, spec: FunctionSpec, aws_endpoint: str, pinecone_url: str) -> FunctionRuntimeConfig:
+        t = self.template
+        assert t is not None
+        environment = {
+            **t.function_environment(spec),
+            # What the local stack adds: its endpoints, and fake credentials moto accepts.
+            "AWS_ENDPOINT_URL": aws_endpoint,
+            "AWS_REGION": t.region,
+            "AWS_DEFAULT_REGION": t.region,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "PINECONE_CONTROL_HOST": pinecone_url,
+        }
+        return FunctionRuntimeConfig(
+            name=t.function_name(spec),
+            arn=t.function_arn(spec),
+            code_dir=spec.code_uri,
+            handler=spec.handler,
+            timeout_seconds=spec.timeout_seconds,
+            memory_mb=spec.memory_mb,
+            environment=environment,
+            layer_dirs=(ROOT / "shared",),
+        )
+
+    def _start_pollers(self, state_dir: Path) -> None:
+        t = self.template
+        info = self.info
+        assert t is not None
+        assert info is not None
+        for spec in t.functions():
+            for event in spec.events:
+                if not event.enabled:
+                    continue
+                config = info.runtime_config(spec.short_name)
+                log = self._open_log(state_dir, spec.short_name) if self.options.function_logs == "file" else None
+
+                def factory(config: FunctionRuntimeConfig = config, log: IO[str] | None = log) -> RuntimeEnvironment:
+                    return RuntimeEnvironment(config, log=log if log is not None else sys.stderr)
+
+                source = EventSourceConfig(
+                    function=spec.short_name,
+                    queue_url=t.physical[event.queue].ref,
+                    queue_arn=t.physical[event.queue].attributes["Arn"],
+                    batch_size=event.batch_size,
+                    batching_window_seconds=event.batching_window_seconds,
+                    maximum_concurrency=event.maximum_concurrency or 1000,
+                    function_timeout_seconds=spec.timeout_seconds,
+                    report_batch_item_failures=event.report_batch_item_failures,
+                    poll_wait_seconds=self.options.poll_wait_seconds,
+                    region=t.region,
+                )
+                pool = EnvironmentPool(factory, source.maximum_concurrency)
+                sqs = aws_client("sqs", info.aws_endpoint, t.region)
+                self.pollers[spec.short_name] = EventSourcePoller(source, pool, sqs, on_batch=self.on_batch).start()
+                self.progress(
+                    f"poller {spec.short_name} <- {event.queue}: batch size {event.batch_size}, "
+                    f"window {event.batching_window_seconds} s, max concurrency {source.maximum_concurrency}, "
+                    f"timeout {spec.timeout_seconds} s, awslambdaric environments"
+                )
+
+    def _open_log(self, state_dir: Path, name: str) -> IO[str]:
+        logs = state_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        handle = (logs / f"{name}.log").open("a", buffering=1)
+        self._logs.append(handle)
+        return handle
+
+    # ------------------------------------------------------------------ use
+    def sqs(self) -> Any:
+        assert self.info is not None
+        return aws_client("sqs", self.info.aws_endpoint, self.info.region)
+
+    def queue_depth(self, url: str) -> tuple[int, int]:
+        """(visible, in flight) messages on a queue."""
+        attributes = self.sqs().get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+    def wait_until_drained(self, queue_ids: list[str], timeout: float, settle_seconds: float = 0.5) -> bool:
+        """True once the queues have nothing visible or in flight and their pollers are idle."""
+        assert self.info is not None
+        deadline = time.monotonic() + timeout
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            busy = any(sum(self.queue_depth(self.info.queues[q])) for q in queue_ids)
+            busy = busy or any(not poller.idle for poller in self.pollers.values())
+            if busy:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= settle_seconds:
+                return True
+            time.sleep(0.2)
+        return False
+
+    # ------------------------------------------------------------------ stop
+    def stop(self) -> None:
+        """Stop pollers (finishing running invocations), the emulator (SIGTERM: it snapshots), and moto."""
+        for poller in self.pollers.values():
+            poller.stop()
+        self.pollers = {}
+        if self.emulator is not None and self.emulator.poll() is None:
+            self.emulator.terminate()
+            try:
+                self.emulator.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.emulator.kill()
+                self.emulator.wait(timeout=5)
+        self.emulator = None
+        if self.moto is not None:
+            with contextlib.suppress(Exception):
+                self.moto.stop()
+            self.moto = None
+        if self._state_file is not None:
+            self._state_file.unlink(missing_ok=True)
+            self._state_file = None
+        for handle in self._logs:
+            handle.close()
+        self._logs = []
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def running_stack(state_dir: Path = DEFAULT_STATE_DIR) -> StackInfo | None:
+    """The stack a ``make up`` in this checkout is running, if it answers."""
+    path = state_dir / STATE_FILE
+    if not path.exists():
+        return None
+    info = StackInfo.load(path)
+    try:
+        with urllib.request.urlopen(f"{info.pinecone_url}/_emulator/health", timeout=2):  # noqa: S310 - loopback
+            pass
+        aws_client("sqs", info.aws_endpoint, info.region).list_queues()
+    except Exception:
+        return None
+    return info
