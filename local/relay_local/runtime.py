@@ -128,7 +128,7 @@ class RuntimeApi:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="runtime-api", daemon=True)
         self._thread.start()
@@ -198,6 +198,15 @@ class RuntimeApi:
         self._server.server_close()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A runtime stopped mid-connection (a timeout, Ctrl-C) is expected, not an error to print."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def _json_or_text(body: bytes) -> Any:
     try:
         return json.loads(body) if body else None
@@ -249,16 +258,20 @@ class RuntimeEnvironment:
             }
         )
         environment.update(config.environment)
+        output, pump_to = _process_output(log)
         self.started = time.monotonic()
         self.process = subprocess.Popen(  # noqa: S603 - our interpreter, the template's handler
             [config.python, "-m", "awslambdaric", config.handler],
             cwd=config.code_dir,
             env=environment,
             stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT if log is not None else None,
+            stdout=output,
+            stderr=subprocess.STDOUT if output is not None else None,
             start_new_session=True,  # Ctrl-C reaches the local stack, which then stops its environments
         )
+
+        if pump_to is not None and self.process.stdout is not None:
+            threading.Thread(target=_pump, args=(self.process.stdout, pump_to), daemon=True).start()
 
     @property
     def alive(self) -> bool:
@@ -328,6 +341,23 @@ class RuntimeEnvironment:
                 self.process.kill()
                 self.process.wait(timeout=3)
         self.api.close()
+
+
+def _process_output(log: IO[str] | int | None) -> tuple[IO[str] | int | None, IO[str] | None]:
+    """Where the process writes: the log itself if it is a real file, else a pipe copied into it."""
+    if log is None or isinstance(log, int):
+        return log, None
+    try:
+        log.fileno()
+    except (OSError, ValueError, AttributeError):  # e.g. a captured sys.stderr in tests
+        return subprocess.PIPE, log
+    return log, None
+
+
+def _pump(source: IO[bytes], sink: IO[str]) -> None:
+    with contextlib.suppress(ValueError, OSError):
+        for line in source:
+            sink.write(line.decode(errors="replace"))
 
 
 # ---------------------------------------------------------------------------- in-process

@@ -49,6 +49,26 @@ DEFAULT_AWS_PORT = 4566
 DEFAULT_PINECONE_PORT = 5080
 
 
+def local_parameters(
+    index_host: str,
+    index_name: str = INDEX_NAME,
+    dimension: int = SAMPLE_DIMENSION,
+    metric: str = SAMPLE_METRIC,
+    tenants: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The template parameters the local stack deploys with (as `sam deploy --parameter-overrides` would)."""
+    return {
+        "PineconeIndexHost": index_host,
+        "PineconeIndexName": index_name,
+        "PineconeIndexDimension": str(dimension),
+        "PineconeIndexMetric": metric,
+        "InitialTenantRegistry": json.dumps(SAMPLE_TENANTS if tenants is None else tenants),
+        # The sample events' reply_to, so events/query*.json work against the local stack too.
+        "AdditionalReplyQueueUrls": SAMPLE_REPLY_QUEUE_URL,
+        "AdditionalReplyQueueArns": SAMPLE_REPLY_QUEUE_ARN,
+    }
+
+
 def mask(secret: str) -> str:
     """Enough of a secret to tell two apart, never the secret."""
     return f"{secret[:4]}…({len(secret)} chars)"
@@ -244,16 +264,7 @@ class LocalStack:
 
     def _provision(self, aws_endpoint: str, index_host: str) -> None:
         o = self.options
-        parameters = {
-            "PineconeIndexHost": index_host,
-            "PineconeIndexName": o.index_name,
-            "PineconeIndexDimension": str(o.dimension),
-            "PineconeIndexMetric": o.metric,
-            "InitialTenantRegistry": json.dumps(o.tenants),
-            "AdditionalReplyQueueUrls": SAMPLE_REPLY_QUEUE_URL,
-            "AdditionalReplyQueueArns": SAMPLE_REPLY_QUEUE_ARN,
-            **o.parameters,
-        }
+        parameters = {**local_parameters(index_host, o.index_name, o.dimension, o.metric, o.tenants), **o.parameters}
         self.template = LocalTemplate(parameters=parameters)
         self.provisioner = Provisioner(self.template, aws_endpoint)
         self.created = self.provisioner.provision()

@@ -1,0 +1,57 @@
+"""``make invoke FN=... EVENT=...``: what ``sam local invoke`` does for one event, without Docker.
+
+The function runs under the real ``awslambdaric`` in its own process (:class:`RuntimeEnvironment`),
+with the environment the template gives it, against a running ``make up`` stack if there is one
+in this checkout, else against a local stack started for this one invocation (without pollers).
+The response (or Lambda's error object) goes to stdout as JSON; the function's logs and a
+``REPORT`` line go to stderr. As with ``sam local invoke``, a function error is an answer (exit 0);
+a timeout or a runtime that dies is not (exit 1).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from relay_local.cloudformation import LocalTemplate
+from relay_local.runtime import InvocationResult, RuntimeEnvironment
+from relay_local.stack import DEFAULT_STATE_DIR, LocalStack, StackInfo, StackOptions, running_stack
+
+
+def function_short_name(function: str) -> str:
+    """``ingest`` for ``ingest`` or ``IngestFunction``."""
+    return LocalTemplate(parameters={"PineconeIndexHost": "http://127.0.0.1"}).function(function).short_name
+
+
+def invoke_event(
+    info: StackInfo, function: str, event: dict[str, Any], *, log: IO[str] | None = None
+) -> InvocationResult:
+    """Run ``event`` through a fresh environment of ``function`` (a cold start), then stop the environment."""
+    environment = RuntimeEnvironment(info.runtime_config(function_short_name(function)), log=log or sys.stderr)
+    try:
+        return environment.invoke(event)
+    finally:
+        environment.close()
+
+
+def command_invoke(function: str, event_path: Path, *, state_dir: Path = DEFAULT_STATE_DIR) -> int:
+    event = json.loads(event_path.read_text())
+    name = function_short_name(function)
+    info = running_stack(state_dir)
+    if info is not None:
+        print(f"invoking {name} against the running local stack ({info.aws_endpoint})", file=sys.stderr)
+        result = invoke_event(info, name, event)
+    else:
+        print(f"no `make up` stack is running: starting one for this invocation of {name}", file=sys.stderr)
+        options = StackOptions(state_dir=state_dir, pollers=False, write_state_file=False)
+        with LocalStack(options, progress=lambda line: print(f"  {line}", file=sys.stderr)) as stack:
+            assert stack.info is not None
+            result = invoke_event(stack.info, name, event)
+    print(
+        f"REPORT RequestId: {result.request_id}  Outcome: {result.outcome}  Duration: {result.duration_ms:.2f} ms",
+        file=sys.stderr,
+    )
+    print(json.dumps(result.payload, indent=2))
+    return 0 if result.outcome in {"ok", "error"} else 1
