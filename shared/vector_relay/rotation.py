@@ -138,6 +138,7 @@ class KeyAdmin(Protocol):
     def describe_key(self, key_id: str) -> ApiKeyInfo | None: ...
     def create_key(self, project_id: str, name: str, roles: Sequence[str]) -> CreatedApiKey: ...
     def delete_key(self, key_id: str) -> bool: ...
+    def close(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -158,6 +159,12 @@ class RotationDependencies:
         if self._admin is None:
             self._admin = self.admin()
         return self._admin
+
+    def close(self) -> None:
+        """Close the Admin API client, if a step opened one."""
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
 
 
 def rotation_dependencies(settings: Settings) -> RotationDependencies:
@@ -216,7 +223,10 @@ def run_rotation_step(event: RotationEvent, deps: RotationDependencies | None = 
         "testSecret": test_secret,
         "finishSecret": finish_secret,
     }
-    steps[event.step](deps, arn, token)
+    try:
+        steps[event.step](deps, arn, token)
+    finally:
+        deps.close()
 
 
 # ------------------------------------------------------------------------------------------ steps
@@ -289,7 +299,11 @@ def finish_secret(deps: RotationDependencies, arn: str, token: str) -> None:
     previous_version = next((v for v, stages in versions.items() if AWSPREVIOUS in stages), None)
     pending = _require_pending(deps, arn, token)
     if current_version is not None:
-        _revoke_retired_keys(deps, arn, pending, current_version, previous_version)
+        try:
+            _revoke_retired_keys(deps, arn, pending, current_version, previous_version)
+        except (PineconeRequestError, ClientError, RotationError) as error:
+            # The new key matters more than the old one's end: promote anyway; a later rotation retries.
+            logger.error("revoking retired keys failed; promoting anyway", extra={"error": str(error)})
     marker = deps.settings.rotation_marker_parameter
     if marker:
         deps.ssm.put_parameter(Name=marker, Value=token, Type="String", Overwrite=True)
@@ -358,7 +372,14 @@ def _revoke_retired_keys(
                 extra={"key_id": key_id, "retired_at": left.isoformat(), "grace_seconds": grace},
             )
             continue
-        revoked = admin.delete_key(key_id)
+        try:
+            revoked = admin.delete_key(key_id)
+        except PineconeRequestError as error:
+            logger.error(
+                "revoking retired keys failed for this key; a later rotation retries it if this function minted it",
+                extra={"key_id": key_id, "error": str(error)},
+            )
+            continue
         logger.info("revoked a retired key", extra={"key_id": key_id, "already_gone": not revoked})
 
 

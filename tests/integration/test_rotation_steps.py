@@ -185,6 +185,19 @@ def test_the_key_from_two_rotations_back_is_revoked_at_finish(rotation_setup: Ro
     assert not r.key_exists(first["key_id"])
 
 
+def test_a_revocation_pinecone_refuses_does_not_hold_back_the_new_key(
+    rotation_setup: Rotation, caplog: pytest.LogCaptureFixture
+) -> None:
+    r = rotation_setup
+    r.rotate()
+    r.emulator.control.add_fault("admin_delete_api_key", status=403)
+    token = r.rotate()
+    assert "AWSCURRENT" in r.stages()[token]
+    assert r.works(r.secret()["api_key"])
+    assert r.works(r.emulator.api_key)  # not revoked: the error is logged for the operator
+    assert "revoking retired keys failed" in caplog.text
+
+
 def test_a_retired_key_inside_its_grace_is_kept_and_a_later_rotation_revokes_it(
     rotation_setup: Rotation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
