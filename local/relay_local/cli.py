@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from relay_local.cloudformation import ROOT
 from relay_local.stack import (
     DEFAULT_AWS_PORT,
     DEFAULT_PINECONE_PORT,
@@ -131,5 +130,3 @@ def command_up(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-__all__ = ["ROOT", "main"]

@@ -238,10 +238,10 @@ def run_demo(
             f"found {result.query_dead_letters}",
         )
         counters = {name: poller.counters for name, poller in stack.pollers.items()}
-        for name, c in counters.items():
+        for name, counted in counters.items():
             out(
-                f"  poller {name}: {c.invocations} invocations, {c.messages} messages, {c.deleted} deleted, "
-                f"{c.left} left for retry, {c.cold_starts} cold starts"
+                f"  poller {name}: {counted.invocations} invocations, {counted.messages} messages, "
+                f"{counted.deleted} deleted, {counted.left} left for retry, {counted.cold_starts} cold starts"
             )
         step("stopping the local stack")
     result.seconds = time.monotonic() - started

@@ -13,7 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from relay_local.cloudformation import ACCOUNT_ID, LocalTemplate, PhysicalResource
-from relay_local.stack import DEFAULT_AWS_PORT, DEFAULT_PINECONE_PORT, INDEX_NAME, local_parameters
+from relay_local.stack import (
+    DEFAULT_AWS_PORT,
+    DEFAULT_PINECONE_PORT,
+    INDEX_NAME,
+    MOTO_FUNCTION_SETTINGS,
+    local_parameters,
+)
 
 AWS_ENDPOINT = f"http://127.0.0.1:{DEFAULT_AWS_PORT}"
 PINECONE_URL = f"http://127.0.0.1:{DEFAULT_PINECONE_PORT}"
@@ -42,5 +48,6 @@ def sam_env_vars() -> dict[str, dict[str, str]]:
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "PINECONE_CONTROL_HOST": PINECONE_URL,
+            **MOTO_FUNCTION_SETTINGS,
         }
     return result
