@@ -45,9 +45,9 @@ SAMPLE_METRIC = "cosine"
 SAMPLE_REPLY_QUEUE_NAME = "vector-relay-example-replies"
 SAMPLE_REPLY_QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{SAMPLE_REPLY_QUEUE_NAME}"
 SAMPLE_REPLY_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{SAMPLE_REPLY_QUEUE_NAME}"
-# Settings the functions need against moto rather than AWS: moto's server does not run concurrent
-# DynamoDB transactions safely (an unknown variable is ignored by older builds of the settings).
-MOTO_FUNCTION_SETTINGS = {"WRITE_VERSION_CONCURRENCY": "1"}
+# Settings the functions need against moto rather than AWS (none at the moment; the version guard's
+# single-item conditional writes are safe to run concurrently against moto's server).
+MOTO_FUNCTION_SETTINGS: dict[str, str] = {}
 DEFAULT_AWS_PORT = 4566
 DEFAULT_PINECONE_PORT = 5080
 

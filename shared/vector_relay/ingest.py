@@ -56,12 +56,6 @@ def handle_ingest_batch(
         namespace_rate_limit=deps.settings.pinecone_namespace_rate_limit,
     )
     outcome = deps.loop.run(runner.run(plan))
-    if deps.guard is not None:
-        # Release only what landed. A failed or cancelled request may still reach Pinecone late, so its
-        # records stay leased until the lease expires and no newer write can overtake it.
-        landed = [write for write in guard.claimed if write.key in outcome.landed]
-        if landed:
-            deps.guard.release(landed)
     for message_id, error in guard.failures.items():
         if message_id not in outcome.poison:
             outcome.failures.setdefault(message_id, error)

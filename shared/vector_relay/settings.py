@@ -112,6 +112,12 @@ class Settings(BaseSettings):
         ge=3600,
         description="How long a version (and a delete's tombstone) is kept; above source + DLQ retention.",
     )
+    write_version_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=16,
+        description="Version-guard transactions in flight at once (1 for moto, which is not thread-safe).",
+    )
     deadline_margin_ms: int = Field(
         default=5000,
         ge=0,

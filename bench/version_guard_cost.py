@@ -1,0 +1,112 @@
+"""What the version guard costs: ingest throughput with and without it, in one run.
+
+10 messages x 100 records x 1536 dims per batch; the emulator (own process) adds 30 ms to every
+upsert; moto's server (own process) holds the DynamoDB version table (one conditional write per
+record, 16 at a time). The handler runs warm, the
+two configurations alternate for 5 rounds each, and the best round of each is compared (fresh
+record ids every round, so every claim is a first claim). Target: the guard costs at most 25% of
+throughput. Also prints the DynamoDB requests per batch.
+
+Run: ``.venv/bin/python bench/version_guard_cost.py``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import boto3
+
+from bench.ingest_throughput import PYTHON, Context, control, free_port, make_bodies, service, sqs_event
+
+ROUNDS = 5
+MESSAGES, RECORDS, DIMENSION = 10, 100, 1536
+TABLE = "bench-versions"
+API_KEY = "bench-key"
+
+
+def main() -> None:
+    emulator_port, moto_port = free_port(), free_port()
+    emulator, moto = f"http://127.0.0.1:{emulator_port}", f"http://127.0.0.1:{moto_port}"
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=moto,
+        POWERTOOLS_LOG_LEVEL="WARNING",
+    )
+    emulator_cmd = [PYTHON, "-m", "pinecone_emulator", "--port", str(emulator_port), "--api-key", API_KEY]
+    with (
+        service(emulator_cmd, f"{emulator}/_emulator/health"),
+        service([str(Path(PYTHON).parent / "moto_server"), "-p", str(moto_port)], f"{moto}/moto-api/"),
+    ):
+        from pinecone import Pinecone, ServerlessSpec
+
+        pc = Pinecone(api_key=API_KEY, host=emulator)
+        pc.create_index(
+            name="g", dimension=DIMENSION, metric="cosine", spec=ServerlessSpec(cloud="aws", region="us-east-1")
+        )
+        control(emulator, "faults/rules", {"operation": "upsert", "latency_ms": 30})
+        dynamodb = boto3.client("dynamodb")
+        dynamodb.create_table(
+            TableName=TABLE,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": "namespace", "AttributeType": "S"},
+                {"AttributeName": "record_id", "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": "namespace", "KeyType": "HASH"},
+                {"AttributeName": "record_id", "KeyType": "RANGE"},
+            ],
+        )
+        secret = boto3.client("secretsmanager").create_secret(Name="k", SecretString=json.dumps({"api_key": API_KEY}))
+        os.environ.update(
+            PINECONE_SECRET_ARN=secret["ARN"],
+            PINECONE_INDEX_HOST=pc.describe_index("g").host,
+            PINECONE_INDEX_DIMENSION=str(DIMENSION),
+            PINECONE_INDEX_METRIC="cosine",
+            TENANT_REGISTRY=json.dumps({"relay": "ns-relay"}),
+            DEAD_LETTER_QUEUE_URL=boto3.client("sqs").create_queue(QueueName="dlq")["QueueUrl"],
+        )
+        from functions.ingest import app
+        from vector_relay.settings import get_settings
+        from vector_relay.worker import reset_worker_dependencies
+
+        warmups = iter(range(10_000, 20_000))
+
+        def configure(guarded: bool) -> None:
+            if guarded:
+                os.environ["WRITE_VERSION_TABLE"] = TABLE
+            else:
+                os.environ.pop("WRITE_VERSION_TABLE", None)
+            get_settings.cache_clear()
+            reset_worker_dependencies()
+            warm = sqs_event(make_bodies(1, 1, DIMENSION, "relay", seed=next(warmups)))
+            app.lambda_handler(warm, Context())  # warm, as a Lambda container would be
+
+        best = {False: float("inf"), True: float("inf")}
+        seed = 0
+        for _ in range(ROUNDS):
+            for guarded in (False, True):
+                configure(guarded)
+                seed += 1
+                event = sqs_event(make_bodies(MESSAGES, RECORDS, DIMENSION, "relay", seed=seed))
+                start = time.perf_counter()
+                assert app.lambda_handler(event, Context()) == {"batchItemFailures": []}
+                best[guarded] = min(best[guarded], time.perf_counter() - start)
+        items = dynamodb.scan(TableName=TABLE, Select="COUNT")["Count"]
+    vectors = MESSAGES * RECORDS
+    without, with_guard = vectors / best[False], vectors / best[True]
+    requests_per_batch = vectors
+    print(f"{MESSAGES} messages x {RECORDS} records x {DIMENSION} dims, 30 ms per upsert, best of {ROUNDS}")
+    print(f"  without guard: {without:7.0f} vectors/s")
+    print(f"  with guard:    {with_guard:7.0f} vectors/s  ({items} guard items written)")
+    print(f"  guard's cost:  {(1 - with_guard / without) * 100:5.1f}% of throughput (ratio {with_guard / without:.2f})")
+    print(f"  DynamoDB requests per batch: {requests_per_batch} (one conditional write per record)")
+
+
+if __name__ == "__main__":
+    main()
