@@ -92,7 +92,12 @@ def version_guard(settings: Settings) -> VersionGuard | None:
     """The DynamoDB version guard when ``WRITE_VERSION_TABLE`` is set; without it, writes are not version-checked."""
     if not settings.write_version_table:
         return None
-    return VersionGuard(dynamodb_client(), settings.write_version_table, ttl_seconds=settings.write_version_ttl_seconds)
+    return VersionGuard(
+        dynamodb_client(),
+        settings.write_version_table,
+        ttl_seconds=settings.write_version_ttl_seconds,
+        concurrency=settings.write_version_concurrency,
+    )
 
 
 def gateway_builder(settings: Settings) -> Callable[[ApiKey], PineconeGateway]:
