@@ -56,6 +56,11 @@ def handle_ingest_batch(
         namespace_rate_limit=deps.settings.pinecone_namespace_rate_limit,
     )
     outcome = deps.loop.run(runner.run(plan))
+    if deps.guard is not None and guard.claimed:
+        # Release what landed. A failed or cancelled request may still reach Pinecone late, so its
+        # records stay leased until the lease expires and no newer write can overtake it.
+        landed = [write for write in guard.claimed if write.key in outcome.landed]
+        deps.guard.release(landed, lease_seconds=guard.lease_seconds, claimed_at=deps.guard.last_claim_at)
     for message_id, error in guard.failures.items():
         if message_id not in outcome.poison:
             outcome.failures.setdefault(message_id, error)
@@ -80,6 +85,7 @@ class _GuardResult:
     excluded: set[tuple[str, str]] = field(default_factory=set)
     failures: dict[str, BaseException] = field(default_factory=dict)
     stale: int = 0
+    lease_seconds: float = 0.0
 
 
 def _claim(coalesced: Coalesced, deps: WorkerDependencies, context: LambdaContext | None) -> _GuardResult:
@@ -91,6 +97,7 @@ def _claim(coalesced: Coalesced, deps: WorkerDependencies, context: LambdaContex
         key: GuardedWrite(w.namespace, w.record_id, w.version, w.operation) for key, w in coalesced.winners.items()
     }
     lease_seconds = invocation_budget(context, deps) + deps.settings.deadline_margin_ms / 1000 + LEASE_SLACK_SECONDS
+    result.lease_seconds = lease_seconds
     try:
         verdicts = deps.guard.claim(list(writes.values()), lease_seconds=lease_seconds)
     except GuardUnavailableError as error:

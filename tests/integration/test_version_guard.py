@@ -51,6 +51,8 @@ def test_newer_versions_are_claimed_and_older_ones_are_stale(guards: tuple[Versi
         ("ns", "y"): Verdict.CLAIMED,
     }
     assert a.claim([w("x", 5)], lease_seconds=60) == {("ns", "x"): Verdict.CLAIMED}  # a redelivery re-applies
+    assert a.claim([w("x", 6)], lease_seconds=60) == {("ns", "x"): Verdict.BUSY}  # v5 may still be in flight
+    a.release([w("x", 5)], lease_seconds=60, claimed_at=a.last_claim_at)  # v5 landed
     assert a.claim([w("x", 6)], lease_seconds=60) == {("ns", "x"): Verdict.CLAIMED}
 
 
@@ -65,6 +67,17 @@ def test_a_delete_leaves_a_tombstone_that_older_upserts_cannot_pass(
     assert item["Item"]["operation"] == {"S": "delete"}
     assert item["Item"]["version"] == {"N": "5"}
     assert int(item["Item"]["expires_at"]["N"]) == 1_000_000 + 3600
+
+
+def test_a_released_lease_lets_the_next_version_through_at_once(
+    guards: tuple[VersionGuard, VersionGuard], clock: Clock
+) -> None:
+    a, b = guards
+    a.claim([w("x", 5)], lease_seconds=30)
+    b.release([w("x", 5)], lease_seconds=30, claimed_at=b.last_claim_at)  # not b's lease: nothing happens
+    assert b.claim([w("x", 6)], lease_seconds=30) == {("ns", "x"): Verdict.BUSY}
+    a.release([w("x", 5)], lease_seconds=30, claimed_at=a.last_claim_at)
+    assert b.claim([w("x", 6)], lease_seconds=30) == {("ns", "x"): Verdict.CLAIMED}
 
 
 def test_a_second_writer_waits_for_the_lease_even_with_a_newer_version(
@@ -82,9 +95,26 @@ def test_a_second_writer_waits_for_the_lease_even_with_a_newer_version(
 def test_a_dead_workers_lease_expires(guards: tuple[VersionGuard, VersionGuard], clock: Clock) -> None:
     a, b = guards
     a.claim([w("x", 5)], lease_seconds=30)  # a dies before writing to Pinecone
-    assert b.claim([w("x", 5)], lease_seconds=30) == {("ns", "x"): Verdict.BUSY}
+    assert b.claim([w("x", 6)], lease_seconds=30) == {("ns", "x"): Verdict.BUSY}
     clock.now += 31
-    assert b.claim([w("x", 5)], lease_seconds=30) == {("ns", "x"): Verdict.CLAIMED}  # the redelivery re-applies v5
+    assert b.claim([w("x", 6)], lease_seconds=30) == {("ns", "x"): Verdict.CLAIMED}
+
+
+def test_a_duplicate_delivery_shares_the_lease_and_holds_newer_versions_back(
+    guards: tuple[VersionGuard, VersionGuard], clock: Clock
+) -> None:
+    a, b = guards
+    a.claim([w("x", 5)], lease_seconds=10)
+    clock.now += 5
+    # the same message delivered twice, to two workers at once: both may write it (same content) ...
+    assert b.claim([w("x", 5)], lease_seconds=30) == {("ns", "x"): Verdict.CLAIMED}
+    assert b.claim([w("x", 5, "delete")], lease_seconds=30) == {("ns", "x"): Verdict.BUSY}  # not the same write
+    # ... and a newer version waits for the longer of the two leases, even if the first worker releases
+    a.release([w("x", 5)], lease_seconds=10, claimed_at=1_000_000.0)
+    clock.now += 6
+    assert a.claim([w("x", 6)], lease_seconds=30) == {("ns", "x"): Verdict.BUSY}
+    clock.now += 30
+    assert a.claim([w("x", 6)], lease_seconds=30) == {("ns", "x"): Verdict.CLAIMED}
 
 
 def test_many_records_are_claimed_concurrently_and_one_stale_record_spoils_nothing(
