@@ -31,9 +31,6 @@ from vector_relay.writer import Deadline, PlanRunner, WriteOutcome
 
 logger = Logger(child=True)
 
-# A lease outlives the invocation that took it by this much (clock skew between workers, send time).
-LEASE_SLACK_SECONDS = 5.0
-
 
 def handle_ingest_batch(
     records: list[SQSRecord], context: LambdaContext | None, deps: WorkerDependencies
@@ -96,7 +93,12 @@ def _claim(coalesced: Coalesced, deps: WorkerDependencies, context: LambdaContex
     writes = {
         key: GuardedWrite(w.namespace, w.record_id, w.version, w.operation) for key, w in coalesced.winners.items()
     }
-    lease_seconds = invocation_budget(context, deps) + deps.settings.deadline_margin_ms / 1000 + LEASE_SLACK_SECONDS
+    settings = deps.settings
+    lease_seconds = (
+        invocation_budget(context, deps)
+        + settings.deadline_margin_ms / 1000
+        + settings.write_version_lease_slack_seconds
+    )
     result.lease_seconds = lease_seconds
     try:
         verdicts = deps.guard.claim(list(writes.values()), lease_seconds=lease_seconds)

@@ -112,6 +112,12 @@ class Settings(BaseSettings):
         ge=3600,
         description="How long a version (and a delete's tombstone) is kept; above source + DLQ retention.",
     )
+    write_version_lease_slack_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="How long a version-guard lease outlives its invocation (clock skew, late requests).",
+    )
     write_version_concurrency: int = Field(
         default=4,
         ge=1,

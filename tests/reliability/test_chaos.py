@@ -1,0 +1,327 @@
+"""Chaos run: duplicates, shuffled and delayed delivery, faults, killed workers and late redrives.
+
+A model-based test. A random stream of upserts and deletes (and a few deletes by filter) over
+10 tenants and overlapping ids, each write with a version increasing per (tenant, id), is published
+to the ingest queue shuffled, with duplicates and delayed copies, plus a known share of poison.
+Three worker processes consume it (tests/reliability/chaos_worker.py) while the emulator answers
+some requests with 429 / 503 / dropped connections and adds latency, and workers are killed
+mid-batch and replaced. After the queue drains, old copies are published late and the valid
+messages that reached the DLQ are redriven, as an operator would. At the end the index must equal
+the reference model (the highest version per (tenant, id)), every poison message must be in the
+DLQ with its reason, and no valid message may be there.
+
+``VECTOR_RELAY_CHAOS_OPERATIONS`` sets the stream's size: 600 in ``make test``; the long run is
+``VECTOR_RELAY_CHAOS_OPERATIONS=50000 .venv/bin/pytest tests/reliability/test_chaos.py -s``.
+
+Which failures are which: poison (contract violations) goes to the DLQ on first receive; the
+faults, the kills and the version guard's busy records are transient and retried by SQS.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+from pinecone import Pinecone, ServerlessSpec
+
+from pinecone_emulator.pytest_plugin import EmulatorHandle, pinecone_emulator, pinecone_emulator_server
+from tests.integration.conftest import create_version_table
+from tests.reliability.chaos_worker import run_worker
+
+__all__ = ["pinecone_emulator", "pinecone_emulator_server"]
+
+OPERATIONS = int(os.environ.get("VECTOR_RELAY_CHAOS_OPERATIONS", "600"))
+TENANTS = [f"tenant{i}" for i in range(10)]
+DIMENSION = 8
+WORKERS = 3
+VISIBILITY_TIMEOUT = 6
+MAX_RECEIVE_COUNT = 5
+SEED = int(os.environ.get("VECTOR_RELAY_CHAOS_SEED", "20261127"))
+
+
+@dataclass
+class Stream:
+    valid: list[str] = field(default_factory=list)
+    poison: list[str] = field(default_factory=list)
+    late: list[str] = field(default_factory=list)
+    reference: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    operations: int = 0
+
+
+def build_stream(rng: random.Random, operations: int) -> Stream:
+    ids_per_tenant = max(15, operations // 40)
+    versions: dict[tuple[str, str], int] = {}
+    ops: list[dict[str, Any]] = []
+    for _ in range(operations):
+        tenant = rng.choice(TENANTS)
+        record_id = f"doc-{rng.randrange(ids_per_tenant)}"
+        version = versions.get((tenant, record_id), 0) + 1
+        versions[(tenant, record_id)] = version
+        kind = "delete" if rng.random() < 0.25 else "upsert"
+        op: dict[str, Any] = {"tenant": tenant, "id": record_id, "version": version, "kind": kind}
+        if kind == "upsert":
+            op["values"] = [round(rng.uniform(-1, 1), 4) or 0.5 for _ in range(DIMENSION)]
+            op["metadata"] = {"v": version, "bucket": "trash" if rng.random() < 0.2 else "keep"}
+        ops.append(op)
+    stream = Stream(operations=operations)
+    highest = {(op["tenant"], op["id"]): op for op in ops if op["version"] == versions[(op["tenant"], op["id"])]}
+    for key, op in highest.items():
+        if op["kind"] == "upsert":
+            op["metadata"]["bucket"] = "keep"  # a filter delete only ever matches superseded versions
+            stream.reference[key] = {"values": op["values"], "metadata": op["metadata"]}
+        else:
+            stream.reference[key] = None
+    # messages: 1-4 records of one tenant and one kind
+    by_group: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for op in ops:
+        by_group.setdefault((op["tenant"], op["kind"]), []).append(op)
+    for (tenant, kind), group in by_group.items():
+        while group:
+            size = rng.randint(1, 4)
+            chunk, group = group[:size], group[size:]
+            records = [
+                {"id": o["id"], "version": o["version"]}
+                | ({"values": o["values"], "metadata": o["metadata"]} if kind == "upsert" else {})
+                for o in chunk
+            ]
+            stream.valid.append(json.dumps({"schema_version": 1, "op": kind, "tenant": tenant, "records": records}))
+    for tenant in TENANTS:
+        for _ in range(rng.randint(1, 2)):
+            body = {"schema_version": 1, "op": "delete_by_filter", "tenant": tenant, "filter": {"bucket": "trash"}}
+            stream.valid.append(json.dumps(body))
+    for n in range(max(5, len(stream.valid) // 20)):
+        good = {"id": f"p{n}", "version": 1, "values": [0.1] * DIMENSION}
+        bad = rng.choice(
+            [
+                {"tenant": "ghost", "records": [good]},
+                {"tenant": rng.choice(TENANTS), "records": [good | {"values": [0.0] * DIMENSION}]},
+                {"tenant": rng.choice(TENANTS), "records": [good | {"id": "x" * 600}]},
+            ]
+        )
+        stream.poison.append(json.dumps({"schema_version": 1, "op": "upsert"} | bad))
+    stream.late = rng.sample(stream.valid, k=max(1, len(stream.valid) // 20))  # old copies redriven days later
+    return stream
+
+
+@dataclass
+class Queues:
+    url: str
+    arn: str
+    dlq: str
+
+
+def make_queues() -> Queues:
+    sqs = boto3.client("sqs")
+    dlq = sqs.create_queue(QueueName="chaos-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)})
+    url = sqs.create_queue(
+        QueueName="chaos-ingest", Attributes={"VisibilityTimeout": str(VISIBILITY_TIMEOUT), "RedrivePolicy": redrive}
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return Queues(url, arn, dlq)
+
+
+def publish(queue_url: str, bodies: list[str], rng: random.Random, *, duplicates: float, delayed: float) -> int:
+    entries = []
+    for body in bodies:
+        copies = 2 if rng.random() < duplicates else 1
+        for _ in range(copies):
+            delay = rng.randint(1, 3) if rng.random() < delayed else 0
+            entries.append({"MessageBody": body, "DelaySeconds": delay})
+    rng.shuffle(entries)
+    sqs = boto3.client("sqs")
+    for start in range(0, len(entries), 10):
+        batch = [{"Id": str(i)} | e for i, e in enumerate(entries[start : start + 10])]
+        sqs.send_message_batch(QueueUrl=queue_url, Entries=batch)  # type: ignore[arg-type]
+    return len(entries)
+
+
+def queue_depth(queue_url: str) -> int:
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
+    attributes = boto3.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]  # type: ignore[arg-type]
+    return sum(int(attributes[name]) for name in names)
+
+
+def drain_dlq(dlq: str) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs")
+    found: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"]).get(
+        "Messages", []
+    ):
+        found.extend(batch)
+        for message in batch:
+            sqs.delete_message(QueueUrl=dlq, ReceiptHandle=message["ReceiptHandle"])
+    return found
+
+
+class WorkerPool:
+    def __init__(self, queues: Queues, stop_at: float) -> None:
+        self.context = multiprocessing.get_context("spawn")
+        self.reports: Any = self.context.Queue()
+        self.queues = queues
+        self.stop_at = stop_at
+        self.processes: dict[int, Any] = {}
+        self.next_id = 0
+        self.kills = 0
+        self.totals: dict[int, tuple[int, int, int]] = {}
+
+    def start(self) -> None:
+        worker_id = self.next_id
+        self.next_id += 1
+        process = self.context.Process(
+            target=run_worker,
+            args=(worker_id, self.queues.url, self.queues.arn, self.stop_at, self.reports),
+            daemon=True,
+        )
+        process.start()
+        self.processes[worker_id] = process
+
+    def kill_one(self, rng: random.Random) -> None:
+        worker_id = rng.choice(sorted(self.processes))
+        self.processes.pop(worker_id).kill()
+        self.kills += 1
+        self.start()
+
+    def collect(self) -> None:
+        while not self.reports.empty():
+            worker_id, invocations, redeliveries, stale = self.reports.get()
+            self.totals[worker_id] = (invocations, redeliveries, stale)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.kill()
+            process.join(timeout=5)
+        self.collect()
+
+
+def run_until_drained(pool: WorkerPool, queues: Queues, rng: random.Random, deadline: float, kill_every: float) -> None:
+    last_kill = time.monotonic()
+    quiet = 0
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        pool.collect()
+        if kill_every and time.monotonic() - last_kill > kill_every:
+            pool.kill_one(rng)
+            last_kill = time.monotonic()
+        quiet = quiet + 1 if queue_depth(queues.url) == 0 else 0
+        if quiet >= 3:
+            return
+    raise AssertionError("the ingest queue did not drain in time")
+
+
+def index_state(emulator: EmulatorHandle, host: str, tenants: dict[str, str], keys: list[tuple[str, str]]) -> dict:  # type: ignore[type-arg]
+    index = Pinecone(api_key=emulator.api_key, host=emulator.url).Index(host=host)
+    state: dict[tuple[str, str], dict[str, Any]] = {}
+    for tenant, namespace in tenants.items():
+        ids = sorted({record_id for t, record_id in keys if t == tenant})
+        for start in range(0, len(ids), 100):
+            for record_id, vector in index.fetch(ids=ids[start : start + 100], namespace=namespace).vectors.items():
+                state[(tenant, record_id)] = {"values": list(vector.values), "metadata": dict(vector.metadata or {})}
+    index.close()
+    return state
+
+
+@pytest.mark.timeout(3600)
+def test_the_index_converges_to_the_highest_version_of_every_record(
+    aws: str, pinecone_emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(SEED)
+    began = time.monotonic()
+    stream = build_stream(rng, OPERATIONS)
+    tenants = {tenant: f"ns-{tenant}" for tenant in TENANTS}
+    queues = make_queues()
+    create_version_table("chaos-versions")
+    secret = boto3.client("secretsmanager").create_secret(
+        Name="chaos-key", SecretString=json.dumps({"api_key": pinecone_emulator.api_key})
+    )
+    client = Pinecone(api_key=pinecone_emulator.api_key, host=pinecone_emulator.url)
+    client.create_index(
+        name="chaos", dimension=DIMENSION, metric="cosine", spec=ServerlessSpec(cloud="aws", region="us-east-1")
+    )
+    host = pinecone_emulator.index_host("chaos")
+    client.close()
+    for name, value in {
+        "PINECONE_SECRET_ARN": secret["ARN"],
+        "PINECONE_INDEX_HOST": host,
+        "PINECONE_INDEX_DIMENSION": str(DIMENSION),
+        "PINECONE_INDEX_METRIC": "cosine",
+        "PINECONE_REQUEST_TIMEOUT_SECONDS": "2",
+        "TENANT_REGISTRY": json.dumps(tenants),
+        "DEAD_LETTER_QUEUE_URL": queues.dlq,
+        "SOURCE_QUEUE_MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT),
+        "WRITE_VERSION_TABLE": "chaos-versions",
+        "WRITE_VERSION_LEASE_SLACK_SECONDS": "0.5",
+        "DEADLINE_MARGIN_MS": "1000",
+        "POWERTOOLS_LOG_LEVEL": "ERROR",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    control = pinecone_emulator.control
+    for operation in ("upsert", "delete"):
+        control.add_fault(operation, status=429, retry_after="0", rate=0.05)
+        control.add_fault(operation, status=503, retry_after="0", rate=0.05)
+        control.add_fault(operation, sequence=["drop"] * 5)
+    control.add_fault("*", latency_ms=10)
+
+    published = publish(queues.url, stream.valid + stream.poison, rng, duplicates=0.1, delayed=0.05)
+    long_run = OPERATIONS > 5_000
+    deadline = time.monotonic() + (3000 if long_run else 150)
+    pool = WorkerPool(queues, stop_at=time.time() + (3300 if long_run else 170))
+    for _ in range(WORKERS):
+        pool.start()
+    try:
+        run_until_drained(pool, queues, rng, deadline, kill_every=2.5)
+        # days later: old copies come back, and the operator redrives the valid messages of the DLQ
+        dead = drain_dlq(queues.dlq)
+        redriven = [m["Body"] for m in dead if m["Body"] not in set(stream.poison)]
+        poison_seen = [m for m in dead if m["Body"] in set(stream.poison)]
+        late = publish(queues.url, stream.late + redriven, rng, duplicates=0.0, delayed=0.0)
+        run_until_drained(pool, queues, rng, deadline, kill_every=0)
+    finally:
+        pool.stop()
+    converged = time.monotonic() - began
+    remaining = drain_dlq(queues.dlq)
+    counters = control.counters()["requests"]
+    faults = sum(item["count"] for item in counters if item["status"] in (429, 503))
+    invocations = sum(t[0] for t in pool.totals.values())
+    redeliveries = sum(t[1] for t in pool.totals.values())
+    stale = sum(t[2] for t in pool.totals.values())
+    print(
+        f"\nchaos run: {stream.operations} operations in {len(stream.valid)} valid + {len(stream.poison)} poison"
+        f" messages, {published} published (duplicates, delays), {late} late or redriven;"
+        f" {faults} 429/503 answers and 5 dropped connections per operation kind injected, {pool.kills} workers killed;"
+        f" {invocations} invocations, {redeliveries} redeliveries, {stale} stale writes dropped;"
+        f" converged in {converged:.1f} s"
+    )
+
+    # THEN the index holds exactly the highest version of every record
+    keys = list(stream.reference)
+    state = index_state(pinecone_emulator, host, tenants, keys)
+    expected = {key: value for key, value in stream.reference.items() if value is not None}
+    assert set(state) == set(expected)
+    for key, value in expected.items():
+        assert state[key]["metadata"] == value["metadata"], key
+        assert state[key]["values"] == pytest.approx(value["values"], abs=1e-3), key
+    # AND every poison message reached the DLQ with its reason, and nothing valid is left there
+    dead_bodies = [m["Body"] for m in poison_seen + remaining]
+    assert sorted(set(dead_bodies)) == sorted(set(stream.poison))
+    for message in poison_seen + remaining:
+        assert message["MessageAttributes"]["error_code"]["StringValue"] in {
+            "unknown_tenant",
+            "zero_vector",
+            "id_invalid",
+        }
+    assert stale > 0  # the late copies were recognised as old
+    assert pool.kills > 0
