@@ -84,7 +84,7 @@ class Settings(BaseSettings):
         description="How long a worker trusts its cached API key before re-checking the secret's version.",
     )
     rotation_marker_parameter: str | None = Field(
-        default=None, description="SSM parameter the rotation function bumps after promoting a new key."
+        default=None, description="SSM parameter the rotation function sets to the new key's version as it promotes it."
     )
     pinecone_admin_secret_arn: str | None = Field(
         default=None,
