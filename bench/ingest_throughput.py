@@ -71,6 +71,27 @@ def service(args: list[str], health_url: str) -> Iterator[None]:
         process.wait(timeout=10)
 
 
+@contextmanager
+def local_services(api_key: str) -> Iterator[tuple[str, str]]:
+    """The emulator and moto's server, each in its own process on a free port; AWS clients pointed at moto."""
+    emulator_port, moto_port = free_port(), free_port()
+    emulator, moto = f"http://127.0.0.1:{emulator_port}", f"http://127.0.0.1:{moto_port}"
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=moto,
+        POWERTOOLS_LOG_LEVEL="WARNING",
+        POWERTOOLS_METRICS_DISABLED="true",
+    )
+    emulator_cmd = [PYTHON, "-m", "pinecone_emulator", "--port", str(emulator_port), "--api-key", api_key]
+    with (
+        service(emulator_cmd, f"{emulator}/_emulator/health"),
+        service([str(Path(PYTHON).parent / "moto_server"), "-p", str(moto_port)], f"{moto}/moto-api/"),
+    ):
+        yield emulator, moto
+
+
 def control(base: str, path: str, payload: object) -> None:
     request = urllib.request.Request(
         f"{base}/_emulator/{path}", data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
@@ -185,24 +206,7 @@ def cold_start(dim: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    emulator_port, moto_port = free_port(), free_port()
-    emulator = f"http://127.0.0.1:{emulator_port}"
-    moto = f"http://127.0.0.1:{moto_port}"
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_ENDPOINT_URL=moto,
-        POWERTOOLS_LOG_LEVEL="WARNING",
-        POWERTOOLS_METRICS_DISABLED="true",
-    )
-    with (
-        service(
-            [PYTHON, "-m", "pinecone_emulator", "--port", str(emulator_port), "--api-key", API_KEY],
-            f"{emulator}/_emulator/health",
-        ),
-        service([str(Path(PYTHON).parent / "moto_server"), "-p", str(moto_port)], f"{moto}/moto-api/"),
-    ):
+    with local_services(API_KEY) as (emulator, _moto):
         from pinecone import Pinecone, ServerlessSpec
 
         secret = boto3.client("secretsmanager").create_secret(

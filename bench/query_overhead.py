@@ -17,11 +17,10 @@ import json
 import os
 import random
 import time
-from pathlib import Path
 
 import boto3
 
-from bench.ingest_throughput import PYTHON, Context, free_port, service, sqs_event
+from bench.ingest_throughput import Context, local_services, sqs_event
 
 DIMENSION = 1536
 RECORDS = 2000
@@ -31,21 +30,7 @@ API_KEY = "bench-key"
 
 
 def main() -> None:
-    emulator_port, moto_port = free_port(), free_port()
-    emulator, moto = f"http://127.0.0.1:{emulator_port}", f"http://127.0.0.1:{moto_port}"
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_ENDPOINT_URL=moto,
-        POWERTOOLS_LOG_LEVEL="WARNING",
-        POWERTOOLS_METRICS_DISABLED="true",
-    )
-    emulator_cmd = [PYTHON, "-m", "pinecone_emulator", "--port", str(emulator_port), "--api-key", API_KEY]
-    with (
-        service(emulator_cmd, f"{emulator}/_emulator/health"),
-        service([str(Path(PYTHON).parent / "moto_server"), "-p", str(moto_port)], f"{moto}/moto-api/"),
-    ):
+    with local_services(API_KEY) as (emulator, _moto):
         from pinecone import Pinecone, ServerlessSpec
 
         rng = random.Random(5)

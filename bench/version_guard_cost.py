@@ -15,11 +15,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 
 import boto3
 
-from bench.ingest_throughput import PYTHON, Context, control, free_port, make_bodies, service, sqs_event
+from bench.ingest_throughput import Context, control, local_services, make_bodies, sqs_event
 
 ROUNDS = 5
 MESSAGES, RECORDS, DIMENSION = 10, 100, 1536
@@ -28,20 +27,7 @@ API_KEY = "bench-key"
 
 
 def main() -> None:
-    emulator_port, moto_port = free_port(), free_port()
-    emulator, moto = f"http://127.0.0.1:{emulator_port}", f"http://127.0.0.1:{moto_port}"
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_ENDPOINT_URL=moto,
-        POWERTOOLS_LOG_LEVEL="WARNING",
-    )
-    emulator_cmd = [PYTHON, "-m", "pinecone_emulator", "--port", str(emulator_port), "--api-key", API_KEY]
-    with (
-        service(emulator_cmd, f"{emulator}/_emulator/health"),
-        service([str(Path(PYTHON).parent / "moto_server"), "-p", str(moto_port)], f"{moto}/moto-api/"),
-    ):
+    with local_services(API_KEY) as (emulator, _moto):
         from pinecone import Pinecone, ServerlessSpec
 
         pc = Pinecone(api_key=API_KEY, host=emulator)

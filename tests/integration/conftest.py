@@ -8,7 +8,6 @@ builds them, successes deleted, failures made visible again, redrive by receive 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pinecone import Pinecone, ServerlessSpec
 
 from pinecone_emulator.pytest_plugin import EmulatorHandle, pinecone_emulator, pinecone_emulator_server
 from tests.conftest import SAMPLE_DIMENSION, SAMPLE_REPLY_QUEUE, SAMPLE_TENANTS, FakeLambdaContext
+from tests.lambda_events import lambda_sqs_record
 
 __all__ = ["Pipeline", "SqsDriver", "pinecone_emulator", "pinecone_emulator_server", "pipeline"]
 
@@ -177,7 +177,7 @@ class SqsDriver:
         ).get("Messages", [])
         if not messages:
             return None
-        event = {"Records": [self._record(m) for m in messages]}
+        event = {"Records": [lambda_sqs_record(m, self.queue_arn, REGION) for m in messages]}
         self.invocations += 1
         try:
             response = self.handler(event, context or FakeLambdaContext())
@@ -199,22 +199,3 @@ class SqsDriver:
             if self.deliver_once() is None:
                 return
         raise AssertionError(f"queue not drained after {max_invocations} invocations")
-
-    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
-        attributes = message["Attributes"]
-        return {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": {
-                "ApproximateReceiveCount": attributes["ApproximateReceiveCount"],
-                "SentTimestamp": attributes["SentTimestamp"],
-                "SenderId": attributes.get("SenderId", "AIDAIENQZJOLO23YVJ4VO"),
-                "ApproximateFirstReceiveTimestamp": attributes["ApproximateFirstReceiveTimestamp"],
-            },
-            "messageAttributes": {},
-            "md5OfBody": hashlib.md5(message["Body"].encode(), usedforsecurity=False).hexdigest(),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": self.queue_arn,
-            "awsRegion": REGION,
-        }

@@ -9,10 +9,11 @@ die mid-batch. Each worker reports its counts through a multiprocessing queue af
 
 from __future__ import annotations
 
-import hashlib
 import time
 from multiprocessing.queues import Queue
 from typing import Any
+
+from tests.lambda_events import lambda_sqs_record
 
 INVOCATION_SECONDS = 4.0
 
@@ -56,7 +57,7 @@ def run_worker(worker_id: int, queue_url: str, queue_arn: str, stop_at: float, r
             continue
         invocations += 1
         redeliveries += sum(int(m["Attributes"]["ApproximateReceiveCount"]) > 1 for m in messages)
-        event = {"Records": [_record(m, queue_arn) for m in messages]}
+        event = {"Records": [lambda_sqs_record(m, queue_arn) for m in messages]}
         try:
             response = app.lambda_handler(event, _Context(INVOCATION_SECONDS))
             failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
@@ -69,23 +70,3 @@ def run_worker(worker_id: int, queue_url: str, queue_arn: str, stop_at: float, r
             ]
             sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
         reports.put((worker_id, invocations, redeliveries, stale))
-
-
-def _record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
-    attributes = message["Attributes"]
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": {
-            "ApproximateReceiveCount": attributes["ApproximateReceiveCount"],
-            "SentTimestamp": attributes["SentTimestamp"],
-            "SenderId": attributes.get("SenderId", "AIDAIENQZJOLO23YVJ4VO"),
-            "ApproximateFirstReceiveTimestamp": attributes["ApproximateFirstReceiveTimestamp"],
-        },
-        "messageAttributes": {},
-        "md5OfBody": hashlib.md5(message["Body"].encode(), usedforsecurity=False).hexdigest(),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": "us-east-1",
-    }
