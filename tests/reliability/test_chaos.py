@@ -129,19 +129,37 @@ def make_queues() -> Queues:
     return Queues(url, arn, dlq)
 
 
-def publish(queue_url: str, bodies: list[str], rng: random.Random, *, duplicates: float, delayed: float) -> int:
-    entries = []
-    for body in bodies:
-        copies = 2 if rng.random() < duplicates else 1
-        for _ in range(copies):
-            delay = rng.randint(1, 3) if rng.random() < delayed else 0
-            entries.append({"MessageBody": body, "DelaySeconds": delay})
-    rng.shuffle(entries)
-    sqs = boto3.client("sqs")
-    for start in range(0, len(entries), 10):
-        batch = [{"Id": str(i)} | e for i, e in enumerate(entries[start : start + 10])]
-        sqs.send_message_batch(QueueUrl=queue_url, Entries=batch)  # type: ignore[arg-type]
-    return len(entries)
+WAVE = 500  # messages sent at once; the next wave waits until the queue is below it (moto slows down when deep)
+
+
+class Feeder:
+    """Publishes shuffled entries (duplicates, delays) in waves, so the queue never grows very deep."""
+
+    def __init__(self, queue_url: str) -> None:
+        self.queue_url = queue_url
+        self.backlog: list[dict[str, Any]] = []
+        self.sent = 0
+
+    def add(self, bodies: list[str], rng: random.Random, *, duplicates: float, delayed: float) -> int:
+        entries = []
+        for body in bodies:
+            copies = 2 if rng.random() < duplicates else 1
+            for _ in range(copies):
+                delay = rng.randint(1, 3) if rng.random() < delayed else 0
+                entries.append({"MessageBody": body, "DelaySeconds": delay})
+        rng.shuffle(entries)
+        self.backlog.extend(entries)
+        return len(entries)
+
+    def feed(self, depth: int) -> None:
+        if not self.backlog or depth >= WAVE:
+            return
+        wave, self.backlog = self.backlog[:WAVE], self.backlog[WAVE:]
+        sqs = boto3.client("sqs")
+        for start in range(0, len(wave), 10):
+            batch = [{"Id": str(i)} | e for i, e in enumerate(wave[start : start + 10])]
+            sqs.send_message_batch(QueueUrl=self.queue_url, Entries=batch)  # type: ignore[arg-type]
+        self.sent += len(wave)
 
 
 def queue_depth(queue_url: str) -> int:
@@ -206,16 +224,20 @@ class WorkerPool:
         self.collect()
 
 
-def run_until_drained(pool: WorkerPool, queues: Queues, rng: random.Random, deadline: float, kill_every: float) -> None:
+def run_until_drained(
+    pool: WorkerPool, queues: Queues, feeder: Feeder, rng: random.Random, deadline: float, kill_every: float
+) -> None:
     last_kill = time.monotonic()
     quiet = 0
     while time.monotonic() < deadline:
+        depth = queue_depth(queues.url)
+        feeder.feed(depth)
         time.sleep(0.5)
         pool.collect()
         if kill_every and time.monotonic() - last_kill > kill_every:
             pool.kill_one(rng)
             last_kill = time.monotonic()
-        quiet = quiet + 1 if queue_depth(queues.url) == 0 else 0
+        quiet = quiet + 1 if depth == 0 and not feeder.backlog else 0
         if quiet >= 3:
             return
     raise AssertionError("the ingest queue did not drain in time")
@@ -275,20 +297,21 @@ def test_the_index_converges_to_the_highest_version_of_every_record(
         control.add_fault(operation, sequence=["drop"] * 5)
     control.add_fault("*", latency_ms=10)
 
-    published = publish(queues.url, stream.valid + stream.poison, rng, duplicates=0.1, delayed=0.05)
+    feeder = Feeder(queues.url)
+    published = feeder.add(stream.valid + stream.poison, rng, duplicates=0.1, delayed=0.05)
     long_run = OPERATIONS > 5_000
     deadline = time.monotonic() + (3000 if long_run else 150)
     pool = WorkerPool(queues, stop_at=time.time() + (3300 if long_run else 170))
     for _ in range(WORKERS):
         pool.start()
     try:
-        run_until_drained(pool, queues, rng, deadline, kill_every=2.5)
+        run_until_drained(pool, queues, feeder, rng, deadline, kill_every=2.5)
         # days later: old copies come back, and the operator redrives the valid messages of the DLQ
         dead = drain_dlq(queues.dlq)
         redriven = [m["Body"] for m in dead if m["Body"] not in set(stream.poison)]
         poison_seen = [m for m in dead if m["Body"] in set(stream.poison)]
-        late = publish(queues.url, stream.late + redriven, rng, duplicates=0.0, delayed=0.0)
-        run_until_drained(pool, queues, rng, deadline, kill_every=0)
+        late = feeder.add(stream.late + redriven, rng, duplicates=0.0, delayed=0.0)
+        run_until_drained(pool, queues, feeder, rng, deadline, kill_every=0)
     finally:
         pool.stop()
     converged = time.monotonic() - began
