@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+
 from relay_local.cloudformation import LocalTemplate, PhysicalResource, TemplateError
 
 # CloudFormation AWS::SQS::Queue properties that are SQS queue attributes under the same name.

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from moto.server import ThreadedMotoServer
+
+from pinecone_emulator.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PROJECT_ID
 from relay_local.cloudformation import ACCOUNT_ID, REGION, ROOT, FunctionSpec, LocalTemplate
 from relay_local.event_source import BatchOutcome, EnvironmentPool, EventSourceConfig, EventSourcePoller
 from relay_local.provisioning import CreatedResource, Provisioner, aws_client
 from relay_local.runtime import FunctionRuntimeConfig, RuntimeEnvironment
-
-from pinecone_emulator.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PROJECT_ID
 
 DEFAULT_STATE_DIR = ROOT / ".local-stack"
 STATE_FILE = "stack.json"

@@ -3,7 +3,8 @@
 A model-based test. A random stream of upserts and deletes (and a few deletes by filter) over
 10 tenants and overlapping ids, each write with a version increasing per (tenant, id), is published
 to the ingest queue shuffled, with duplicates and delayed copies, plus a known share of poison.
-Three worker processes consume it (tests/reliability/chaos_worker.py) while the emulator answers
+The local stack's event source poller runs it through three concurrent ingest environments
+(awslambdaric processes, `local/relay_local`) while the emulator answers
 some requests with 429 / 503 / dropped connections and adds latency, and workers are killed
 mid-batch and replaced. After the queue drains, old copies are published late and the valid
 messages that reached the DLQ are redriven, as an operator would. At the end the index must equal
@@ -19,12 +20,13 @@ faults, the kills and the version guard's busy records are transient and retried
 
 from __future__ import annotations
 
+import contextlib
 import json
-import multiprocessing
 import os
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -32,8 +34,10 @@ import pytest
 from pinecone import Pinecone, ServerlessSpec
 
 from pinecone_emulator.pytest_plugin import EmulatorHandle, pinecone_emulator, pinecone_emulator_server
+from relay_local.event_source import EnvironmentPool, EventSourceConfig, EventSourcePoller
+from relay_local.runtime import FunctionRuntimeConfig, RuntimeEnvironment
+from tests.conftest import ROOT
 from tests.integration.conftest import create_version_table
-from tests.reliability.chaos_worker import run_worker
 
 __all__ = ["pinecone_emulator", "pinecone_emulator_server"]
 
@@ -43,6 +47,7 @@ DIMENSION = 8
 WORKERS = 3
 VISIBILITY_TIMEOUT = 6
 MAX_RECEIVE_COUNT = 5
+INVOCATION_SECONDS = 4.0  # the function timeout: a lease lasts about this long, below the visibility timeout
 SEED = int(os.environ.get("VECTOR_RELAY_CHAOS_SEED", "20261127"))
 
 
@@ -185,43 +190,70 @@ def drain_dlq(dlq: str) -> list[dict[str, Any]]:
 
 
 class WorkerPool:
-    def __init__(self, queues: Queues, stop_at: float) -> None:
-        self.context = multiprocessing.get_context("spawn")
-        self.reports: Any = self.context.Queue()
-        self.queues = queues
-        self.stop_at = stop_at
-        self.processes: dict[int, Any] = {}
-        self.next_id = 0
+    """The local stack's event source poller feeding the ingest function, in awslambdaric environments.
+
+    Up to ``WORKERS`` environments (separate processes, each a warm Lambda container) run batches at
+    once; :meth:`kill_one` SIGKILLs a busy or idle one, as a container dying mid-batch: the poller
+    then leaves that whole batch for the visibility timeout, and starts a new environment (a cold
+    start) for the next batch.
+    """
+
+    def __init__(self, queues: Queues, log_path: Path) -> None:
+        self.log = log_path.open("w")
+        self.log_path = log_path
+        environment = {
+            name: os.environ[name]
+            for name in os.environ
+            if name.startswith(
+                ("AWS_", "PINECONE_", "TENANT_", "DEAD_", "SOURCE_", "WRITE_", "DEADLINE_", "POWERTOOLS_")
+            )
+        }
+        environment["POWERTOOLS_LOG_LEVEL"] = "INFO"  # the per-batch line carries the stale-write count
+        config = FunctionRuntimeConfig(
+            name="chaos-ingest",
+            arn="arn:aws:lambda:us-east-1:123456789012:function:chaos-ingest",
+            code_dir=ROOT / "functions" / "ingest",
+            handler="app.lambda_handler",
+            timeout_seconds=INVOCATION_SECONDS,
+            memory_mb=512,
+            environment=environment,
+            layer_dirs=(ROOT / "shared",),
+        )
+        self.environments = EnvironmentPool(lambda: RuntimeEnvironment(config, log=self.log), WORKERS)
+        source = EventSourceConfig(
+            function="ingest",
+            queue_url=queues.url,
+            queue_arn=queues.arn,
+            batch_size=10,
+            maximum_concurrency=WORKERS,
+            function_timeout_seconds=INVOCATION_SECONDS,
+        )
+        self.poller = EventSourcePoller(source, self.environments, boto3.client("sqs"))
         self.kills = 0
-        self.totals: dict[int, tuple[int, int, int]] = {}
 
     def start(self) -> None:
-        worker_id = self.next_id
-        self.next_id += 1
-        process = self.context.Process(
-            target=run_worker,
-            args=(worker_id, self.queues.url, self.queues.arn, self.stop_at, self.reports),
-            daemon=True,
-        )
-        process.start()
-        self.processes[worker_id] = process
+        self.poller.start()
 
     def kill_one(self, rng: random.Random) -> None:
-        worker_id = rng.choice(sorted(self.processes))
-        self.processes.pop(worker_id).kill()
-        self.kills += 1
-        self.start()
-
-    def collect(self) -> None:
-        while not self.reports.empty():
-            worker_id, invocations, redeliveries, stale = self.reports.get()
-            self.totals[worker_id] = (invocations, redeliveries, stale)
+        alive = [e for e in self.environments._all if e.alive]  # test access to the pool's environments
+        if alive:
+            rng.choice(alive).process.kill()  # type: ignore[attr-defined]
+            self.kills += 1
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            process.kill()
-            process.join(timeout=5)
-        self.collect()
+        self.poller.stop()
+        self.log.close()
+
+    def figures(self) -> tuple[int, int, int]:
+        """(invocations, redeliveries, stale writes dropped)."""
+        counters = self.poller.counters
+        unique = {message_id for outcome in counters.outcomes for message_id in outcome.message_ids}
+        stale = 0
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if '"ingest batch done"' in line:
+                with contextlib.suppress(ValueError):
+                    stale += int(json.loads(line).get("stale_writes_dropped") or 0)
+        return counters.invocations, counters.messages - len(unique), stale
 
 
 def run_until_drained(
@@ -233,7 +265,6 @@ def run_until_drained(
         depth = queue_depth(queues.url)
         feeder.feed(depth)
         time.sleep(0.5)
-        pool.collect()
         if kill_every and time.monotonic() - last_kill > kill_every:
             pool.kill_one(rng)
             last_kill = time.monotonic()
@@ -257,7 +288,7 @@ def index_state(emulator: EmulatorHandle, host: str, tenants: dict[str, str], ke
 
 @pytest.mark.timeout(3600)
 def test_the_index_converges_to_the_highest_version_of_every_record(
-    aws: str, pinecone_emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
+    aws: str, pinecone_emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     rng = random.Random(SEED)
     began = time.monotonic()
@@ -301,9 +332,8 @@ def test_the_index_converges_to_the_highest_version_of_every_record(
     published = feeder.add(stream.valid + stream.poison, rng, duplicates=0.1, delayed=0.05)
     long_run = OPERATIONS > 5_000
     deadline = time.monotonic() + (3000 if long_run else 150)
-    pool = WorkerPool(queues, stop_at=time.time() + (3300 if long_run else 170))
-    for _ in range(WORKERS):
-        pool.start()
+    pool = WorkerPool(queues, tmp_path / "functions.log")
+    pool.start()
     try:
         run_until_drained(pool, queues, feeder, rng, deadline, kill_every=2.5)
         # days later: old copies come back, and the operator redrives the valid messages of the DLQ
@@ -318,9 +348,7 @@ def test_the_index_converges_to_the_highest_version_of_every_record(
     remaining = drain_dlq(queues.dlq)
     counters = control.counters()["requests"]
     faults = sum(item["count"] for item in counters if item["status"] in (429, 503))
-    invocations = sum(t[0] for t in pool.totals.values())
-    redeliveries = sum(t[1] for t in pool.totals.values())
-    stale = sum(t[2] for t in pool.totals.values())
+    invocations, redeliveries, stale = pool.figures()
     print(
         f"\nchaos run: {stream.operations} operations in {len(stream.valid)} valid + {len(stream.poison)} poison"
         f" messages, {published} published (duplicates, delays), {late} late or redriven;"

@@ -11,9 +11,9 @@ from typing import Any
 
 import boto3
 import pytest
+
 from relay_local.event_source import EnvironmentPool, EventSourceConfig, EventSourcePoller
 from relay_local.runtime import InProcessEnvironment
-
 from tests.conftest import FakeLambdaContext
 
 VISIBILITY_TIMEOUT = 2

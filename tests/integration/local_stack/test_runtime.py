@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import boto3
+
 from relay_local.cloudformation import ROOT
 from relay_local.runtime import FunctionRuntimeConfig, RuntimeEnvironment
-
 from tests.conftest import load_event
 from tests.integration.conftest import Pipeline
 from tests.unit.test_events import documented_poison
