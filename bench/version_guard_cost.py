@@ -19,6 +19,7 @@ import time
 import boto3
 
 from bench.ingest_throughput import Context, control, local_services, make_bodies, sqs_event
+from tests.integration.conftest import create_version_table
 
 ROUNDS = 5
 MESSAGES, RECORDS, DIMENSION = 10, 100, 1536
@@ -36,18 +37,7 @@ def main() -> None:
         )
         control(emulator, "faults/rules", {"operation": "upsert", "latency_ms": 30})
         dynamodb = boto3.client("dynamodb")
-        dynamodb.create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "namespace", "AttributeType": "S"},
-                {"AttributeName": "record_id", "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": "namespace", "KeyType": "HASH"},
-                {"AttributeName": "record_id", "KeyType": "RANGE"},
-            ],
-        )
+        create_version_table(TABLE)
         secret = boto3.client("secretsmanager").create_secret(Name="k", SecretString=json.dumps({"api_key": API_KEY}))
         os.environ.update(
             PINECONE_SECRET_ARN=secret["ARN"],

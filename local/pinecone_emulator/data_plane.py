@@ -453,13 +453,18 @@ def describe_index_stats(ctx: DataContext, request: Request) -> Response:
     return Response.json(200, payload)
 
 
-def list_vectors(ctx: DataContext, request: Request) -> Response:
-    params = request.query
-    key, sent = _namespace_param(params.get("namespace", [None])[0])
+def _page_params(params: dict[str, list[str]]) -> tuple[str, int, Any]:
+    """``prefix``, ``limit`` and the decoded ``paginationToken`` of a list request."""
     prefix = params.get("prefix", [""])[0]
     limit = _limit(params.get("limit", [None])[0], default=LIST_LIMIT_MAX, maximum=LIST_LIMIT_MAX)
     token = params.get("paginationToken", [""])[0]
-    after = _decode_token(token) if token else None
+    return prefix, limit, _decode_token(token) if token else None
+
+
+def list_vectors(ctx: DataContext, request: Request) -> Response:
+    params = request.query
+    key, sent = _namespace_param(params.get("namespace", [None])[0])
+    prefix, limit, after = _page_params(params)
     index = ctx.index
     index.catch_up(ctx.lag_seconds)
     data = index.namespaces.get(key)
@@ -549,11 +554,7 @@ def delete_namespace(ctx: DataContext, request: Request, name: str) -> Response:
 
 
 def list_namespaces(ctx: DataContext, request: Request) -> Response:
-    params = request.query
-    prefix = params.get("prefix", [""])[0]
-    limit = _limit(params.get("limit", [None])[0], default=LIST_LIMIT_MAX, maximum=LIST_LIMIT_MAX)
-    token = params.get("paginationToken", [""])[0]
-    after = _decode_token(token) if token else None
+    prefix, limit, after = _page_params(request.query)
     index = ctx.index
     index.catch_up(ctx.lag_seconds)
     names = sorted(n for n in index.namespaces if n.startswith(prefix))
