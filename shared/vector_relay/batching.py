@@ -20,7 +20,7 @@ the requests of one stage are independent and may run concurrently.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -133,6 +133,14 @@ class Coalesced:
         default_factory=dict
     )
 
+    def only(self, namespace: str) -> Coalesced:
+        """The part of the batch that writes ``namespace``."""
+        return Coalesced(
+            winners={key: winner for key, winner in self.winners.items() if key[0] == namespace},
+            segments={namespace: self.segments[namespace]} if namespace in self.segments else {},
+            filter_ops={namespace: self.filter_ops[namespace]} if namespace in self.filter_ops else {},
+        )
+
 
 def wire_record(record: UpsertRecord) -> dict[str, Any]:
     """The SDK's dict form of a record (what ``Index.upsert(vectors=[...])`` takes)."""
@@ -207,6 +215,27 @@ def pack(batch: Coalesced, *, exclude: Collection[tuple[str, str]] = ()) -> Writ
                 stages.append([_filter_request(namespace, *ops[segment][1:])])
         plan.stages[namespace] = stages
     return plan
+
+
+def request_keys(request: PlannedRequest) -> list[tuple[str, str]]:
+    """The (namespace, id) of every record an upsert or delete-by-id request writes (none for filter ops)."""
+    if request.kind == "upsert":
+        return [(request.namespace, record["id"]) for record in request.records]
+    if request.kind == "delete_ids":
+        return [(request.namespace, record_id) for record_id in request.ids]
+    return []
+
+
+def narrow(
+    request: PlannedRequest, winners: Mapping[tuple[str, str], Winner], keep: Collection[tuple[str, str]]
+) -> PlannedRequest | None:
+    """``request`` with only the records in ``keep`` (None if that is none of them); filter ops pass unchanged."""
+    keys = request_keys(request)
+    if request.kind not in ("upsert", "delete_ids") or all(key in keep for key in keys):
+        return request
+    chosen = sorted((winners[key] for key in keys if key in keep), key=lambda w: w.order)
+    packed = (_pack_upserts if request.kind == "upsert" else _pack_deletes)(request.namespace, chosen)
+    return packed[0] if packed else None
 
 
 def _pack_upserts(namespace: str, writes: list[Winner]) -> list[PlannedRequest]:

@@ -45,9 +45,14 @@ def secrets_client() -> SecretsManagerClient:
     return _session().client("secretsmanager", config=_AWS_CONFIG)
 
 
+# The version guard writes claims under a 30 s lock only while 15 s of it remain, so one DynamoDB
+# call (two attempts of at most 1 s to connect and 3 s to answer, plus backoff) must end well inside that.
+_GUARD_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=1, read_timeout=3)
+
+
 @cache
 def dynamodb_client() -> DynamoDBClient:
-    return _session().client("dynamodb", config=_AWS_CONFIG)
+    return _session().client("dynamodb", config=_GUARD_CONFIG)
 
 
 @cache

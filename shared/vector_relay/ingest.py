@@ -12,8 +12,8 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from statistics import fmean
 
 from aws_lambda_powertools import Logger
@@ -21,13 +21,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vector_relay.batching import Coalesced, coalesce, pack
+from vector_relay.batching import Coalesced, PlannedRequest, WritePlan, coalesce, narrow, pack, request_keys
 from vector_relay.contract import ValidationContext, WriteMessage
 from vector_relay.errors import PoisonMessageError, Problem, TransientError
 from vector_relay.validation import parse_write_message
-from vector_relay.version_guard import GuardedWrite, GuardUnavailableError, Verdict
+from vector_relay.version_guard import GuardedWrite, GuardUnavailableError, Verdict, VersionGuard
 from vector_relay.worker import WorkerDependencies, dead_letter, invocation_budget, last_delivery, sort_batch
-from vector_relay.writer import Deadline, PlanRunner, WriteOutcome
+from vector_relay.writer import MIN_REQUEST_SECONDS, Deadline, PlanRunner, WriteOutcome
 
 logger = Logger(child=True)
 
@@ -44,21 +44,27 @@ def handle_ingest_batch(
         (record.message_id, tenants.namespace_for(message.tenant), message) for record, message in batch.valid
     ]
     coalesced = coalesce(writes)
-    guard = _claim(coalesced, deps, context)
-    plan = pack(coalesced, exclude=guard.excluded)
+    guard = (
+        _GuardedRun(coalesced, deps.guard, _lease_seconds(context, deps), deadline) if deps.guard is not None else None
+    )
     runner = PlanRunner(
         deps.gateways,
         deadline=deadline,
         max_concurrency=deps.settings.pinecone_max_concurrency,
         namespace_rate_limit=deps.settings.pinecone_namespace_rate_limit,
+        admit=guard.admit if guard is not None else None,
     )
-    outcome = deps.loop.run(runner.run(plan))
-    if deps.guard is not None and guard.claimed:
+    plan = pack(coalesced)
+    if guard is None:
+        outcome = deps.loop.run(runner.run(plan))
+        stale, guard_failures = 0, {}
+    else:
+        outcome = deps.loop.run(guard.run(runner, plan))
         # Release what landed. A failed or cancelled request may still reach Pinecone late, so its
         # records stay leased until the lease expires and no newer write can overtake it.
-        landed = [write for write in guard.claimed if write.key in outcome.landed]
-        deps.guard.release(landed, lease_seconds=guard.lease_seconds, claimed_at=deps.guard.last_claim_at)
-    for message_id, error in guard.failures.items():
+        guard.guard.release(guard.lease, guard.claimed, outcome.landed)
+        stale, guard_failures = guard.stale, guard.failures
+    for message_id, error in guard_failures.items():
         if message_id not in outcome.poison:
             outcome.failures.setdefault(message_id, error)
     by_id = {record.message_id: record for record, _ in batch.valid}
@@ -72,54 +78,102 @@ def handle_ingest_batch(
             dead_letter(deps, record, exhausted, failures)
         else:
             failures[message_id] = error
-    _report(outcome, deps, len(batch.valid), len(failures), guard.stale)
+    _report(outcome, deps, len(batch.valid), len(failures), stale)
     return failures
 
 
-@dataclass(slots=True)
-class _GuardResult:
-    claimed: list[GuardedWrite] = field(default_factory=list)
-    excluded: set[tuple[str, str]] = field(default_factory=set)
-    failures: dict[str, BaseException] = field(default_factory=dict)
-    stale: int = 0
-    lease_seconds: float = 0.0
-
-
-def _claim(coalesced: Coalesced, deps: WorkerDependencies, context: LambdaContext | None) -> _GuardResult:
-    """Ask the version guard about every winning write: claimed ones are sent, stale ones dropped, busy ones retried."""
-    result = _GuardResult()
-    if deps.guard is None or not coalesced.winners:
-        return result
-    writes = {
-        key: GuardedWrite(w.namespace, w.record_id, w.version, w.operation) for key, w in coalesced.winners.items()
-    }
+def _lease_seconds(context: LambdaContext | None, deps: WorkerDependencies) -> float:
+    """A lease outlives the invocation: its remaining time, the deadline margin and the clock-skew slack."""
     settings = deps.settings
-    lease_seconds = (
+    return (
         invocation_budget(context, deps)
         + settings.deadline_margin_ms / 1000
         + settings.write_version_lease_slack_seconds
     )
-    result.lease_seconds = lease_seconds
-    try:
-        verdicts = deps.guard.claim(list(writes.values()), lease_seconds=lease_seconds)
-    except GuardUnavailableError as error:
-        result.excluded = set(writes)
-        for winner in coalesced.winners.values():
-            for message_id in winner.message_ids:
-                result.failures.setdefault(message_id, error)
-        return result
-    for key, verdict in verdicts.items():
-        if verdict is Verdict.CLAIMED:
-            result.claimed.append(writes[key])
-            continue
-        result.excluded.add(key)
-        if verdict is Verdict.STALE:
-            result.stale += 1
-        else:
-            busy = TransientError(f"record {key[1]!r} is being written by another worker; retried later")
-            for message_id in coalesced.winners[key].message_ids:
-                result.failures.setdefault(message_id, busy)
-    return result
+
+
+class _GuardedRun:
+    """A batch run under the version guard: every request waits for its records' claims, then sends the claimed ones.
+
+    Each namespace's requests are claimed in plan order by one thread (``guard.concurrency``
+    namespaces at a time), so the first requests are already on their way to Pinecone while the
+    later ones are still being claimed.
+    """
+
+    def __init__(self, coalesced: Coalesced, guard: VersionGuard, lease_seconds: float, deadline: Deadline) -> None:
+        self.coalesced = coalesced
+        self.deadline = deadline
+        self.guard = guard
+        self.lease = guard.lease(lease_seconds)
+        self.claimed: list[GuardedWrite] = []
+        self.failures: dict[str, BaseException] = {}
+        self.stale = 0
+        self._verdicts: dict[int, asyncio.Future[dict[tuple[str, str], Verdict]]] = {}
+
+    async def run(self, runner: PlanRunner, plan: WritePlan) -> WriteOutcome:
+        loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(self.guard.concurrency)
+        claims = []
+        for namespace, stages in plan.stages.items():
+            requests = [request for stage in stages for request in stage if request_keys(request)]
+            for request in requests:
+                self._verdicts[id(request)] = loop.create_future()
+            if requests:
+                claims.append(self._claim(namespace, requests, slots))
+        await asyncio.gather(runner.run(plan), *claims)
+        for future in self._verdicts.values():  # a request held back by an earlier failure was never admitted
+            if future.done() and not future.cancelled():
+                future.exception()
+        return runner.outcome
+
+    async def _claim(self, namespace: str, requests: list[PlannedRequest], slots: asyncio.Semaphore) -> None:
+        loop = asyncio.get_running_loop()
+        futures = [self._verdicts[id(request)] for request in requests]
+        winners = self.coalesced.winners
+        groups = [
+            [GuardedWrite(*key, winners[key].version, winners[key].operation) for key in request_keys(request)]
+            for request in requests
+        ]
+
+        def settle(index: int, verdicts: dict[tuple[str, str], Verdict]) -> None:
+            if not futures[index].done():
+                futures[index].set_result(verdicts)
+
+        def deliver(index: int, verdicts: dict[tuple[str, str], Verdict]) -> None:  # on the claiming thread
+            loop.call_soon_threadsafe(settle, index, verdicts)
+
+        async with slots:
+            try:
+                await asyncio.to_thread(
+                    self.guard.claim_in_groups, namespace, groups, self.lease, deliver, stop=self._out_of_time
+                )
+            except GuardUnavailableError as error:
+                for future in futures:  # the requests not claimed yet fail and are retried, in order
+                    if not future.done():
+                        future.set_exception(error)
+
+    def _out_of_time(self) -> bool:
+        return self.deadline.left() < MIN_REQUEST_SECONDS  # nothing claimed now could still be sent
+
+    async def admit(self, request: PlannedRequest) -> PlannedRequest | None:
+        """The part of ``request`` this invocation may write; raises the guard's error if it could not be asked."""
+        future = self._verdicts.get(id(request))
+        if future is None:
+            return request  # a filter operation: ordered by its stage, not by the guard
+        verdicts = await future
+        keep = set()
+        for key, verdict in verdicts.items():
+            winner = self.coalesced.winners[key]
+            if verdict is Verdict.CLAIMED:
+                keep.add(key)
+                self.claimed.append(GuardedWrite(*key, winner.version, winner.operation))
+            elif verdict is Verdict.STALE:
+                self.stale += 1
+            else:
+                busy = TransientError(f"record {key[1]!r} is being written by another worker; retried later")
+                for message_id in winner.message_ids:
+                    self.failures.setdefault(message_id, busy)
+        return narrow(request, self.coalesced.winners, keep)
 
 
 def _report(outcome: WriteOutcome, deps: WorkerDependencies, valid: int, failed: int, stale: int) -> None:

@@ -122,7 +122,7 @@ class Settings(BaseSettings):
         default=4,
         ge=1,
         le=16,
-        description="Version-guard transactions in flight at once (1 for moto, which is not thread-safe).",
+        description="Namespaces whose version-guard claims run at once; the others' Pinecone writes overlap them.",
     )
     deadline_margin_ms: int = Field(
         default=5000,

@@ -10,6 +10,8 @@
 * A request Pinecone rejects (400/413/422) is split by message until the messages at fault are
   found alone; those are poison (``pinecone_rejected``), the others are retried in the split.
 * On 401/403 the key is re-read once and the request retried once with the new key.
+* With an ``admit`` hook (the version guard), each request is first narrowed to the records it
+  may write, and waits for that answer; later requests are still being admitted while earlier ones run.
 """
 
 from __future__ import annotations
@@ -72,8 +74,10 @@ class PlanRunner:
         namespace_rate_limit: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        admit: Callable[[PlannedRequest], Awaitable[PlannedRequest | None]] | None = None,
     ) -> None:
         self._gateways = gateways
+        self._admit = admit
         self._clock = clock
         self._sleep = sleep
         self._deadline = deadline
@@ -83,18 +87,32 @@ class PlanRunner:
         self.outcome = WriteOutcome()
 
     async def run(self, plan: WritePlan) -> WriteOutcome:
-        await asyncio.gather(*(self._run_namespace(stages) for stages in plan.stages.values()))
+        await asyncio.gather(*(self.run_namespace(stages) for stages in plan.stages.values()))
         return self.outcome
 
-    async def _run_namespace(self, stages: list[list[PlannedRequest]]) -> None:
+    async def run_namespace(self, stages: list[list[PlannedRequest]]) -> None:
+        """Run one namespace's stages in order (what :meth:`run` does for every namespace at once)."""
         for index, stage in enumerate(stages):
-            results = await asyncio.gather(*(self._run_request(request) for request in stage))
+            results = await asyncio.gather(*(self._admit_and_run(request) for request in stage))
             if not all(results):
                 held = TransientError("an earlier operation on this namespace failed; kept in order for redelivery")
                 for later in stages[index + 1 :]:
                     for request in later:
                         self.outcome.fail(request, held)
                 return
+
+    async def _admit_and_run(self, request: PlannedRequest) -> bool:
+        """Ask ``admit`` (the version guard) what of ``request`` may be sent, then send that."""
+        if self._admit is not None:
+            try:
+                admitted = await self._admit(request)
+            except TransientError as error:
+                self.outcome.fail(request, error)
+                return False
+            if admitted is None:
+                return True  # nothing of it is to be written now
+            request = admitted
+        return await self._run_request(request)
 
     async def _run_request(self, request: PlannedRequest) -> bool:
         """Send ``request``; True when everything in it landed (or was correctly found poison)."""

@@ -1,8 +1,11 @@
-"""The version guard against moto's DynamoDB over HTTP: stale writes dropped, concurrent writers serialised."""
+"""The version guard against moto's DynamoDB over HTTP: stale writes dropped, concurrent writers serialised, locks."""
 
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import boto3
 import pytest
@@ -11,17 +14,32 @@ from functions.ingest import app as ingest_app
 from tests.conftest import FakeLambdaContext
 from tests.integration.conftest import Pipeline, SqsDriver, create_version_table
 from tests.integration.test_ingest import upsert_body
-from vector_relay.version_guard import GuardedWrite, GuardUnavailableError, Verdict, VersionGuard
+from vector_relay.version_guard import (
+    LOCK_RECORD_ID,
+    LOCK_SECONDS,
+    LOCK_WAIT_SECONDS,
+    LOCK_WRITE_MARGIN_SECONDS,
+    GuardedWrite,
+    GuardUnavailableError,
+    Lease,
+    Verdict,
+    VersionGuard,
+)
 
 TABLE = "guard-test"
 
 
 class Clock:
+    """Wall-clock time under the test's control; sleeping advances it."""
+
     def __init__(self) -> None:
         self.now = 1_000_000.0
 
     def __call__(self) -> float:
         return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
 
 
 @pytest.fixture
@@ -29,111 +47,217 @@ def clock() -> Clock:
     return Clock()
 
 
+def make_guard(clock: Clock, dynamodb: object | None = None) -> VersionGuard:
+    return VersionGuard(
+        dynamodb or boto3.client("dynamodb"),  # type: ignore[arg-type]
+        TABLE,
+        ttl_seconds=3600,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+
+
 @pytest.fixture
 def guards(aws: str, clock: Clock) -> tuple[VersionGuard, VersionGuard]:
     create_version_table(TABLE)
-    dynamodb = boto3.client("dynamodb")
-    return (
-        VersionGuard(dynamodb, TABLE, ttl_seconds=3600, clock=clock, owner="worker-a"),
-        VersionGuard(dynamodb, TABLE, ttl_seconds=3600, clock=clock, owner="worker-b"),
-    )
+    return make_guard(clock), make_guard(clock)
 
 
 def w(record_id: str, version: int, operation: str = "upsert", namespace: str = "ns") -> GuardedWrite:
     return GuardedWrite(namespace, record_id, version, operation)
 
 
+def claim(
+    guard: VersionGuard, *writes: GuardedWrite, seconds: float = 30
+) -> tuple[Lease, dict[tuple[str, str], Verdict]]:
+    lease = guard.lease(seconds)
+    return lease, guard.claim(list(writes), lease)
+
+
+def item(record_id: str, namespace: str = "ns") -> dict[str, Any]:
+    key = {"namespace": {"S": namespace}, "record_id": {"S": record_id}}
+    return boto3.client("dynamodb").get_item(TableName=TABLE, Key=key, ConsistentRead=True).get("Item", {})
+
+
 def test_newer_versions_are_claimed_and_older_ones_are_stale(guards: tuple[VersionGuard, VersionGuard]) -> None:
     a, _ = guards
-    assert a.claim([w("x", 5)], lease_seconds=60) == {("ns", "x"): Verdict.CLAIMED}
-    assert a.claim([w("x", 4), w("y", 1)], lease_seconds=60) == {
-        ("ns", "x"): Verdict.STALE,
-        ("ns", "y"): Verdict.CLAIMED,
-    }
-    assert a.claim([w("x", 5)], lease_seconds=60) == {("ns", "x"): Verdict.CLAIMED}  # a redelivery re-applies
-    assert a.claim([w("x", 6)], lease_seconds=60) == {("ns", "x"): Verdict.BUSY}  # v5 may still be in flight
-    a.release([w("x", 5)], lease_seconds=60, claimed_at=a.last_claim_at)  # v5 landed
-    assert a.claim([w("x", 6)], lease_seconds=60) == {("ns", "x"): Verdict.CLAIMED}
+    lease, verdicts = claim(a, w("x", 5))
+    assert verdicts == {("ns", "x"): Verdict.CLAIMED}
+    a.release(lease, [w("x", 5)], landed={("ns", "x")})
+    assert claim(a, w("x", 4), w("y", 1))[1] == {("ns", "x"): Verdict.STALE, ("ns", "y"): Verdict.CLAIMED}
+    lease, verdicts = claim(a, w("x", 5))
+    assert verdicts == {("ns", "x"): Verdict.CLAIMED}  # a redelivery re-applies
+    assert claim(a, w("x", 6))[1] == {("ns", "x"): Verdict.BUSY}  # v5 may still be in flight
+    a.release(lease, [w("x", 5)], landed={("ns", "x")})  # v5 landed
+    assert claim(a, w("x", 6))[1] == {("ns", "x"): Verdict.CLAIMED}
+    assert item("x")["version"] == {"N": "6"}
 
 
 def test_a_delete_leaves_a_tombstone_that_older_upserts_cannot_pass(
     guards: tuple[VersionGuard, VersionGuard], clock: Clock
 ) -> None:
     a, b = guards
-    a.claim([w("x", 5, "delete")], lease_seconds=60)
+    claim(a, w("x", 5, "delete"))
     clock.now += 3600  # days later, a redriven old upsert arrives at another worker
-    assert b.claim([w("x", 4)], lease_seconds=60) == {("ns", "x"): Verdict.STALE}
-    item = boto3.client("dynamodb").get_item(TableName=TABLE, Key={"namespace": {"S": "ns"}, "record_id": {"S": "x"}})
-    assert item["Item"]["operation"] == {"S": "delete"}
-    assert item["Item"]["version"] == {"N": "5"}
-    assert int(item["Item"]["expires_at"]["N"]) == 1_000_000 + 3600
+    assert claim(b, w("x", 4))[1] == {("ns", "x"): Verdict.STALE}
+    assert item("x")["operation"] == {"S": "delete"}
+    assert item("x")["version"] == {"N": "5"}
+    assert int(item("x")["expires_at"]["N"]) == 1_000_000 + 3600
 
 
-def test_a_released_lease_lets_the_next_version_through_at_once(
-    guards: tuple[VersionGuard, VersionGuard], clock: Clock
-) -> None:
+def test_only_the_lease_holders_release_frees_a_record(guards: tuple[VersionGuard, VersionGuard]) -> None:
     a, b = guards
-    a.claim([w("x", 5)], lease_seconds=30)
-    b.release([w("x", 5)], lease_seconds=30, claimed_at=b.last_claim_at)  # not b's lease: nothing happens
-    assert b.claim([w("x", 6)], lease_seconds=30) == {("ns", "x"): Verdict.BUSY}
-    a.release([w("x", 5)], lease_seconds=30, claimed_at=a.last_claim_at)
-    assert b.claim([w("x", 6)], lease_seconds=30) == {("ns", "x"): Verdict.CLAIMED}
+    lease_a, _ = claim(a, w("x", 5))
+    lease_b, _ = claim(b, w("y", 1))
+    b.release(lease_b, [w("x", 5), w("y", 1)], landed={("ns", "x"), ("ns", "y")})  # x is not b's to release
+    assert claim(b, w("x", 6))[1] == {("ns", "x"): Verdict.BUSY}
+    a.release(lease_a, [w("x", 5)], landed={("ns", "x")})
+    assert claim(b, w("x", 6))[1] == {("ns", "x"): Verdict.CLAIMED}
+
+
+def test_a_write_that_did_not_land_keeps_its_lease(guards: tuple[VersionGuard, VersionGuard], clock: Clock) -> None:
+    a, b = guards
+    lease, _ = claim(a, w("x", 5), w("y", 5))
+    # x landed; y's request was cancelled at the deadline and may still reach Pinecone
+    a.release(lease, [w("x", 5), w("y", 5)], landed={("ns", "x")})
+    assert claim(b, w("x", 6), w("y", 6))[1] == {("ns", "x"): Verdict.CLAIMED, ("ns", "y"): Verdict.BUSY}
+    clock.now += 31  # the lease has expired
+    assert claim(b, w("y", 6))[1] == {("ns", "y"): Verdict.CLAIMED}
 
 
 def test_a_second_writer_waits_for_the_lease_even_with_a_newer_version(
     guards: tuple[VersionGuard, VersionGuard], clock: Clock
 ) -> None:
     a, b = guards
-    assert a.claim([w("x", 5)], lease_seconds=30) == {("ns", "x"): Verdict.CLAIMED}
+    assert claim(a, w("x", 5))[1] == {("ns", "x"): Verdict.CLAIMED}
     # b holds v6 while a may still be writing v5: b must not write now, or v5 could land after v6
-    assert b.claim([w("x", 6)], lease_seconds=30) == {("ns", "x"): Verdict.BUSY}
+    assert claim(b, w("x", 6))[1] == {("ns", "x"): Verdict.BUSY}
     clock.now += 31  # SQS redelivers b's message after the visibility timeout, longer than any lease
-    assert b.claim([w("x", 6)], lease_seconds=30) == {("ns", "x"): Verdict.CLAIMED}
-    assert a.claim([w("x", 5)], lease_seconds=30) == {("ns", "x"): Verdict.STALE}
-
-
-def test_a_dead_workers_lease_expires(guards: tuple[VersionGuard, VersionGuard], clock: Clock) -> None:
-    a, b = guards
-    a.claim([w("x", 5)], lease_seconds=30)  # a dies before writing to Pinecone
-    assert b.claim([w("x", 6)], lease_seconds=30) == {("ns", "x"): Verdict.BUSY}
-    clock.now += 31
-    assert b.claim([w("x", 6)], lease_seconds=30) == {("ns", "x"): Verdict.CLAIMED}
+    assert claim(b, w("x", 6))[1] == {("ns", "x"): Verdict.CLAIMED}
+    assert claim(a, w("x", 5))[1] == {("ns", "x"): Verdict.STALE}
 
 
 def test_a_duplicate_delivery_shares_the_lease_and_holds_newer_versions_back(
     guards: tuple[VersionGuard, VersionGuard], clock: Clock
 ) -> None:
     a, b = guards
-    a.claim([w("x", 5)], lease_seconds=10)
+    lease_a, _ = claim(a, w("x", 5), seconds=10)
     clock.now += 5
     # the same message delivered twice, to two workers at once: both may write it (same content) ...
-    assert b.claim([w("x", 5)], lease_seconds=30) == {("ns", "x"): Verdict.CLAIMED}
-    assert b.claim([w("x", 5, "delete")], lease_seconds=30) == {("ns", "x"): Verdict.BUSY}  # not the same write
-    # ... and a newer version waits for the longer of the two leases, even if the first worker releases
-    a.release([w("x", 5)], lease_seconds=10, claimed_at=1_000_000.0)
+    lease_b, verdicts = claim(b, w("x", 5), seconds=30)
+    assert verdicts == {("ns", "x"): Verdict.CLAIMED}
+    assert claim(b, w("x", 5, "delete"))[1] == {("ns", "x"): Verdict.BUSY}  # not the same write
+    # ... and a newer version waits for both: the first worker's release is not enough
+    a.release(lease_a, [w("x", 5)], landed={("ns", "x")})
     clock.now += 6
-    assert a.claim([w("x", 6)], lease_seconds=30) == {("ns", "x"): Verdict.BUSY}
-    clock.now += 30
-    assert a.claim([w("x", 6)], lease_seconds=30) == {("ns", "x"): Verdict.CLAIMED}
+    assert claim(a, w("x", 6))[1] == {("ns", "x"): Verdict.BUSY}
+    b.release(lease_b, [w("x", 5)], landed={("ns", "x")})
+    assert claim(a, w("x", 6))[1] == {("ns", "x"): Verdict.CLAIMED}
 
 
-def test_many_records_are_claimed_concurrently_and_one_stale_record_spoils_nothing(
+def test_a_duplicates_lease_expires_at_the_later_end(guards: tuple[VersionGuard, VersionGuard], clock: Clock) -> None:
+    a, b = guards
+    claim(a, w("x", 5), seconds=10)
+    claim(b, w("x", 5), seconds=30)  # both die before writing
+    clock.now += 11
+    assert claim(a, w("x", 6))[1] == {("ns", "x"): Verdict.BUSY}
+    clock.now += 20
+    assert claim(a, w("x", 6))[1] == {("ns", "x"): Verdict.CLAIMED}
+
+
+def test_many_records_are_claimed_in_batches_and_one_stale_record_spoils_nothing(
     guards: tuple[VersionGuard, VersionGuard], clock: Clock
 ) -> None:
     a, b = guards
-    a.claim([w("r42", 9)], lease_seconds=30)
+    claim(a, w("r42", 9))
     clock.now += 31
-    writes = [w(f"r{i}", 3) for i in range(250)]
-    verdicts = b.claim(writes, lease_seconds=30)
+    before = b.requests
+    lease, verdicts = claim(b, *(w(f"r{i}", 3) for i in range(250)))
     assert len(verdicts) == 250
     assert [key for key, verdict in verdicts.items() if verdict is not Verdict.CLAIMED] == [("ns", "r42")]
     assert verdicts[("ns", "r42")] is Verdict.STALE
+    # lock + 3 reads of 100 + 10 writes of 25 (249 claims) + unlock, instead of one request per record
+    assert b.requests - before == 1 + 3 + 10 + 1
+    b.release(lease, [w(f"r{i}", 3) for i in range(250) if i != 42], landed={("ns", f"r{i}") for i in range(250)})
+    assert b.requests - before == 16
+    assert all(item(f"r{i}")["version"] == {"N": "3"} for i in (0, 99, 100, 249))
+
+
+def test_a_held_claim_lock_makes_records_busy_until_it_expires(
+    guards: tuple[VersionGuard, VersionGuard], clock: Clock
+) -> None:
+    a, b = guards
+    # a worker took the namespace's claim lock and died before dropping it
+    boto3.client("dynamodb").put_item(
+        TableName=TABLE,
+        Item={
+            "namespace": {"S": "ns"},
+            "record_id": {"S": LOCK_RECORD_ID},
+            "lock_token": {"S": "dead-worker"},
+            "lock_until": {"N": str(int((clock.now + LOCK_SECONDS) * 1000))},
+        },
+    )
+    started = clock.now
+    assert claim(b, w("x", 1), w("y", 1))[1] == {("ns", "x"): Verdict.BUSY, ("ns", "y"): Verdict.BUSY}
+    assert started + LOCK_WAIT_SECONDS - 0.5 <= clock.now <= started + LOCK_WAIT_SECONDS + 0.5  # waited, then gave up
+    assert claim(a, w("x", 1), namespace_other := w("z", 1, namespace="other"))[1] == {
+        ("ns", "x"): Verdict.BUSY,
+        namespace_other.key: Verdict.CLAIMED,  # other namespaces are not held up
+    }
+    clock.now = started + LOCK_SECONDS + 1
+    assert claim(b, w("x", 1))[1] == {("ns", "x"): Verdict.CLAIMED}
+    assert item(LOCK_RECORD_ID) == {}  # and the lock was dropped again
+
+
+class SlowReads:
+    """A DynamoDB client whose reads take so long that the claim lock nearly expires."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._client = boto3.client("dynamodb")
+        self._clock = clock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def batch_get_item(self, **kwargs: Any) -> Any:
+        self._clock.now += LOCK_SECONDS - LOCK_WRITE_MARGIN_SECONDS + 1
+        return self._client.batch_get_item(**kwargs)
+
+
+def test_no_claim_is_written_when_the_lock_could_expire_under_it(aws: str, clock: Clock) -> None:
+    create_version_table(TABLE)
+    slow = make_guard(clock, SlowReads(clock))
+    assert claim(slow, w("x", 1))[1] == {("ns", "x"): Verdict.BUSY}
+    assert item("x") == {}
+
+
+def test_concurrent_workers_never_both_hold_a_record(aws: str) -> None:
+    """Eight workers claim the same records with different versions at once, on real threads and clocks."""
+    create_version_table(TABLE)
+    workers = [VersionGuard(boto3.client("dynamodb"), TABLE, ttl_seconds=3600) for _ in range(8)]
+    start = threading.Barrier(len(workers))
+
+    def run(index: int) -> dict[tuple[str, str], Verdict]:
+        start.wait()
+        guard = workers[index]
+        return guard.claim([w(f"r{i}", index + 1) for i in range(40)], guard.lease(60))
+
+    with ThreadPoolExecutor(len(workers)) as pool:
+        results = list(pool.map(run, range(len(workers))))
+    for i in range(40):
+        verdicts = [result[("ns", f"r{i}")] for result in results]
+        assert verdicts.count(Verdict.CLAIMED) == 1, verdicts  # every lease is still live: one holder only
+        holder = verdicts.index(Verdict.CLAIMED) + 1
+        assert item(f"r{i}")["version"] == {"N": str(holder)}
+        # versions below the holder's arrived after it (stale); above it, they found it busy
+        assert all(v is Verdict.STALE for v in verdicts[: holder - 1])
+        assert all(v is Verdict.BUSY for v in verdicts[holder:])
 
 
 def test_an_unreachable_table_is_a_transient_failure(aws: str) -> None:
     guard = VersionGuard(boto3.client("dynamodb"), "no-such-table", ttl_seconds=60)
     with pytest.raises(GuardUnavailableError):
-        guard.claim([w("x", 1)], lease_seconds=30)
+        guard.claim([w("x", 1)], guard.lease(30))
 
 
 # ------------------------------------------------------------------ through the ingest function
