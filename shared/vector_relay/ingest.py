@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Future
 from statistics import fmean
 
 from aws_lambda_powertools import Logger
@@ -21,11 +22,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vector_relay.batching import Coalesced, PlannedRequest, WritePlan, coalesce, narrow, pack, request_keys
-from vector_relay.contract import ValidationContext, WriteMessage
+from vector_relay.batching import Coalesced, PlannedRequest, coalesce, narrow, pack, request_keys
+from vector_relay.contract import DeleteMessage, UpsertMessage, ValidationContext, WriteMessage
 from vector_relay.errors import PoisonMessageError, Problem, TransientError
+from vector_relay.tenancy import TenantRegistry
 from vector_relay.validation import parse_write_message
-from vector_relay.version_guard import GuardedWrite, GuardUnavailableError, Verdict, VersionGuard
+from vector_relay.version_guard import GuardedWrite, Verdict, VersionGuard
 from vector_relay.worker import WorkerDependencies, dead_letter, invocation_budget, last_delivery, sort_batch
 from vector_relay.writer import MIN_REQUEST_SECONDS, Deadline, PlanRunner, WriteOutcome
 
@@ -39,31 +41,24 @@ def handle_ingest_batch(
     deadline = Deadline(invocation_budget(context, deps))
     tenants = deps.tenants.current()
     validation = ValidationContext(tenants=tenants, index=deps.index.current())
-    batch = sort_batch(records, deps, parse_write_message, validation)
-    writes: list[tuple[str, str, WriteMessage]] = [
-        (record.message_id, tenants.namespace_for(message.tenant), message) for record, message in batch.valid
-    ]
-    coalesced = coalesce(writes)
-    guard = (
-        _GuardedRun(coalesced, deps.guard, _lease_seconds(context, deps), deadline) if deps.guard is not None else None
-    )
-    runner = PlanRunner(
-        deps.gateways,
-        deadline=deadline,
-        max_concurrency=deps.settings.pinecone_max_concurrency,
-        namespace_rate_limit=deps.settings.pinecone_namespace_rate_limit,
-        admit=guard.admit if guard is not None else None,
-    )
-    plan = pack(coalesced)
-    if guard is None:
-        outcome = deps.loop.run(runner.run(plan))
-        stale, guard_failures = 0, {}
+    if deps.guard is None:
+        batch = sort_batch(records, deps, parse_write_message, validation)
+        coalesced = coalesce(_writes(batch.valid, tenants))
+        outcome = deps.loop.run(_runner(deps, deadline).run(pack(coalesced)))
+        stale, guard_failures = 0, dict[str, BaseException]()
     else:
-        outcome = deps.loop.run(guard.run(runner, plan))
+        guard = _GuardedRun(deps.guard, _lease_seconds(context, deps), deadline, tenants)
+        try:
+            batch = sort_batch(records, deps, parse_write_message, validation, on_valid=guard.submit)
+            coalesced = guard.coalesced = coalesce(_writes(batch.valid, tenants))
+            guard.session.seal()
+            outcome = deps.loop.run(_runner(deps, deadline, admit=guard.admit).run(pack(coalesced)))
+        finally:
+            guard.session.close()
+        claimed, stale, guard_failures = guard.settle()
         # Release what landed. A failed or cancelled request may still reach Pinecone late, so its
         # records stay leased until the lease expires and no newer write can overtake it.
-        guard.guard.release(guard.lease, guard.claimed, outcome.landed)
-        stale, guard_failures = guard.stale, guard.failures
+        deps.guard.release(guard.session.lease, claimed, outcome.landed)
     for message_id, error in guard_failures.items():
         if message_id not in outcome.poison:
             outcome.failures.setdefault(message_id, error)
@@ -92,88 +87,96 @@ def _lease_seconds(context: LambdaContext | None, deps: WorkerDependencies) -> f
     )
 
 
-class _GuardedRun:
-    """A batch run under the version guard: every request waits for its records' claims, then sends the claimed ones.
+def _writes(
+    valid: list[tuple[SQSRecord, WriteMessage]], tenants: TenantRegistry
+) -> list[tuple[str, str, WriteMessage]]:
+    return [(record.message_id, tenants.namespace_for(message.tenant), message) for record, message in valid]
 
-    Each namespace's requests are claimed in plan order by one thread (``guard.concurrency``
-    namespaces at a time), so the first requests are already on their way to Pinecone while the
-    later ones are still being claimed.
+
+def _runner(
+    deps: WorkerDependencies,
+    deadline: Deadline,
+    admit: Callable[[PlannedRequest], Awaitable[PlannedRequest | None]] | None = None,
+) -> PlanRunner:
+    return PlanRunner(
+        deps.gateways,
+        deadline=deadline,
+        max_concurrency=deps.settings.pinecone_max_concurrency,
+        namespace_rate_limit=deps.settings.pinecone_namespace_rate_limit,
+        admit=admit,
+    )
+
+
+class _GuardedRun:
+    """A batch under the version guard.
+
+    Each valid message's records are handed to a claim session as soon as the message is
+    validated, so DynamoDB works while the rest of the batch is still being read. Each Pinecone
+    request then waits only for the claims of its own records and carries the claimed ones.
     """
 
-    def __init__(self, coalesced: Coalesced, guard: VersionGuard, lease_seconds: float, deadline: Deadline) -> None:
-        self.coalesced = coalesced
-        self.deadline = deadline
-        self.guard = guard
-        self.lease = guard.lease(lease_seconds)
-        self.claimed: list[GuardedWrite] = []
-        self.failures: dict[str, BaseException] = {}
-        self.stale = 0
-        self._verdicts: dict[int, asyncio.Future[dict[tuple[str, str], Verdict]]] = {}
+    def __init__(self, guard: VersionGuard, lease_seconds: float, deadline: Deadline, tenants: TenantRegistry) -> None:
+        self.session = guard.session(
+            guard.lease(lease_seconds),
+            stop=lambda: deadline.left() < MIN_REQUEST_SECONDS,  # nothing claimed now could still be sent
+        )
+        self.coalesced = Coalesced()
+        self._tenants = tenants
+        self._claims: dict[tuple[tuple[str, str], int, str], Future[dict[tuple[str, str], Verdict]]] = {}
 
-    async def run(self, runner: PlanRunner, plan: WritePlan) -> WriteOutcome:
-        loop = asyncio.get_running_loop()
-        slots = asyncio.Semaphore(self.guard.concurrency)
-        claims = []
-        for namespace, stages in plan.stages.items():
-            requests = [request for stage in stages for request in stage if request_keys(request)]
-            for request in requests:
-                self._verdicts[id(request)] = loop.create_future()
-            if requests:
-                claims.append(self._claim(namespace, requests, slots))
-        await asyncio.gather(runner.run(plan), *claims)
-        for future in self._verdicts.values():  # a request held back by an earlier failure was never admitted
-            if future.done() and not future.cancelled():
-                future.exception()
-        return runner.outcome
+    def submit(self, record: SQSRecord, message: WriteMessage) -> None:
+        """Start claiming a validated message's records (the highest version of each id in it)."""
+        if isinstance(message, UpsertMessage):
+            operation = "upsert"
+        elif isinstance(message, DeleteMessage):
+            operation = "delete"
+        else:
+            return  # filter operations are ordered by their place in the batch, not by the guard
+        namespace = self._tenants.namespace_for(message.tenant)
+        latest: dict[str, GuardedWrite] = {}
+        for item in message.records:
+            current = latest.get(item.id)
+            if current is None or item.version >= current.version:  # the rule of coalesce()
+                latest[item.id] = GuardedWrite(namespace, item.id, item.version, operation)
+        future = self.session.submit(namespace, list(latest.values()))
+        for write in latest.values():
+            self._claims[(write.key, write.version, write.operation)] = future
 
-    async def _claim(self, namespace: str, requests: list[PlannedRequest], slots: asyncio.Semaphore) -> None:
-        loop = asyncio.get_running_loop()
-        futures = [self._verdicts[id(request)] for request in requests]
-        winners = self.coalesced.winners
-        groups = [
-            [GuardedWrite(*key, winners[key].version, winners[key].operation) for key in request_keys(request)]
-            for request in requests
-        ]
-
-        def settle(index: int, verdicts: dict[tuple[str, str], Verdict]) -> None:
-            if not futures[index].done():
-                futures[index].set_result(verdicts)
-
-        def deliver(index: int, verdicts: dict[tuple[str, str], Verdict]) -> None:  # on the claiming thread
-            loop.call_soon_threadsafe(settle, index, verdicts)
-
-        async with slots:
-            try:
-                await asyncio.to_thread(
-                    self.guard.claim_in_groups, namespace, groups, self.lease, deliver, stop=self._out_of_time
-                )
-            except GuardUnavailableError as error:
-                for future in futures:  # the requests not claimed yet fail and are retried, in order
-                    if not future.done():
-                        future.set_exception(error)
-
-    def _out_of_time(self) -> bool:
-        return self.deadline.left() < MIN_REQUEST_SECONDS  # nothing claimed now could still be sent
+    def _claim_of(self, key: tuple[str, str]) -> Future[dict[tuple[str, str], Verdict]]:
+        winner = self.coalesced.winners[key]
+        return self._claims[(key, winner.version, winner.operation)]
 
     async def admit(self, request: PlannedRequest) -> PlannedRequest | None:
         """The part of ``request`` this invocation may write; raises the guard's error if it could not be asked."""
-        future = self._verdicts.get(id(request))
-        if future is None:
-            return request  # a filter operation: ordered by its stage, not by the guard
-        verdicts = await future
-        keep = set()
-        for key, verdict in verdicts.items():
-            winner = self.coalesced.winners[key]
-            if verdict is Verdict.CLAIMED:
-                keep.add(key)
-                self.claimed.append(GuardedWrite(*key, winner.version, winner.operation))
-            elif verdict is Verdict.STALE:
-                self.stale += 1
-            else:
-                busy = TransientError(f"record {key[1]!r} is being written by another worker; retried later")
-                for message_id in winner.message_ids:
-                    self.failures.setdefault(message_id, busy)
+        keys = request_keys(request)
+        if not keys:
+            return request  # a filter operation
+        claims = {id(claim): claim for claim in map(self._claim_of, keys)}
+        results = await asyncio.gather(*map(asyncio.wrap_future, claims.values()), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        keep = {key for key in keys if self._claim_of(key).result()[key] is Verdict.CLAIMED}
         return narrow(request, self.coalesced.winners, keep)
+
+    def settle(self) -> tuple[list[GuardedWrite], int, dict[str, BaseException]]:
+        """After the session closed: the claimed writes, the stale count, and the messages to retry (busy)."""
+        claimed: list[GuardedWrite] = []
+        stale = 0
+        failures: dict[str, BaseException] = {}
+        for key, winner in self.coalesced.winners.items():
+            claim = self._claim_of(key)
+            error = claim.exception()
+            verdict = None if error is not None else claim.result()[key]
+            if verdict is Verdict.CLAIMED:
+                claimed.append(GuardedWrite(*key, winner.version, winner.operation))
+            elif verdict is Verdict.STALE:
+                stale += 1
+            else:
+                error = error or TransientError(f"record {key[1]!r} is being written by another worker; retried later")
+                for message_id in winner.message_ids:
+                    failures.setdefault(message_id, error)
+        return claimed, stale, failures
 
 
 def _report(outcome: WriteOutcome, deps: WorkerDependencies, valid: int, failed: int, stale: int) -> None:

@@ -36,9 +36,10 @@ import random
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -53,14 +54,15 @@ if TYPE_CHECKING:
 LOCK_RECORD_ID = "§claim-lock"
 MARKER_NAMESPACE = "§landed"
 
-LOCK_SECONDS = 30.0  # how long a claim lock lives if its holder dies
-LOCK_WRITE_MARGIN_SECONDS = 15.0  # no claim is written with less than this left on the lock
-LOCK_WAIT_SECONDS = 2.0  # how long a worker waits for another's claim lock before calling its records busy
+LOCK_SECONDS = 8.0  # how long a claim lock lives unless renewed: a dead holder blocks its namespace this long
+LOCK_WRITE_MARGIN_SECONDS = 4.0  # no claim is written with less left on the lock (twice the longest guard call)
+LOCK_WAIT_SECONDS = 1.0  # how long a worker waits for another's claim lock before calling its records busy
 BATCH_GET_LIMIT = 100  # DynamoDB's limits per BatchGetItem / BatchWriteItem request
 BATCH_WRITE_LIMIT = 25
 MARKER_MAX_BYTES = 300_000  # under DynamoDB's 400 KB item limit; a bigger marker is not written
 MARKER_KEEP_SECONDS = 3600  # how long a marker outlives the leases it releases (TTL)
-GROUPS_IN_FLIGHT = 2  # groups of one namespace claimed at once
+MAX_GROUP = 100  # records claimed together: one read, four writes
+GROUPS_IN_FLIGHT = 2  # groups of one namespace claimed at once (their records are distinct)
 _MAX_UNPROCESSED_ROUNDS = 8
 
 
@@ -90,6 +92,28 @@ class Lease:
     until_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class RecordState:
+    """What the guard records for one (namespace, id), kept in one string attribute ``state``.
+
+    ``"<version> <operation> <lease end, epoch ms> <token> [<token> ...]"``: one attribute instead
+    of four makes every claim cheaper to write and read (DynamoDB items are handled per attribute).
+    """
+
+    version: int
+    operation: str
+    until_ms: int
+    tokens: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> RecordState:
+        version, operation, until_ms, *tokens = text.split(" ")
+        return cls(int(version), operation, int(until_ms), tuple(tokens))
+
+    def format(self) -> str:
+        return " ".join((str(self.version), self.operation, str(self.until_ms), *self.tokens))
+
+
 class GuardUnavailableError(TransientError):
     """DynamoDB could not be asked; the writes it guards are retried by SQS."""
 
@@ -113,6 +137,7 @@ class VersionGuard:
         self._sleep = sleep
         self._counted = 0
         self._count_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def requests(self) -> int:
@@ -124,74 +149,30 @@ class VersionGuard:
         """A new lease for one invocation, ending ``seconds`` from now."""
         return Lease(uuid.uuid4().hex, int((self._clock() + seconds) * 1000))
 
+    def session(self, lease: Lease, *, stop: Callable[[], bool] = lambda: False) -> ClaimSession:
+        """Start claiming for one invocation; see :class:`ClaimSession`."""
+        with self._count_lock:
+            if self._pool is None:  # kept while the container is warm, like the clients
+                self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="version-guard")
+        return ClaimSession(self, self._pool, lease, stop)
+
     def claim(self, writes: Sequence[GuardedWrite], lease: Lease) -> dict[tuple[str, str], Verdict]:
-        """Claim every write (any namespaces; ``concurrency`` namespaces at a time); return each one's verdict.
+        """Claim every write (record ids distinct per namespace) and return each one's verdict.
 
         Raises :class:`GuardUnavailableError` if DynamoDB fails for any namespace.
         """
         by_namespace: dict[str, list[GuardedWrite]] = {}
         for write in writes:
             by_namespace.setdefault(write.namespace, []).append(write)
-        verdicts: dict[tuple[str, str], Verdict] = {}
-        if self.concurrency == 1 or len(by_namespace) <= 1:
-            for namespace, group in by_namespace.items():
-                verdicts |= self.claim_namespace(namespace, group, lease)
-            return verdicts
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(by_namespace))) as pool:
-            for result in pool.map(lambda item: self.claim_namespace(item[0], item[1], lease), by_namespace.items()):
-                verdicts |= result
-        return verdicts
-
-    def claim_namespace(
-        self, namespace: str, writes: Sequence[GuardedWrite], lease: Lease
-    ) -> dict[tuple[str, str], Verdict]:
-        """Claim the writes of one namespace under its claim lock. Raises :class:`GuardUnavailableError`."""
-        verdicts: dict[tuple[str, str], Verdict] = {}
-        self.claim_in_groups(namespace, [writes], lease, lambda _, group: verdicts.update(group))
-        return verdicts
-
-    def claim_in_groups(
-        self,
-        namespace: str,
-        groups: Sequence[Sequence[GuardedWrite]],
-        lease: Lease,
-        deliver: Callable[[int, dict[tuple[str, str], Verdict]], None],
-        *,
-        stop: Callable[[], bool] = lambda: False,
-    ) -> None:
-        """Claim one namespace's writes group by group under one claim lock, handing over each group's verdicts.
-
-        The caller can start writing a group (one Pinecone request) while the next is claimed.
-        Once ``stop()`` says so (the invocation is out of time), the groups left are not claimed:
-        their writes are busy. Raises :class:`GuardUnavailableError` if DynamoDB fails; the groups
-        delivered before stay claimed.
-        """
-        if not any(groups):
-            for index in range(len(groups)):
-                deliver(index, {})
-            return
+        session = self.session(lease)
         try:
-            lock = self._lock(namespace)
-            if lock is None:  # another worker has held the lock for a long time: try again later
-                for index, group in enumerate(groups):
-                    deliver(index, {write.key: Verdict.BUSY for write in group})
-                return
-            try:
-
-                def claim_group(index: int, group: Sequence[GuardedWrite]) -> None:
-                    if stop():
-                        deliver(index, {write.key: Verdict.BUSY for write in group})
-                    else:
-                        deliver(index, self._claim_locked(namespace, group, lease, lock) if group else {})
-
-                # Groups hold distinct records, so two can be claimed at once under the one lock.
-                with ThreadPoolExecutor(max_workers=GROUPS_IN_FLIGHT) as pool:
-                    for claimed in [pool.submit(claim_group, index, group) for index, group in enumerate(groups)]:
-                        claimed.result()
-            finally:
-                self._unlock(namespace, lock)
-        except (ClientError, BotoCoreError) as error:
-            raise GuardUnavailableError(f"version guard table unavailable: {error}") from error
+            futures = [session.submit(namespace, group) for namespace, group in by_namespace.items()]
+        finally:
+            session.close()
+        verdicts: dict[tuple[str, str], Verdict] = {}
+        for future in futures:
+            verdicts |= future.result()
+        return verdicts
 
     def release(self, lease: Lease, claimed: Iterable[GuardedWrite], landed: Collection[tuple[str, str]]) -> None:
         """Say which of ``lease``'s claimed writes landed, so the next versions of those records need not wait.
@@ -228,8 +209,8 @@ class VersionGuard:
             self._counted += 1
         return method(**kwargs)
 
-    def _lock(self, namespace: str) -> tuple[str, float] | None:
-        """Take the namespace's claim lock: (token, expiry) or None after :data:`LOCK_WAIT_SECONDS` of trying."""
+    def _lock(self, namespace: str, stop: Callable[[], bool] = lambda: False) -> _ClaimLock | None:
+        """Take the namespace's claim lock, or None after :data:`LOCK_WAIT_SECONDS` of trying (or at ``stop()``)."""
         token = uuid.uuid4().hex
         give_up = self._clock() + LOCK_WAIT_SECONDS
         delay = 0.01
@@ -250,66 +231,85 @@ class VersionGuard:
                     ConditionExpression="attribute_not_exists(lock_until) OR lock_until < :now",
                     ExpressionAttributeValues={":now": {"N": str(int(now * 1000))}},
                 )
-                return token, until
+                return _ClaimLock(namespace, token, until)
             except ClientError as error:
                 if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise
-            if self._clock() + delay > give_up:
+            if self._clock() + delay > give_up or stop():
                 return None
             self._sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not cryptography
             delay = min(delay * 2, 0.2)
 
-    def _unlock(self, namespace: str, lock: tuple[str, float]) -> None:
+    def _renew(self, lock: _ClaimLock) -> bool:
+        """Extend ``lock`` if it is still ours. Nobody else can have held it meanwhile: taking it changes the token."""
+        now = self._clock()
+        try:
+            self._call(
+                self._dynamodb.update_item,
+                TableName=self._table,
+                Key={"namespace": {"S": lock.namespace}, "record_id": {"S": LOCK_RECORD_ID}},
+                UpdateExpression="SET lock_until = :until",
+                ConditionExpression="lock_token = :token",
+                ExpressionAttributeValues={
+                    ":token": {"S": lock.token},
+                    ":until": {"N": str(int((now + LOCK_SECONDS) * 1000))},
+                },
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            lock.lost = True
+            return False
+        lock.until = now + LOCK_SECONDS
+        return True
+
+    def _unlock(self, lock: _ClaimLock) -> None:
+        if lock.lost:
+            return
         # expired and taken over, or unreachable: it expires on its own
         with contextlib.suppress(ClientError, BotoCoreError):
             self._call(
                 self._dynamodb.delete_item,
                 TableName=self._table,
-                Key={"namespace": {"S": namespace}, "record_id": {"S": LOCK_RECORD_ID}},
+                Key={"namespace": {"S": lock.namespace}, "record_id": {"S": LOCK_RECORD_ID}},
                 ConditionExpression="lock_token = :token",
-                ExpressionAttributeValues={":token": {"S": lock[0]}},
+                ExpressionAttributeValues={":token": {"S": lock.token}},
             )
 
     def _claim_locked(
-        self, namespace: str, writes: Sequence[GuardedWrite], lease: Lease, lock: tuple[str, float]
+        self, namespace: str, writes: Sequence[GuardedWrite], lease: Lease, lock: _ClaimLock
     ) -> dict[tuple[str, str], Verdict]:
+        """Read the records, decide, write the claims; ``lock`` is held. Record ids in ``writes`` are distinct."""
         items = self._read([{"namespace": {"S": namespace}, "record_id": {"S": w.record_id}} for w in writes])
-        recorded = {item["record_id"]["S"]: item for item in items}
+        recorded = {item["record_id"]["S"]: RecordState.parse(item["state"]["S"]) for item in items}
         now_ms = int(self._clock() * 1000)
-        leases = {record_id: _parse_lease(item) for record_id, item in recorded.items()}
-        live_tokens = {token for until_ms, tokens in leases.values() if until_ms >= now_ms for token in tokens}
-        markers = self._markers(live_tokens)
+        live_tokens = {token for state in recorded.values() if state.until_ms >= now_ms for token in state.tokens}
+        markers = self._markers(live_tokens - {lease.token})
         expires = {"N": str(now_ms // 1000 + self._ttl_seconds)}
         verdicts: dict[tuple[str, str], Verdict] = {}
         puts: list[tuple[tuple[str, str], dict[str, Any]]] = []
         for write in writes:
-            claim: dict[str, Any] = {
-                "namespace": {"S": namespace},
-                "record_id": {"S": write.record_id},
-                "version": {"N": str(write.version)},
-                "operation": {"S": write.operation},
-                "lease": {"S": f"{lease.until_ms} {lease.token}"},
-                "expires_at": expires,
-            }
-            item = recorded.get(write.record_id)
-            if item is None:
-                puts.append((write.key, claim))
-                continue
-            version = int(item["version"]["N"])
-            if version > write.version:
+            new = RecordState(write.version, write.operation, lease.until_ms, (lease.token,))
+            state = recorded.get(write.record_id)
+            if state is not None and state.version > write.version:
                 verdicts[write.key] = Verdict.STALE
                 continue
-            until_ms, tokens = leases[write.record_id]
-            live = until_ms >= now_ms and not all(_landed(markers.get(t), namespace, write.record_id) for t in tokens)
-            if not live:
-                puts.append((write.key, claim))
-            elif version == write.version and item.get("operation", {}).get("S") == write.operation:
-                # a duplicate: both write the same thing, and a newer version waits for both
-                joined = " ".join(sorted({*tokens, lease.token}))
-                claim["lease"] = {"S": f"{max(until_ms, lease.until_ms)} {joined}"}
-                puts.append((write.key, claim))
-            else:
-                verdicts[write.key] = Verdict.BUSY
+            if state is not None and state.until_ms >= now_ms:
+                held = [t for t in state.tokens if t != lease.token and not _landed(markers.get(t), *write.key)]
+                if held and (state.version, state.operation) != (write.version, write.operation):
+                    verdicts[write.key] = Verdict.BUSY
+                    continue
+                if held:  # a duplicate: both write the same thing, and a newer version waits for both
+                    new = RecordState(
+                        write.version, write.operation, max(state.until_ms, lease.until_ms), (*held, lease.token)
+                    )
+            claim = {
+                "namespace": {"S": namespace},
+                "record_id": {"S": write.record_id},
+                "state": {"S": new.format()},
+                "expires_at": expires,
+            }
+            puts.append((write.key, claim))
         written = self._write(puts, lock)
         for key, _ in puts:
             verdicts[key] = Verdict.CLAIMED if key in written else Verdict.BUSY
@@ -338,9 +338,7 @@ class VersionGuard:
         keys = [{"namespace": {"S": MARKER_NAMESPACE}, "record_id": {"S": token}} for token in sorted(tokens)]
         return {item["record_id"]["S"]: item for item in self._read(keys)}
 
-    def _write(
-        self, puts: list[tuple[tuple[str, str], dict[str, Any]]], lock: tuple[str, float]
-    ) -> set[tuple[str, str]]:
+    def _write(self, puts: list[tuple[tuple[str, str], dict[str, Any]]], lock: _ClaimLock) -> set[tuple[str, str]]:
         """Write the claims while the lock is safely ours; return the keys written."""
         written: set[tuple[str, str]] = set()
         for start in range(0, len(puts), BATCH_WRITE_LIMIT):
@@ -348,8 +346,8 @@ class VersionGuard:
             pending = {(item["record_id"]["S"]): key for key, item in chunk}
             requests = [{"PutRequest": {"Item": item}} for _, item in chunk]
             for _ in range(_MAX_UNPROCESSED_ROUNDS):
-                if self._clock() > lock[1] - LOCK_WRITE_MARGIN_SECONDS:
-                    return written  # the lock could expire under a slow request: the rest are busy
+                if self._clock() > lock.until - LOCK_WRITE_MARGIN_SECONDS and not self._renew(lock):
+                    return written  # the lock could expire under a slow request and was lost: the rest are busy
                 response = self._call(self._dynamodb.batch_write_item, RequestItems={self._table: requests})
                 requests = (response.get("UnprocessedItems") or {}).get(self._table, [])
                 left = {request["PutRequest"]["Item"]["record_id"]["S"] for request in requests}
@@ -360,15 +358,159 @@ class VersionGuard:
         return written
 
 
-def _parse_lease(item: Mapping[str, Any]) -> tuple[int, list[str]]:
-    """A record's lease: ``"<until epoch ms> <token> [<token> ...]"`` (one attribute keeps the item small)."""
-    until, *tokens = item.get("lease", {}).get("S", "0").split(" ")
-    return int(until), tokens
-
-
 def _landed(marker: dict[str, Any] | None, namespace: str, record_id: str) -> bool:
     """Whether the invocation that wrote ``marker`` reported its write of the record as landed."""
     if marker is None:
         return False
     pending = marker.get("pending", {}).get("M", {}).get(namespace, {}).get("SS", [])
     return record_id not in pending
+
+
+@dataclass(slots=True)
+class _ClaimLock:
+    namespace: str
+    token: str
+    until: float  # epoch seconds
+    lost: bool = False
+
+
+type _Submission = tuple[list[GuardedWrite], Future[dict[tuple[str, str], Verdict]]]
+
+
+@dataclass(slots=True)
+class _NamespaceClaims:
+    namespace: str
+    queue: deque[_Submission] = field(default_factory=deque)
+    workers: int = 0  # drains running for this namespace
+    claiming: set[str] = field(default_factory=set)  # record ids being claimed right now
+    lock: _ClaimLock | None = None
+    locking: threading.Lock = field(default_factory=threading.Lock)
+    gave_up: bool = False  # the lock stayed taken: every later claim of this invocation is busy
+
+
+class ClaimSession:
+    """One invocation's claims, made in the background while the batch is still being read.
+
+    :meth:`submit` hands over a message's writes as soon as it is validated and returns a future
+    of their verdicts. Each namespace's submissions are claimed in order under its claim lock, in
+    groups of up to :data:`MAX_GROUP` records, :data:`GROUPS_IN_FLIGHT` groups at a time (a
+    record being claimed holds back later submissions with the same record); the lock is taken
+    when work arrives and dropped as soon as none is left. The pool runs ``guard.concurrency``
+    groups at once over all namespaces. A record may be claimed again in the same session with a
+    higher version (or the same version and another operation): the session's own lease does
+    not stand in its way.
+    """
+
+    def __init__(self, guard: VersionGuard, pool: ThreadPoolExecutor, lease: Lease, stop: Callable[[], bool]) -> None:
+        self._guard = guard
+        self._pool = pool
+        self.lease = lease
+        self._stop = stop
+        self._mutex = threading.Lock()
+        self._namespaces: dict[str, _NamespaceClaims] = {}
+        self._tasks: list[Future[None]] = []
+        self._sealed = False
+
+    def submit(self, namespace: str, writes: Sequence[GuardedWrite]) -> Future[dict[tuple[str, str], Verdict]]:
+        """Claim ``writes`` (distinct record ids of ``namespace``); the future holds each one's verdict.
+
+        The future raises :class:`GuardUnavailableError` if DynamoDB could not be asked.
+        """
+        future: Future[dict[tuple[str, str], Verdict]] = Future()
+        with self._mutex:
+            if self._sealed:
+                raise RuntimeError("claim session already closed")
+            state = self._namespaces.setdefault(namespace, _NamespaceClaims(namespace))
+            state.queue.append((list(writes), future))
+            self._start(state)
+        return future
+
+    def seal(self) -> None:
+        """No more submissions."""
+        with self._mutex:
+            self._sealed = True
+
+    def close(self) -> None:
+        """Seal, wait until every claim is made and every claim lock dropped."""
+        self.seal()
+        while True:
+            with self._mutex:
+                pending = [task for task in self._tasks if not task.done()]
+            if not pending:
+                return
+            wait(pending)
+
+    def _start(self, state: _NamespaceClaims) -> None:  # with the mutex held
+        if state.queue and state.workers < GROUPS_IN_FLIGHT:
+            state.workers += 1
+            self._tasks.append(self._pool.submit(self._drain, state))
+
+    def _drain(self, state: _NamespaceClaims) -> None:
+        """Claim what has queued up for ``state``'s namespace; the last drain out drops the claim lock."""
+        while True:
+            with self._mutex:
+                group = self._take(state)
+                if not group:
+                    state.workers -= 1
+                    lock = None
+                    if state.workers == 0:  # nothing is being claimed, so nothing was held back: all done
+                        lock, state.lock = state.lock, None
+                    break
+                ids = {write.record_id for submitted, _ in group for write in submitted}
+                state.claiming |= ids
+                self._start(state)  # the next group can be claimed alongside, if there is one
+            try:
+                self._claim(state, group)
+            finally:
+                with self._mutex:
+                    state.claiming -= ids
+        if lock is not None:
+            self._guard._unlock(lock)
+
+    @staticmethod
+    def _take(state: _NamespaceClaims) -> list[_Submission]:
+        """The next submissions to claim together, in order: up to :data:`MAX_GROUP` writes, no record twice.
+
+        A submission with a record that is being claimed right now waits, and so does everything after it.
+        """
+        group: list[_Submission] = []
+        seen: set[str] = set()
+        while state.queue:
+            ids = {write.record_id for write in state.queue[0][0]}
+            if not state.claiming.isdisjoint(ids) or not seen.isdisjoint(ids):
+                break
+            if group and len(seen) + len(ids) > MAX_GROUP:
+                break
+            group.append(state.queue.popleft())
+            seen |= ids
+        return group
+
+    def _claim(
+        self,
+        state: _NamespaceClaims,
+        group: list[_Submission],
+    ) -> None:
+        writes = [write for submitted, _ in group for write in submitted]
+        try:
+            verdicts: dict[tuple[str, str], Verdict] = {}
+            if not self._stop():
+                with state.locking:
+                    if (state.lock is None or state.lock.lost) and not state.gave_up:
+                        state.lock = self._guard._lock(state.namespace, self._stop)
+                        state.gave_up = state.lock is None  # held by another worker for long: try again later
+                    lock = state.lock
+                if lock is not None and not lock.lost:
+                    verdicts = self._guard._claim_locked(state.namespace, writes, self.lease, lock)
+        except (ClientError, BotoCoreError) as error:
+            failure: BaseException = GuardUnavailableError(f"version guard table unavailable: {error}")
+            failure.__cause__ = error
+        except GuardUnavailableError as error:
+            failure = error
+        except Exception as error:  # a bug: fail these writes (retried) rather than leave the batch waiting
+            failure = error
+        else:
+            for submitted, future in group:
+                future.set_result({write.key: verdicts.get(write.key, Verdict.BUSY) for write in submitted})
+            return
+        for _, future in group:
+            future.set_exception(failure)

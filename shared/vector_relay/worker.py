@@ -160,14 +160,22 @@ def sort_batch[M](
     deps: WorkerDependencies,
     parse: Callable[[str, ValidationContext], M],
     validation: ValidationContext,
+    on_valid: Callable[[SQSRecord, M], None] | None = None,
 ) -> SortedBatch[M]:
-    """Validate each record with ``parse``; dead-letter the poison; return the valid ones and the retries."""
+    """Validate each record with ``parse``; dead-letter the poison; return the valid ones and the retries.
+
+    ``on_valid`` sees each valid message as soon as it is parsed (the version guard starts claiming it).
+    """
     batch: SortedBatch[M] = SortedBatch()
     for record in records:
         try:
-            batch.valid.append((record, parse(record.body, validation)))
+            message = parse(record.body, validation)
         except PoisonMessageError as poison:
             dead_letter(deps, record, poison, batch.failures)
+            continue
+        batch.valid.append((record, message))
+        if on_valid is not None:
+            on_valid(record, message)
     return batch
 
 

@@ -18,10 +18,10 @@ from vector_relay.version_guard import (
     LOCK_RECORD_ID,
     LOCK_SECONDS,
     LOCK_WAIT_SECONDS,
-    LOCK_WRITE_MARGIN_SECONDS,
     GuardedWrite,
     GuardUnavailableError,
     Lease,
+    RecordState,
     Verdict,
     VersionGuard,
 )
@@ -74,6 +74,10 @@ def claim(
     return lease, guard.claim(list(writes), lease)
 
 
+def recorded(record_id: str, namespace: str = "ns") -> RecordState:
+    return RecordState.parse(item(record_id, namespace)["state"]["S"])
+
+
 def item(record_id: str, namespace: str = "ns") -> dict[str, Any]:
     key = {"namespace": {"S": namespace}, "record_id": {"S": record_id}}
     return boto3.client("dynamodb").get_item(TableName=TABLE, Key=key, ConsistentRead=True).get("Item", {})
@@ -90,7 +94,7 @@ def test_newer_versions_are_claimed_and_older_ones_are_stale(guards: tuple[Versi
     assert claim(a, w("x", 6))[1] == {("ns", "x"): Verdict.BUSY}  # v5 may still be in flight
     a.release(lease, [w("x", 5)], landed={("ns", "x")})  # v5 landed
     assert claim(a, w("x", 6))[1] == {("ns", "x"): Verdict.CLAIMED}
-    assert item("x")["version"] == {"N": "6"}
+    assert recorded("x").version == 6
 
 
 def test_a_delete_leaves_a_tombstone_that_older_upserts_cannot_pass(
@@ -100,8 +104,8 @@ def test_a_delete_leaves_a_tombstone_that_older_upserts_cannot_pass(
     claim(a, w("x", 5, "delete"))
     clock.now += 3600  # days later, a redriven old upsert arrives at another worker
     assert claim(b, w("x", 4))[1] == {("ns", "x"): Verdict.STALE}
-    assert item("x")["operation"] == {"S": "delete"}
-    assert item("x")["version"] == {"N": "5"}
+    state = recorded("x")
+    assert (state.version, state.operation) == (5, "delete")
     assert int(item("x")["expires_at"]["N"]) == 1_000_000 + 3600
 
 
@@ -180,7 +184,7 @@ def test_many_records_are_claimed_in_batches_and_one_stale_record_spoils_nothing
     assert b.requests - before == 1 + 3 + 10 + 1
     b.release(lease, [w(f"r{i}", 3) for i in range(250) if i != 42], landed={("ns", f"r{i}") for i in range(250)})
     assert b.requests - before == 16
-    assert all(item(f"r{i}")["version"] == {"N": "3"} for i in (0, 99, 100, 249))
+    assert all(recorded(f"r{i}").version == 3 for i in (0, 99, 100, 249))
 
 
 def test_a_held_claim_lock_makes_records_busy_until_it_expires(
@@ -210,25 +214,60 @@ def test_a_held_claim_lock_makes_records_busy_until_it_expires(
 
 
 class SlowReads:
-    """A DynamoDB client whose reads take so long that the claim lock nearly expires."""
+    """A DynamoDB client whose reads take so long that the claim lock expires, and maybe another worker takes it."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, *, taken_over: bool) -> None:
         self._client = boto3.client("dynamodb")
         self._clock = clock
+        self._taken_over = taken_over
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
     def batch_get_item(self, **kwargs: Any) -> Any:
-        self._clock.now += LOCK_SECONDS - LOCK_WRITE_MARGIN_SECONDS + 1
+        self._clock.now += LOCK_SECONDS + 1
+        if self._taken_over:
+            self._client.put_item(
+                TableName=TABLE,
+                Item={
+                    "namespace": {"S": "ns"},
+                    "record_id": {"S": LOCK_RECORD_ID},
+                    "lock_token": {"S": "another-worker"},
+                    "lock_until": {"N": str(int((self._clock.now + LOCK_SECONDS) * 1000))},
+                },
+            )
         return self._client.batch_get_item(**kwargs)
 
 
-def test_no_claim_is_written_when_the_lock_could_expire_under_it(aws: str, clock: Clock) -> None:
+def test_no_claim_is_written_once_the_lock_was_taken_over(aws: str, clock: Clock) -> None:
     create_version_table(TABLE)
-    slow = make_guard(clock, SlowReads(clock))
+    slow = make_guard(clock, SlowReads(clock, taken_over=True))
     assert claim(slow, w("x", 1))[1] == {("ns", "x"): Verdict.BUSY}
     assert item("x") == {}
+    assert item(LOCK_RECORD_ID)["lock_token"] == {"S": "another-worker"}  # not dropped by the slow worker
+
+
+def test_a_lock_nobody_took_meanwhile_is_renewed_and_the_claims_written(aws: str, clock: Clock) -> None:
+    create_version_table(TABLE)
+    slow = make_guard(clock, SlowReads(clock, taken_over=False))
+    assert claim(slow, w("x", 1))[1] == {("ns", "x"): Verdict.CLAIMED}
+    assert recorded("x").version == 1
+    assert item(LOCK_RECORD_ID) == {}
+
+
+def test_one_session_claims_a_record_again_with_a_higher_version(guards: tuple[VersionGuard, VersionGuard]) -> None:
+    a, b = guards
+    lease = a.lease(30)
+    session = a.session(lease)
+    first = session.submit("ns", [w("x", 3), w("y", 1)])
+    second = session.submit("ns", [w("x", 5)])  # a later message of the same batch: its own lease is no obstacle
+    third = session.submit("ns", [w("x", 4)])
+    session.close()
+    assert first.result() == {("ns", "x"): Verdict.CLAIMED, ("ns", "y"): Verdict.CLAIMED}
+    assert second.result() == {("ns", "x"): Verdict.CLAIMED}
+    assert third.result() == {("ns", "x"): Verdict.STALE}
+    assert recorded("x").version == 5
+    assert claim(b, w("x", 6))[1] == {("ns", "x"): Verdict.BUSY}  # but another invocation's is
 
 
 def test_concurrent_workers_never_both_hold_a_record(aws: str) -> None:
@@ -248,7 +287,7 @@ def test_concurrent_workers_never_both_hold_a_record(aws: str) -> None:
         verdicts = [result[("ns", f"r{i}")] for result in results]
         assert verdicts.count(Verdict.CLAIMED) == 1, verdicts  # every lease is still live: one holder only
         holder = verdicts.index(Verdict.CLAIMED) + 1
-        assert item(f"r{i}")["version"] == {"N": str(holder)}
+        assert recorded(f"r{i}").version == holder
         # versions below the holder's arrived after it (stale); above it, they found it busy
         assert all(v is Verdict.STALE for v in verdicts[: holder - 1])
         assert all(v is Verdict.BUSY for v in verdicts[holder:])
