@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from statistics import fmean
 
 from aws_lambda_powertools import Logger
@@ -45,7 +46,7 @@ def handle_ingest_batch(
         batch = sort_batch(records, deps, parse_write_message, validation)
         coalesced = coalesce(_writes(batch.valid, tenants))
         outcome = deps.loop.run(_runner(deps, deadline).run(pack(coalesced)))
-        stale, guard_failures = 0, dict[str, BaseException]()
+        summary = None
     else:
         guard = _GuardedRun(deps.guard, _lease_seconds(context, deps), deadline, tenants)
         try:
@@ -55,11 +56,11 @@ def handle_ingest_batch(
             outcome = deps.loop.run(_runner(deps, deadline, admit=guard.admit).run(pack(coalesced)))
         finally:
             guard.session.close()
-        claimed, stale, guard_failures = guard.settle()
+        summary = guard.settle()
         # Release what landed. A failed or cancelled request may still reach Pinecone late, so its
         # records stay leased until the lease expires and no newer write can overtake it.
-        deps.guard.release(guard.session.lease, claimed, outcome.landed)
-    for message_id, error in guard_failures.items():
+        deps.guard.release(guard.session.lease, summary.claimed, outcome.landed)
+    for message_id, error in (summary.failures if summary else {}).items():
         if message_id not in outcome.poison:
             outcome.failures.setdefault(message_id, error)
     by_id = {record.message_id: record for record, _ in batch.valid}
@@ -73,7 +74,7 @@ def handle_ingest_batch(
             dead_letter(deps, record, exhausted, failures)
         else:
             failures[message_id] = error
-    _report(outcome, deps, len(batch.valid), len(failures), stale)
+    _report(outcome, deps, len(batch.valid), len(failures), summary)
     return failures
 
 
@@ -159,30 +160,41 @@ class _GuardedRun:
         keep = {key for key in keys if self._claim_of(key).result()[key] is Verdict.CLAIMED}
         return narrow(request, self.coalesced.winners, keep)
 
-    def settle(self) -> tuple[list[GuardedWrite], int, dict[str, BaseException]]:
-        """After the session closed: the claimed writes, the stale count, and the messages to retry (busy)."""
-        claimed: list[GuardedWrite] = []
-        stale = 0
-        failures: dict[str, BaseException] = {}
+    def settle(self) -> _GuardSummary:
+        """After the session closed: the claimed writes, the stale and busy counts, the messages to retry."""
+        summary = _GuardSummary()
         for key, winner in self.coalesced.winners.items():
             claim = self._claim_of(key)
             error = claim.exception()
             verdict = None if error is not None else claim.result()[key]
             if verdict is Verdict.CLAIMED:
-                claimed.append(GuardedWrite(*key, winner.version, winner.operation))
+                summary.claimed.append(GuardedWrite(*key, winner.version, winner.operation))
             elif verdict is Verdict.STALE:
-                stale += 1
+                summary.stale += 1
             else:
-                error = error or TransientError(f"record {key[1]!r} is being written by another worker; retried later")
+                if error is None:
+                    summary.busy += 1
+                    error = TransientError(f"record {key[1]!r} is being written by another worker; retried later")
                 for message_id in winner.message_ids:
-                    failures.setdefault(message_id, error)
-        return claimed, stale, failures
+                    summary.failures.setdefault(message_id, error)
+        return summary
 
 
-def _report(outcome: WriteOutcome, deps: WorkerDependencies, valid: int, failed: int, stale: int) -> None:
+@dataclass(slots=True)
+class _GuardSummary:
+    claimed: list[GuardedWrite] = field(default_factory=list)
+    stale: int = 0  # acknowledged and dropped
+    busy: int = 0  # held by another invocation: retried
+    failures: dict[str, BaseException] = field(default_factory=dict)
+
+
+def _report(
+    outcome: WriteOutcome, deps: WorkerDependencies, valid: int, failed: int, guard: _GuardSummary | None
+) -> None:
     metrics = deps.metrics
-    if deps.guard is not None:
-        metrics.add_metric(name="StaleWritesDropped", unit=MetricUnit.Count, value=stale)
+    if guard is not None:
+        metrics.add_metric(name="StaleWritesDropped", unit=MetricUnit.Count, value=guard.stale)
+        metrics.add_metric(name="BusyWrites", unit=MetricUnit.Count, value=guard.busy)
     metrics.add_metric(name="RecordsUpserted", unit=MetricUnit.Count, value=outcome.records_upserted)
     metrics.add_metric(name="RecordsDeleted", unit=MetricUnit.Count, value=outcome.records_deleted)
     metrics.add_metric(name="PineconeRequests", unit=MetricUnit.Count, value=outcome.requests)
@@ -204,6 +216,7 @@ def _report(outcome: WriteOutcome, deps: WorkerDependencies, valid: int, failed:
             "mean_latency_ms": round(fmean(outcome.latencies_ms), 1) if outcome.latencies_ms else None,
             "rejected_messages": len(outcome.poison),
             "deadline_cutoffs": outcome.deadline_cutoffs,
-            "stale_writes_dropped": stale,
+            "stale_writes_dropped": guard.stale if guard else 0,
+            "busy_writes": guard.busy if guard else 0,
         },
     )

@@ -122,7 +122,7 @@ class Settings(BaseSettings):
         default=4,
         ge=1,
         le=16,
-        description="Namespaces whose version-guard claims run at once; the others' Pinecone writes overlap them.",
+        description="Version-guard claim groups (up to 100 records each) in flight at once, over all namespaces.",
     )
     deadline_margin_ms: int = Field(
         default=5000,

@@ -1,31 +1,33 @@
 """The version guard: no write with an older version ever lands after a newer one, across batches and workers.
 
 Pinecone has no conditional write, so the guard lives in DynamoDB (the ``WriteVersionTable``,
-keyed by namespace and record id). Before a batch writes a namespace's records, the worker
-**claims** them, all at once:
+keyed by namespace and record id). Before a worker writes records of a namespace, it **claims**
+them, in groups of up to :data:`MAX_GROUP`:
 
 1. it takes the namespace's **claim lock** (one conditional ``PutItem`` on a reserved item that
-   expires after :data:`LOCK_SECONDS`, so a dead worker cannot hold it for long);
+   expires after :data:`LOCK_SECONDS` unless renewed, so a dead worker cannot hold it for long);
 2. reads the records' items (``BatchGetItem``, 100 per request, strongly consistent);
-3. decides each record's verdict and writes the claims (``BatchWriteItem``, 25 per request);
-4. drops the lock (one conditional ``DeleteItem``).
+3. decides each record's verdict and writes the claims (``BatchWriteItem``, 25 per request),
+   only while at least :data:`LOCK_WRITE_MARGIN_SECONDS` of the lock remain (renewing it on
+   condition that it is still its own);
+4. drops the lock (one conditional ``DeleteItem``) once no more work for the namespace is queued.
 
 A record is **claimed** when no version is recorded, or the recorded version is lower than or
-equal to the write's and no other worker's lease on it is still live. A claim records the
+equal to the write's and no other invocation's lease on it is still live. A claim records the
 write's version and operation (a delete leaves a tombstone) and a **lease**: the claiming
 invocation's token and a time by which that invocation must have ended. A duplicate (the same
-version and operation as recorded, under another worker's live lease) **joins** the lease: its
-token is added and the lease lasts until the later of the two ends. A write whose version is lower
-than the recorded one is **stale**: acknowledged and dropped. A write that meets another
-worker's live lease is **busy**: SQS redelivers it after the queue's visibility timeout, which is
-longer than any lease.
+version and operation as recorded, under another invocation's live lease) **joins** the lease:
+its token is added and the lease lasts until the later of the two ends. A write whose version is
+lower than the recorded one is **stale**: acknowledged and dropped. A write that meets another
+invocation's live lease, or a claim lock held by another worker for more than
+:data:`LOCK_WAIT_SECONDS`, is **busy**: SQS redelivers it after the queue's visibility timeout.
 
 Once the batch has run, the worker **releases** what landed with one ``PutItem``: a marker item
 named by its token, listing the claimed records that did not land (if any). A lease is live until
 it expires or until every token on it has a marker saying its write of the record landed.
 
-Per namespace and batch that is 2 + ceil(n/100) + ceil(n/25) requests, plus one per invocation;
-docs/ordering.md says why the scheme is correct and what it costs.
+:class:`ClaimSession` runs the claims in the background while the batch is still being
+validated. docs/ordering.md says why the scheme is correct and what it costs.
 """
 
 from __future__ import annotations

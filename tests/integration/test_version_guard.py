@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from functions.ingest import app as ingest_app
-from tests.conftest import FakeLambdaContext
+from tests.conftest import SAMPLE_TENANTS, FakeLambdaContext
 from tests.integration.conftest import Pipeline, SqsDriver, create_version_table
 from tests.integration.test_ingest import upsert_body
 from vector_relay.version_guard import (
@@ -333,3 +333,29 @@ def test_versions_arriving_in_any_order_end_with_the_highest(pipeline: Pipeline)
         driver.run_until_empty()
     [record] = pipeline.fetch("acme", ["doc"]).values()
     assert record.metadata == {"v": 7, "note": "v7"}
+
+
+def test_a_record_another_invocation_is_writing_is_retried_not_written(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Transient: the message comes back; the other invocation's release lets it through at once."""
+    acme = SAMPLE_TENANTS["acme"]
+    other = VersionGuard(boto3.client("dynamodb"), "relay-write-versions", ttl_seconds=3600)
+    lease = other.lease(60)
+    assert other.claim([w("doc", 4, namespace=acme)], lease) == {(acme, "doc"): Verdict.CLAIMED}
+    driver = SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler)
+    driver.publish([upsert_body("acme", ["doc"], version=5), upsert_body("acme", ["free"], version=1)])
+    response = driver.deliver_once()
+    assert response is not None
+    assert len(response["batchItemFailures"]) == 1
+    assert set(pipeline.fetch("acme", ["doc", "free"])) == {"free"}
+    assert '"BusyWrites":[1.0]' in capsys.readouterr().out.replace(" ", "")
+
+    other.release(lease, [w("doc", 4, namespace=acme)], landed=set())  # v4 failed: still held
+    assert driver.deliver_once() is not None
+    assert set(pipeline.fetch("acme", ["doc"])) == set()
+    other.release(lease, [w("doc", 4, namespace=acme)], landed={(acme, "doc")})
+    driver.run_until_empty()
+    [record] = pipeline.fetch("acme", ["doc"]).values()
+    assert record.metadata is not None
+    assert record.metadata["v"] == 5
