@@ -147,6 +147,13 @@ class VersionGuard:
         with self._count_lock:
             return self._counted
 
+    def close(self) -> None:
+        """Stop the claim threads (when the worker's dependencies are rebuilt)."""
+        with self._count_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
     def lease(self, seconds: float) -> Lease:
         """A new lease for one invocation, ending ``seconds`` from now."""
         return Lease(uuid.uuid4().hex, int((self._clock() + seconds) * 1000))

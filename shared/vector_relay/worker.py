@@ -117,7 +117,10 @@ _built: list[WorkerDependencies] = []
 def reset_worker_dependencies() -> None:
     """Forget the cached dependencies and close their event loops (tests; the local stack on restart)."""
     while _built:
-        _built.pop().loop.close()
+        deps = _built.pop()
+        deps.loop.close()
+        if deps.guard is not None:
+            deps.guard.close()
     worker_dependencies.cache_clear()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -112,3 +113,18 @@ def test_wildcard_iam_actions_fail(action: Any) -> None:
         statement["Action"] = action
 
     assert broken(widen) == ["no_wildcard_actions"]
+
+
+def test_the_ingest_role_allows_exactly_the_dynamodb_calls_the_version_guard_makes() -> None:
+    source = (ROOT / "shared" / "vector_relay" / "version_guard.py").read_text()
+    calls = {"".join(part.capitalize() for part in name.split("_")) for name in re.findall(r"_dynamodb\.(\w+)", source)}
+    policies = resources(TEMPLATE)["IngestFunction"]["Properties"]["Policies"]
+    granted = {
+        action.removeprefix("dynamodb:")
+        for policy in policies
+        for statement in policy.get("Statement", [])
+        for action in statement["Action"]
+        if action.startswith("dynamodb:")
+    }
+    assert calls == {"BatchGetItem", "BatchWriteItem", "PutItem", "UpdateItem", "DeleteItem"}
+    assert granted == calls
