@@ -235,6 +235,7 @@ def narrow(
         return request
     chosen = sorted((winners[key] for key in keys if key in keep), key=lambda w: w.order)
     packed = (_pack_upserts if request.kind == "upsert" else _pack_deletes)(request.namespace, chosen)
+    assert len(packed) <= 1, "a part of a planned request fits in one request"
     return packed[0] if packed else None
 
 

@@ -30,7 +30,7 @@ from vector_relay.tenancy import TenantRegistry
 from vector_relay.validation import parse_write_message
 from vector_relay.version_guard import GuardedWrite, Verdict, VersionGuard
 from vector_relay.worker import WorkerDependencies, dead_letter, invocation_budget, last_delivery, sort_batch
-from vector_relay.writer import MIN_REQUEST_SECONDS, Deadline, PlanRunner, WriteOutcome
+from vector_relay.writer import MIN_REQUEST_SECONDS, Admission, Deadline, PlanRunner, WriteOutcome
 
 logger = Logger(child=True)
 
@@ -97,7 +97,7 @@ def _writes(
 def _runner(
     deps: WorkerDependencies,
     deadline: Deadline,
-    admit: Callable[[PlannedRequest], Awaitable[PlannedRequest | None]] | None = None,
+    admit: Callable[[PlannedRequest], Awaitable[Admission]] | None = None,
 ) -> PlanRunner:
     return PlanRunner(
         deps.gateways,
@@ -147,18 +147,24 @@ class _GuardedRun:
         winner = self.coalesced.winners[key]
         return self._claims[(key, winner.version, winner.operation)]
 
-    async def admit(self, request: PlannedRequest) -> PlannedRequest | None:
-        """The part of ``request`` this invocation may write; raises the guard's error if it could not be asked."""
+    async def admit(self, request: PlannedRequest) -> Admission:
+        """The part of ``request`` this invocation may write; raises the guard's error if it could not be asked.
+
+        Stale records are dropped for good; busy ones make the admission incomplete, so the stages
+        after this one wait for their redelivery too.
+        """
         keys = request_keys(request)
         if not keys:
-            return request  # a filter operation
+            return Admission(request)  # a filter operation
         claims = {id(claim): claim for claim in map(self._claim_of, keys)}
         results = await asyncio.gather(*map(asyncio.wrap_future, claims.values()), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        keep = {key for key in keys if self._claim_of(key).result()[key] is Verdict.CLAIMED}
-        return narrow(request, self.coalesced.winners, keep)
+        verdicts = {key: self._claim_of(key).result()[key] for key in keys}
+        keep = {key for key, verdict in verdicts.items() if verdict is Verdict.CLAIMED}
+        complete = all(verdict is not Verdict.BUSY for verdict in verdicts.values())
+        return Admission(narrow(request, self.coalesced.winners, keep), complete)
 
     def settle(self) -> _GuardSummary:
         """After the session closed: the claimed writes, the stale and busy counts, the messages to retry."""
@@ -174,7 +180,9 @@ class _GuardedRun:
             else:
                 if error is None:
                     summary.busy += 1
-                    error = TransientError(f"record {key[1]!r} is being written by another worker; retried later")
+                    error = TransientError(
+                        f"record {key[1]!r} could not be claimed now (another worker holds it); retried"
+                    )
                 for message_id in winner.message_ids:
                     summary.failures.setdefault(message_id, error)
         return summary

@@ -108,6 +108,15 @@ class RecordState:
     tokens: tuple[str, ...]
 
     @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> RecordState:
+        """A record item's state; items of the per-record guard (before 2026-11) have separate attributes."""
+        if "state" in item:
+            return cls.parse(item["state"]["S"])
+        until_ms = int(item.get("lease_until", {}).get("N", "0"))
+        # its leases carry no token, so they can only expire
+        return cls(int(item["version"]["N"]), item["operation"]["S"], until_ms, ("per-record-guard",))
+
+    @classmethod
     def parse(cls, text: str) -> RecordState:
         version, operation, until_ms, *tokens = text.split(" ")
         return cls(int(version), operation, int(until_ms), tuple(tokens))
@@ -286,11 +295,16 @@ class VersionGuard:
             )
 
     def _claim_locked(
-        self, namespace: str, writes: Sequence[GuardedWrite], lease: Lease, lock: _ClaimLock
+        self,
+        namespace: str,
+        writes: Sequence[GuardedWrite],
+        lease: Lease,
+        lock: _ClaimLock,
+        stop: Callable[[], bool] = lambda: False,
     ) -> dict[tuple[str, str], Verdict]:
         """Read the records, decide, write the claims; ``lock`` is held. Record ids in ``writes`` are distinct."""
         items = self._read([{"namespace": {"S": namespace}, "record_id": {"S": w.record_id}} for w in writes])
-        recorded = {item["record_id"]["S"]: RecordState.parse(item["state"]["S"]) for item in items}
+        recorded = {item["record_id"]["S"]: RecordState.from_item(item) for item in items}
         now_ms = int(self._clock() * 1000)
         live_tokens = {token for state in recorded.values() if state.until_ms >= now_ms for token in state.tokens}
         markers = self._markers(live_tokens - {lease.token})
@@ -319,7 +333,7 @@ class VersionGuard:
                 "expires_at": expires,
             }
             puts.append((write.key, claim))
-        written = self._write(puts, lock)
+        written = self._write(puts, lock, stop)
         for key, _ in puts:
             verdicts[key] = Verdict.CLAIMED if key in written else Verdict.BUSY
         return verdicts
@@ -347,14 +361,18 @@ class VersionGuard:
         keys = [{"namespace": {"S": MARKER_NAMESPACE}, "record_id": {"S": token}} for token in sorted(tokens)]
         return {item["record_id"]["S"]: item for item in self._read(keys)}
 
-    def _write(self, puts: list[tuple[tuple[str, str], dict[str, Any]]], lock: _ClaimLock) -> set[tuple[str, str]]:
-        """Write the claims while the lock is safely ours; return the keys written."""
+    def _write(
+        self, puts: list[tuple[tuple[str, str], dict[str, Any]]], lock: _ClaimLock, stop: Callable[[], bool]
+    ) -> set[tuple[str, str]]:
+        """Write the claims while the lock is safely ours and there is time; return the keys written."""
         written: set[tuple[str, str]] = set()
         for start in range(0, len(puts), BATCH_WRITE_LIMIT):
             chunk = puts[start : start + BATCH_WRITE_LIMIT]
             pending = {(item["record_id"]["S"]): key for key, item in chunk}
             requests = [{"PutRequest": {"Item": item}} for _, item in chunk]
             for _ in range(_MAX_UNPROCESSED_ROUNDS):
+                if lock.lost or stop():
+                    return written  # the rest are busy: retried by SQS
                 if self._clock() > lock.until - LOCK_WRITE_MARGIN_SECONDS and not self._renew(lock):
                     return written  # the lock could expire under a slow request and was lost: the rest are busy
                 response = self._call(self._dynamodb.batch_write_item, RequestItems={self._table: requests})
@@ -431,7 +449,12 @@ class ClaimSession:
                 raise RuntimeError("claim session already closed")
             state = self._namespaces.setdefault(namespace, _NamespaceClaims(namespace))
             state.queue.append((list(writes), future))
-            self._start(state)
+            try:
+                self._start(state)
+            except RuntimeError as error:  # the guard was closed (dependencies rebuilt): retried by SQS
+                if state.workers == 0:
+                    state.queue.pop()
+                    future.set_exception(GuardUnavailableError(f"version guard closed: {error}"))
         return future
 
     def seal(self) -> None:
@@ -451,8 +474,8 @@ class ClaimSession:
 
     def _start(self, state: _NamespaceClaims) -> None:  # with the mutex held
         if state.queue and state.workers < GROUPS_IN_FLIGHT:
+            self._tasks.append(self._pool.submit(self._drain, state))  # raises if the guard was closed
             state.workers += 1
-            self._tasks.append(self._pool.submit(self._drain, state))
 
     def _drain(self, state: _NamespaceClaims) -> None:
         """Claim what has queued up for ``state``'s namespace; the last drain out drops the claim lock."""
@@ -462,12 +485,13 @@ class ClaimSession:
                 if not group:
                     state.workers -= 1
                     lock = None
-                    if state.workers == 0:  # nothing is being claimed, so nothing was held back: all done
+                    if not state.queue and not state.claiming:  # nothing left to claim: let others in
                         lock, state.lock = state.lock, None
                     break
                 ids = {write.record_id for submitted, _ in group for write in submitted}
                 state.claiming |= ids
-                self._start(state)  # the next group can be claimed alongside, if there is one
+                with contextlib.suppress(RuntimeError):  # the guard is closing: this drain goes on alone
+                    self._start(state)  # the next group can be claimed alongside, if there is one
             try:
                 self._claim(state, group)
             finally:
@@ -500,6 +524,7 @@ class ClaimSession:
         group: list[_Submission],
     ) -> None:
         writes = [write for submitted, _ in group for write in submitted]
+        lock = None
         try:
             verdicts: dict[tuple[str, str], Verdict] = {}
             if not self._stop():
@@ -509,14 +534,14 @@ class ClaimSession:
                         state.gave_up = state.lock is None  # held by another worker for long: try again later
                     lock = state.lock
                 if lock is not None and not lock.lost:
-                    verdicts = self._guard._claim_locked(state.namespace, writes, self.lease, lock)
-        except (ClientError, BotoCoreError) as error:
-            failure: BaseException = GuardUnavailableError(f"version guard table unavailable: {error}")
+                    verdicts = self._guard._claim_locked(state.namespace, writes, self.lease, lock, self._stop)
+        except Exception as error:
+            if lock is not None:
+                # A claim write may have timed out here yet still be applied: never hand the lock on
+                # early, let it expire (LOCK_SECONDS), so no other worker reads before that write lands.
+                lock.lost = True
+            failure = GuardUnavailableError(f"version guard could not claim: {error!r}")
             failure.__cause__ = error
-        except GuardUnavailableError as error:
-            failure = error
-        except Exception as error:  # a bug: fail these writes (retried) rather than leave the batch waiting
-            failure = error
         else:
             for submitted, future in group:
                 future.set_result({write.key: verdicts.get(write.key, Verdict.BUSY) for write in submitted})

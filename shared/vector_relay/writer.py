@@ -44,6 +44,14 @@ class Deadline:
         return self._at - self._clock()
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What of a planned request may be sent now (None: nothing), and whether that is all of it."""
+
+    request: PlannedRequest | None
+    complete: bool = True
+
+
 @dataclass(slots=True)
 class WriteOutcome:
     """What happened to each message: failed (retry) or rejected by Pinecone (poison). Others succeeded."""
@@ -74,7 +82,7 @@ class PlanRunner:
         namespace_rate_limit: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        admit: Callable[[PlannedRequest], Awaitable[PlannedRequest | None]] | None = None,
+        admit: Callable[[PlannedRequest], Awaitable[Admission]] | None = None,
     ) -> None:
         self._gateways = gateways
         self._admit = admit
@@ -102,17 +110,20 @@ class PlanRunner:
                 return
 
     async def _admit_and_run(self, request: PlannedRequest) -> bool:
-        """Ask ``admit`` (the version guard) what of ``request`` may be sent, then send that."""
-        if self._admit is not None:
-            try:
-                admitted = await self._admit(request)
-            except TransientError as error:
-                self.outcome.fail(request, error)
-                return False
-            if admitted is None:
-                return True  # nothing of it is to be written now
-            request = admitted
-        return await self._run_request(request)
+        """Ask ``admit`` (the version guard) what of ``request`` may be sent, then send that.
+
+        A request admitted only in part (some records must wait for another worker) fails its
+        stage once the rest is sent, so nothing after it in the batch overtakes the records held back.
+        """
+        if self._admit is None:
+            return await self._run_request(request)
+        try:
+            admission = await self._admit(request)
+        except TransientError as error:
+            self.outcome.fail(request, error)
+            return False
+        landed = admission.request is None or await self._run_request(admission.request)
+        return landed and admission.complete
 
     async def _run_request(self, request: PlannedRequest) -> bool:
         """Send ``request``; True when everything in it landed (or was correctly found poison)."""

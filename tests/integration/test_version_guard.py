@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
 from functions.ingest import app as ingest_app
 from tests.conftest import SAMPLE_TENANTS, FakeLambdaContext
@@ -388,3 +389,102 @@ def test_a_sessions_submissions_of_the_same_records_are_claimed_in_order(aws: st
 
 
 RECORD_POOL = [f"r{i}" for i in range(25)]
+
+
+class TimedOutWrites:
+    """A DynamoDB client whose claim writes are applied but answered too late (the client times out)."""
+
+    def __init__(self) -> None:
+        self._client = boto3.client("dynamodb")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def batch_write_item(self, **kwargs: Any) -> Any:
+        self._client.batch_write_item(**kwargs)
+        raise ReadTimeoutError(endpoint_url="http://dynamodb")
+
+
+def test_after_a_claim_write_of_unknown_outcome_the_lock_is_left_to_expire(aws: str, clock: Clock) -> None:
+    """Transient: the writes are retried; no other worker may read the records before that late write lands."""
+    create_version_table(TABLE)
+    guard = make_guard(clock, TimedOutWrites())
+    with pytest.raises(GuardUnavailableError):
+        claim(guard, w("x", 5))
+    assert item(LOCK_RECORD_ID)["lock_token"]  # not dropped: it expires after LOCK_SECONDS
+    other = make_guard(clock)
+    assert claim(other, w("x", 6))[1] == {("ns", "x"): Verdict.BUSY}
+    clock.now += LOCK_SECONDS + 1
+    assert claim(other, w("x", 6))[1] == {("ns", "x"): Verdict.BUSY}  # the late claim's lease is live
+    clock.now += 30
+    assert claim(other, w("x", 6))[1] == {("ns", "x"): Verdict.CLAIMED}
+
+
+def test_items_of_the_per_record_guard_are_read(guards: tuple[VersionGuard, VersionGuard], clock: Clock) -> None:
+    boto3.client("dynamodb").put_item(
+        TableName=TABLE,
+        Item={
+            "namespace": {"S": "ns"},
+            "record_id": {"S": "old"},
+            "version": {"N": "5"},
+            "operation": {"S": "delete"},
+            "lease_until": {"N": str(int((clock.now + 10) * 1000))},
+        },
+    )
+    a, _ = guards
+    assert claim(a, w("old", 4))[1] == {("ns", "old"): Verdict.STALE}
+    assert claim(a, w("old", 6))[1] == {("ns", "old"): Verdict.BUSY}  # its lease can only expire
+    clock.now += 11
+    assert claim(a, w("old", 6))[1] == {("ns", "old"): Verdict.CLAIMED}
+
+
+class RecordedCalls:
+    """A DynamoDB client that notes the namespace of every lock taken and dropped, in order."""
+
+    def __init__(self) -> None:
+        self._client = boto3.client("dynamodb")
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def put_item(self, **kwargs: Any) -> Any:
+        self.calls.append(f"lock {kwargs['Item']['namespace']['S']}")
+        return self._client.put_item(**kwargs)
+
+    def delete_item(self, **kwargs: Any) -> Any:
+        self.calls.append(f"unlock {kwargs['Key']['namespace']['S']}")
+        return self._client.delete_item(**kwargs)
+
+
+def test_a_namespaces_lock_is_dropped_as_soon_as_its_claims_are_made(aws: str) -> None:
+    """Even with one claim thread and other namespaces queued behind it."""
+    create_version_table(TABLE)
+    client = RecordedCalls()
+    guard = VersionGuard(client, TABLE, ttl_seconds=3600, concurrency=1)  # type: ignore[arg-type]
+    session = guard.session(guard.lease(60))
+    busy = threading.Event()
+    guard._pool.submit(busy.wait)  # type: ignore[union-attr]  # hold the one thread until all is queued
+    for namespace, record_id in [("a", "x"), ("b", "x"), ("a", "y"), ("c", "x")]:
+        session.submit(namespace, [w(record_id, 1, namespace=namespace)])
+    busy.set()
+    session.close()
+    # a's second drain, queued behind b's, finds a's claims made: a's lock was dropped before b's was taken
+    assert client.calls == ["lock a", "unlock a", "lock b", "unlock b", "lock c", "unlock c"]
+
+
+def test_a_filter_operation_waits_for_an_earlier_busy_write_of_its_batch(pipeline: Pipeline) -> None:
+    """Transient: both messages come back; the purge never runs before the write it follows."""
+    acme = SAMPLE_TENANTS["acme"]
+    driver = SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler)
+    driver.publish([upsert_body("acme", ["keep"], version=1)])
+    driver.run_until_empty()
+    other = VersionGuard(boto3.client("dynamodb"), "relay-write-versions", ttl_seconds=3600)
+    other.claim([w("doc", 4, namespace=acme)], other.lease(60))
+    purge = json.dumps({"schema_version": 1, "op": "purge_tenant", "tenant": "acme", "confirm": "acme"})
+    driver.publish([upsert_body("acme", ["doc"], version=5)])
+    driver.publish([purge])
+    response = driver.deliver_once()
+    assert response is not None
+    assert len(response["batchItemFailures"]) == 2
+    assert set(pipeline.fetch("acme", ["keep"])) == {"keep"}
