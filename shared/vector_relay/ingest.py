@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -22,17 +23,27 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from vector_relay.batching import Coalesced, PlannedRequest, coalesce, narrow, pack, request_keys
 from vector_relay.contract import DeleteMessage, UpsertMessage, ValidationContext, WriteMessage
-from vector_relay.errors import PoisonMessageError, Problem, TransientError
+from vector_relay.errors import PoisonMessageError, Problem
 from vector_relay.tenancy import TenantRegistry
 from vector_relay.validation import parse_write_message
-from vector_relay.version_guard import GuardedWrite, Verdict, VersionGuard
-from vector_relay.worker import WorkerDependencies, dead_letter, invocation_budget, last_delivery, sort_batch
+from vector_relay.version_guard import BusyWriteError, GuardedWrite, Verdict, VersionGuard
+from vector_relay.worker import (
+    WorkerDependencies,
+    dead_letter,
+    invocation_budget,
+    last_delivery,
+    queue_url,
+    sort_batch,
+)
 from vector_relay.writer import MIN_REQUEST_SECONDS, Admission, Deadline, PlanRunner, WriteOutcome
 
 logger = Logger(child=True)
+
+MAX_RETRY_DELAY_SECONDS = 900  # never more than a Lambda's longest timeout: the queue's own timeout is longer
 
 
 def handle_ingest_batch(
@@ -74,8 +85,39 @@ def handle_ingest_batch(
             dead_letter(deps, record, exhausted, failures)
         else:
             failures[message_id] = error
+    _retry_busy_sooner(deps, by_id, failures)
     _report(outcome, deps, len(batch.valid), len(failures), summary)
     return failures
+
+
+def _retry_busy_sooner(
+    deps: WorkerDependencies, by_id: Mapping[str, SQSRecord], failures: dict[str, BaseException]
+) -> None:
+    """Make messages that only wait for another worker's hold visible again when that hold ends.
+
+    Otherwise SQS would redeliver them after the queue's visibility timeout (6x the function's),
+    minutes for a record that is written often. Best effort: if SQS refuses, that timeout applies.
+    """
+    now = deps.guard.now() if deps.guard is not None else 0.0
+    by_queue: dict[str, list[tuple[SQSRecord, int]]] = {}
+    for message_id, error in failures.items():
+        if isinstance(error, BusyWriteError) and error.retry_at is not None and message_id in by_id:
+            record = by_id[message_id]
+            seconds = min(max(math.ceil(error.retry_at - now) + 1, 1), MAX_RETRY_DELAY_SECONDS)
+            by_queue.setdefault(record.event_source_arn, []).append((record, seconds))
+    for arn, entries in by_queue.items():
+        try:
+            url = queue_url(deps.sqs, arn)
+            for start in range(0, len(entries), 10):
+                deps.sqs.change_message_visibility_batch(
+                    QueueUrl=url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": record.receipt_handle, "VisibilityTimeout": seconds}
+                        for i, (record, seconds) in enumerate(entries[start : start + 10])
+                    ],
+                )
+        except (ClientError, BotoCoreError) as error:
+            logger.warning("could not bring busy messages back sooner", extra={"queue": arn, "error": str(error)})
 
 
 def _lease_seconds(context: LambdaContext | None, deps: WorkerDependencies) -> float:
@@ -169,6 +211,7 @@ class _GuardedRun:
     def settle(self) -> _GuardSummary:
         """After the session closed: the claimed writes, the stale and busy counts, the messages to retry."""
         summary = _GuardSummary()
+        busy_until: dict[str, list[float | None]] = {}  # message id -> when each of its busy records frees up
         for key, winner in self.coalesced.winners.items():
             claim = self._claim_of(key)
             error = claim.exception()
@@ -177,14 +220,17 @@ class _GuardedRun:
                 summary.claimed.append(GuardedWrite(*key, winner.version, winner.operation))
             elif verdict is Verdict.STALE:
                 summary.stale += 1
-            else:
-                if error is None:
-                    summary.busy += 1
-                    error = TransientError(
-                        f"record {key[1]!r} could not be claimed now (another worker holds it); retried"
-                    )
+            elif error is not None:
                 for message_id in winner.message_ids:
                     summary.failures.setdefault(message_id, error)
+            else:
+                summary.busy += 1
+                for message_id in winner.message_ids:
+                    busy_until.setdefault(message_id, []).append(self.session.held_until.get(key))
+        for message_id, ends in busy_until.items():
+            retry_at = None if None in ends else max(end for end in ends if end is not None)
+            busy = BusyWriteError(f"{len(ends)} record(s) held by another worker; retried later", retry_at)
+            summary.failures.setdefault(message_id, busy)
         return summary
 
 

@@ -129,6 +129,14 @@ class GuardUnavailableError(TransientError):
     """DynamoDB could not be asked; the writes it guards are retried by SQS."""
 
 
+class BusyWriteError(TransientError):
+    """Another invocation holds the record; ``retry_at`` (epoch seconds) is when its hold ends, if known."""
+
+    def __init__(self, message: str, retry_at: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
 class VersionGuard:
     def __init__(
         self,
@@ -162,6 +170,9 @@ class VersionGuard:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
+
+    def now(self) -> float:
+        return self._clock()
 
     def lease(self, seconds: float) -> Lease:
         """A new lease for one invocation, ending ``seconds`` from now."""
@@ -301,6 +312,7 @@ class VersionGuard:
         lease: Lease,
         lock: _ClaimLock,
         stop: Callable[[], bool] = lambda: False,
+        held_until: dict[tuple[str, str], float] | None = None,
     ) -> dict[tuple[str, str], Verdict]:
         """Read the records, decide, write the claims; ``lock`` is held. Record ids in ``writes`` are distinct."""
         items = self._read([{"namespace": {"S": namespace}, "record_id": {"S": w.record_id}} for w in writes])
@@ -321,6 +333,8 @@ class VersionGuard:
                 held = [t for t in state.tokens if t != lease.token and not _landed(markers.get(t), *write.key)]
                 if held and (state.version, state.operation) != (write.version, write.operation):
                     verdicts[write.key] = Verdict.BUSY
+                    if held_until is not None:
+                        held_until[write.key] = state.until_ms / 1000
                     continue
                 if held:  # a duplicate: both write the same thing, and a newer version waits for both
                     new = RecordState(
@@ -437,6 +451,7 @@ class ClaimSession:
         self._namespaces: dict[str, _NamespaceClaims] = {}
         self._tasks: list[Future[None]] = []
         self._sealed = False
+        self.held_until: dict[tuple[str, str], float] = {}  # busy records: when the hold on them ends
 
     def submit(self, namespace: str, writes: Sequence[GuardedWrite]) -> Future[dict[tuple[str, str], Verdict]]:
         """Claim ``writes`` (distinct record ids of ``namespace``); the future holds each one's verdict.
@@ -534,7 +549,15 @@ class ClaimSession:
                         state.gave_up = state.lock is None  # held by another worker for long: try again later
                     lock = state.lock
                 if lock is not None and not lock.lost:
-                    verdicts = self._guard._claim_locked(state.namespace, writes, self.lease, lock, self._stop)
+                    held: dict[tuple[str, str], float] = {}
+                    verdicts = self._guard._claim_locked(state.namespace, writes, self.lease, lock, self._stop, held)
+                    with self._mutex:
+                        self.held_until |= held
+                elif state.gave_up:  # another worker's lock: it ends within LOCK_SECONDS
+                    with self._mutex:
+                        self.held_until |= dict.fromkeys(
+                            (write.key for write in writes), self._guard.now() + LOCK_SECONDS
+                        )
         except Exception as error:
             if lock is not None:
                 # A claim write may have timed out here yet still be applied: never hand the lock on

@@ -182,6 +182,13 @@ def sort_batch[M](
     return batch
 
 
+@cache
+def queue_url(sqs: SQSClient, arn: str) -> str:
+    """The URL of the queue ``arn`` names (arn:aws:sqs:<region>:<account>:<name>), asked once per client."""
+    *_, account, name = arn.split(":")
+    return sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+
+
 def invocation_budget(context: LambdaContext | None, deps: WorkerDependencies) -> float:
     """Seconds this invocation may spend on Pinecone: the Lambda time left minus the margin to finish up."""
     if context is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,6 +17,7 @@ from functions.ingest import app as ingest_app
 from tests.conftest import SAMPLE_TENANTS, FakeLambdaContext
 from tests.integration.conftest import Pipeline, SqsDriver, create_version_table
 from tests.integration.test_ingest import upsert_body
+from tests.lambda_events import lambda_sqs_record
 from vector_relay.version_guard import (
     LOCK_RECORD_ID,
     LOCK_SECONDS,
@@ -488,3 +490,22 @@ def test_a_filter_operation_waits_for_an_earlier_busy_write_of_its_batch(pipelin
     assert response is not None
     assert len(response["batchItemFailures"]) == 2
     assert set(pipeline.fetch("acme", ["keep"])) == {"keep"}
+
+
+def test_a_busy_message_comes_back_when_the_hold_ends_not_after_the_visibility_timeout(pipeline: Pipeline) -> None:
+    """Transient, and retried soon: the queue's visibility timeout (420 s) would hold it for minutes."""
+    acme = SAMPLE_TENANTS["acme"]
+    other = VersionGuard(boto3.client("dynamodb"), "relay-write-versions", ttl_seconds=3600)
+    other.claim([w("doc", 4, namespace=acme)], other.lease(2))  # another worker holds doc for 2 s more
+    sqs = boto3.client("sqs")
+    sqs.send_message(QueueUrl=pipeline.queue_url, MessageBody=upsert_body("acme", ["doc"], version=5))
+    sqs.send_message(QueueUrl=pipeline.queue_url, MessageBody=upsert_body("acme", ["free"], version=1))
+    messages = sqs.receive_message(QueueUrl=pipeline.queue_url, AttributeNames=["All"], MaxNumberOfMessages=2)
+    event = {"Records": [lambda_sqs_record(m, pipeline.queue_arn, "us-east-1") for m in messages["Messages"]]}
+    [message] = [m for m in messages["Messages"] if '"doc"' in m["Body"]]
+    response = ingest_app.lambda_handler(event, FakeLambdaContext())
+    assert [item["itemIdentifier"] for item in response["batchItemFailures"]] == [message["MessageId"]]
+    assert "Messages" not in sqs.receive_message(QueueUrl=pipeline.queue_url)  # not at once ...
+    time.sleep(4.5)  # ... but when the hold has ended (2 s), plus a second
+    [again] = sqs.receive_message(QueueUrl=pipeline.queue_url)["Messages"]
+    assert again["MessageId"] == message["MessageId"]
