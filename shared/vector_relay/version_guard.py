@@ -20,7 +20,8 @@ version and operation as recorded, under another invocation's live lease) **join
 its token is added and the lease lasts until the later of the two ends. A write whose version is
 lower than the recorded one is **stale**: acknowledged and dropped. A write that meets another
 invocation's live lease, or a claim lock held by another worker for more than
-:data:`LOCK_WAIT_SECONDS`, is **busy**: SQS redelivers it after the queue's visibility timeout.
+:data:`LOCK_WAIT_SECONDS`, is **busy**: it is retried by SQS, when that hold ends
+(:class:`BusyWriteError` says when; the ingest worker sets the message's visibility to it).
 
 Once the batch has run, the worker **releases** what landed with one ``PutItem``: a marker item
 named by its token, listing the claimed records that did not land (if any). A lease is live until
