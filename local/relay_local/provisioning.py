@@ -41,7 +41,7 @@ MODELLED_TYPES = ("AWS::Serverless::Function",)  # run by the local stack's poll
 
 
 # A stopped local stack should be noticed in seconds, not after botocore's default retries.
-_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=2, read_timeout=30)
+_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=30)
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,14 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
 
-# Standard retry mode: bounded, jittered retries of AWS throttling and 5xx, tight timeouts so a
-# stuck call cannot eat the Lambda's deadline.
-_AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
+# Standard retry mode: at most AWS_ATTEMPTS attempts in all (the first and two jittered retries of
+# throttling, 5xx and connection errors), tight timeouts so a stuck call cannot eat the Lambda's
+# deadline. botocore reads ``max_attempts`` as the number of *retries*; ``total_max_attempts`` is the
+# number of attempts, which is what is meant here.
+AWS_ATTEMPTS = 3
+AWS_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": AWS_ATTEMPTS}, connect_timeout=3, read_timeout=10
+)
 
 
 @cache
@@ -32,17 +37,17 @@ def _session() -> boto3.session.Session:
 
 @cache
 def sqs_client() -> SQSClient:
-    return _session().client("sqs", config=_AWS_CONFIG)
+    return _session().client("sqs", config=AWS_CONFIG)
 
 
 @cache
 def ssm_client() -> SSMClient:
-    return _session().client("ssm", config=_AWS_CONFIG)
+    return _session().client("ssm", config=AWS_CONFIG)
 
 
 @cache
 def secrets_client() -> SecretsManagerClient:
-    return _session().client("secretsmanager", config=_AWS_CONFIG)
+    return _session().client("secretsmanager", config=AWS_CONFIG)
 
 
 # The version guard writes claims under a short lock only while LOCK_WRITE_MARGIN_SECONDS of it
@@ -64,7 +69,7 @@ def dynamodb_client() -> DynamoDBClient:
 
 @cache
 def s3_client() -> S3Client:
-    return _session().client("s3", config=_AWS_CONFIG)
+    return _session().client("s3", config=AWS_CONFIG)
 
 
 def clear_client_caches() -> None:
