@@ -181,6 +181,12 @@ class ApiKeyCache:
 class GatewaySource:
     """The gateway for the current API key, rebuilt when the key changes. Shared across invocations.
 
+    A gateway holds an HTTP connection pool. When the key changes, the gateway of the old key is
+    closed as soon as the last request that was using it ends (at once when none is): a request in
+    flight on the old key is never cut off, and a warm container never holds more than the pools of
+    the keys its requests are using. Requests take a gateway with :meth:`current` or
+    :meth:`after_auth_failure` and give it back with :meth:`done` (``call_with_key_refresh`` does both).
+
     ``on_auth_failure`` is called with the key when a request was refused even after the re-read
     (the worker counts it as the ``AuthFailure`` metric).
     """
@@ -197,10 +203,17 @@ class GatewaySource:
         self._on_auth_failure = on_auth_failure
         self._key: ApiKey | None = None
         self._gateway: PineconeGateway | None = None
+        self._users: dict[PineconeGateway, int] = {}  # requests holding each gateway, current or replaced
         self._checking: asyncio.Lock | None = None
         self._refreshing: asyncio.Lock | None = None
 
+    @property
+    def open_gateways(self) -> int:
+        """Gateways built and not yet closed: the current one and replaced ones still in use."""
+        return len(self._users) + (self._gateway is not None and self._gateway not in self._users)
+
     async def current(self) -> tuple[ApiKey, PineconeGateway]:
+        """The key to use and its gateway, taken for one request: give it back with :meth:`done`."""
         key = self._keys.fresh()
         if key is None:
             if self._checking is None:
@@ -209,10 +222,10 @@ class GatewaySource:
                 key = self._keys.fresh()
                 if key is None:
                     key = await asyncio.to_thread(self._keys.current)
-        return key, self._gateway_for(key)
+        return key, await self._take(key)
 
     async def after_auth_failure(self, stale: ApiKey) -> tuple[ApiKey, PineconeGateway]:
-        """Re-read the key (once, whatever the number of requests that saw the refusal)."""
+        """Re-read the key (once, whatever the number of requests that saw the refusal); as :meth:`current`."""
         if self._refreshing is None:
             self._refreshing = asyncio.Lock()
         async with self._refreshing:
@@ -221,7 +234,17 @@ class GatewaySource:
                 "Pinecone refused the API key; re-read the secret",
                 extra={"refused_key_id": stale.key_id, "key_id": key.key_id, "version_id": key.version_id},
             )
-            return key, self._gateway_for(key)
+            return key, await self._take(key)
+
+    async def done(self, gateway: PineconeGateway) -> None:
+        """A request has finished with ``gateway``; a replaced gateway is closed with its last request."""
+        users = self._users.get(gateway, 0) - 1
+        if users > 0:
+            self._users[gateway] = users
+            return
+        self._users.pop(gateway, None)
+        if gateway is not self._gateway:
+            await _close(gateway)
 
     def auth_failed(self, key: ApiKey) -> None:
         """A request was refused with a key just re-read from the secret."""
@@ -229,11 +252,32 @@ class GatewaySource:
         if self._on_auth_failure is not None:
             self._on_auth_failure(key)
 
-    def _gateway_for(self, key: ApiKey) -> PineconeGateway:
+    async def close(self) -> None:
+        """Close every gateway (the worker's dependencies are being dropped; nothing is in flight)."""
+        gateways = set(self._users) | ({self._gateway} if self._gateway is not None else set())
+        self._users.clear()
+        self._gateway = self._key = None
+        for gateway in gateways:
+            await _close(gateway)
+
+    async def _take(self, key: ApiKey) -> PineconeGateway:
+        replaced = None
         if self._gateway is None or self._key != key:
+            replaced = self._gateway
             self._gateway = self._build(key)
             self._key = key
-        return self._gateway
+        gateway = self._gateway
+        self._users[gateway] = self._users.get(gateway, 0) + 1
+        if replaced is not None and replaced not in self._users:  # nobody is using it: close it now
+            await _close(replaced)
+        return gateway
+
+
+async def _close(gateway: PineconeGateway) -> None:
+    try:
+        await gateway.close()
+    except Exception:  # a pool that fails to close must not fail the request that replaced it
+        logger.warning("Closing the Pinecone client of a replaced API key failed", exc_info=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +296,8 @@ async def call_with_key_refresh[T](
     except PineconeRequestError as error:
         if error.kind is not FailureKind.AUTH:
             raise
+    finally:
+        await gateways.done(gateway)
     key, gateway = await gateways.after_auth_failure(key)
     try:
         return Refreshed(await call(gateway), 1)
@@ -259,3 +305,5 @@ async def call_with_key_refresh[T](
         if error.kind is FailureKind.AUTH:
             gateways.auth_failed(key)
         raise
+    finally:
+        await gateways.done(gateway)

@@ -9,6 +9,7 @@ AWS clients, the tenant registry, the API key and the Pinecone client, and one e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -118,6 +119,8 @@ def reset_worker_dependencies() -> None:
     """Forget the cached dependencies and close their event loops (tests; the local stack on restart)."""
     while _built:
         deps = _built.pop()
+        with contextlib.suppress(RuntimeError):  # a loop already closed has no open clients left to close
+            deps.loop.run(deps.gateways.close())
         deps.loop.close()
         if deps.guard is not None:
             deps.guard.close()

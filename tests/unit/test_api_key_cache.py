@@ -55,23 +55,40 @@ class FakeGateway:
     def __init__(self, key: ApiKey, refused: set[str]) -> None:
         self.key = key
         self.refused = refused
+        self.closed = False
+        self.release: asyncio.Event | None = None  # when set by a test, calls wait for it
+        self.waiting = asyncio.Event()  # a call is waiting for ``release``
 
     async def call(self) -> str:
+        assert not self.closed, "a request was sent on a closed client"
         await asyncio.sleep(0)
+        if self.release is not None:
+            self.waiting.set()
+            await self.release.wait()
+            assert not self.closed, "the client was closed under a request in flight"
         if self.key.value in self.refused:
             raise PineconeRequestError(FailureKind.AUTH, "Pinecone 401: Unauthorized", status=401)
         return self.key.key_id
 
+    async def close(self) -> None:
+        self.closed = True
+
 
 def source(
-    keys: ApiKeyCache, refused: set[str] | None = None, failures: list[ApiKey] | None = None
+    keys: ApiKeyCache,
+    refused: set[str] | None = None,
+    failures: list[ApiKey] | None = None,
+    clients: list[FakeGateway] | None = None,
 ) -> tuple[GatewaySource, list[ApiKey]]:
     built: list[ApiKey] = []
     refused_keys = refused if refused is not None else set()
 
     def build(key: ApiKey) -> Any:
         built.append(key)
-        return FakeGateway(key, refused_keys)
+        client = FakeGateway(key, refused_keys)
+        if clients is not None:
+            clients.append(client)
+        return client
 
     on_failure = failures.append if failures is not None else None
     return GatewaySource(keys, build, on_auth_failure=on_failure), built
@@ -115,6 +132,66 @@ def test_a_new_awscurrent_version_found_after_the_ttl_rebuilds_the_client() -> N
 
     assert asyncio.run(scenario()) == ["key-1", "key-1", "key-2"]
     assert [key.version_id for key in built] == ["v1", "v2"]
+
+
+def test_the_client_of_a_replaced_key_is_closed_across_three_key_changes() -> None:
+    secret, clock = Secret(), Clock()
+    keys = ApiKeyCache(secret.read, ttl_seconds=60, clock=clock)
+    clients: list[FakeGateway] = []
+    gateways, _ = source(keys, clients=clients)
+
+    async def scenario() -> list[int]:
+        open_after_each = []
+        for version in (1, 2, 3, 4):
+            secret.version = version
+            clock.now += 61
+            assert (await call(gateways)).value == f"key-{version}"
+            open_after_each.append(sum(not client.closed for client in clients))
+        return open_after_each
+
+    assert asyncio.run(scenario()) == [1, 1, 1, 1]  # without closing: 1, 2, 3, 4 open pools
+    assert [client.closed for client in clients] == [True, True, True, False]
+    assert gateways.open_gateways == 1
+
+
+def test_a_request_in_flight_on_the_old_key_finishes_before_its_client_is_closed() -> None:
+    secret, clock = Secret(), Clock()
+    keys = ApiKeyCache(secret.read, ttl_seconds=60, clock=clock)
+    clients: list[FakeGateway] = []
+    gateways, _ = source(keys, clients=clients)
+
+    async def scenario() -> list[Any]:
+        await call(gateways)
+        old = clients[0]
+        old.release = asyncio.Event()
+        slow = asyncio.create_task(call(gateways))
+        await old.waiting.wait()  # the request is out on key 1, waiting for its answer
+        secret.version = 2
+        clock.now += 61
+        fast = await call(gateways)  # on key 2, while the key 1 request is still out
+        assert not old.closed  # still in use
+        assert gateways.open_gateways == 2
+        old.release.set()
+        results = [await slow, fast]
+        assert old.closed  # closed with its last request
+        assert gateways.open_gateways == 1
+        return results
+
+    assert [(r.value, r.refreshes) for r in asyncio.run(scenario())] == [("key-1", 0), ("key-2", 0)]
+
+
+def test_closing_the_source_closes_every_client() -> None:
+    secret = Secret()
+    clients: list[FakeGateway] = []
+    gateways, _ = source(ApiKeyCache(secret.read, ttl_seconds=300), clients=clients)
+
+    async def scenario() -> None:
+        await call(gateways)
+        await gateways.close()
+
+    asyncio.run(scenario())
+    assert [client.closed for client in clients] == [True]
+    assert gateways.open_gateways == 0
 
 
 def test_many_requests_at_the_end_of_the_ttl_read_the_secret_once() -> None:
