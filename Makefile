@@ -17,7 +17,7 @@ export AWS_DEFAULT_REGION ?= $(REGION)
 # The Lambda runtime's interpreter; found once, or make stops with what to install.
 PYTHON313 = $(shell tools/find-python.sh)
 
-.PHONY: help venv test lint format typecheck validate build schema clean demo up invoke status
+.PHONY: help venv test test-repeat lint format typecheck validate build schema clean demo up invoke status
 
 help:
 	@echo "make demo      the whole product on this machine: local stack from template.yaml, a dataset in, queries out, checked"
@@ -25,6 +25,7 @@ help:
 	@echo "make invoke    one event through one function under awslambdaric: make invoke FN=ingest EVENT=events/ingest-upsert.json"
 	@echo "make status    queue depths, DLQ messages with their reasons, index stats, emulator counters of a running make up"
 	@echo "make test      lint, types, template checks, sam build, the whole pytest suite (what CI runs)"
+	@echo "make test-repeat N=20 BURN=1  integration + reliability tests N times (BURN CPU burners alongside), failures by test id"
 	@echo "make lint      ruff check + ruff format --check"
 	@echo "make format    ruff format + ruff check --fix"
 	@echo "make typecheck mypy --strict on shared/ and functions/"
@@ -86,8 +87,14 @@ schema: $(VENV)/.installed
 test: lint typecheck validate build
 	$(VENV)/bin/pytest
 
+# Flaky-test hunt (tools/repeat_tests.py): N fresh pytest runs, optionally with BURN busy cores.
+N    ?= 20
+BURN ?= 0
+test-repeat: $(VENV)/.installed
+	$(PY) -m tools.repeat_tests --runs $(N) --burn $(BURN)
+
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache .test-repeat
 
 # The local stack (local/relay_local, docs/local-stack.md): moto's server + the Pinecone emulator + pollers.
 demo: $(VENV)/.installed
