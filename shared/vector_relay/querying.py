@@ -187,9 +187,20 @@ async def _run_queries(
                 )
             except PineconeRequestError as error:
                 return error
+            except Exception as error:  # e.g. the secret unreadable during a key refresh: retried by SQS
+                logger.warning(
+                    "a query failed before Pinecone answered; retried",
+                    extra={"namespace": namespace, "error": type(error).__name__},
+                    exc_info=error,
+                )
+                return PineconeRequestError(FailureKind.TRANSIENT, f"the query failed: {type(error).__name__}: {error}")
             return refreshed.value
 
-    return list(await asyncio.gather(*(one(message, namespace) for _, message, namespace in jobs)))
+    # A task group, not gather: the invocation returns only when every query has ended (the loop
+    # outlives it, and a query left running would resume inside the next invocation).
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(one(message, namespace)) for _, message, namespace in jobs]
+    return [task.result() for task in tasks]
 
 
 def _send_replies(replies: list[PendingReply], deps: WorkerDependencies, failures: dict[str, BaseException]) -> None:

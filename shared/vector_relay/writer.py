@@ -12,19 +12,28 @@
 * On 401/403 the key is re-read once and the request retried once with the new key.
 * With an ``admit`` hook (the version guard), each request is first narrowed to the records it
   may write, and waits for that answer; later requests are still being admitted while earlier ones run.
+* Structured: every request runs in a task group that :meth:`PlanRunner.run` waits out, so nothing
+  of an invocation is still in flight when it returns (the loop is kept across warm invocations,
+  and a task left on it would resume inside the next one). Any error in a request, Pinecone's or
+  not (a key read that fails during a refresh), fails that request's messages and nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger
 
 from vector_relay.api_key_cache import GatewaySource, call_with_key_refresh
 from vector_relay.batching import PlannedRequest, WritePlan
 from vector_relay.errors import AuthError, PoisonMessageError, Problem, TransientError
 from vector_relay.pinecone_gateway import CallResult, FailureKind, PineconeGateway, PineconeRequestError
+
+logger = Logger(child=True)
 
 MIN_REQUEST_SECONDS = 1.0
 
@@ -95,19 +104,20 @@ class PlanRunner:
         self.outcome = WriteOutcome()
 
     async def run(self, plan: WritePlan) -> WriteOutcome:
-        await asyncio.gather(*(self.run_namespace(stages) for stages in plan.stages.values()))
+        """Run every namespace of ``plan``; returns when all its requests have ended, none left running."""
+        await _all(self.run_namespace(stages) for stages in plan.stages.values())
         return self.outcome
 
-    async def run_namespace(self, stages: list[list[PlannedRequest]]) -> None:
+    async def run_namespace(self, stages: list[list[PlannedRequest]]) -> bool:
         """Run one namespace's stages in order (what :meth:`run` does for every namespace at once)."""
         for index, stage in enumerate(stages):
-            results = await asyncio.gather(*(self._admit_and_run(request) for request in stage))
-            if not all(results):
+            if not await _all(self._admit_and_run(request) for request in stage):
                 held = TransientError("an earlier operation on this namespace failed; kept in order for redelivery")
                 for later in stages[index + 1 :]:
                     for request in later:
                         self.outcome.fail(request, held)
-                return
+                return False
+        return True
 
     async def _admit_and_run(self, request: PlannedRequest) -> bool:
         """Ask ``admit`` (the version guard) what of ``request`` may be sent, then send that.
@@ -119,8 +129,8 @@ class PlanRunner:
             return await self._run_request(request)
         try:
             admission = await self._admit(request)
-        except TransientError as error:
-            self.outcome.fail(request, error)
+        except Exception as error:
+            self.outcome.fail(request, _unexpected(error, request, "admitting"))
             return False
         landed = admission.request is None or await self._run_request(admission.request)
         return landed and admission.complete
@@ -135,6 +145,9 @@ class PlanRunner:
             self.outcome.fail(request, _as_failure(error))
             if error.kind is FailureKind.DEADLINE:
                 self.outcome.deadline_cutoffs += 1
+            return False
+        except Exception as error:  # e.g. the secret unreadable during a key refresh
+            self.outcome.fail(request, _unexpected(error, request, "sending"))
             return False
         if request.kind == "upsert":
             self.outcome.records_upserted += len(request.records)
@@ -154,9 +167,7 @@ class PlanRunner:
             for message_id in request.dependents - set(request.origins):
                 self.outcome.failures.setdefault(message_id, retry)
             return True
-        halves = request.split_by_origin()
-        results = await asyncio.gather(*(self._run_request(part) for part in halves))
-        return all(results)
+        return await _all(self._run_request(part) for part in request.split_by_origin())
 
     async def _send_with_auth_retry(self, request: PlannedRequest) -> None:
         refreshed = await call_with_key_refresh(self._gateways, lambda gateway: self._send(gateway, request))
@@ -189,6 +200,29 @@ class PlanRunner:
         self._next_start[namespace] = start + self._min_interval
         if start > now:
             await self._sleep(start - now)
+
+
+async def _all(runs: Iterable[Coroutine[Any, Any, bool]]) -> bool:
+    """Run ``runs`` concurrently and wait for every one of them; True when all returned True.
+
+    The runs catch their own errors, so the group only ever sees cancellation: then every run is
+    cancelled and awaited before the cancellation goes on (``gather`` would leave them running).
+    """
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(run) for run in runs]
+    return all(task.result() for task in tasks)
+
+
+def _unexpected(error: Exception, request: PlannedRequest, doing: str) -> TransientError:
+    """A request's error that is not Pinecone's answer: its messages are retried, the error logged."""
+    if isinstance(error, TransientError):
+        return error
+    logger.warning(
+        f"{doing} a Pinecone request failed; its messages are retried",
+        extra={"namespace": request.namespace, "kind": request.kind, "error": type(error).__name__},
+        exc_info=error,
+    )
+    return TransientError(f"{doing} the request failed: {type(error).__name__}: {error}")
 
 
 def _as_failure(error: PineconeRequestError) -> TransientError:

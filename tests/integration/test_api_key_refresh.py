@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import boto3
@@ -10,8 +11,10 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from pinecone import Admin
 
 from functions.ingest import app as ingest_app
+from functions.query import app as query_app
 from tests.conftest import FakeLambdaContext, load_event
 from tests.integration.conftest import Pipeline
+from vector_relay import worker
 
 
 def test_a_revoked_key_is_replaced_from_the_secret_without_a_failed_message(
@@ -67,3 +70,42 @@ def test_a_secret_without_a_usable_key_is_retried_not_dead_lettered(
     with pytest.raises(BatchProcessingError, match="All records failed"):
         ingest_app.lambda_handler(event, lambda_context)
     assert pipeline.drain() == []
+
+
+def test_a_refused_key_whose_secret_is_unreadable_fails_the_batch_for_retry_and_leaves_nothing_running(
+    pipeline: Pipeline, lambda_context: FakeLambdaContext
+) -> None:
+    """The re-read after a 401 raises (malformed secret): every request's messages are retried and
+    each handler returns only when none of its requests is still running on the worker's loop."""
+    emulator = pipeline.emulator
+    admin = Admin(
+        client_id=emulator.client_id,
+        client_secret=emulator.client_secret,
+        host=emulator.url,
+        oauth_url=emulator.oauth_url,
+    )
+    secrets = boto3.client("secretsmanager")
+    first = admin.api_keys.create(project_id=emulator.project_id, name="first")
+    secrets.put_secret_value(
+        SecretId=pipeline.secret_arn, SecretString=json.dumps({"api_key": first.value, "key_id": first.key.id})
+    )
+    # GIVEN warm workers holding the key
+    assert ingest_app.lambda_handler(load_event("ingest-upsert"), lambda_context) == {"batchItemFailures": []}
+    assert query_app.lambda_handler(load_event("query"), lambda_context) == {"batchItemFailures": []}
+
+    # WHEN the key is revoked and the secret holds no usable key
+    admin.api_keys.delete(api_key_id=first.key.id)
+    secrets.put_secret_value(SecretId=pipeline.secret_arn, SecretString='{"key_id": "x"}')
+
+    # THEN every message is retried by SQS (the whole batch failed), none dead-lettered
+    with pytest.raises(BatchProcessingError, match="All records failed"):
+        ingest_app.lambda_handler(load_event("ingest-upsert"), lambda_context)
+    with pytest.raises(BatchProcessingError, match="All records failed"):
+        query_app.lambda_handler(load_event("query"), lambda_context)
+    assert emulator.control.count(status=401) >= 2  # both workers met the revoked key
+    assert pipeline.drain() == []
+
+    # AND nothing of either invocation is left on the loops the warm workers keep
+    assert len(worker._built) == 2
+    for deps in worker._built:
+        assert asyncio.all_tasks(deps.loop.get_loop()) == set()

@@ -214,3 +214,57 @@ def test_namespace_rate_limit_spaces_request_starts() -> None:
     outcome = asyncio.run(runner.run(plan_writes(messages)))
     assert outcome.failures == {}
     assert sorted(slept) == [0.1, 0.2]  # three deletes to "ns" at 10/s; "other" is not held back
+
+
+def test_a_key_read_that_fails_mid_batch_fails_its_request_only_and_leaves_nothing_running() -> None:
+    """Five requests in flight; one is refused and the key re-read raises (Secrets Manager down).
+
+    That request's messages are retried; the other four land; when ``run`` returns no task of the
+    batch is left on the loop (the worker's loop outlives the invocation, so one would resume
+    inside the next invocation and write after its lease).
+    """
+    in_flight: list[str] = []
+    all_in_flight = asyncio.Event()
+    read_failed = asyncio.Event()
+    loop: asyncio.AbstractEventLoop | None = None
+
+    class Holding(ScriptedGateway):
+        async def _answer(self, kind: str, namespace: str, ids: tuple[str, ...], timeout: float) -> CallResult:
+            self.log.append((kind, self.key.value, ids))
+            if namespace == "ns0":
+                await all_in_flight.wait()
+                raise PineconeRequestError(FailureKind.AUTH, "Pinecone 401: Unauthorized", status=401)
+            in_flight.append(namespace)
+            if len(in_flight) == 4:
+                all_in_flight.set()
+            await read_failed.wait()  # still in flight when the refresh fails
+            return CallResult(elapsed_ms=1.0)
+
+    reads = 0
+
+    def read() -> ApiKey:
+        nonlocal reads
+        reads += 1
+        if reads == 1:
+            return ApiKey(value="k1", version_id="v1")
+        assert loop is not None
+        loop.call_soon_threadsafe(read_failed.set)
+        raise RuntimeError("Secrets Manager is unavailable")
+
+    async def batch() -> tuple[WriteOutcome, set[asyncio.Task[Any]]]:
+        nonlocal loop
+        loop = asyncio.get_running_loop()
+        log: list[Any] = []
+        source = GatewaySource(ApiKeyCache(read), lambda key: Holding(key, log, {}))  # type: ignore[arg-type,return-value]
+        runner = PlanRunner(source, deadline=Deadline(30), max_concurrency=8)
+        outcome = await runner.run(plan_writes([(f"m{i}", f"ns{i}", up(f"ns{i}", "a")) for i in range(5)]))
+        return outcome, asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[operator]
+
+    outcome, left_running = asyncio.run(batch())
+
+    assert left_running == set()
+    assert set(outcome.failures) == {"m0"}
+    assert isinstance(outcome.failures["m0"], TransientError)
+    assert "RuntimeError: Secrets Manager is unavailable" in str(outcome.failures["m0"])
+    assert outcome.records_upserted == 4
+    assert sorted(in_flight) == ["ns1", "ns2", "ns3", "ns4"]
