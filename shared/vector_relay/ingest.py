@@ -255,6 +255,10 @@ def _report(
     metrics.add_metric(name="TransientFailures", unit=MetricUnit.Count, value=len(outcome.failures))
     if outcome.deadline_cutoffs:
         metrics.add_metric(name="DeadlineCutoffs", unit=MetricUnit.Count, value=outcome.deadline_cutoffs)
+    if outcome.retries:
+        metrics.add_metric(name="PineconeRetries", unit=MetricUnit.Count, value=outcome.retries)
+    if outcome.uncertain_landings:
+        metrics.add_metric(name="UncertainLandings", unit=MetricUnit.Count, value=outcome.uncertain_landings)
     if outcome.auth_refreshes:
         metrics.add_metric(name="AuthRefreshes", unit=MetricUnit.Count, value=outcome.auth_refreshes)
     for latency in outcome.latencies_ms:

@@ -10,27 +10,38 @@ class name (those changed between SDK majors):
 * 408, 429, 5xx, timeouts, connection errors, anything unexpected -> :attr:`FailureKind.TRANSIENT`.
 
 The data plane is used through the SDK's ``AsyncIndex``. The SDK retries data-plane requests by
-itself (4 attempts, ``Retry-After`` up to 60 s) and offers no way to turn that off; an asyncio
-cancellation is the one thing that stops those retries, so every call here runs under a deadline
+itself inside its HTTP transport (10.2.0: 4 attempts, ``Retry-After`` up to 60 s) and offers no
+setting for it; :func:`disable_sdk_retries` turns those retries off on each index this module
+builds (a test pins the SDK internals it relies on), and :class:`PineconeGateway` retries instead,
+where it can see every attempt: at most ``max_attempts``, never past the call's deadline, and it
+reports whether an attempt of a successful call may also have been applied (a timeout, a dropped
+connection or a 5xx after which Pinecone may still write). Every call runs under a deadline
 (``asyncio.wait_for``) and a per-attempt timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
+import random
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pinecone
 from pinecone import AsyncIndex
+from pinecone._internal.config import PineconeConfig, RetryConfig
 
 from vector_relay.contract import IndexShape
 
 _REJECTED = frozenset({400, 413, 422})
 _AUTH = frozenset({401, 403})
+RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})  # and no status: timeouts, dropped connections
+_KNOWN_NOT_APPLIED = frozenset({429})  # refused before the write: nothing of that attempt can land later
+BACKOFF_BASE_SECONDS = 0.25
+BACKOFF_CAP_SECONDS = 4.0
 
 
 class FailureKind(enum.Enum):
@@ -43,17 +54,38 @@ class FailureKind(enum.Enum):
 class PineconeRequestError(Exception):
     """A Pinecone call that did not succeed, classified. The message never holds the API key."""
 
-    def __init__(self, kind: FailureKind, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self,
+        kind: FailureKind,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        uncertain: bool = False,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.status = status
+        self.retry_after = retry_after  # seconds Pinecone asked to wait (Retry-After), if it did
+        self.uncertain = uncertain  # an attempt may have been applied (timeout, dropped connection, 5xx)
+
+    @property
+    def retryable(self) -> bool:
+        """Worth another attempt now: 408, 429, 5xx or no answer at all."""
+        return self.kind is FailureKind.TRANSIENT and (self.status is None or self.status in RETRYABLE)
 
 
 @dataclass(frozen=True, slots=True)
 class CallResult:
-    """What a successful call cost: wall time in ms (latency metrics)."""
+    """What a successful call cost: wall time in ms (latency metrics), and how it got there.
+
+    ``uncertain``: an earlier attempt failed in a way that leaves open whether Pinecone applied it
+    (a timeout, a dropped connection, a 5xx), so a copy of this write may still land later.
+    """
 
     elapsed_ms: float
+    attempts: int = 1
+    uncertain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +102,7 @@ def classify(error: BaseException) -> PineconeRequestError:
     if isinstance(error, PineconeRequestError):
         return error
     if isinstance(error, asyncio.TimeoutError | TimeoutError):
-        return PineconeRequestError(FailureKind.TRANSIENT, "Pinecone did not answer in time")
+        return PineconeRequestError(FailureKind.TRANSIENT, "Pinecone did not answer in time", uncertain=True)
     status = getattr(error, "status_code", None)
     message = _describe(error)
     if isinstance(status, int):
@@ -78,8 +110,15 @@ def classify(error: BaseException) -> PineconeRequestError:
             return PineconeRequestError(FailureKind.REJECTED, message, status=status)
         if status in _AUTH:
             return PineconeRequestError(FailureKind.AUTH, message, status=status)
-        return PineconeRequestError(FailureKind.TRANSIENT, message, status=status)
-    return PineconeRequestError(FailureKind.TRANSIENT, message)
+        retry_after = getattr(error, "retry_after", None)
+        return PineconeRequestError(
+            FailureKind.TRANSIENT,
+            message,
+            status=status,
+            retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
+            uncertain=status >= 500 or status == 408,
+        )
+    return PineconeRequestError(FailureKind.TRANSIENT, message, uncertain=True)  # no answer: may have landed
 
 
 def _describe(error: BaseException) -> str:
@@ -94,12 +133,27 @@ class PineconeGateway:
 
     Records are passed as SDK dicts (``id``, ``values``, optional ``sparse_values`` and
     ``metadata``). Every method takes ``timeout``: the seconds left for the whole call, retries
-    included; no attempt outlives it.
+    included; no attempt outlives it. A retryable failure (408, 429, 5xx, no answer) is tried
+    again, up to ``max_attempts`` in all, after a jittered back-off or Pinecone's ``Retry-After``,
+    unless the wait would not leave an attempt room before the deadline.
     """
 
-    def __init__(self, *, host: str, api_key: str, attempt_timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        api_key: str,
+        attempt_timeout: float,
+        max_attempts: int = 3,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
         self._index = AsyncIndex(host=host, api_key=api_key, timeout=attempt_timeout, source_tag="vector_relay")
+        disable_sdk_retries(self._index)
         self._attempt_timeout = attempt_timeout
+        self._max_attempts = max_attempts
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - back-off jitter, not a secret
 
     async def upsert(self, namespace: str, records: Sequence[Mapping[str, Any]], *, timeout: float) -> CallResult:
         return await self._call(
@@ -167,17 +221,50 @@ class PineconeGateway:
         await self._index.close()
 
     async def _call(self, start: Any, timeout: float, *, missing_is_success: bool = False) -> CallResult:
+        """Attempts of one call until one succeeds, one fails for good, or the deadline comes."""
         if timeout <= 0:
             raise PineconeRequestError(FailureKind.DEADLINE, "no time left for this Pinecone request")
         began = time.perf_counter()
-        call: Awaitable[Any] = start(min(self._attempt_timeout, timeout))
-        try:
-            await asyncio.wait_for(call, timeout=timeout)
-        except Exception as error:
-            if missing_is_success and getattr(error, "status_code", None) == 404:
-                return CallResult(elapsed_ms=(time.perf_counter() - began) * 1000)
-            raise classify(error) from error
-        return CallResult(elapsed_ms=(time.perf_counter() - began) * 1000)
+        deadline = time.monotonic() + timeout
+        uncertain = False
+        for attempt in range(1, self._max_attempts + 1):
+            left = deadline - time.monotonic()
+            call: Awaitable[Any] = start(min(self._attempt_timeout, left))
+            try:
+                await asyncio.wait_for(call, timeout=left)
+            except Exception as error:
+                if missing_is_success and getattr(error, "status_code", None) == 404:
+                    break
+                failure = classify(error)
+                failure.uncertain = failure.uncertain or uncertain
+                uncertain = failure.uncertain
+                wait = self._backoff(attempt, failure)
+                if not failure.retryable or attempt == self._max_attempts or wait > deadline - time.monotonic() - 1:
+                    raise failure from error
+                await self._sleep(wait)
+            else:
+                break
+        return CallResult(elapsed_ms=(time.perf_counter() - began) * 1000, attempts=attempt, uncertain=uncertain)
+
+    def _backoff(self, attempt: int, failure: PineconeRequestError) -> float:
+        """Pinecone's ``Retry-After`` when it sent one, else full jitter up to 0.25 s x 2^(attempt-1), at most 4 s."""
+        if failure.retry_after is not None:
+            return max(failure.retry_after, 0.0)
+        return self._rng.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)))
+
+
+def disable_sdk_retries(index: AsyncIndex) -> None:
+    """Turn off the retries the SDK makes inside its HTTP transport for ``index`` (before its first call).
+
+    SDK 10.2.0 builds the data plane's httpx client lazily from ``index._http._config.retry_config``
+    and takes no public setting for it. If those internals change, this raises at once rather than
+    let hidden retries back in (tests/integration/test_worker_retries.py counts attempts on the wire).
+    """
+    http = getattr(index, "_http", None)
+    config = getattr(http, "_config", None)
+    if http is None or getattr(http, "_client", object()) is not None or not isinstance(config, PineconeConfig):
+        raise RuntimeError(f"pinecone {pinecone.__version__}: cannot turn off the SDK's data-plane retries")
+    http._config = dataclasses.replace(config, retry_config=RetryConfig(max_retries=0))
 
 
 def _match(scored: Any, include_values: bool, include_metadata: bool) -> dict[str, Any]:

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     pinecone_request_timeout_seconds: float = Field(
         default=10.0, gt=0, le=60, description="Timeout of one Pinecone HTTP attempt, in seconds."
     )
+    pinecone_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Attempts per Pinecone request within an invocation (408, 429, 5xx, timeouts); then SQS retries.",
+    )
     pinecone_max_concurrency: int = Field(
         default=8, ge=1, le=64, description="Pinecone requests in flight at once per invocation."
     )

@@ -107,6 +107,7 @@ def gateway_builder(settings: Settings) -> Callable[[ApiKey], PineconeGateway]:
             host=settings.pinecone_index_host,
             api_key=key.value,
             attempt_timeout=settings.pinecone_request_timeout_seconds,
+            max_attempts=settings.pinecone_max_attempts,
         )
 
     return build

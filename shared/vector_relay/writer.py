@@ -73,6 +73,8 @@ class WriteOutcome:
     latencies_ms: list[float] = field(default_factory=list)
     deadline_cutoffs: int = 0
     auth_refreshes: int = 0
+    retries: int = 0  # attempts beyond the first of requests that succeeded
+    uncertain_landings: int = 0  # succeeded after an attempt that may also land: leases kept to their end
     landed: set[tuple[str, str]] = field(default_factory=set)  # (namespace, id) written by a successful request
 
     def fail(self, request: PlannedRequest, error: BaseException) -> None:
@@ -138,7 +140,7 @@ class PlanRunner:
     async def _run_request(self, request: PlannedRequest) -> bool:
         """Send ``request``; True when everything in it landed (or was correctly found poison)."""
         try:
-            await self._send_with_auth_retry(request)
+            result = await self._send_with_auth_retry(request)
         except PineconeRequestError as error:
             if error.kind is FailureKind.REJECTED:
                 return await self._isolate_rejected(request, error)
@@ -149,12 +151,15 @@ class PlanRunner:
         except Exception as error:  # e.g. the secret unreadable during a key refresh
             self.outcome.fail(request, _unexpected(error, request, "sending"))
             return False
+        # A write is "landed" (its lease may be released) only when no other copy of it can still be
+        # applied: an earlier attempt that timed out or got a 5xx may reach the index after this one.
+        landed = self.outcome.landed if not result.uncertain else set()
         if request.kind == "upsert":
             self.outcome.records_upserted += len(request.records)
-            self.outcome.landed.update((request.namespace, r["id"]) for r in request.records)
+            landed.update((request.namespace, r["id"]) for r in request.records)
         elif request.kind == "delete_ids":
             self.outcome.records_deleted += len(request.ids)
-            self.outcome.landed.update((request.namespace, i) for i in request.ids)
+            landed.update((request.namespace, i) for i in request.ids)
         return True
 
     async def _isolate_rejected(self, request: PlannedRequest, error: PineconeRequestError) -> bool:
@@ -169,9 +174,10 @@ class PlanRunner:
             return True
         return await _all(self._run_request(part) for part in request.split_by_origin())
 
-    async def _send_with_auth_retry(self, request: PlannedRequest) -> None:
+    async def _send_with_auth_retry(self, request: PlannedRequest) -> CallResult:
         refreshed = await call_with_key_refresh(self._gateways, lambda gateway: self._send(gateway, request))
         self.outcome.auth_refreshes += refreshed.refreshes
+        return refreshed.value
 
     async def _send(self, gateway: PineconeGateway, request: PlannedRequest) -> CallResult:
         async with self._slots:
@@ -190,6 +196,8 @@ class PlanRunner:
             else:
                 result = await gateway.delete_all(request.namespace, timeout=left)
             self.outcome.latencies_ms.append(result.elapsed_ms)
+            self.outcome.retries += result.attempts - 1
+            self.outcome.uncertain_landings += result.uncertain
             return result
 
     async def _respect_rate_limit(self, namespace: str) -> None:

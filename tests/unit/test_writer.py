@@ -49,6 +49,8 @@ class ScriptedGateway:
             raise PineconeRequestError(FailureKind.REJECTED, "Pinecone 400: bad record", status=400)
         if kind in self.script.get("fail_kinds", ()):
             raise PineconeRequestError(FailureKind.TRANSIENT, "Pinecone 503: unavailable", status=503)
+        if namespace in self.script.get("uncertain_namespaces", ()):
+            return CallResult(elapsed_ms=1.0, attempts=2, uncertain=True)  # a 5xx first, then success
         return CallResult(elapsed_ms=1.0)
 
 
@@ -129,6 +131,16 @@ def test_transient_failure_fails_exactly_the_contributing_messages() -> None:
     outcome, _, _ = run(messages, {"fail_kinds": {"delete_ids"}})
     assert set(outcome.failures) == {"m2"}
     assert "503" in str(outcome.failures["m2"])
+
+
+def test_a_write_that_succeeded_after_an_uncertain_attempt_is_not_landed() -> None:
+    """Its records keep their leases: the failed attempt may still be applied after a newer write."""
+    messages = [("m1", "sure", up("sure", "a")), ("m2", "unsure", up("unsure", "b"))]
+    outcome, _, _ = run(messages, {"uncertain_namespaces": {"unsure"}})
+    assert outcome.failures == {}
+    assert outcome.records_upserted == 2
+    assert outcome.landed == {("sure", "a")}
+    assert (outcome.retries, outcome.uncertain_landings) == (1, 1)
 
 
 def test_a_failed_stage_holds_back_the_later_stages_of_its_namespace() -> None:
