@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 from moto.server import ThreadedMotoServer
 
 from vector_relay.clients import clear_client_caches
@@ -19,6 +20,11 @@ from vector_relay.worker import reset_worker_dependencies
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
+
+# Property tests judge results, never speed: no per-example deadline, and no "too slow" health check
+# (data generation slows down on a busy machine; that is not a failure of the code under test).
+settings.register_profile("vector-relay", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("vector-relay")
 
 # The deployment the sample events assume (events/README.md).
 SAMPLE_TENANTS = {"acme": "tenant-acme", "globex": "tenant-globex"}
@@ -70,19 +76,25 @@ def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / f"{name}.json").read_text())
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def wait_until(condition: Callable[[], bool], what: str, *, ceiling: float = 120.0, poll: float = 0.05) -> None:
+    """Poll ``condition`` until it holds; fail after ``ceiling`` seconds (generous: a verdict, not a race)."""
+    deadline = time.monotonic() + ceiling
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not met within {ceiling:.0f} s"
+        time.sleep(poll)
 
 
 @pytest.fixture(scope="session")
 def moto_server_url() -> Iterator[str]:
-    """moto's server on a free loopback port for the whole session (state is reset per test)."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    """moto's server on a loopback port the OS picks (port 0) for the whole session (state is reset per test).
+
+    Binding port 0 in the server itself leaves no window in which another process could take a port
+    found free a moment before.
+    """
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    yield f"http://127.0.0.1:{port}"
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
     server.stop()
 
 

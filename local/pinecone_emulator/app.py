@@ -166,7 +166,8 @@ class Emulator:
                 raise ApiError(
                     429,
                     f"Request failed. You've reached the max {operation} requests per second limit "
-                    f"({limit.requests_per_second}/s) for namespace {namespace}. Please try again later.",
+                    f"({_rate(limit.requests_per_second, limit.window_seconds)}) for namespace {namespace}. "
+                    "Please try again later.",
                     headers=headers,
                 )
 
@@ -543,6 +544,12 @@ class Emulator:
                     }
                 )
         return {"indexes": report, "api_keys": [k.to_json() for k in self.keyring.list()]}
+
+
+def _rate(requests: int, window_seconds: float) -> str:
+    if window_seconds == 1.0:
+        return f"{requests}/s"
+    return f"{requests} per {window_seconds:g} s"
 
 
 def _fault_message(status: int) -> str:

@@ -186,6 +186,7 @@ class RateLimit:
     requests_per_second: int = 0  # 0 = off (Pinecone's serverless limit is 100/s per namespace)
     operations: tuple[str, ...] = RATE_LIMITED_OPERATIONS
     retry_after: str | None = "1"
+    window_seconds: float = 1.0  # a sliding window; tests lengthen it so that no verdict hangs on speed
 
     @classmethod
     def from_json(cls, raw: object) -> RateLimit:
@@ -200,13 +201,18 @@ class RateLimit:
         if not isinstance(operations, list) or not all(isinstance(op, str) for op in operations):
             raise FaultSpecError("operations must be an array of operation names")
         retry_after = raw.get("retry_after", "1")
-        return cls(rps, tuple(operations), None if retry_after is None else _format_retry_after(retry_after))
+        window = raw.get("window_seconds", 1.0)
+        if not isinstance(window, int | float) or isinstance(window, bool) or not window > 0:
+            raise FaultSpecError("window_seconds must be a positive number")
+        formatted = None if retry_after is None else _format_retry_after(retry_after)
+        return cls(rps, tuple(operations), formatted, float(window))
 
     def to_json(self) -> dict[str, Any]:
         return {
             "requests_per_second": self.requests_per_second,
             "operations": list(self.operations),
             "retry_after": self.retry_after,
+            "window_seconds": self.window_seconds,
         }
 
 
@@ -309,7 +315,7 @@ class FaultPlan:
                 return False
             now = time.monotonic()
             window = self._windows.setdefault((operation, index, namespace), deque())
-            while window and window[0] <= now - 1.0:
+            while window and window[0] <= now - self.rate_limit.window_seconds:
                 window.popleft()
             if len(window) >= limit:
                 return True

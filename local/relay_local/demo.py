@@ -136,7 +136,7 @@ def run_demo(
     options: StackOptions | None = None,
     *,
     dataset_path: Path = DATASET,
-    drain_timeout: float = 60.0,
+    drain_timeout: float = 180.0,
     out: Callable[[str], None] = print,
 ) -> DemoResult:
     started = time.monotonic()

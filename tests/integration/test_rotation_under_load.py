@@ -20,7 +20,7 @@ from pinecone import Index
 
 from functions.ingest import app as ingest_app
 from functions.query import app as query_app
-from tests.conftest import SAMPLE_TENANTS, FakeLambdaContext
+from tests.conftest import SAMPLE_TENANTS, FakeLambdaContext, wait_until
 from tests.integration.conftest import SqsDriver
 from tests.integration.test_ingest import upsert_body, vector
 from tests.integration.test_query import query_body
@@ -31,7 +31,7 @@ __all__ = ["rotation_setup"]
 
 TTL_SECONDS = 1
 GRACE_SECONDS = 2
-PAUSE_BETWEEN_ROTATIONS = GRACE_SECONDS + 0.5  # so each finish may revoke the key from two rotations back
+PAUSE_BETWEEN_ROTATIONS = GRACE_SECONDS + 0.5  # at least: so each finish may revoke the key from two rotations back
 
 
 class Stream(threading.Thread):
@@ -102,18 +102,31 @@ def test_three_rotations_under_load_lose_nothing_and_move_traffic_to_each_new_ke
         stream.driver.publish(stream.bodies(-1))
         stream.deliver()
 
+    def carried(key_id: str) -> bool:
+        """Both workers have had a request answered with this key (or a stream died: stop waiting)."""
+        if ingest.errors or query.errors:
+            return True
+        return all(emulator.control.count(operation=op, status=200, api_key=key_id) > 0 for op in ("upsert", "query"))
+
     keys = [{"api_key": emulator.api_key, "key_id": INITIAL_KEY_ID}]
     ingest.start()
     query.start()
     try:
-        time.sleep(0.5)
+        wait_until(lambda: carried(INITIAL_KEY_ID), "traffic on the initial key")
         for _ in range(3):
+            rotated = time.monotonic()
             keys.append(r.secret("AWSCURRENT", r.rotate()))
-            time.sleep(PAUSE_BETWEEN_ROTATIONS)
+            # Rotate again only once traffic is on the new key (a condition, however slow the machine)
+            # and the retiring key's grace has run (a lower bound: the next rotation's revocation is no race).
+            wait_until(lambda: carried(keys[-1]["key_id"]), "traffic moved to the new key")
+            time.sleep(max(0.0, rotated + PAUSE_BETWEEN_ROTATIONS - time.monotonic()))
+        wait_until(lambda: min(ingest.rounds, query.rounds) >= 20 or bool(ingest.errors or query.errors), "20 rounds")
     finally:
         stop.set()
-        ingest.join(timeout=30)
-        query.join(timeout=30)
+        ingest.join(timeout=120)
+        query.join(timeout=120)
+    assert not ingest.is_alive()
+    assert not query.is_alive()
     ingest.drain()
     query.drain()
 

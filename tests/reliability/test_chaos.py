@@ -331,7 +331,7 @@ def test_the_index_converges_to_the_highest_version_of_every_record(
     feeder = Feeder(queues.url)
     published = feeder.add(stream.valid + stream.poison, rng, duplicates=0.1, delayed=0.05)
     long_run = OPERATIONS > 5_000
-    deadline = time.monotonic() + (3000 if long_run else 150)
+    deadline = time.monotonic() + (3000 if long_run else 900)  # a ceiling for a stuck run, not a verdict on speed
     pool = WorkerPool(queues, tmp_path / "functions.log")
     pool.start()
     try:

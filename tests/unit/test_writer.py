@@ -186,13 +186,17 @@ def test_no_request_starts_when_the_deadline_is_too_close() -> None:
 def test_concurrency_is_bounded(limit: int) -> None:
     in_flight = 0
     peak = 0
+    full = asyncio.Event()  # calls are held until `limit` of them are in flight at once
 
     class Counting(ScriptedGateway):
         async def _answer(self, kind: str, namespace: str, ids: tuple[str, ...], timeout: float) -> CallResult:
             nonlocal in_flight, peak
             in_flight += 1
             peak = max(peak, in_flight)
-            await asyncio.sleep(0.01)
+            if in_flight >= limit:
+                full.set()
+            await full.wait()
+            await asyncio.sleep(0)  # let every other ready call in: more than `limit` would be seen here
             in_flight -= 1
             return CallResult(elapsed_ms=10)
 

@@ -38,7 +38,7 @@ def emulator_process(*args: str) -> Iterator[str]:
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             process.kill()
             raise
@@ -66,7 +66,7 @@ def test_invalid_fault_flag_exits_with_a_usage_error() -> None:
         [sys.executable, "-m", "pinecone_emulator", "--port", "0", "--fault", '{"operation": "query"}'],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=120,
         check=False,
     )
 

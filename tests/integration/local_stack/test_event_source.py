@@ -14,7 +14,7 @@ import pytest
 
 from relay_local.event_source import EnvironmentPool, EventSourceConfig, EventSourcePoller
 from relay_local.runtime import InProcessEnvironment
-from tests.conftest import FakeLambdaContext
+from tests.conftest import FakeLambdaContext, wait_until
 
 VISIBILITY_TIMEOUT = 2
 MAX_RECEIVE_COUNT = 2
@@ -55,9 +55,10 @@ class Queues:
 class Recorder:
     """A handler that records each delivery (body, receive count, time) and answers as told."""
 
-    def __init__(self, answer: Callable[[dict[str, Any]], bool], *, sleep_on_first: str = "") -> None:
+    def __init__(self, answer: Callable[[dict[str, Any]], bool], *, hang_on_first: str = "") -> None:
         self.answer = answer  # record -> succeeded?
-        self.sleep_on_first = sleep_on_first
+        self.hang_on_first = hang_on_first
+        self.release = threading.Event()  # a hung first delivery returns when this is set (the test's end)
         self.deliveries: list[tuple[str, int, float]] = []
         self.batches: list[list[str]] = []
         self.lock = threading.Lock()
@@ -69,8 +70,8 @@ class Recorder:
             for r in records:
                 self.deliveries.append((r["body"], int(r["attributes"]["ApproximateReceiveCount"]), time.monotonic()))
         for r in records:
-            if r["body"] == self.sleep_on_first and r["attributes"]["ApproximateReceiveCount"] == "1":
-                time.sleep(3)  # longer than the function timeout
+            if r["body"] == self.hang_on_first and r["attributes"]["ApproximateReceiveCount"] == "1":
+                self.release.wait(120)  # past the function timeout however slow the machine is
         return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records if not self.answer(r)]}
 
     def receives(self, body: str) -> list[int]:
@@ -109,13 +110,6 @@ def pollers() -> Iterator[list[EventSourcePoller]]:
         poller.stop()
 
 
-def wait_for(condition: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
-
-
 def test_reported_failures_stay_until_redriven_and_successes_are_deleted(
     queues: Queues, pollers: list[EventSourcePoller]
 ) -> None:
@@ -125,7 +119,7 @@ def test_reported_failures_stay_until_redriven_and_successes_are_deleted(
 
     # WHEN the poller consumes the queue until SQS moves the failure to the DLQ
     pollers.append(start_poller(queues, handler))
-    wait_for(lambda: queues.depth(queues.dlq_url) == 1, seconds=15)
+    wait_until(lambda: queues.depth(queues.dlq_url) == 1, "the failure reached the DLQ")
     pollers[0].stop()
 
     # THEN the successes were delivered once and deleted; the failure was delivered maxReceiveCount times ...
@@ -144,13 +138,19 @@ def test_an_invocation_over_the_function_timeout_leaves_its_whole_batch(
     queues: Queues, pollers: list[EventSourcePoller]
 ) -> None:
     # GIVEN a batch whose invocation overruns the 1 s function timeout on its first delivery only
-    handler = Recorder(lambda record: True, sleep_on_first="slow")
+    handler = Recorder(lambda record: True, hang_on_first="slow")
     queues.send("slow", "fine")
 
     # WHEN the poller consumes it
     poller = start_poller(queues, handler, function_timeout_seconds=1, batching_window_seconds=1)
     pollers.append(poller)
-    wait_for(lambda: queues.depth(queues.url) == 0 and poller.idle and poller.counters.invocations == 2, seconds=15)
+    try:
+        wait_until(
+            lambda: queues.depth(queues.url) == 0 and poller.idle and poller.counters.invocations == 2,
+            "the batch came back and was consumed",
+        )
+    finally:
+        handler.release.set()
 
     # THEN the first invocation counts as a timeout and nothing of its batch was deleted: both came back
     outcomes = [o.result.outcome for o in poller.counters.outcomes]
@@ -161,8 +161,11 @@ def test_an_invocation_over_the_function_timeout_leaves_its_whole_batch(
 
 
 def test_batches_fill_up_to_the_batch_size_within_the_window(queues: Queues, pollers: list[EventSourcePoller]) -> None:
-    # GIVEN 25 messages on the queue and an event source with batch size 20 and a 1 s window
+    # GIVEN 25 messages on the queue and an event source with batch size 20 and a 5 s window (long enough
+    # for the poller's two receives of 10 on a busy machine; the second batch waits the window out), and a
+    # visibility timeout longer than the window, as AWS requires of a real event source mapping
     handler = Recorder(lambda record: True)
+    queues.sqs.set_queue_attributes(QueueUrl=queues.url, Attributes={"VisibilityTimeout": "60"})
     for start in range(0, 25, 10):
         queues.sqs.send_message_batch(
             QueueUrl=queues.url,
@@ -170,9 +173,12 @@ def test_batches_fill_up_to_the_batch_size_within_the_window(queues: Queues, pol
         )
 
     # WHEN the poller consumes them with one invocation at a time
-    poller = start_poller(queues, handler, batch_size=20, batching_window_seconds=1, maximum_concurrency=1)
+    poller = start_poller(queues, handler, batch_size=20, batching_window_seconds=5, maximum_concurrency=1)
     pollers.append(poller)
-    wait_for(lambda: queues.depth(queues.url) == 0 and poller.idle, seconds=15)
+    wait_until(
+        lambda: sum(map(len, handler.batches)) >= 25 and queues.depth(queues.url) == 0 and poller.idle,
+        "the queue was consumed",
+    )
 
     # THEN the first batch is full and the rest comes in the second
     assert [len(batch) for batch in handler.batches] == [20, 5]

@@ -14,7 +14,9 @@ from tests.reliability.emulator.conftest import Emulated
 
 COLORS = ["red", "green", "blue"]
 TAGS = ["a", "b", "c"]
-SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 # ------------------------------------------------------------------------------------------- data
 metadata_strategy = st.fixed_dictionaries(
