@@ -26,6 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vector_relay.batching import Coalesced, PlannedRequest, coalesce, narrow, pack, request_keys
+from vector_relay.clients import OutOfTimeError
 from vector_relay.contract import DeleteMessage, UpsertMessage, ValidationContext, WriteMessage
 from vector_relay.errors import PoisonMessageError, Problem
 from vector_relay.tenancy import TenantRegistry
@@ -33,6 +34,7 @@ from vector_relay.validation import parse_write_message
 from vector_relay.version_guard import BusyWriteError, GuardedWrite, Verdict, VersionGuard
 from vector_relay.worker import (
     WorkerDependencies,
+    check_timing,
     dead_letter,
     invocation_budget,
     last_delivery,
@@ -50,6 +52,7 @@ def handle_ingest_batch(
     records: list[SQSRecord], context: LambdaContext | None, deps: WorkerDependencies
 ) -> Mapping[str, BaseException]:
     """Return the messages SQS must redeliver, by message id. Everything else was applied or dead-lettered."""
+    check_timing(context, deps)
     deadline = Deadline(invocation_budget(context, deps))
     tenants = deps.tenants.current()
     validation = ValidationContext(tenants=tenants, index=deps.index.current())
@@ -116,7 +119,7 @@ def _retry_busy_sooner(
                         for i, (record, seconds) in enumerate(entries[start : start + 10])
                     ],
                 )
-        except (ClientError, BotoCoreError) as error:
+        except (ClientError, BotoCoreError, OutOfTimeError) as error:
             logger.warning("could not bring busy messages back sooner", extra={"queue": arn, "error": str(error)})
 
 

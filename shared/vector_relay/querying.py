@@ -42,7 +42,7 @@ from vector_relay.dead_letter import SQS_MAX_MESSAGE_BYTES
 from vector_relay.errors import PoisonMessageError, Problem, TransientError
 from vector_relay.pinecone_gateway import FailureKind, PineconeRequestError, QueryResult
 from vector_relay.validation import parse_query_message
-from vector_relay.worker import WorkerDependencies, dead_letter, invocation_budget, last_delivery
+from vector_relay.worker import WorkerDependencies, check_timing, dead_letter, invocation_budget, last_delivery
 from vector_relay.writer import MIN_REQUEST_SECONDS, Deadline
 
 if TYPE_CHECKING:
@@ -69,6 +69,7 @@ def handle_query_batch(
     records: list[SQSRecord], context: LambdaContext | None, deps: WorkerDependencies
 ) -> Mapping[str, BaseException]:
     """Answer every query; return the ones SQS must redeliver, by message id."""
+    check_timing(context, deps)
     deadline = Deadline(invocation_budget(context, deps))
     tenants = deps.tenants.current()
     allowed = deps.settings.reply_queue_allow_list
@@ -91,7 +92,15 @@ def handle_query_batch(
     results = deps.loop.run(_run_queries(jobs, deps, deadline))
     for (record, message, _), result in zip(jobs, results, strict=True):
         if isinstance(result, QueryResult):
-            body, stored = _ok_reply(record, message, result)
+            try:
+                body, stored = _ok_reply(record, message, result)
+            except Exception as error:  # S3 refused, or no time left to store it: this query is retried alone
+                logger.warning(
+                    "a large reply could not be stored; the query is retried",
+                    extra={"message_id": record.message_id, "error": type(error).__name__},
+                )
+                failures[record.message_id] = TransientError(f"the reply could not be stored: {type(error).__name__}")
+                continue
             if stored:
                 deps.metrics.add_metric(name="OversizedReplies", unit=MetricUnit.Count, value=1)
             replies.append(PendingReply(record, message.reply_to, body, "ok"))

@@ -168,6 +168,7 @@ class RotationDependencies:
 
 
 def rotation_dependencies(settings: Settings) -> RotationDependencies:
+    settings.check_rotation_timing()
     secrets = secrets_client()
 
     def admin() -> KeyAdmin:

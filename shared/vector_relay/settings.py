@@ -110,6 +110,12 @@ class Settings(BaseSettings):
         description="Rotation revokes a retired key only this long after it stopped being current "
         "(at least `API_KEY_CACHE_TTL_SECONDS` + the longest worker timeout).",
     )
+    worker_max_timeout_seconds: int = Field(
+        default=60,
+        ge=0,
+        le=900,
+        description="The longest timeout of the ingest and query functions; rotation checks the grace against it.",
+    )
     write_version_table: str | None = Field(
         default=None, description="DynamoDB table of the highest applied version per (namespace, id)."
     )
@@ -157,6 +163,16 @@ class Settings(BaseSettings):
         if self.tenant_registry and self.tenant_registry_parameter:
             raise ValueError("set TENANT_REGISTRY or TENANT_REGISTRY_PARAMETER, not both")
         return self
+
+    def check_rotation_timing(self) -> None:
+        """Rotation's cold-start check: a retired key outlives every worker that may still hold it."""
+        needed = self.api_key_cache_ttl_seconds + self.worker_max_timeout_seconds
+        if self.key_revocation_grace_seconds < needed:
+            raise ConfigurationError(
+                f"KEY_REVOCATION_GRACE_SECONDS ({self.key_revocation_grace_seconds}) must be at least "
+                f"API_KEY_CACHE_TTL_SECONDS ({self.api_key_cache_ttl_seconds}) + WORKER_MAX_TIMEOUT_SECONDS "
+                f"({self.worker_max_timeout_seconds}) = {needed}: a worker may use a retired key that long"
+            )
 
     def require(self, name: str) -> str:
         """The value of an optional string setting this code path needs, or a ConfigurationError naming the variable."""

@@ -15,6 +15,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from vector_relay.clients import FINISH_SECONDS, invocation_deadline
+
 BatchHandler = Callable[[list[SQSRecord], LambdaContext | None], Mapping[str, BaseException]]
 
 
@@ -29,7 +31,11 @@ class WholeBatchProcessor(BatchProcessor):
         handler: BatchHandler = self.handler
         context: LambdaContext | None = getattr(self, "lambda_context", None)
         try:
-            failures = dict(handler(records, context))
+            if context is None:
+                failures = dict(handler(records, context))
+            else:  # every AWS call of the batch ends before the invocation must return
+                with invocation_deadline(context.get_remaining_time_in_millis() / 1000 - FINISH_SECONDS):
+                    failures = dict(handler(records, context))
         except Exception as batch_error:  # the handler could not sort the batch: every message is retried
             failures = {record.message_id: batch_error for record in records}
         results: list[tuple[Any, ...]] = []

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from vector_relay.clients import GUARD_PROFILE, fits
 from vector_relay.errors import TransientError
 
 if TYPE_CHECKING:
@@ -229,6 +230,8 @@ class VersionGuard:
             item["pending"] = {"M": {ns: {"SS": sorted(ids)} for ns, ids in pending.items()}}
             if sum(len(ns) + sum(len(i) + 3 for i in ids) for ns, ids in pending.items()) > MARKER_MAX_BYTES:
                 return
+        if not fits(GUARD_PROFILE):  # too late in the invocation: the leases expire on their own
+            return
         with contextlib.suppress(ClientError, BotoCoreError):  # the leases expire on their own
             self._call(self._dynamodb.put_item, TableName=self._table, Item=item)
 

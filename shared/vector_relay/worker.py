@@ -16,23 +16,33 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
 
-from aws_lambda_powertools import Metrics
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from vector_relay.api_key_cache import ApiKey, ApiKeyCache, GatewaySource, read_api_key
-from vector_relay.clients import dynamodb_client, secrets_client, sqs_client, ssm_client
+from vector_relay.clients import (
+    FINISH_SECONDS,
+    GUARD_PROFILE,
+    dynamodb_client,
+    secrets_client,
+    sqs_client,
+    ssm_client,
+)
 from vector_relay.contract import IndexShape, ValidationContext
-from vector_relay.errors import PoisonMessageError, TransientError
+from vector_relay.errors import ConfigurationError, PoisonMessageError, TransientError
 from vector_relay.pinecone_gateway import PineconeGateway, describe_index_shape
 from vector_relay.poison import route_poison
 from vector_relay.settings import Settings, get_settings
 from vector_relay.tenancy import TenantRegistrySource
 from vector_relay.version_guard import VersionGuard
+from vector_relay.writer import MIN_REQUEST_SECONDS
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
     from mypy_boto3_sqs import SQSClient
+
+logger = Logger(child=True)
 
 # Used when there is no Lambda context (a direct call from a script or a test).
 DEFAULT_BUDGET_SECONDS = 30.0
@@ -60,7 +70,6 @@ class IndexShapeSource:
 @dataclass(slots=True)
 class WorkerDependencies:
     settings: Settings
-    sqs: SQSClient
     tenants: TenantRegistrySource
     keys: ApiKeyCache
     index: IndexShapeSource
@@ -68,6 +77,12 @@ class WorkerDependencies:
     metrics: Metrics
     guard: VersionGuard | None = None
     loop: asyncio.Runner = field(default_factory=asyncio.Runner)
+    timing_checked: bool = False
+
+    @property
+    def sqs(self) -> SQSClient:
+        """An SQS client sure to answer before the invocation must return (asked for each call)."""
+        return sqs_client()
 
 
 @dataclass(slots=True)
@@ -146,7 +161,6 @@ def worker_dependencies(metrics: Metrics) -> WorkerDependencies:
     )
     deps = WorkerDependencies(
         settings=settings,
-        sqs=sqs_client(),
         tenants=tenants,
         keys=keys,
         index=IndexShapeSource(settings, keys),
@@ -191,6 +205,50 @@ def queue_url(sqs: SQSClient, arn: str) -> str:
     """The URL of the queue ``arn`` names (arn:aws:sqs:<region>:<account>:<name>), asked once per client."""
     *_, account, name = arn.split(":")
     return sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+
+
+def check_timing(context: LambdaContext | None, deps: WorkerDependencies) -> None:
+    """On a container's first invocation: the settings that must hold together with the function's timeout.
+
+    The first invocation's time left stands for the timeout. A mismatch is a ConfigurationError:
+    the batch is retried (not dead-lettered) and the log says what to change.
+    """
+    if deps.timing_checked or context is None:
+        return
+    problems = timing_problems(
+        deps.settings, guarded=deps.guard is not None, function_seconds=context.get_remaining_time_in_millis() / 1000
+    )
+    if problems:
+        logger.error("settings do not hold together", extra={"problems": problems})
+        raise ConfigurationError("; ".join(problems))
+    deps.timing_checked = True
+
+
+def timing_problems(settings: Settings, *, guarded: bool, function_seconds: float) -> list[str]:
+    """What is wrong with the deadline, lease and timeout settings of a worker (docs/ordering.md)."""
+    margin = settings.deadline_margin_ms / 1000
+    problems = []
+    if margin + MIN_REQUEST_SECONDS >= function_seconds:
+        problems.append(
+            f"DEADLINE_MARGIN_MS ({settings.deadline_margin_ms}) leaves less than {MIN_REQUEST_SECONDS:g} s "
+            f"for Pinecone in a {function_seconds:.1f} s invocation"
+        )
+    if guarded:
+        claim_overrun = GUARD_PROFILE.worst_case_seconds - MIN_REQUEST_SECONDS + FINISH_SECONDS
+        if margin < claim_overrun:
+            problems.append(
+                f"DEADLINE_MARGIN_MS ({settings.deadline_margin_ms}) must be at least {claim_overrun * 1000:.0f}: "
+                "a version-guard claim started just before the deadline must end before the invocation returns"
+            )
+        cover = margin + settings.write_version_lease_slack_seconds
+        if cover < settings.pinecone_request_timeout_seconds:
+            problems.append(
+                f"DEADLINE_MARGIN_MS ({settings.deadline_margin_ms}) + WRITE_VERSION_LEASE_SLACK_SECONDS "
+                f"({settings.write_version_lease_slack_seconds:g}) = {cover:g} s must be at least "
+                f"PINECONE_REQUEST_TIMEOUT_SECONDS ({settings.pinecone_request_timeout_seconds:g}): the lease "
+                "must cover a request sent at the deadline for as long as one attempt may take"
+            )
+    return problems
 
 
 def invocation_budget(context: LambdaContext | None, deps: WorkerDependencies) -> float:

@@ -125,7 +125,11 @@ def rotation_setup(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> Itera
     monkeypatch.setenv("PINECONE_ADMIN_SECRET_ARN", admin_arn)
     monkeypatch.setenv("PINECONE_OAUTH_URL", emulator.oauth_url)
     monkeypatch.setenv("ROTATION_MARKER_PARAMETER", MARKER)
+    # Revocation at once, to see it happen; coherent only with workers that re-check the key on every
+    # invocation and finish at once (rotation refuses a grace below TTL + the longest worker timeout).
     monkeypatch.setenv("KEY_REVOCATION_GRACE_SECONDS", "0")
+    monkeypatch.setenv("API_KEY_CACHE_TTL_SECONDS", "0")
+    monkeypatch.setenv("WORKER_MAX_TIMEOUT_SECONDS", "0")
     get_settings.cache_clear()
     admin = Admin(
         client_id=emulator.client_id,

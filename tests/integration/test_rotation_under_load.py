@@ -91,6 +91,7 @@ def test_three_rotations_under_load_lose_nothing_and_move_traffic_to_each_new_ke
     pipeline, emulator = r.pipeline, r.emulator
     monkeypatch.setenv("API_KEY_CACHE_TTL_SECONDS", str(TTL_SECONDS))
     monkeypatch.setenv("KEY_REVOCATION_GRACE_SECONDS", str(GRACE_SECONDS))
+    monkeypatch.setenv("WORKER_MAX_TIMEOUT_SECONDS", str(GRACE_SECONDS - TTL_SECONDS))  # invocations here are short
     get_settings.cache_clear()
     stop = threading.Event()
     ingest = Stream(SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler), ingest_bodies, stop)
@@ -165,10 +166,13 @@ def test_three_rotations_under_load_lose_nothing_and_move_traffic_to_each_new_ke
 
 def test_a_key_revoked_out_of_band_is_retried_until_the_secret_holds_a_valid_key(
     rotation_setup: Rotation,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     r = rotation_setup
+    monkeypatch.setenv("API_KEY_CACHE_TTL_SECONDS", "300")  # the default: only a refused key makes a re-read
+    get_settings.cache_clear()
     pipeline, emulator = r.pipeline, r.emulator
     sm = boto3.client("secretsmanager")
     first = r.admin.api_keys.create(project_id=emulator.project_id, name="first")

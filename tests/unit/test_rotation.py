@@ -82,5 +82,9 @@ def test_the_template_s_default_grace_outlasts_the_cache_ttl_and_every_worker_ti
     ]
     grace = parameters["KeyRevocationGraceSeconds"]["Default"]
     assert grace >= parameters["ApiKeyCacheTtlSeconds"]["Default"] + max(worker_timeouts)
+    # the rotation function's cold-start check reads the longest worker timeout from the template
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["WORKER_MAX_TIMEOUT_SECONDS"] == max(
+        worker_timeouts
+    )
     rotate = resources["RotateKeyFunction"]["Properties"]["Environment"]["Variables"]
     assert rotate["KEY_REVOCATION_GRACE_SECONDS"] == {"Ref": "KeyRevocationGraceSeconds"}
