@@ -24,7 +24,7 @@ from urllib.parse import unquote
 from pinecone_emulator import control_plane, data_plane
 from pinecone_emulator.auth import ROLES, ApiKey, KeyRing, Project, anonymous_label, digest
 from pinecone_emulator.config import EmulatorConfig
-from pinecone_emulator.faults import FaultPlan, FaultRule, FaultSpecError
+from pinecone_emulator.faults import FaultPlan, FaultRule, FaultSpecError, FaultStep
 from pinecone_emulator.store import IndexState
 from pinecone_emulator.wire import ApiError, Request, Response, Surface, render_error
 
@@ -71,6 +71,9 @@ class Emulator:
         self.faults = FaultPlan(seed=config.seed)
         self.counters: Counter[tuple[str, int, str]] = Counter()
         self.counter_lock = threading.Lock()
+        self.pending_applies = 0  # requests answered with a fault, still to be carried out (apply_after_ms)
+        self._delayed: dict[object, tuple[threading.Timer, Route]] = {}
+        self.applied_under_faults = 0  # requests carried out although the client was told they failed
         self.revoked: dict[str, str] = {}  # key digest -> key id, so counters can name a revoked key
         self.keyring = KeyRing(
             project=Project(config.project_id, config.project_name, config.organization_id),
@@ -104,7 +107,7 @@ class Emulator:
             if route.needs_key:
                 key = self._authenticate(request, route)
                 label = key.id
-            response = self._faulted(route) or route.handler()
+            response = self._answer(route)
         except ApiError as error:
             surface = route.surface if route is not None else Surface.CONTROL
             response = render_error(surface, error)
@@ -142,15 +145,71 @@ class Emulator:
             raise ApiError(403, f"The API key's roles ({', '.join(key.roles)}) do not allow {route.operation}")
         return key
 
-    def _faulted(self, route: Route) -> Response | None:
+    def _answer(self, route: Route) -> Response:
+        """The route's own answer, or the fault in force: before, after or instead of carrying it out."""
         if route.surface is Surface.EMULATOR:
-            return None
+            return route.handler()
         decision = self.faults.decide(route.operation, route.index)
         if decision.latency_ms:
             time.sleep(decision.latency_ms / 1000.0)
         step = decision.answer
         if step is None:
-            return None
+            return route.handler()
+        if step.apply_after_ms is not None:
+            self._apply_later(route, step.apply_after_ms / 1000.0)
+        elif step.apply:
+            route.handler()  # an invalid request raises its own error here: the fault answers only what landed
+            with self.counter_lock:
+                self.applied_under_faults += 1
+        return self._fault_response(route, step)
+
+    def _apply_later(self, route: Route, seconds: float) -> None:
+        """Carry ``route`` out ``seconds`` from now on a timer thread; its answer goes nowhere."""
+        ticket = object()
+
+        def apply() -> None:
+            with self.counter_lock:
+                if self._delayed.pop(ticket, None) is None:
+                    return  # flushed or dropped by a reset
+            self._carry_out(route)
+
+        timer = threading.Timer(seconds, apply)
+        timer.daemon = True
+        with self.counter_lock:
+            self._delayed[ticket] = (timer, route)
+            self.pending_applies = len(self._delayed)
+        timer.start()
+
+    def _carry_out(self, route: Route) -> None:
+        try:
+            route.handler()
+            landed = True
+        except Exception:
+            log.warning("a delayed %s was refused when it was carried out", route.operation, exc_info=True)
+            landed = False
+        with self.counter_lock:
+            self.pending_applies = len(self._delayed)
+            self.applied_under_faults += landed
+
+    def flush_applies(self) -> int:
+        """Carry out every delayed request now, in the order they came; returns how many."""
+        with self.counter_lock:
+            delayed = list(self._delayed.values())
+            self._delayed.clear()
+        for timer, route in delayed:
+            timer.cancel()
+            self._carry_out(route)
+        return len(delayed)
+
+    def drop_applies(self) -> None:
+        """Forget every delayed request (reset: a late write must not land in the next test's index)."""
+        with self.counter_lock:
+            for timer, _ in self._delayed.values():
+                timer.cancel()
+            self._delayed.clear()
+            self.pending_applies = 0
+
+    def _fault_response(self, route: Route, step: FaultStep) -> Response:
         if step.drop:
             return Response(status=0, drop=True)
         assert step.status is not None
@@ -470,6 +529,8 @@ class Emulator:
                 if not self.faults.remove_rule(rest[2]):
                     raise ApiError(404, f"No fault rule {rest[2]}")
                 return Response.json(200, {})
+            if rest == ["applies", "flush"] and method == "POST":
+                return Response.json(200, {"applied": self.flush_applies()})
             if rest == ["reset"] and method == "POST":
                 self.reset(**request.json_object(required=False))
                 return Response.json(200, {})
@@ -487,10 +548,12 @@ class Emulator:
     def clear_counters(self) -> None:
         with self.counter_lock:
             self.counters.clear()
+            self.applied_under_faults = 0
 
     def counter_report(self) -> dict[str, Any]:
         with self.counter_lock:
             items = sorted(self.counters.items())
+            pending, applied = self.pending_applies, self.applied_under_faults
         by_operation: dict[str, dict[str, int]] = {}
         by_key: dict[str, int] = {}
         by_status: dict[str, int] = {}
@@ -501,6 +564,8 @@ class Emulator:
             by_status[str(status)] = by_status.get(str(status), 0) + count
         return {
             "total": sum(count for _, count in items),
+            "pending_applies": pending,
+            "applied_under_faults": applied,
             "requests": [
                 {"operation": operation, "status": status, "api_key": key, "count": count}
                 for (operation, status, key), count in items
@@ -512,6 +577,7 @@ class Emulator:
 
     def reset(self, *, data: bool = True, faults: bool = True, counters: bool = True, keys: bool = True) -> None:
         if data:
+            self.drop_applies()
             with self.lock:
                 self.indexes.clear()
                 self.deleted_version += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -69,6 +70,22 @@ class EmulatorControl:
     # counters, state, reset ---------------------------------------------------------------------
     def counters(self) -> dict[str, Any]:
         return dict(self._call("GET", "counters"))
+
+    def pending_applies(self) -> int:
+        """Requests answered with a fault that the emulator has yet to carry out (``apply_after_ms``)."""
+        return int(self.counters()["pending_applies"])
+
+    def flush_applies(self) -> int:
+        """Carry out every delayed request now (tests that must not wait for the delay); returns how many."""
+        return int(self._call("POST", "applies/flush")["applied"])
+
+    def wait_for_applies(self, ceiling: float = 120.0) -> None:
+        """Block until every delayed apply has landed; fail after ``ceiling`` seconds."""
+        deadline = time.monotonic() + ceiling
+        while self.pending_applies():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"delayed applies still pending after {ceiling:.0f} s")
+            time.sleep(0.05)
 
     def count(self, operation: str | None = None, status: int | None = None, api_key: str | None = None) -> int:
         """Requests seen that match every given criterion."""

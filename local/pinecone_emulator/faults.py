@@ -6,12 +6,17 @@ A rule is a JSON object, the same on the command line (``--fault JSON``) and at 
     {"operation": "query", "status": 429, "retry_after": 0, "rate": 0.5, "times": 3}
     {"operation": "upsert", "sequence": [429, {"status": 503, "retry_after": "0"}, "ok", "drop"]}
     {"operation": "*", "latency_ms": 50}
+    {"operation": "upsert", "status": 503, "apply": true, "rate": 0.05}
+    {"operation": "delete", "drop": true, "apply_after_ms": 1500, "times": 2}
 
 ``operation`` is an operation name (see docs/emulator.md) or ``*`` for every data-plane and
 control-plane operation; ``index`` restricts a rule to one index. A sequence answers one step per
 matching request and then retires; a rate rule fires with probability ``rate`` (at most ``times``
 times). Latency adds up across matching rules; the first rule that answers with a status or a
-drop decides the response.
+drop decides the response. With ``apply`` the request is carried out first and *then* answered
+with the status or the drop (the client cannot tell that it landed); with ``apply_after_ms`` it is
+answered at once and carried out that much later, server-side (a write that lands after its
+client gave up on it).
 """
 
 from __future__ import annotations
@@ -38,10 +43,16 @@ class FaultStep:
     latency_ms: float = 0.0
     drop: bool = False
     message: str | None = None
+    apply: bool = False  # carry the request out, then answer with the status or the drop
+    apply_after_ms: float | None = None  # answer now, carry the request out this much later
 
     @property
     def answers(self) -> bool:
         return self.drop or self.status is not None
+
+    @property
+    def applies(self) -> bool:
+        return self.apply or self.apply_after_ms is not None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +61,8 @@ class FaultStep:
             "latency_ms": self.latency_ms,
             "drop": self.drop,
             "message": self.message,
+            "apply": self.apply,
+            "apply_after_ms": self.apply_after_ms,
         }
 
 
@@ -61,7 +74,7 @@ def _parse_step(raw: object) -> FaultStep:
     if isinstance(raw, int) and not isinstance(raw, bool):
         return FaultStep(status=_parse_status(raw))
     if isinstance(raw, dict):
-        unknown = set(raw) - {"status", "retry_after", "latency_ms", "drop", "message"}
+        unknown = set(raw) - set(STEP_KEYS)
         if unknown:
             raise FaultSpecError(f"unknown fault step keys: {sorted(unknown)}")
         retry_after = raw.get("retry_after")
@@ -72,14 +85,28 @@ def _parse_step(raw: object) -> FaultStep:
         if message is not None and not isinstance(message, str):
             raise FaultSpecError("message must be a string")
         status = raw.get("status")
-        return FaultStep(
+        apply = raw.get("apply", False)
+        if not isinstance(apply, bool):
+            raise FaultSpecError("apply must be true or false")
+        after = raw.get("apply_after_ms")
+        if after is not None and (not isinstance(after, int | float) or isinstance(after, bool) or after < 0):
+            raise FaultSpecError("apply_after_ms must be a non-negative number")
+        step = FaultStep(
             status=None if status is None else _parse_status(status),
             retry_after=None if retry_after is None else _format_retry_after(retry_after),
             latency_ms=float(latency),
             drop=bool(raw.get("drop", False)),
             message=message,
+            apply=apply,
+            apply_after_ms=None if after is None else float(after),
         )
+        if step.applies and not step.answers:
+            raise FaultSpecError("apply and apply_after_ms need a status or drop to answer with")
+        return step
     raise FaultSpecError(f"cannot read fault step {raw!r}: use a status, 'ok', 'drop' or an object")
+
+
+STEP_KEYS = ("status", "retry_after", "latency_ms", "drop", "message", "apply", "apply_after_ms")
 
 
 def _parse_status(value: object) -> int:
@@ -112,19 +139,7 @@ class FaultRule:
     def from_json(cls, raw: object) -> FaultRule:
         if not isinstance(raw, dict):
             raise FaultSpecError("a fault rule must be a JSON object")
-        known = {
-            "operation",
-            "index",
-            "rate",
-            "times",
-            "sequence",
-            "status",
-            "retry_after",
-            "latency_ms",
-            "drop",
-            "message",
-            "id",
-        }
+        known = {"operation", "index", "rate", "times", "sequence", "id", *STEP_KEYS}
         unknown = set(raw) - known
         if unknown:
             raise FaultSpecError(f"unknown fault rule keys: {sorted(unknown)}")
@@ -146,7 +161,7 @@ class FaultRule:
             if not isinstance(sequence_raw, list) or not sequence_raw:
                 raise FaultSpecError("sequence must be a non-empty array of steps")
             sequence = [_parse_step(item) for item in sequence_raw]
-        step = _parse_step({k: raw[k] for k in ("status", "retry_after", "latency_ms", "drop", "message") if k in raw})
+        step = _parse_step({k: raw[k] for k in STEP_KEYS if k in raw})
         if sequence is None and not step.answers and not step.latency_ms:
             raise FaultSpecError("a rule needs a status, drop, latency_ms or a sequence")
         rule = cls(operation=operation, index=index, rate=float(rate), times=times, step=step, sequence=sequence)
