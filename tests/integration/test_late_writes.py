@@ -1,0 +1,68 @@
+"""A write that may still land late keeps its record leased, so no newer version can be overtaken by it.
+
+The emulator holds a write server-side and drops its connection; the worker's retry of it succeeds.
+The first copy can land at any time until Pinecone gives up on it: the worker counts the write but
+keeps its version-guard lease (an uncertain landing, docs/ordering.md), so a newer version waits.
+The held copy is carried out by ``flush_applies`` (instead of waiting), and the guard's clock is
+moved past the lease (instead of sleeping through it).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from functions.ingest import app as ingest_app
+from tests.integration.conftest import Pipeline, SqsDriver
+from tests.integration.test_ingest import index_state, upsert_body
+from vector_relay.worker import worker_dependencies
+
+
+class ShiftedClock:
+    """The wall clock, moved forward when the test says so."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+def test_a_write_whose_first_copy_may_land_late_keeps_its_lease_and_the_newer_version_waits(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    control = pipeline.emulator.control
+    driver = SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler)
+    guard = worker_dependencies(ingest_app.metrics).guard
+    assert guard is not None
+    clock = ShiftedClock()
+    monkeypatch.setattr(guard, "_clock", clock)
+
+    # GIVEN version 1 of a record whose first upsert is held by Pinecone and its connection dropped;
+    # the worker's second attempt succeeds
+    control.script("upsert", {"drop": True, "apply_after_ms": 600_000}, "ok")
+    driver.publish([upsert_body("acme", ["r"], version=1)])
+    assert driver.deliver_once() == {"batchItemFailures": []}
+    assert control.pending_applies() == 1
+    assert control.count("upsert") == 2
+
+    # WHEN version 2 arrives while the held copy of version 1 has not landed
+    driver.publish([upsert_body("acme", ["r"], version=2)])
+    busy = driver.deliver_once()
+
+    # THEN version 2 waits for the lease of version 1 (released at once, it would be written now and
+    # then overwritten by the held copy, for good)
+    assert busy is not None
+    assert len(busy["batchItemFailures"]) == 1
+    assert control.count("upsert") == 2
+
+    # WHEN the held copy lands, and later the lease is over
+    assert control.flush_applies() == 1
+    assert index_state(pipeline, "acme", ["r"])["r"][1]["v"] == 1
+    clock.offset = 3600
+    driver.run_until_empty()
+
+    # THEN version 2 is what the index holds
+    assert index_state(pipeline, "acme", ["r"])["r"][1]["v"] == 2
+    assert pipeline.drain() == []
