@@ -27,6 +27,7 @@ from typing import Any, Literal
 import orjson
 
 from vector_relay.contract import (
+    VERSION_METADATA_KEY,
     DeleteByFilterMessage,
     DeleteMessage,
     PurgeTenantMessage,
@@ -143,12 +144,14 @@ class Coalesced:
 
 
 def wire_record(record: UpsertRecord) -> dict[str, Any]:
-    """The SDK's dict form of a record (what ``Index.upsert(vectors=[...])`` takes)."""
+    """The SDK's dict form of a record (what ``Index.upsert(vectors=[...])`` takes), its version in its metadata."""
     wire: dict[str, Any] = {"id": record.id, "values": record.values if record.values is not None else []}
     if record.sparse_values is not None:
         wire["sparse_values"] = {"indices": record.sparse_values.indices, "values": record.sparse_values.values}
-    if record.metadata is not None:
-        wire["metadata"] = record.metadata
+    version = str(record.version)
+    wire["metadata"] = (
+        {**record.metadata, VERSION_METADATA_KEY: version} if record.metadata else {VERSION_METADATA_KEY: version}
+    )
     return wire
 
 

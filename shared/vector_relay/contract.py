@@ -42,6 +42,11 @@ MAX_SPARSE_ENTRIES = 2048
 MAX_SPARSE_INDEX = 2**32 - 1
 MAX_TOP_K = 10_000
 MAX_VERSION = 2**63 - 1
+# Every upserted record carries its version in this metadata key (a decimal string: exact for any
+# 64-bit version, where a JSON number would lose precision above 2**53), so a reconciler can tell
+# which version the index holds. Producers may not set it; its bytes count against the 40 KB.
+VERSION_METADATA_KEY = "_relay_version"
+VERSION_METADATA_ROOM = len(orjson.dumps({VERSION_METADATA_KEY: str(MAX_VERSION)}))
 MAX_TENANT_CHARS = 128
 MAX_CORRELATION_ID_CHARS = 256
 
@@ -174,6 +179,14 @@ def _metadata_problems(metadata: dict[str, Any]) -> list[tuple[str, tuple[str | 
             problems.append(
                 ("metadata_key_invalid", (key,), "metadata keys must be non-empty and must not start with '$'")
             )
+        elif key == VERSION_METADATA_KEY:
+            problems.append(
+                (
+                    "metadata_key_invalid",
+                    (key,),
+                    f"{VERSION_METADATA_KEY} is reserved: the relay writes the version there",
+                )
+            )
         if isinstance(value, bool | str):
             continue
         if isinstance(value, int | float):
@@ -195,9 +208,14 @@ def _metadata_problems(metadata: dict[str, Any]) -> list[tuple[str, tuple[str | 
         )
     if not problems:
         size = len(orjson.dumps(metadata))
-        if size > MAX_METADATA_BYTES:
+        if size + VERSION_METADATA_ROOM > MAX_METADATA_BYTES:
             problems.append(
-                ("metadata_too_large", (), f"metadata is {size} bytes as JSON; Pinecone allows {MAX_METADATA_BYTES}")
+                (
+                    "metadata_too_large",
+                    (),
+                    f"metadata is {size} bytes as JSON; Pinecone allows {MAX_METADATA_BYTES}, "
+                    f"{VERSION_METADATA_ROOM} of them kept for the relay's version key",
+                )
             )
     return problems
 

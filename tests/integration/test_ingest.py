@@ -55,7 +55,11 @@ def test_sample_upserts_land_exactly_as_sent(pipeline: Pipeline, lambda_context:
         landed = pipeline.fetch(message["tenant"], ids)
         for record in message["records"]:
             assert list(landed[record["id"]].values) == pytest.approx(record["values"], rel=1e-6)
-            assert dict(landed[record["id"]].metadata) == record["metadata"]
+            # exactly as sent, plus the version the relay records in every upserted record
+            assert dict(landed[record["id"]].metadata) == {
+                **record["metadata"],
+                "_relay_version": str(record["version"]),
+            }
     assert pipeline.namespace_count("acme") == 2
     assert pipeline.namespace_count("globex") == 1
 
@@ -87,7 +91,7 @@ def test_a_higher_version_wins_within_a_batch_and_a_later_delete_removes(
     driver.run_until_empty()
     state = index_state(pipeline, "acme", ["a", "b"])
     assert set(state) == {"a"}
-    assert state["a"][1] == {"v": 5, "note": "v5"}
+    assert state["a"][1] == {"v": 5, "note": "v5", "_relay_version": "5"}
 
 
 def test_the_same_batch_delivered_twice_leaves_the_same_state(

@@ -68,7 +68,7 @@ def test_matches_equal_a_brute_force_reference(
     assert [m["id"] for m in reply["matches"]] == expected
     for match in reply["matches"]:
         assert match["score"] == pytest.approx(cosine(probe, loaded["acme"][match["id"]]), abs=1e-4)
-        assert match["metadata"] == {"v": 1}
+        assert match["metadata"] == {"v": 1, "_relay_version": "1"}
         assert "values" not in match
     assert reply["usage"]["read_units"] >= 1
 

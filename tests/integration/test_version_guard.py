@@ -370,7 +370,7 @@ def test_versions_arriving_in_any_order_end_with_the_highest(pipeline: Pipeline)
         driver.publish([upsert_body("acme", ["doc"], version=version, note=f"v{version}")])
         driver.run_until_empty()
     [record] = pipeline.fetch("acme", ["doc"]).values()
-    assert record.metadata == {"v": 7, "note": "v7"}
+    assert record.metadata == {"v": 7, "note": "v7", "_relay_version": "7"}
 
 
 def test_a_record_another_invocation_is_writing_is_retried_not_written(

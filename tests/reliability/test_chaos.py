@@ -386,7 +386,7 @@ def test_the_index_converges_to_the_highest_version_of_every_record(
     expected = {key: value for key, value in stream.reference.items() if value is not None}
     assert set(state) == set(expected)
     for key, value in expected.items():
-        assert state[key]["metadata"] == value["metadata"], key
+        assert state[key]["metadata"] == value["metadata"] | {"_relay_version": str(value["metadata"]["v"])}, key
         assert state[key]["values"] == pytest.approx(value["values"], abs=1e-3), key
     # AND every poison message reached the DLQ with its reason, and nothing valid is left there
     dead_bodies = [m["Body"] for m in poison_seen + remaining]

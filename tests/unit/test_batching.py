@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -189,3 +190,25 @@ def test_packing_respects_limits_and_is_near_minimal(batch: list[tuple[str, str,
         assert len(requests) <= minimum + 1
     expected = [f"{ns}/{r.id}" for _, ns, m in batch for r in m.records]  # type: ignore[union-attr]
     assert sorted(sent) == sorted(expected)  # every record in exactly one request
+
+
+def test_every_upserted_record_carries_its_version_in_its_metadata() -> None:
+    from vector_relay.batching import wire_record
+    from vector_relay.contract import (
+        MAX_METADATA_BYTES,
+        MAX_VERSION,
+        VERSION_METADATA_KEY,
+        VERSION_METADATA_ROOM,
+        UpsertRecord,
+    )
+
+    plain = UpsertRecord(id="a", version=MAX_VERSION, values=[1.0, 0.0])
+    tagged = UpsertRecord(id="b", version=7, values=[1.0, 0.0], metadata={"k": "v"})
+
+    assert wire_record(plain)["metadata"] == {VERSION_METADATA_KEY: str(MAX_VERSION)}  # exact, as a string
+    assert wire_record(tagged)["metadata"] == {"k": "v", VERSION_METADATA_KEY: "7"}
+    assert tagged.metadata == {"k": "v"}  # the message itself is not changed
+    # the largest metadata a producer may send still fits Pinecone's limit with the key added
+    biggest = {"t": "x" * (MAX_METADATA_BYTES - VERSION_METADATA_ROOM - len('{"t":""}'))}
+    record = UpsertRecord(id="c", version=MAX_VERSION, values=[1.0, 0.0], metadata=biggest)
+    assert len(orjson.dumps(wire_record(record)["metadata"])) <= MAX_METADATA_BYTES

@@ -148,6 +148,13 @@ def test_without_deployment_context_only_structure_is_checked() -> None:
         (upsert(rec(metadata={"mixed": ["a", 1]})), "metadata_type", "records[0].metadata.mixed"),
         (upsert(rec(metadata={"missing": None})), "metadata_type", "records[0].metadata.missing"),
         (upsert(rec(metadata={"$where": "x"})), "metadata_key_invalid", "records[0].metadata.$where"),
+        (upsert(rec(metadata={"_relay_version": "9"})), "metadata_key_invalid", "records[0].metadata._relay_version"),
+        # 40 bytes of the 40 KB are the relay's: {"text": "..."} of 40,921 bytes would fit Pinecone alone
+        (
+            upsert(rec(metadata={"text": "x" * (MAX_METADATA_BYTES - 11 - 39)})),
+            "metadata_too_large",
+            "records[0].metadata",
+        ),
         (upsert(rec(metadata={"huge": 2**64})), "metadata_type", "records[0].metadata.huge"),
         (upsert(rec(metadata={"text": "x" * MAX_METADATA_BYTES})), "metadata_too_large", "records[0].metadata"),
         (
