@@ -98,11 +98,17 @@ def moto_server_url() -> Iterator[str]:
     server.stop()
 
 
+def reset_moto(moto_server_url: str) -> None:
+    """Empty moto's backends. They are global to the process: the local stack's own moto server
+    (started in-process by the demo and stack tests) sees what earlier tests left, and vice versa."""
+    with urllib.request.urlopen(urllib.request.Request(f"{moto_server_url}/moto-api/reset", method="POST"), timeout=10):
+        pass
+
+
 @pytest.fixture
 def aws(moto_server_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every boto3 client in the test talks to a freshly reset moto server, over HTTP."""
-    with urllib.request.urlopen(urllib.request.Request(f"{moto_server_url}/moto-api/reset", method="POST"), timeout=10):
-        pass
+    reset_moto(moto_server_url)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server_url)
     _clear_caches()
     return moto_server_url

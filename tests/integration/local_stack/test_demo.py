@@ -6,9 +6,13 @@ from pathlib import Path
 
 from relay_local.demo import DELETED_ID, load_dataset, run_demo
 from relay_local.stack import StackOptions
+from tests.conftest import reset_moto
 
 
-def test_demo_lands_the_dataset_answers_by_meaning_and_dead_letters_the_poison(tmp_path: Path) -> None:
+def test_demo_lands_the_dataset_answers_by_meaning_and_dead_letters_the_poison(
+    tmp_path: Path, moto_server_url: str
+) -> None:
+    reset_moto(moto_server_url)  # in-process moto: nothing an earlier test left may collide with the demo's names
     # GIVEN the demo's stack (template defaults, except a 1 s ingest batching window to keep the test short)
     options = StackOptions(state_dir=tmp_path, write_state_file=False, parameters={"IngestBatchingWindowSeconds": "1"})
     lines: list[str] = []

@@ -15,14 +15,15 @@ from relay_local.inspection import drain_messages, namespace_counts, queue_depth
 from relay_local.invoke import invoke_event
 from relay_local.stack import SAMPLE_REPLY_QUEUE_URL, LocalStack, StackOptions
 from relay_local.status import collect_status
-from tests.conftest import EVENTS, ROOT
+from tests.conftest import EVENTS, ROOT, reset_moto
 
 EVENT_FILES = sorted(EVENTS.glob("*.json"))
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, moto_server_url: str) -> Iterator[LocalStack]:
     """A `make up`-like stack without pollers (invoke and status need no consumer), with its state file."""
+    reset_moto(moto_server_url)  # in-process moto: nothing an earlier test left may collide with the stack's names
     state_dir = tmp_path_factory.mktemp("local-stack")
     with LocalStack(StackOptions(state_dir=state_dir, pollers=False), progress=lambda line: None) as running:
         yield running
