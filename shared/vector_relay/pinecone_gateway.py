@@ -382,3 +382,27 @@ def check_api_key(*, host: str, api_key: str, timeout: float) -> None:
         raise classify(error) from None
     finally:
         index.close()
+
+
+class RecordReader:
+    """Synchronous reads and deletes by id for operator tools (the reconciler); not used by the workers."""
+
+    def __init__(self, *, host: str, api_key: str, timeout: float = 30.0) -> None:
+        self._index = pinecone.Index(host=host, api_key=api_key, timeout=timeout, source_tag="vector_relay")
+
+    def metadata(self, namespace: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The metadata of those of ``ids`` that exist in ``namespace`` (ids absent from the index are left out)."""
+        try:
+            found = self._index.fetch(ids=list(ids), namespace=namespace)
+        except Exception as error:
+            raise classify(error) from None
+        return {record_id: dict(record.metadata or {}) for record_id, record in found.vectors.items()}
+
+    def delete(self, namespace: str, ids: Sequence[str]) -> None:
+        try:
+            self._index.delete(ids=list(ids), namespace=namespace)
+        except Exception as error:
+            raise classify(error) from None
+
+    def close(self) -> None:
+        self._index.close()
