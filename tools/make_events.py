@@ -170,6 +170,21 @@ def main() -> None:
     ]:
         token = str(uuid.uuid5(uuid.NAMESPACE_URL, "vector-relay/rotation"))
         write(f"rotation-{name}", {"Step": step, "SecretId": SECRET_ARN, "ClientRequestToken": token})
+    # EventBridge's scheduled event, as `sam local generate-event cloudwatch scheduled-event` shapes it.
+    write(
+        "reconcile-scheduled",
+        {
+            "version": "0",
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "vector-relay/reconcile")),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": ACCOUNT,
+            "time": "2026-01-01T00:00:00Z",
+            "region": REGION,
+            "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/vector-relay-ReconcileSchedule"],
+            "detail": {},
+        },
+    )
 
 
 if __name__ == "__main__":

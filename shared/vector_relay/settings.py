@@ -142,6 +142,16 @@ class Settings(BaseSettings):
         le=60_000,
         description="Time left at which a worker stops starting Pinecone calls and returns.",
     )
+    reconcile_repair: bool = Field(
+        default=False,
+        description="Whether the scheduled reconciler deletes resurrected records again (it reports either way).",
+    )
+    reconcile_reserve_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        le=900,
+        description="Time left at which the scheduled reconciler stops starting pages (its cursor keeps its place).",
+    )
     aws_endpoint_url: str | None = Field(
         default=None, description="AWS endpoint override for the local stack (boto3 reads it too); unset in AWS."
     )

@@ -7,17 +7,23 @@ record still under a live lease is left alone, and only a resurrected record is 
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import time
 
 import boto3
+import pytest
 
 from functions.ingest import app as ingest_app
-from tests.conftest import SAMPLE_TENANTS
+from functions.reconcile import app as reconcile_app
+from tests.conftest import SAMPLE_TENANTS, FakeLambdaContext, load_event
 from tests.integration.conftest import Pipeline, SqsDriver
 from tests.integration.test_ingest import upsert_body, vector
 from vector_relay.pinecone_gateway import RecordReader
-from vector_relay.reconcile import Mismatch, compare, guard_records
+from vector_relay.reconcile import Mismatch, Report, compare, guard_pages, load_cursor, scheduled_pass
+from vector_relay.reconcile_run import run_scheduled_reconcile
+from vector_relay.settings import get_settings
 
 NAMESPACE = SAMPLE_TENANTS["acme"]
 TABLE = "relay-write-versions"
@@ -42,9 +48,9 @@ def test_each_kind_of_mismatch_is_reported_and_only_a_resurrected_record_is_repa
     reader = RecordReader(host=pipeline.emulator.index_host("relay-test"), api_key=pipeline.emulator.api_key)
     settled = int(time.time() * 1000) + 3_600_000  # an hour on: every lease of those writes is over
     try:
-        clean = compare(guard_records(dynamodb, TABLE), reader, now_ms=settled)
+        clean = compare(guard_pages(dynamodb, TABLE), reader, now_ms=settled)
         assert (clean.checked, clean.mismatches) == (5, [])
-        live = compare(guard_records(dynamodb, TABLE), reader, now_ms=0)  # every lease still live
+        live = compare(guard_pages(dynamodb, TABLE), reader, now_ms=0)  # every lease still live
         assert (live.checked, live.in_flight) == (0, 5)
 
         # WHEN the index is damaged behind the relay's back
@@ -54,7 +60,7 @@ def test_each_kind_of_mismatch_is_reported_and_only_a_resurrected_record_is_repa
         index.upsert(vectors=[("c", vector(1), {"_relay_version": "1"})], namespace=NAMESPACE)  # resurrected
         index.upsert(vectors=[("d", vector(1), {"_relay_version": "9"})], namespace=NAMESPACE)  # ahead
         index.upsert(vectors=[("e", vector(1), {"note": "outside"})], namespace=NAMESPACE)  # unversioned
-        report = compare(guard_records(dynamodb, TABLE), reader, now_ms=settled, repair=True)
+        report = compare(guard_pages(dynamodb, TABLE), reader, now_ms=settled, repair=True)
 
         # THEN each is reported by name, and only the resurrected record is deleted again
         assert sorted(report.mismatches, key=lambda m: m.record_id) == [
@@ -65,8 +71,97 @@ def test_each_kind_of_mismatch_is_reported_and_only_a_resurrected_record_is_repa
             Mismatch(NAMESPACE, "e", "unversioned", 1, "upsert", None),
         ]
         assert report.repaired == 1
-        after = compare(guard_records(dynamodb, TABLE), reader, now_ms=settled)
+        after = compare(guard_pages(dynamodb, TABLE), reader, now_ms=settled)
         assert after.counts() == {"missing": 1, "behind": 1, "ahead": 1, "unversioned": 1}
         assert set(pipeline.fetch("acme", ["c"])) == set()
+    finally:
+        reader.close()
+
+
+def emf_metrics(stdout: str) -> dict[str, tuple[float, dict[str, str]]]:
+    """Metric name -> (value, dimensions) from the CloudWatch embedded-metric lines a function printed."""
+    found: dict[str, tuple[float, dict[str, str]]] = {}
+    for line in stdout.splitlines():
+        if '"_aws"' not in line:
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            dimensions = {name: blob[name] for names in directive["Dimensions"] for name in names}
+            for metric in directive["Metrics"]:
+                value = blob[metric["Name"]]
+                found[metric["Name"]] = (value[-1] if isinstance(value, list) else value, dimensions)
+    return found
+
+
+def test_the_scheduled_function_counts_mismatches_for_the_alarm_and_repairs_only_when_configured(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN records written through the relay (their leases released on landing), then one resurrected
+    driver = SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler)
+    for body in (upsert_body("acme", ["a", "b"], version=1), delete_body(["b"], version=2)):
+        driver.publish([body])
+        driver.run_until_empty()
+    pipeline.index.upsert(vectors=[("b", vector(1), {"_relay_version": "1"})], namespace=NAMESPACE)
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "reconcile")  # as the template sets it, before the import
+    importlib.reload(reconcile_app)
+    an_hour_on = functools.partial(run_scheduled_reconcile, clock=lambda: time.time() + 3600)  # leases are over
+    monkeypatch.setattr(reconcile_app, "run_scheduled_reconcile", an_hour_on)
+    capsys.readouterr()
+
+    # WHEN the scheduled function runs with repair off (the template's default)
+    summary = reconcile_app.lambda_handler(load_event("reconcile-scheduled"), FakeLambdaContext(remaining_ms=900_000))
+
+    # THEN the mismatch is counted as the metric the template's alarm watches, and left in place
+    assert (summary["ReconcileChecked"], summary["ReconcileMismatchesResurrected"], summary["complete"]) == (2, 1, True)
+    metrics = emf_metrics(capsys.readouterr().out)
+    assert metrics["ReconcileMismatches"] == (1.0, {"service": "reconcile"})
+    assert metrics["ReconcileMismatchesMissing"][0] == 0.0
+    assert set(pipeline.fetch("acme", ["b"])) == {"b"}
+
+    # WHEN it runs again with RECONCILE_REPAIR=true
+    monkeypatch.setenv("RECONCILE_REPAIR", "true")
+    get_settings.cache_clear()
+    repaired = reconcile_app.lambda_handler(load_event("reconcile-scheduled"), FakeLambdaContext(remaining_ms=900_000))
+
+    # THEN the record is deleted again, and a third run finds nothing
+    assert repaired["ReconcileRepaired"] == 1
+    assert set(pipeline.fetch("acme", ["b"])) == set()
+    clean = reconcile_app.lambda_handler(load_event("reconcile-scheduled"), FakeLambdaContext(remaining_ms=900_000))
+    assert clean["ReconcileMismatches"] == 0
+
+
+def test_a_pass_cut_short_by_time_goes_on_from_its_cursor_and_a_complete_pass_clears_it(pipeline: Pipeline) -> None:
+    # GIVEN 7 settled records, read 2 per page, and runs that have time for one page each
+    driver = SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler)
+    driver.publish([upsert_body("acme", [f"r{i}" for i in range(7)], version=1)])
+    driver.run_until_empty()
+    pipeline.index.delete(ids=["r5"], namespace=NAMESPACE)
+    dynamodb = boto3.client("dynamodb")
+    reader = RecordReader(host=pipeline.emulator.index_host("relay-test"), api_key=pipeline.emulator.api_key)
+    settled = int(time.time() * 1000) + 3_600_000
+    try:
+        runs: list[Report] = []
+        while not runs or not runs[-1].complete:
+            assert len(runs) < 10, "the passes never reached the table's end"
+            one_page = iter([False])  # asked before each page: the first may start, then time is up
+            report = scheduled_pass(
+                dynamodb,
+                TABLE,
+                reader,
+                now_ms=settled,
+                repair=False,
+                page_size=2,
+                out_of_time=lambda one_page=one_page: next(one_page, True),
+            )
+            runs.append(report)
+            if not report.complete:
+                assert report.resume_key is not None
+                assert load_cursor(dynamodb, TABLE) == report.resume_key
+
+        # THEN the runs together checked every record once and found the missing one; the cursor is gone
+        assert sum(r.checked for r in runs) == 7
+        assert [m.record_id for r in runs for m in r.mismatches] == ["r5"]
+        assert len(runs) >= 4  # 7 records at 2 per page (moto may add an empty last page)
+        assert load_cursor(dynamodb, TABLE) is None
     finally:
         reader.close()

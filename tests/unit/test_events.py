@@ -28,7 +28,9 @@ CONTEXT = ValidationContext(
     index=IndexShape(dimension=SAMPLE_DIMENSION, metric="cosine"),
     reply_queues={SAMPLE_REPLY_QUEUE},
 )
-SQS_EVENTS = sorted(path.stem for path in EVENTS.glob("*.json") if not path.stem.startswith("rotation-"))
+SQS_EVENTS = sorted(
+    path.stem for path in EVENTS.glob("*.json") if not path.stem.startswith(("rotation-", "reconcile-"))
+)
 ROTATION_EVENTS = sorted(path.stem for path in EVENTS.glob("rotation-*.json"))
 
 
