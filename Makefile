@@ -28,7 +28,7 @@ help:
 	@echo "make test-repeat N=20 BURN=1  integration + reliability tests N times (BURN CPU burners alongside), failures by test id"
 	@echo "make lint      ruff check + ruff format --check"
 	@echo "make format    ruff format + ruff check --fix"
-	@echo "make typecheck mypy --strict on shared/ and functions/"
+	@echo "make typecheck mypy --strict on shared/, cli/ and functions/"
 	@echo "make validate  sam validate, sam validate --lint, cfn-lint on the translated template"
 	@echo "make build     sam build (no container) into $(BUILD_DIR)"
 	@echo "make schema    regenerate docs/contract.schema.json from the contract models"
@@ -38,11 +38,14 @@ $(VENV)/.installed: pyproject.toml
 	@py=$$(tools/find-python.sh) || exit 1; \
 	  [ -x $(PY) ] || $$py -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) tools/pinned_requirements.py dev > $(VENV)/requirements.txt
+	$(PY) tools/pinned_requirements.py cli dev > $(VENV)/requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r $(VENV)/requirements.txt
+	@# The project itself, editable and without re-resolving its pins: puts the vector-relay command in $(VENV)/bin.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --editable .
 	@# The venv's interpreter sees the handlers, the first-party layer package (as Lambda's /opt/python would) and local/.
 	@echo "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/vector_relay_paths.pth
 	@echo "$(CURDIR)/shared" >> $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/vector_relay_paths.pth
+	@echo "$(CURDIR)/cli" >> $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/vector_relay_paths.pth
 	@echo "$(CURDIR)/local" >> $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/vector_relay_paths.pth
 	@touch $@
 
@@ -65,7 +68,7 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 
 typecheck: $(VENV)/.installed
-	$(VENV)/bin/mypy shared/vector_relay functions
+	$(VENV)/bin/mypy shared/vector_relay cli/vector_relay_cli functions
 
 validate: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(SAM) validate --template template.yaml --region $(REGION)

@@ -129,6 +129,16 @@ class LocalTemplate:
             self.exemptions.append(f"{name}: {value} breaks {pattern} ({LOCAL_PATTERN_EXEMPTIONS[name]})")
 
     # ------------------------------------------------------------------ names
+    def outputs(self) -> dict[str, str]:
+        """The template's Outputs as a deployed stack lists them (those naming what is not created locally left out)."""
+        found: dict[str, str] = {}
+        for name, spec in self.raw.get("Outputs", {}).items():
+            try:
+                found[name] = str(self.resolve(spec["Value"]))
+            except TemplateError:
+                continue
+        return found
+
     def resources_of_type(self, resource_type: str) -> list[str]:
         return [name for name, r in self.resources.items() if r.get("Type") == resource_type]
 

@@ -37,6 +37,7 @@ from relay_local.runtime import FunctionRuntimeConfig, RuntimeEnvironment
 
 DEFAULT_STATE_DIR = ROOT / ".local-stack"
 STATE_FILE = "stack.json"
+OUTPUTS_FILE = "outputs.json"  # the stack's Outputs for `vector-relay --outputs` (VECTOR_RELAY_OUTPUTS)
 INDEX_NAME = "vector-relay-local"
 # The deployment events/README.md describes: the sample events work against the local stack.
 SAMPLE_TENANTS = {"acme": "tenant-acme", "globex": "tenant-globex"}
@@ -117,6 +118,8 @@ class StackInfo:
     resources: dict[str, str]  # logical id -> physical id
     functions: dict[str, dict[str, Any]]  # short name -> FunctionRuntimeConfig fields (JSON-able)
     tenants: dict[str, str]
+    outputs: dict[str, str] = field(default_factory=dict)  # the template's Outputs, as `vector-relay` reads them
+    outputs_file: str = ""  # those outputs as a JSON file (written with the state file)
     pid: int = 0
 
     def upstream_environment(self) -> dict[str, str]:
@@ -129,6 +132,8 @@ class StackInfo:
         }
         for logical_id, url in self.queues.items():
             env[_env_name(logical_id) + "_URL"] = url
+        if self.outputs_file:
+            env["VECTOR_RELAY_OUTPUTS"] = self.outputs_file  # where `vector-relay` finds this stack
         return env
 
     def runtime_config(self, name: str) -> FunctionRuntimeConfig:
@@ -192,6 +197,9 @@ class LocalStack:
                 self._start_pollers(state_dir)
             if options.write_state_file:
                 self._state_file = state_dir / STATE_FILE
+                outputs_file = state_dir / OUTPUTS_FILE
+                outputs_file.write_text(json.dumps(self.info.outputs, indent=2) + "\n")
+                self.info.outputs_file = str(outputs_file)
                 self.info.save(self._state_file)
         except BaseException:
             self.stop()
@@ -319,6 +327,7 @@ class LocalStack:
             resources={logical_id: r.ref for logical_id, r in t.physical.items()},
             functions=functions,
             tenants=dict(self.options.tenants),
+            outputs=t.outputs(),
             pid=os.getpid(),
         )
 
@@ -439,6 +448,7 @@ class LocalStack:
             self.moto = None
         if self._state_file is not None:
             self._state_file.unlink(missing_ok=True)
+            (self._state_file.parent / OUTPUTS_FILE).unlink(missing_ok=True)
             self._state_file = None
         for handle in self._logs:
             handle.close()

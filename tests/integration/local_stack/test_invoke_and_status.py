@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from relay_local.cli import main
 from relay_local.env_vars import sam_env_vars
@@ -16,6 +17,7 @@ from relay_local.invoke import invoke_event
 from relay_local.stack import SAMPLE_REPLY_QUEUE_URL, LocalStack, StackOptions
 from relay_local.status import collect_status
 from tests.conftest import EVENTS, ROOT, reset_moto
+from vector_relay_cli.main import cli as vector_relay
 
 EVENT_FILES = sorted(EVENTS.glob("*.json"))
 
@@ -30,7 +32,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, moto_server_url: str) -> Ite
 
 
 def function_for(event_file: Path) -> str:
-    return {"ingest": "ingest", "query": "query", "rotation": "rotate_key"}[event_file.stem.split("-", 1)[0]]
+    kind = event_file.stem.split("-", 1)[0]
+    return {"ingest": "ingest", "query": "query", "reconcile": "reconcile", "rotation": "rotate_key"}[kind]
 
 
 def bodies(event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -58,6 +61,11 @@ def test_every_sample_event_gets_the_functions_real_answer(stack: LocalStack, ev
         # moto gives every secret its own random suffix. The rotation function refuses, with Secrets Manager's error.
         assert result.outcome == "error"
         assert result.payload["errorType"] == "ResourceNotFoundException"
+        return
+    if event_file.stem.startswith("reconcile"):
+        # a whole pass over the guard's table; what the ingest samples wrote matches (or is still leased)
+        assert result.outcome == "ok"
+        assert (result.payload["complete"], result.payload["ReconcileMismatches"]) == (True, 0)
         return
     assert (result.outcome, result.payload) == ("ok", {"batchItemFailures": []})
     if event_file.stem.startswith("query"):
@@ -116,7 +124,12 @@ def test_env_local_json_is_what_the_local_stack_gives_each_function(stack: Local
     assert committed == sam_env_vars(), "regenerate: .venv/bin/python -m relay_local env-vars > env.local.json"
     info = stack.info
     assert info is not None
-    by_logical_id = {"IngestFunction": "ingest", "QueryFunction": "query", "RotateKeyFunction": "rotate_key"}
+    by_logical_id = {
+        "IngestFunction": "ingest",
+        "QueryFunction": "query",
+        "ReconcileFunction": "reconcile",
+        "RotateKeyFunction": "rotate_key",
+    }
     assert set(committed) == set(by_logical_id)
     for logical_id, short_name in by_logical_id.items():
         running = info.functions[short_name]["environment"]
@@ -128,3 +141,22 @@ def test_env_local_json_is_what_the_local_stack_gives_each_function(stack: Local
                 assert running[name].rsplit(":", 1)[1].startswith(value)  # a name instead of moto's suffixed ARN
             else:
                 assert running[name] == value, name
+
+
+def test_vector_relay_finds_the_local_stack_by_its_outputs_file(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = stack.info
+    assert info is not None
+    environment = info.upstream_environment()
+    assert environment["VECTOR_RELAY_OUTPUTS"] == str(stack.options.state_dir / "outputs.json")
+    outputs = json.loads(Path(environment["VECTOR_RELAY_OUTPUTS"]).read_text())
+    assert outputs["PineconeIndexHost"] == info.index_host
+    assert outputs["WriteVersionTableName"] == info.resources["WriteVersionTable"]
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    result = CliRunner().invoke(vector_relay, ["reconcile", "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["mismatches_total"] == 0

@@ -1,0 +1,58 @@
+"""What every subcommand shares: where the relay is, and AWS clients (``AWS_ENDPOINT_URL`` is honoured)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import click
+
+from vector_relay_cli.deployment import Deployment, from_file, from_stack
+from vector_relay_cli.errors import CannotRun
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+
+@dataclass
+class Context:
+    """What every subcommand shares: where the relay is, and AWS clients (``AWS_ENDPOINT_URL`` is honoured)."""
+
+    stack: str | None
+    outputs: Path | None
+    region: str | None
+    _deployment: Deployment | None = field(default=None, init=False)
+
+    def deployment(self) -> Deployment:
+        if self._deployment is None:
+            if self.stack and self.outputs:
+                raise click.UsageError("give --stack or --outputs, not both")
+            if self.outputs:
+                self._deployment = from_file(self.outputs)
+            elif self.stack:
+                self._deployment = from_stack(self._client("cloudformation"), self.stack)
+            else:
+                raise click.UsageError(
+                    "which relay? give --stack NAME (or VECTOR_RELAY_STACK), or --outputs FILE "
+                    "(or VECTOR_RELAY_OUTPUTS; `make up` exports it for the local stack)"
+                )
+        return self._deployment
+
+    def dynamodb(self) -> DynamoDBClient:
+        return self._client("dynamodb")  # type: ignore[no-any-return]
+
+    def secrets(self) -> SecretsManagerClient:
+        return self._client("secretsmanager")  # type: ignore[no-any-return]
+
+    def cloudwatch(self) -> CloudWatchClient:
+        return self._client("cloudwatch")  # type: ignore[no-any-return]
+
+    def _client(self, service: str) -> Any:
+        try:
+            return boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
+        except Exception as error:  # no region, no credentials configuration, ...
+            raise CannotRun(f"cannot make an AWS {service} client: {error}") from None

@@ -1,0 +1,38 @@
+"""The ``vector-relay`` command: one entry point for every operator task (``vector-relay --help``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from vector_relay_cli.context import Context
+from vector_relay_cli.reconcile_command import reconcile
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--stack", envvar="VECTOR_RELAY_STACK", help="The relay's CloudFormation stack [env VECTOR_RELAY_STACK].")
+@click.option(
+    "--outputs",
+    envvar="VECTOR_RELAY_OUTPUTS",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The stack's outputs as JSON instead of --stack (the local stack's: .local-stack/outputs.json) "
+    "[env VECTOR_RELAY_OUTPUTS].",
+)
+@click.option("--region", envvar="AWS_DEFAULT_REGION", help="AWS region [env AWS_DEFAULT_REGION].")
+@click.version_option(package_name="vector-relay")
+@click.pass_context
+def cli(ctx: click.Context, stack: str | None, outputs: Path | None, region: str | None) -> None:
+    """Operate a vector-relay deployment: in AWS (--stack) or the local stack (make up; --outputs).
+
+    Exit codes: 0 all good; 1 the command ran and found a problem; 2 it could not run (usage,
+    configuration, unreachable service). --json on a command prints one JSON document for scripts.
+    """
+    ctx.obj = Context(stack, outputs, region)
+
+
+cli.add_command(reconcile)
+
+
+def main() -> None:
+    cli()
