@@ -57,12 +57,11 @@ def reconcile(ctx: Context, namespaces: tuple[str, ...], repair: bool, metric: b
     table = deployment.output("WriteVersionTableName")
     host = deployment.output("PineconeIndexHost")
     secret_arn = deployment.output("PineconeApiKeySecretArn")
+    secrets = ctx.secrets()
     try:
-        key = read_api_key(ctx.secrets(), secret_arn)
+        reader = RecordReader(host=host, read_key=lambda: read_api_key(secrets, secret_arn).value)
     except (ClientError, BotoCoreError, VectorRelayError) as error:
         raise CannotRun(f"cannot read the Pinecone API key from {secret_arn}: {error}") from None
-
-    reader = RecordReader(host=host, api_key=key.value)
     pages = guard_pages(ctx.dynamodb(), table, namespaces=namespaces or None)
     errors = Console(stderr=True)
     progress = Progress(

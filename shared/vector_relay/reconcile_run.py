@@ -17,8 +17,10 @@ def run_scheduled_reconcile(remaining_ms: Callable[[], int], clock: Callable[[],
     settings = get_settings()
     table = settings.require("write_version_table")
     reserve_ms = settings.reconcile_reserve_seconds * 1000
-    key = read_api_key(secrets_client(), settings.pinecone_secret_arn)
-    reader = RecordReader(host=settings.pinecone_index_host, api_key=key.value)
+    secret_arn = settings.pinecone_secret_arn
+    reader = RecordReader(
+        host=settings.pinecone_index_host, read_key=lambda: read_api_key(secrets_client(), secret_arn).value
+    )
     try:
         return scheduled_pass(
             dynamodb_client(),

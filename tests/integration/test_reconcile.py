@@ -14,13 +14,15 @@ import time
 
 import boto3
 import pytest
+from pinecone import Admin
 
 from functions.ingest import app as ingest_app
 from functions.reconcile import app as reconcile_app
 from tests.conftest import SAMPLE_TENANTS, FakeLambdaContext, load_event
 from tests.integration.conftest import Pipeline, SqsDriver
 from tests.integration.test_ingest import upsert_body, vector
-from vector_relay.pinecone_gateway import RecordReader
+from vector_relay.api_key_cache import read_api_key
+from vector_relay.pinecone_gateway import FailureKind, PineconeRequestError, RecordReader
 from vector_relay.reconcile import Mismatch, Report, compare, guard_pages, load_cursor, scheduled_pass
 from vector_relay.reconcile_run import run_scheduled_reconcile
 from vector_relay.settings import get_settings
@@ -45,7 +47,7 @@ def test_each_kind_of_mismatch_is_reported_and_only_a_resurrected_record_is_repa
         driver.publish([body])
         driver.run_until_empty()
     dynamodb = boto3.client("dynamodb")
-    reader = RecordReader(host=pipeline.emulator.index_host("relay-test"), api_key=pipeline.emulator.api_key)
+    reader = RecordReader(host=pipeline.emulator.index_host("relay-test"), read_key=lambda: pipeline.emulator.api_key)
     settled = int(time.time() * 1000) + 3_600_000  # an hour on: every lease of those writes is over
     try:
         clean = compare(guard_pages(dynamodb, TABLE), reader, now_ms=settled)
@@ -137,7 +139,7 @@ def test_a_pass_cut_short_by_time_goes_on_from_its_cursor_and_a_complete_pass_cl
     driver.run_until_empty()
     pipeline.index.delete(ids=["r5"], namespace=NAMESPACE)
     dynamodb = boto3.client("dynamodb")
-    reader = RecordReader(host=pipeline.emulator.index_host("relay-test"), api_key=pipeline.emulator.api_key)
+    reader = RecordReader(host=pipeline.emulator.index_host("relay-test"), read_key=lambda: pipeline.emulator.api_key)
     settled = int(time.time() * 1000) + 3_600_000
     try:
         runs: list[Report] = []
@@ -163,5 +165,45 @@ def test_a_pass_cut_short_by_time_goes_on_from_its_cursor_and_a_complete_pass_cl
         assert [m.record_id for r in runs for m in r.mismatches] == ["r5"]
         assert len(runs) >= 4  # 7 records at 2 per page (moto may add an empty last page)
         assert load_cursor(dynamodb, TABLE) is None
+    finally:
+        reader.close()
+
+
+def test_a_key_rotated_during_a_pass_is_read_again_and_the_pass_goes_on(pipeline: Pipeline) -> None:
+    # GIVEN a reader holding a key that is then replaced in the secret and revoked (rotation's end)
+    emulator = pipeline.emulator
+    admin = Admin(
+        client_id=emulator.client_id,
+        client_secret=emulator.client_secret,
+        host=emulator.url,
+        oauth_url=emulator.oauth_url,
+    )
+    secrets = boto3.client("secretsmanager")
+    first = admin.api_keys.create(project_id=emulator.project_id, name="first")
+    secrets.put_secret_value(SecretId=pipeline.secret_arn, SecretString=json.dumps({"api_key": first.value}))
+    reads: list[str] = []
+
+    def read_key() -> str:
+        reads.append(read_api_key(secrets, pipeline.secret_arn).value)
+        return reads[-1]
+
+    reader = RecordReader(host=emulator.index_host("relay-test"), read_key=read_key)
+    pipeline.index.upsert(vectors=[("a", vector(1), {"_relay_version": "1"})], namespace=NAMESPACE)
+    try:
+        assert reader.metadata(NAMESPACE, ["a"]) == {"a": {"_relay_version": "1"}}
+        second = admin.api_keys.create(project_id=emulator.project_id, name="second")
+        secrets.put_secret_value(SecretId=pipeline.secret_arn, SecretString=json.dumps({"api_key": second.value}))
+        admin.api_keys.delete(api_key_id=first.key.id)
+
+        # WHEN the next page is fetched, THEN it is answered with the new key (read once more), not an error
+        assert reader.metadata(NAMESPACE, ["a"]) == {"a": {"_relay_version": "1"}}
+        assert reads == [first.value, second.value]
+
+        # and a key refused with nothing newer in the secret is an auth failure, not a loop
+        admin.api_keys.delete(api_key_id=second.key.id)
+        with pytest.raises(PineconeRequestError) as refused:
+            reader.metadata(NAMESPACE, ["a"])
+        assert refused.value.kind is FailureKind.AUTH
+        assert second.value not in str(refused.value)
     finally:
         reader.close()
