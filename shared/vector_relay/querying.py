@@ -42,7 +42,14 @@ from vector_relay.dead_letter import SQS_MAX_MESSAGE_BYTES
 from vector_relay.errors import PoisonMessageError, Problem, TransientError
 from vector_relay.pinecone_gateway import FailureKind, PineconeRequestError, QueryResult
 from vector_relay.validation import parse_query_message
-from vector_relay.worker import WorkerDependencies, check_timing, dead_letter, invocation_budget, last_delivery
+from vector_relay.worker import (
+    WorkerDependencies,
+    check_timing,
+    dead_letter,
+    invocation_budget,
+    last_delivery,
+    retry_alone,
+)
 from vector_relay.writer import MIN_REQUEST_SECONDS, Deadline
 
 if TYPE_CHECKING:
@@ -79,15 +86,9 @@ def handle_query_batch(
     queries: list[tuple[SQSRecord, QueryMessage]] = []
     for record in records:
         try:
-            queries.append((record, parse_query_message(record.body, validation)))
-        except PoisonMessageError as poison:
-            target = _reply_target(record.body, allowed)
-            if target is None:
-                dead_letter(deps, record, poison, failures)
-            else:
-                reply_to, correlation_id, tenant = target
-                body = _error_reply(correlation_id, tenant, poison.error_code, poison.detail)
-                replies.append(PendingReply(record, reply_to, body, poison.error_code))
+            _sort_query(record, deps, validation, queries, replies, failures)
+        except Exception as error:  # a defect here must not fail the batch-mates
+            retry_alone(record, error, failures)
     jobs = [(record, message, tenants.namespace_for(message.tenant)) for record, message in queries]
     results = deps.loop.run(_run_queries(jobs, deps, deadline))
     for (record, message, _), result in zip(jobs, results, strict=True):
@@ -120,18 +121,43 @@ def handle_query_batch(
     return failures
 
 
+def _sort_query(
+    record: SQSRecord,
+    deps: WorkerDependencies,
+    validation: ValidationContext,
+    queries: list[tuple[SQSRecord, QueryMessage]],
+    replies: list[PendingReply],
+    failures: dict[str, BaseException],
+) -> None:
+    """A valid query joins ``queries``; an invalid one is answered with its code when its reply_to is usable, or
+    dead-lettered."""
+    try:
+        queries.append((record, parse_query_message(record.body, validation)))
+    except PoisonMessageError as poison:
+        target = _reply_target(record.body, deps.settings.reply_queue_allow_list)
+        if target is None:
+            dead_letter(deps, record, poison, failures)
+        else:
+            reply_to, correlation_id, tenant = target
+            body = _error_reply(correlation_id, tenant, poison.error_code, poison.detail)
+            replies.append(PendingReply(record, reply_to, body, poison.error_code))
+
+
 def _reply_target(body: str, allowed: frozenset[str]) -> tuple[str, str | None, str | None] | None:
     """``(reply_to, correlation_id, tenant)`` of an invalid query, when its reply_to is usable."""
     try:
         raw = json.loads(body)
     except ValueError:
         return None
-    if not isinstance(raw, dict) or raw.get("reply_to") not in allowed:
+    if not isinstance(raw, dict):
+        return None
+    reply_to = raw.get("reply_to")
+    if not isinstance(reply_to, str) or reply_to not in allowed:  # any JSON value may be here, even unhashable
         return None
     correlation_id = raw.get("correlation_id")
     tenant = raw.get("tenant")
     return (
-        str(raw["reply_to"]),
+        reply_to,
         correlation_id if isinstance(correlation_id, str) and len(correlation_id) <= 256 else None,
         tenant if isinstance(tenant, str) and len(tenant) <= 128 else None,
     )

@@ -194,6 +194,9 @@ def sort_batch[M](
         except PoisonMessageError as poison:
             dead_letter(deps, record, poison, batch.failures)
             continue
+        except Exception as error:  # a defect here must not fail the batch-mates
+            retry_alone(record, error, batch.failures)
+            continue
         batch.valid.append((record, message))
         if on_valid is not None:
             on_valid(record, message)
@@ -261,6 +264,19 @@ def invocation_budget(context: LambdaContext | None, deps: WorkerDependencies) -
 def last_delivery(record: SQSRecord, deps: WorkerDependencies) -> bool:
     """Whether this is the message's last delivery before the redrive policy moves it to the DLQ."""
     return int(record.attributes.approximate_receive_count) >= deps.settings.source_queue_max_receive_count
+
+
+def retry_alone(record: SQSRecord, error: Exception, failures: dict[str, BaseException]) -> None:
+    """An unexpected error while sorting one message (a defect, not proven poison): SQS retries that message only.
+
+    After ``maxReceiveCount`` it reaches the DLQ (``retries_exhausted``). Logged with the error's type
+    and the message id, never the body.
+    """
+    logger.exception(
+        "unexpected error while validating a message; it alone is retried",
+        extra={"message_id": record.message_id, "error": type(error).__name__},
+    )
+    failures[record.message_id] = TransientError(f"unexpected {type(error).__name__} while validating the message")
 
 
 def dead_letter(
