@@ -7,6 +7,8 @@ SAM_VENV  := .venv-sam
 PY        := $(VENV)/bin/python
 SAM       := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION := 1.170.0
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
 BUILD_DIR := .aws-sam/build
 REGION    ?= us-east-1
 DATA_DIR  ?= .local-stack/pinecone-data
@@ -17,7 +19,7 @@ export AWS_DEFAULT_REGION ?= $(REGION)
 # The Lambda runtime's interpreter; found once, or make stops with what to install.
 PYTHON313 = $(shell tools/find-python.sh)
 
-.PHONY: help venv test test-repeat lint format typecheck validate build schema clean demo up invoke status
+.PHONY: help venv test test-repeat lint format typecheck validate security build schema clean demo up invoke status
 
 help:
 	@echo "make demo      the whole product on this machine: local stack from template.yaml, a dataset in, queries out, checked"
@@ -30,6 +32,7 @@ help:
 	@echo "make format    ruff format + ruff check --fix"
 	@echo "make typecheck mypy --strict on shared/, cli/ and functions/"
 	@echo "make validate  sam validate, sam validate --lint, cfn-lint on the translated template"
+	@echo "make security  bandit on the code, checkov on the translated template (accepted findings: tools/security_suppressions.toml)"
 	@echo "make build     sam build (no container) into $(BUILD_DIR)"
 	@echo "make schema    regenerate docs/contract.schema.json from the contract models"
 	@echo "make clean     remove the venvs and build output"
@@ -57,7 +60,14 @@ $(SAM_VENV)/.installed:
 	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_CLI_VERSION)
 	@touch $@
 
-venv: $(VENV)/.installed $(SAM_VENV)/.installed
+# checkov pins its own boto3 and pydantic too.
+$(CHECKOV_VENV)/.installed:
+	@py=$$(tools/find-python.sh) || exit 1; \
+	  [ -x $(CHECKOV_VENV)/bin/checkov ] || $$py -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	@touch $@
+
+venv: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -87,7 +97,11 @@ build: $(SAM_VENV)/.installed
 schema: $(VENV)/.installed
 	$(PY) -m vector_relay.contract_schema > docs/contract.schema.json
 
-test: lint typecheck validate build
+# bandit on the code, checkov on the translated template; accepted findings: tools/security_suppressions.toml.
+security: validate $(CHECKOV_VENV)/.installed
+	$(PY) -m tools.security_checks --bandit $(VENV)/bin/bandit --checkov $(CHECKOV_VENV)/bin/checkov .aws-sam/translated.json
+
+test: lint typecheck validate security build
 	$(VENV)/bin/pytest
 
 # Flaky-test hunt (tools/repeat_tests.py): N fresh pytest runs, optionally with BURN busy cores.
@@ -97,7 +111,7 @@ test-repeat: $(VENV)/.installed
 	$(PY) -m tools.repeat_tests --runs $(N) --burn $(BURN)
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache .test-repeat
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache .test-repeat
 
 # The local stack (local/relay_local, docs/local-stack.md): moto's server + the Pinecone emulator + pollers.
 demo: $(VENV)/.installed

@@ -7,7 +7,13 @@
 * ``report_batch_item_failures``: every SQS event source reports partial batch failures;
 * ``batching_window``: a batch size above 10 comes with a batching window of at least 1 s (AWS
   rejects the event source mapping otherwise);
-* ``no_wildcard_actions``: no IAM statement allows ``*`` actions.
+* ``no_wildcard_actions``: no statement *allows* ``*`` actions (a deny may be broad), except the
+  account-root statement of a KMS key policy (AWS's default, which hands the key's use to IAM);
+* ``no_wildcard_resources``: no statement of an IAM role or policy allows on ``*`` resources (or a
+  resource ARN whose account, region, or name is ``*``): each names what it may touch;
+* ``no_managed_policies``: no role attaches AWS-managed policies (``AWSLambdaBasicExecutionRole`` and
+  SAM's SQS poller policy grant on ``*``); every function has its own role from this template;
+* ``secure_transport``: every queue and bucket has a policy that denies requests without TLS.
 
 Parameters are checked over their whole allowed range (``MinValue``/``MaxValue``), so no value a
 user may pass at deploy time breaks a rule. Usage: ``python -m tools.template_rules template.yaml``;
@@ -193,14 +199,102 @@ def _statements(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
             yield from _statements(item, where)
 
 
+def _is_key_policy_root(resource: dict[str, Any], statement: dict[str, Any]) -> bool:
+    if resource.get("Type") != "AWS::KMS::Key" or statement.get("Action") != "kms:*":
+        return False
+    principal = statement.get("Principal", {}).get("AWS") if isinstance(statement.get("Principal"), dict) else None
+    return (
+        isinstance(principal, dict)
+        and ":root" in json.dumps(principal)
+        and "${AWS::AccountId}" in json.dumps(principal)
+    )
+
+
 def _no_wildcard_actions(t: _Template) -> Iterator[Violation]:
     for name, resource in t.resources.items():
         for where, statement in _statements(resource.get("Properties", {}), name):
+            if statement.get("Effect") == "Deny" or _is_key_policy_root(resource, statement):
+                continue
             for key in ("Action", "NotAction"):
                 actions = statement.get(key, [])
                 for action in [actions] if isinstance(actions, str) else actions:
                     if isinstance(action, str) and "*" in action:
                         yield Violation("no_wildcard_actions", where, f"{key} {action!r} uses a wildcard")
+
+
+IAM_TYPES = ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+
+
+def _wildcard_arn(resource: Any) -> bool:
+    """``*``, or an ARN naming no particular thing (``arn:aws:sqs:*:*:*``, ``arn:aws:s3:::*``)."""
+    if isinstance(resource, dict):  # !GetAtt, !Ref, !Sub ...: a Sub may still hide a wildcard
+        text = resource.get("Fn::Sub")
+        if isinstance(text, list):
+            text = text[0]
+        return isinstance(text, str) and _wildcard_arn(text.replace("${AWS::Partition}", "aws"))
+    if not isinstance(resource, str):
+        return False
+    if resource == "*":
+        return True
+    parts = resource.split(":", 5)
+    return len(parts) == 6 and ("*" in parts[3:5] or parts[5] in {"*", "/*"} or parts[5].startswith("*"))
+
+
+def _no_wildcard_resources(t: _Template) -> Iterator[Violation]:
+    for name, resource in t.resources.items():
+        if resource.get("Type") not in IAM_TYPES:
+            continue
+        for where, statement in _statements(resource.get("Properties", {}), name):
+            if statement.get("Effect") == "Deny":
+                continue
+            targets = statement.get("Resource", [])
+            for target in targets if isinstance(targets, list) else [targets]:
+                if _wildcard_arn(target):
+                    yield Violation("no_wildcard_resources", where, f"allows {statement.get('Action')} on {target!r}")
+
+
+def _no_managed_policies(t: _Template) -> Iterator[Violation]:
+    for name, resource in t.resources.items():
+        if resource.get("Type") == "AWS::IAM::Role" and resource.get("Properties", {}).get("ManagedPolicyArns"):
+            yield Violation("no_managed_policies", name, "attaches managed policies; give it inline, scoped statements")
+        properties = resource.get("Properties", {})
+        if resource.get("Type") == "AWS::Serverless::Function" and (
+            "Policies" in properties or "Role" not in properties
+        ):
+            yield Violation(
+                "no_managed_policies", name, "needs its own Role (SAM's generated role attaches managed policies)"
+            )
+
+
+def _policy_denying_plain_http(t: _Template, policy_type: str, key: str) -> set[str]:
+    """Logical ids of the queues or buckets a policy of ``policy_type`` denies aws:SecureTransport=false on."""
+    covered: set[str] = set()
+    for resource in t.resources.values():
+        if resource.get("Type") != policy_type:
+            continue
+        properties = resource.get("Properties", {})
+        denies = any(
+            statement.get("Effect") == "Deny"
+            and statement.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") in ("false", False)
+            for _, statement in _statements(properties.get("PolicyDocument", {}), "")
+        )
+        if not denies:
+            continue
+        targets = properties.get(key)
+        for target in targets if isinstance(targets, list) else [targets]:
+            if isinstance(target, dict) and "Ref" in target:
+                covered.add(target["Ref"])
+    return covered
+
+
+def _secure_transport(t: _Template) -> Iterator[Violation]:
+    queues = _policy_denying_plain_http(t, "AWS::SQS::QueuePolicy", "Queues")
+    buckets = _policy_denying_plain_http(t, "AWS::S3::BucketPolicy", "Bucket")
+    for name, resource in t.resources.items():
+        if resource.get("Type") == "AWS::SQS::Queue" and name not in queues:
+            yield Violation("secure_transport", name, "no queue policy denies aws:SecureTransport=false")
+        if resource.get("Type") == "AWS::S3::Bucket" and name not in buckets:
+            yield Violation("secure_transport", name, "no bucket policy denies aws:SecureTransport=false")
 
 
 RULES = (
@@ -210,6 +304,9 @@ RULES = (
     _report_batch_item_failures,
     _batching_window,
     _no_wildcard_actions,
+    _no_wildcard_resources,
+    _no_managed_policies,
+    _secure_transport,
 )
 
 
@@ -219,8 +316,10 @@ def check(template: dict[str, Any]) -> list[Violation]:
 
 
 def check_translated(template: dict[str, Any]) -> list[Violation]:
-    """The rules that still apply once SAM has expanded its policy templates into IAM statements."""
-    return list(_no_wildcard_actions(_Template(template)))
+    """The rules that still apply once SAM has expanded the template into roles, policies and event sources."""
+    parsed = _Template(template)
+    rules = (_no_wildcard_actions, _no_wildcard_resources, _no_managed_policies, _secure_transport)
+    return [violation for rule in rules for violation in rule(parsed)]
 
 
 def main(path: str) -> int:

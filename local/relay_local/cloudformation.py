@@ -24,7 +24,7 @@ DEFAULT_STACK_NAME = "vector-relay-local"
 
 # A parameter whose AllowedPattern the local stack may break, and why (reported, never silent).
 LOCAL_PATTERN_EXEMPTIONS = {
-    "PineconeIndexHost": "the emulator serves each index's data plane under a path, /data/<index>",
+    "PineconeIndexHost": "the emulator serves each index's data plane over plain HTTP on loopback, under /data/<index>",
 }
 
 NO_VALUE = object()  # AWS::NoValue: the property or list item is dropped

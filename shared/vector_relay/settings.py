@@ -8,8 +8,10 @@ test keeps the two in step. Only the secret's ARN is configuration: the API key 
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cache
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -168,6 +170,19 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("pinecone_index_host", "pinecone_control_host", "pinecone_oauth_url")
+    @classmethod
+    def _https_beyond_this_machine(cls, value: str | None) -> str | None:
+        """The API key and the service account's secret travel to these URLs: TLS unless they stay on loopback."""
+        if value is None:
+            return None
+        url = urlsplit(value)
+        if url.scheme == "https" and url.hostname:
+            return value
+        if url.scheme == "http" and _is_loopback(url.hostname):
+            return value  # the local stack's emulator
+        raise ValueError(f"{value!r} must be an https:// URL (http:// only for a loopback host such as 127.0.0.1)")
+
     @model_validator(mode="after")
     def _one_registry_source(self) -> Self:
         if self.tenant_registry and self.tenant_registry_parameter:
@@ -190,6 +205,15 @@ class Settings(BaseSettings):
         if not value:
             raise ConfigurationError(f"{name.upper()} is not set; this function needs it")
         return str(value)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @cache

@@ -65,6 +65,34 @@ def test_bad_configuration_fails_at_first_use_naming_the_variable(
         get_settings()
 
 
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [
+        ("PINECONE_INDEX_HOST", "http://idx.svc.pinecone.io"),
+        ("PINECONE_INDEX_HOST", "idx.svc.pinecone.io"),
+        ("PINECONE_INDEX_HOST", "http://10.0.0.8:5080"),
+        ("PINECONE_CONTROL_HOST", "http://api.pinecone.io"),
+        ("PINECONE_OAUTH_URL", "ftp://login.pinecone.io/oauth/token"),
+        ("PINECONE_INDEX_HOST", "https://"),
+    ],
+)
+def test_a_pinecone_url_beyond_this_machine_must_be_https(monkeypatch: pytest.MonkeyPatch, name: str, url: str) -> None:
+    for key, value in REQUIRED.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv(name, url)
+    with pytest.raises(ConfigurationError, match="must be an https:// URL") as refused:
+        get_settings()
+    assert name.lower() in str(refused.value)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:5080/data/idx", "http://localhost:5080", "http://[::1]:5080"])
+def test_plain_http_is_allowed_on_loopback_for_the_local_stack(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    for key, value in REQUIRED.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PINECONE_INDEX_HOST", url)
+    assert get_settings().pinecone_index_host == url
+
+
 def test_require_names_the_missing_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in REQUIRED.items():
         monkeypatch.setenv(name, value)

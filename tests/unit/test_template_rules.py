@@ -106,23 +106,76 @@ def test_a_batch_size_parameter_that_may_exceed_ten_needs_a_window() -> None:
     assert broken(raise_query_max) == ["batching_window"]
 
 
+def statements(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    """The statements of a role's first (always present) inline policy."""
+    return resources(template)[role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+
+
 @pytest.mark.parametrize("action", ["*", "s3:*", ["sqs:SendMessage", "sqs:*"]])
 def test_wildcard_iam_actions_fail(action: Any) -> None:
     def widen(template: dict[str, Any]) -> None:
-        statement = resources(template)["QueryFunction"]["Properties"]["Policies"][-1]["Statement"][0]
-        statement["Action"] = action
+        statements(template, "QueryFunctionRole")[-1]["Action"] = action
 
     assert broken(widen) == ["no_wildcard_actions"]
+
+
+def test_a_broad_deny_and_the_key_policy_s_account_root_statement_are_not_wildcard_grants() -> None:
+    key_policy = resources(TEMPLATE)["RelayKey"]["Properties"]["KeyPolicy"]["Statement"][0]
+    assert key_policy["Action"] == "kms:*"  # AWS's default key policy statement: IAM decides who uses the key
+    tls = resources(TEMPLATE)["IngestQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert (tls["Effect"], tls["Action"]) == ("Deny", "sqs:*")
+    assert check(TEMPLATE) == []
+
+    def open_key(template: dict[str, Any]) -> None:
+        resources(template)["RelayKey"]["Properties"]["KeyPolicy"]["Statement"][0]["Principal"] = {"AWS": "*"}
+
+    assert broken(open_key) == ["no_wildcard_actions"]
+
+
+@pytest.mark.parametrize(
+    "resource",
+    ["*", "arn:aws:sqs:*:*:*", {"Fn::Sub": "arn:${AWS::Partition}:s3:::*"}, ["arn:aws:sqs:us-east-1:1:q", "*"]],
+)
+def test_iam_statements_on_wildcard_resources_fail(resource: Any) -> None:
+    def widen(template: dict[str, Any]) -> None:
+        statements(template, "IngestFunctionRole")[-1]["Resource"] = resource
+
+    assert broken(widen) == ["no_wildcard_resources"]
+
+
+def test_a_function_without_its_own_role_or_a_role_with_managed_policies_fails() -> None:
+    def sam_role(template: dict[str, Any]) -> None:
+        function = resources(template)["QueryFunction"]["Properties"]
+        del function["Role"]
+        function["Policies"] = [{"SQSPollerPolicy": {"QueueName": "q"}}]
+
+    def managed(template: dict[str, Any]) -> None:
+        resources(template)["QueryFunctionRole"]["Properties"]["ManagedPolicyArns"] = [
+            "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+        ]
+
+    assert broken(sam_role) == ["no_managed_policies"]
+    assert broken(managed) == ["no_managed_policies"]
+
+
+def test_a_queue_or_bucket_that_takes_plain_http_fails() -> None:
+    def drop_queue_policy(template: dict[str, Any]) -> None:
+        del resources(template)["QueryQueuePolicy"]
+
+    def allow_http(template: dict[str, Any]) -> None:
+        statement = resources(template)["QueryResultsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+        statement["Condition"]["Bool"]["aws:SecureTransport"] = "true"
+
+    assert broken(drop_queue_policy) == ["secure_transport"]
+    assert broken(allow_http) == ["secure_transport"]
 
 
 def test_the_ingest_role_allows_exactly_the_dynamodb_calls_the_version_guard_makes() -> None:
     source = (ROOT / "shared" / "vector_relay" / "version_guard.py").read_text()
     calls = {"".join(part.capitalize() for part in name.split("_")) for name in re.findall(r"_dynamodb\.(\w+)", source)}
-    policies = resources(TEMPLATE)["IngestFunction"]["Properties"]["Policies"]
     granted = {
         action.removeprefix("dynamodb:")
-        for policy in policies
-        for statement in policy.get("Statement", [])
+        for statement in statements(TEMPLATE, "IngestFunctionRole")
         for action in statement["Action"]
         if action.startswith("dynamodb:")
     }
