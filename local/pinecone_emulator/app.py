@@ -74,6 +74,7 @@ class Emulator:
         self.pending_applies = 0  # requests answered with a fault, still to be carried out (apply_after_ms)
         self._delayed: dict[object, tuple[threading.Timer, Route]] = {}
         self.applied_under_faults = 0  # requests carried out although the client was told they failed
+        self.max_apply_lateness_ms = 0.0  # how much later than asked a held write landed (timer threads under load)
         self.revoked: dict[str, str] = {}  # key digest -> key id, so counters can name a revoked key
         self.keyring = KeyRing(
             project=Project(config.project_id, config.project_name, config.organization_id),
@@ -166,11 +167,14 @@ class Emulator:
     def _apply_later(self, route: Route, seconds: float) -> None:
         """Carry ``route`` out ``seconds`` from now on a timer thread; its answer goes nowhere."""
         ticket = object()
+        due = time.monotonic() + seconds
 
         def apply() -> None:
             with self.counter_lock:
                 if self._delayed.pop(ticket, None) is None:
                     return  # flushed or dropped by a reset
+                late_ms = (time.monotonic() - due) * 1000
+                self.max_apply_lateness_ms = max(self.max_apply_lateness_ms, late_ms)
             self._carry_out(route)
 
         timer = threading.Timer(seconds, apply)
@@ -549,11 +553,12 @@ class Emulator:
         with self.counter_lock:
             self.counters.clear()
             self.applied_under_faults = 0
+            self.max_apply_lateness_ms = 0.0
 
     def counter_report(self) -> dict[str, Any]:
         with self.counter_lock:
             items = sorted(self.counters.items())
-            pending, applied = self.pending_applies, self.applied_under_faults
+            pending, applied, lateness = self.pending_applies, self.applied_under_faults, self.max_apply_lateness_ms
         by_operation: dict[str, dict[str, int]] = {}
         by_key: dict[str, int] = {}
         by_status: dict[str, int] = {}
@@ -566,6 +571,7 @@ class Emulator:
             "total": sum(count for _, count in items),
             "pending_applies": pending,
             "applied_under_faults": applied,
+            "max_apply_lateness_ms": round(lateness, 1),
             "requests": [
                 {"operation": operation, "status": status, "api_key": key, "count": count}
                 for (operation, status, key), count in items

@@ -61,7 +61,13 @@ VISIBILITY_TIMEOUT = 6
 MAX_RECEIVE_COUNT = 5
 INVOCATION_SECONDS = 5.0  # the function timeout: a lease lasts about this long, below the visibility timeout
 SEED = int(os.environ.get("VECTOR_RELAY_CHAOS_SEED", "20261127"))
-HELD_WRITE_MS = 3000  # apply_after_ms: 2.5 s below DEADLINE_MARGIN_MS + WRITE_VERSION_LEASE_SLACK_SECONDS (5.5 s)
+# A lease covers a request until DEADLINE_MARGIN_MS + WRITE_VERSION_LEASE_SLACK_SECONDS after its worker stopped
+# sending (1.5 + 10 s). A held write lands 3 s after the emulator read it; the 8.5 s left allow for an emulator
+# that reads requests or fires timers late on a starved 2-core machine (it shares a process with moto and the
+# pollers). A write landing later than that would break the run's premise, not the relay's promise: the run
+# prints the emulator's worst timer lateness (max_apply_lateness_ms) to tell the two apart.
+LEASE_SLACK_SECONDS = 10
+HELD_WRITE_MS = 3000
 KILL_GAP = (3, 7)  # a worker is killed after every 3 to 7 invocations (seeded)
 
 
@@ -330,7 +336,7 @@ def test_the_index_converges_to_the_highest_version_of_every_record(
         "DEAD_LETTER_QUEUE_URL": queues.dlq,
         "SOURCE_QUEUE_MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT),
         "WRITE_VERSION_TABLE": "chaos-versions",
-        "WRITE_VERSION_LEASE_SLACK_SECONDS": "4",
+        "WRITE_VERSION_LEASE_SLACK_SECONDS": str(LEASE_SLACK_SECONDS),
         "DEADLINE_MARGIN_MS": "1500",  # a guard claim started at the deadline ends before the return
         "POWERTOOLS_LOG_LEVEL": "ERROR",
         "POWERTOOLS_METRICS_DISABLED": "true",
@@ -369,6 +375,7 @@ def test_the_index_converges_to_the_highest_version_of_every_record(
     counters = control.counters()["requests"]
     faults = sum(item["count"] for item in counters if item["status"] in (429, 503))
     applied_under_faults = control.counters()["applied_under_faults"]
+    lateness_ms = control.counters()["max_apply_lateness_ms"]
     invocations, redeliveries, stale = pool.figures()
     print(
         f"\nchaos run: {stream.operations} operations in {len(stream.valid)} valid + {len(stream.poison)} poison"
@@ -377,14 +384,14 @@ def test_the_index_converges_to_the_highest_version_of_every_record(
         f" {applied_under_faults} writes applied although their client was told they failed,"
         f" {pool.kills} workers killed;"
         f" {invocations} invocations, {redeliveries} redeliveries, {stale} stale writes dropped;"
-        f" converged in {converged:.1f} s"
+        f" held writes landed up to {lateness_ms:.0f} ms late; converged in {converged:.1f} s"
     )
 
     # THEN the index holds exactly the highest version of every record
     keys = list(stream.reference)
     state = index_state(pinecone_emulator, host, tenants, keys)
     expected = {key: value for key, value in stream.reference.items() if value is not None}
-    assert set(state) == set(expected)
+    assert set(state) == set(expected), f"held writes landed up to {lateness_ms:.0f} ms late"
     for key, value in expected.items():
         assert state[key]["metadata"] == value["metadata"] | {"_relay_version": str(value["metadata"]["v"])}, key
         assert state[key]["values"] == pytest.approx(value["values"], abs=1e-3), key
