@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,7 @@ from vector_relay.contract import (
 from vector_relay.dead_letter import SQS_MAX_MESSAGE_BYTES
 from vector_relay.errors import PoisonMessageError, Problem, TransientError
 from vector_relay.pinecone_gateway import FailureKind, PineconeRequestError, QueryResult
+from vector_relay.tenancy import TenantRegistry
 from vector_relay.validation import parse_query_message
 from vector_relay.worker import (
     WorkerDependencies,
@@ -79,7 +80,8 @@ def handle_query_batch(
     check_timing(context, deps)
     deadline = Deadline(invocation_budget(context, deps))
     tenants = deps.tenants.current()
-    allowed = deps.settings.reply_queue_allow_list
+    # any queue some tenant may be answered on passes the contract; _sort_query narrows it to the tenant's own
+    allowed = deps.settings.reply_queue_allow_list | tenants.all_reply_queues()
     validation = ValidationContext(tenants=tenants, index=deps.index.current(), reply_queues=allowed)
     failures: dict[str, BaseException] = {}
     replies: list[PendingReply] = []
@@ -130,11 +132,24 @@ def _sort_query(
     failures: dict[str, BaseException],
 ) -> None:
     """A valid query joins ``queries``; an invalid one is answered with its code when its reply_to is usable, or
-    dead-lettered."""
+    dead-lettered.
+
+    A query from a queue that may not act for its tenant (tenant binding), or naming a reply queue
+    that is not its tenant's, is dead-lettered without a reply: the reply would go where the sender
+    has no right to write.
+    """
+    registry = deps.tenants.current()
     try:
-        queries.append((record, parse_query_message(record.body, validation)))
+        message = parse_query_message(record.body, validation)
+        problem = registry.binding_problem(record.event_source_arn, message.tenant)
+        if problem is None and message.reply_to not in _reply_queues(registry, deps, message.tenant):
+            problem = Problem("reply_to_not_allowed", "reply_to", f"not a reply queue of tenant '{message.tenant}'")
+        if problem is not None:
+            dead_letter(deps, record, PoisonMessageError([problem]), failures)
+            return
+        queries.append((record, message))
     except PoisonMessageError as poison:
-        target = _reply_target(record.body, deps.settings.reply_queue_allow_list)
+        target = _reply_target(record.body, lambda tenant: _usable_reply_queues(registry, deps, record, tenant))
         if target is None:
             dead_letter(deps, record, poison, failures)
         else:
@@ -143,8 +158,24 @@ def _sort_query(
             replies.append(PendingReply(record, reply_to, body, poison.error_code))
 
 
-def _reply_target(body: str, allowed: frozenset[str]) -> tuple[str, str | None, str | None] | None:
-    """``(reply_to, correlation_id, tenant)`` of an invalid query, when its reply_to is usable."""
+def _reply_queues(registry: TenantRegistry, deps: WorkerDependencies, tenant: str) -> frozenset[str]:
+    return registry.reply_queues_for(tenant, deps.settings.reply_queue_allow_list)
+
+
+def _usable_reply_queues(
+    registry: TenantRegistry, deps: WorkerDependencies, record: SQSRecord, tenant: object
+) -> frozenset[str]:
+    """Where an invalid query that names ``tenant`` (any JSON value) may get its error reply."""
+    name = tenant if isinstance(tenant, str) else ""
+    if registry.binding_problem(record.event_source_arn, name) is not None:
+        return frozenset()  # from a tenant's queue for another tenant, or for a bound tenant from elsewhere
+    return _reply_queues(registry, deps, name)
+
+
+def _reply_target(
+    body: str, allowed_for: Callable[[object], frozenset[str]]
+) -> tuple[str, str | None, str | None] | None:
+    """``(reply_to, correlation_id, tenant)`` of an invalid query, when its reply_to is usable for its tenant."""
     try:
         raw = json.loads(body)
     except ValueError:
@@ -152,10 +183,11 @@ def _reply_target(body: str, allowed: frozenset[str]) -> tuple[str, str | None, 
     if not isinstance(raw, dict):
         return None
     reply_to = raw.get("reply_to")
-    if not isinstance(reply_to, str) or reply_to not in allowed:  # any JSON value may be here, even unhashable
+    tenant = raw.get("tenant")
+    # any JSON value may be in reply_to, even an unhashable one
+    if not isinstance(reply_to, str) or reply_to not in allowed_for(tenant):
         return None
     correlation_id = raw.get("correlation_id")
-    tenant = raw.get("tenant")
     return (
         reply_to,
         correlation_id if isinstance(correlation_id, str) and len(correlation_id) <= 256 else None,

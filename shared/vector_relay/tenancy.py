@@ -1,30 +1,49 @@
-"""Tenant -> namespace, the one rule that keeps tenants apart.
+"""Tenant -> namespace, the one rule that keeps tenants apart, and which queues may speak for a tenant.
 
 A message names its tenant; the namespace always comes from the tenant registry (configuration),
-never from the message, so no message can reach another tenant's records. The registry is JSON
-``{"tenant": "namespace", ...}``, given inline (``TENANT_REGISTRY``) or in an SSM parameter
-(``TENANT_REGISTRY_PARAMETER``, re-read after ``TENANT_REGISTRY_TTL_SECONDS``).
+never from the message, so no message can reach another tenant's records. The registry is JSON,
+given inline (``TENANT_REGISTRY``) or in an SSM parameter (``TENANT_REGISTRY_PARAMETER``, re-read
+after ``TENANT_REGISTRY_TTL_SECONDS``). Each tenant maps to its namespace, either directly
+(``{"acme": "tenant-acme"}``) or as an object:
+
+    {"acme": {"namespace": "tenant-acme",
+              "queues": ["arn:aws:sqs:us-east-1:123456789012:relay-tenant-acme-ingest", ...],
+              "reply_queues": ["https://sqs.us-east-1.amazonaws.com/123456789012/relay-tenant-acme-replies"]}}
+
+``queues`` binds the tenant to its own queues (docs/security.md, tenant binding): a message from
+one of them must name that tenant, and a message naming the tenant is taken from no other queue.
+SQS gives a function no sender identity, so the queue, whose policy admits only the tenant's
+producers, is the proof. ``reply_queues`` replaces the global reply allow-list for the tenant.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from vector_relay.errors import ConfigurationError
+from vector_relay.errors import ConfigurationError, Problem
 
 MAX_NAMESPACE_CHARS = 512
 DEFAULT_NAMESPACE = "__default__"
+ENTRY_KEYS = frozenset({"namespace", "queues", "reply_queues"})
+_QUEUE_ARN = re.compile(r"arn:aws[a-z-]*:sqs:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,80}(\.fifo)?")
 
 
 @dataclass(frozen=True, slots=True)
 class TenantRegistry(Mapping[str, str]):
-    """An immutable, validated tenant -> namespace mapping. Distinct tenants never share a namespace."""
+    """An immutable, validated tenant -> namespace mapping. Distinct tenants never share a namespace.
+
+    Tenants bound to queues (``queues``) and tenants with reply queues of their own are kept beside
+    it; a queue serves one tenant at most.
+    """
 
     _namespaces: Mapping[str, str]
+    _queues: Mapping[str, frozenset[str]] = field(default_factory=dict)  # tenant -> bound queue ARNs
+    _reply_queues: Mapping[str, frozenset[str]] = field(default_factory=dict)  # tenant -> reply queue URLs
 
     @classmethod
     def from_json(cls, text: str, *, source: str) -> TenantRegistry:
@@ -33,25 +52,67 @@ class TenantRegistry(Mapping[str, str]):
         except json.JSONDecodeError as error:
             raise ConfigurationError(f"tenant registry from {source} is not JSON: {error.msg}") from None
         if not isinstance(raw, dict):
-            raise ConfigurationError(f'tenant registry from {source} must be a JSON object {{"tenant": "namespace"}}')
+            raise ConfigurationError(
+                f'tenant registry from {source} must be a JSON object {{"tenant": "namespace" or {{"namespace": ...}}}}'
+            )
         return cls.from_mapping(raw, source=source)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[object, object], *, source: str) -> TenantRegistry:
         problems: list[str] = []
         owners: dict[str, str] = {}
-        for tenant, namespace in raw.items():
+        queue_owners: dict[str, str] = {}
+        queues: dict[str, frozenset[str]] = {}
+        reply_queues: dict[str, frozenset[str]] = {}
+        for tenant, entry in raw.items():
             if not isinstance(tenant, str) or not tenant:
                 problems.append(f"tenant {tenant!r} must be a non-empty string")
-            elif not isinstance(namespace, str) or not _valid_namespace(namespace):
-                problems.append(f"tenant {tenant!r}: namespace must be 1-512 ASCII characters without NUL")
-            elif namespace in owners:
+                continue
+            namespace, bound, replies = _entry(tenant, entry, problems)
+            if namespace is None:
+                continue
+            if namespace in owners:
                 problems.append(f"tenants {owners[namespace]!r} and {tenant!r} share namespace {namespace!r}")
-            else:
-                owners[namespace] = tenant
+                continue
+            owners[namespace] = tenant
+            for arn in bound:
+                if arn in queue_owners:
+                    problems.append(f"tenants {queue_owners[arn]!r} and {tenant!r} are both bound to queue {arn}")
+                queue_owners[arn] = tenant
+            if bound:
+                queues[tenant] = bound
+            if replies is not None:
+                reply_queues[tenant] = replies
         if problems:
             raise ConfigurationError(f"tenant registry from {source} is invalid: " + "; ".join(problems))
-        return cls({tenant: namespace for namespace, tenant in owners.items()})
+        return cls({tenant: namespace for namespace, tenant in owners.items()}, queues, reply_queues)
+
+    def bound_tenant(self, queue_arn: str) -> str | None:
+        """The tenant a queue is bound to, if any."""
+        for tenant, arns in self._queues.items():
+            if queue_arn in arns:
+                return tenant
+        return None
+
+    def binding_problem(self, queue_arn: str, tenant: str) -> Problem | None:
+        """Why a message from ``queue_arn`` may not act for ``tenant``; None when it may."""
+        owner = self.bound_tenant(queue_arn)
+        if owner is not None and owner != tenant:
+            return Problem(
+                "tenant_not_bound", "tenant", f"this queue is bound to tenant '{owner}'; the message names '{tenant}'"
+            )
+        if owner is None and tenant in self._queues:
+            return Problem(
+                "tenant_not_bound", "tenant", f"tenant '{tenant}' takes messages only from its own queues, not this one"
+            )
+        return None
+
+    def reply_queues_for(self, tenant: str, default: frozenset[str]) -> frozenset[str]:
+        """The queues a query of ``tenant`` may be answered on: its own, or the global allow-list."""
+        return self._reply_queues.get(tenant, default)
+
+    def all_reply_queues(self) -> frozenset[str]:
+        return frozenset().union(*self._reply_queues.values())
 
     def namespace_for(self, tenant: str) -> str:
         """The tenant's namespace. Callers validate the tenant first; an unknown one here is a bug."""
@@ -65,6 +126,38 @@ class TenantRegistry(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._namespaces)
+
+
+def _entry(tenant: str, entry: object, problems: list[str]) -> tuple[str | None, frozenset[str], frozenset[str] | None]:
+    """``(namespace, bound queue ARNs, reply queue URLs or None)`` of one registry entry; problems are appended."""
+    if isinstance(entry, str):
+        entry = {"namespace": entry}
+    if not isinstance(entry, dict):
+        problems.append(
+            f'tenant {tenant!r}: namespace must be 1-512 ASCII characters without NUL, or {{"namespace": ...}}'
+        )
+        return None, frozenset(), None
+    unknown = sorted(set(map(str, entry)) - ENTRY_KEYS)
+    if unknown:
+        problems.append(f"tenant {tenant!r}: unknown keys {unknown} (known: {sorted(ENTRY_KEYS)})")
+    namespace = entry.get("namespace")
+    if not isinstance(namespace, str) or not _valid_namespace(namespace):
+        problems.append(f"tenant {tenant!r}: namespace must be 1-512 ASCII characters without NUL")
+        return None, frozenset(), None
+    bound = _strings(entry.get("queues", []), f"tenant {tenant!r}: queues", problems)
+    for arn in sorted(bound):
+        if not _QUEUE_ARN.fullmatch(arn):
+            problems.append(f"tenant {tenant!r}: {arn!r} is not an SQS queue ARN")
+    replies = entry.get("reply_queues")
+    reply_urls = None if replies is None else _strings(replies, f"tenant {tenant!r}: reply_queues", problems)
+    return namespace, bound, reply_urls
+
+
+def _strings(value: object, what: str, problems: list[str]) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        problems.append(f"{what} must be a list of non-empty strings")
+        return frozenset()
+    return frozenset(value)
 
 
 def _valid_namespace(namespace: str) -> bool:

@@ -22,6 +22,7 @@ ERROR_CODES: dict[str, str] = {
     "unsupported_schema_version": "schema_version is not 1",
     "unknown_op": "op is missing or not an operation this queue accepts",
     "unknown_tenant": "the tenant is not in the tenant registry",
+    "tenant_not_bound": "the message came from a queue that may not act for its tenant (set by the worker)",
     "too_many_records": "more than 1,000 records in one message",
     "id_invalid": "a record id is not 1-512 ASCII characters without NUL",
     "dimension_mismatch": "a dense vector's length is not the index dimension, or its kind does not fit the index",
@@ -36,7 +37,7 @@ ERROR_CODES: dict[str, str] = {
     "purge_not_confirmed": "purge_tenant's confirm does not repeat the tenant",
     "query_target_invalid": "a query has both or neither of vector and id",
     "top_k_out_of_range": "top_k is outside 1-10,000",
-    "reply_to_not_allowed": "reply_to is not on the reply queue allow-list",
+    "reply_to_not_allowed": "reply_to is not on the reply queue allow-list (or the tenant's own reply_queues)",
     "pinecone_rejected": "Pinecone answered 400/422 for this message's records (set by the worker)",
     "retries_exhausted": "the last delivery before the redrive limit failed transiently (set by the worker)",
 }

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from botocore.exceptions import BotoCoreError, ClientError
 
 from vector_relay.api_key_cache import ApiKey, ApiKeyCache, GatewaySource, read_api_key
 from vector_relay.clients import (
@@ -34,7 +36,7 @@ from vector_relay.errors import ConfigurationError, PoisonMessageError, Transien
 from vector_relay.pinecone_gateway import PineconeGateway, describe_index_shape
 from vector_relay.poison import route_poison
 from vector_relay.settings import Settings, get_settings
-from vector_relay.tenancy import TenantRegistrySource
+from vector_relay.tenancy import TenantRegistry, TenantRegistrySource
 from vector_relay.version_guard import VersionGuard
 from vector_relay.writer import MIN_REQUEST_SECONDS
 
@@ -176,7 +178,12 @@ def worker_dependencies(metrics: Metrics) -> WorkerDependencies:
     return deps
 
 
-def sort_batch[M](
+class HasTenant(Protocol):
+    @property
+    def tenant(self) -> str: ...
+
+
+def sort_batch[M: HasTenant](
     records: list[SQSRecord],
     deps: WorkerDependencies,
     parse: Callable[[str, ValidationContext], M],
@@ -185,12 +192,18 @@ def sort_batch[M](
 ) -> SortedBatch[M]:
     """Validate each record with ``parse``; dead-letter the poison; return the valid ones and the retries.
 
-    ``on_valid`` sees each valid message as soon as it is parsed (the version guard starts claiming it).
+    A valid message must also come from a queue allowed to act for its tenant (tenant binding:
+    :meth:`TenantRegistry.binding_problem`). ``on_valid`` sees each valid message as soon as it is
+    parsed (the version guard starts claiming it).
     """
     batch: SortedBatch[M] = SortedBatch()
+    tenants = validation.tenants if isinstance(validation.tenants, TenantRegistry) else None
     for record in records:
         try:
             message = parse(record.body, validation)
+            problem = tenants.binding_problem(record.event_source_arn, message.tenant) if tenants else None
+            if problem is not None:
+                raise PoisonMessageError([problem])
         except PoisonMessageError as poison:
             dead_letter(deps, record, poison, batch.failures)
             continue
@@ -201,6 +214,24 @@ def sort_batch[M](
         if on_valid is not None:
             on_valid(record, message)
     return batch
+
+
+def dead_letter_url(deps: WorkerDependencies, record: SQSRecord) -> str:
+    """Where ``record``'s poison goes: its tenant queue's own DLQ, or the function's configured one."""
+    source = record.event_source_arn
+    if deps.tenants.current().bound_tenant(source) is None:
+        return deps.settings.require("dead_letter_queue_url")
+    return redrive_target_url(deps.sqs, source)
+
+
+@cache
+def redrive_target_url(sqs: SQSClient, queue_arn: str) -> str:
+    """The URL of the DLQ named by a queue's redrive policy, asked once per client."""
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url(sqs, queue_arn), AttributeNames=["RedrivePolicy"])
+    policy = attributes.get("Attributes", {}).get("RedrivePolicy")
+    if not policy:
+        raise ConfigurationError(f"tenant queue {queue_arn} has no redrive policy, so its poison has nowhere to go")
+    return queue_url(sqs, json.loads(policy)["deadLetterTargetArn"])
 
 
 @cache
@@ -282,11 +313,18 @@ def retry_alone(record: SQSRecord, error: Exception, failures: dict[str, BaseExc
 def dead_letter(
     deps: WorkerDependencies, record: SQSRecord, poison: PoisonMessageError, failures: dict[str, BaseException]
 ) -> None:
-    """Send ``record`` to the DLQ with its reasons; if that fails, add it to ``failures`` so SQS keeps it."""
+    """Send ``record`` to the DLQ with its reasons; if that fails, add it to ``failures`` so SQS keeps it.
+
+    A message from a tenant's own queue goes to that queue's DLQ (its redrive policy's target), the
+    rest to ``DEAD_LETTER_QUEUE_URL``.
+    """
     try:
-        route_poison(
-            deps.sqs, dead_letter_queue_url=deps.settings.require("dead_letter_queue_url"), record=record, error=poison
+        route_poison(deps.sqs, dead_letter_queue_url=dead_letter_url(deps, record), record=record, error=poison)
+    except (ClientError, BotoCoreError, ConfigurationError) as error:  # the tenant queue's DLQ could not be found
+        logger.error(
+            "no DLQ for a message's source queue", extra={"message_id": record.message_id, "error": str(error)}
         )
+        failures[record.message_id] = TransientError(f"the DLQ of the source queue is unknown: {error}")
     except TransientError as error:
         failures[record.message_id] = error
     else:

@@ -391,7 +391,10 @@ def test_the_index_converges_to_the_highest_version_of_every_record(
     keys = list(stream.reference)
     state = index_state(pinecone_emulator, host, tenants, keys)
     expected = {key: value for key, value in stream.reference.items() if value is not None}
-    assert set(state) == set(expected), f"held writes landed up to {lateness_ms:.0f} ms late"
+    poison = set(stream.poison)
+    valid_left = [m["MessageAttributes"]["error_code"]["StringValue"] for m in remaining if m["Body"] not in poison]
+    diagnosis = f"held writes landed up to {lateness_ms:.0f} ms late; valid messages left in the DLQ: {valid_left}"
+    assert set(state) == set(expected), diagnosis
     for key, value in expected.items():
         assert state[key]["metadata"] == value["metadata"] | {"_relay_version": str(value["metadata"]["v"])}, key
         assert state[key]["values"] == pytest.approx(value["values"], abs=1e-3), key

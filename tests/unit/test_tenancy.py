@@ -25,6 +25,16 @@ def test_registry_maps_tenants_to_their_namespaces() -> None:
         ('{"acme": "caf\\u00e9"}', "namespace must be 1-512 ASCII"),
         ('{"acme": 7}', "namespace must be 1-512 ASCII"),
         ('{"": "ns"}', "must be a non-empty string"),
+        ('{"acme": {"queues": []}}', "namespace must be 1-512 ASCII"),
+        ('{"acme": {"namespace": "a", "queue": []}}', "unknown keys .'queue'."),
+        ('{"acme": {"namespace": "a", "queues": "arn:aws:sqs:us-east-1:123456789012:q"}}', "must be a list"),
+        ('{"acme": {"namespace": "a", "queues": ["https://sqs.us-east-1.amazonaws.com/1/q"]}}', "not an SQS queue ARN"),
+        (
+            '{"acme": {"namespace": "a", "queues": ["arn:aws:sqs:us-east-1:123456789012:q"]},'
+            ' "globex": {"namespace": "g", "queues": ["arn:aws:sqs:us-east-1:123456789012:q"]}}',
+            "'acme' and 'globex' are both bound to queue",
+        ),
+        ('{"acme": {"namespace": "a", "reply_queues": [""]}}', "reply_queues must be a list of non-empty strings"),
     ],
 )
 def test_invalid_registries_are_configuration_errors(text: str, fragment: str) -> None:
@@ -85,3 +95,40 @@ def test_no_registry_ever_read_is_an_error() -> None:
 def test_exactly_one_registry_source(inline: str | None, parameter: str | None) -> None:
     with pytest.raises(ConfigurationError, match="exactly one"):
         TenantRegistrySource(inline=inline, parameter_name=parameter, read_parameter=str, ttl_seconds=1)
+
+
+ACME_QUEUE = "arn:aws:sqs:us-east-1:123456789012:relay-tenant-acme-ingest"
+SHARED_QUEUE = "arn:aws:sqs:us-east-1:123456789012:relay-ingest"
+BOUND = TenantRegistry.from_json(
+    '{"acme": {"namespace": "tenant-acme", "queues": ["' + ACME_QUEUE + '"], "reply_queues": ["https://r/acme"]},'
+    ' "globex": "tenant-globex"}',
+    source="test",
+)
+
+
+def test_the_object_form_gives_the_namespace_and_the_old_form_still_works() -> None:
+    assert (BOUND.namespace_for("acme"), BOUND.namespace_for("globex")) == ("tenant-acme", "tenant-globex")
+    assert BOUND.bound_tenant(ACME_QUEUE) == "acme"
+    assert BOUND.bound_tenant(SHARED_QUEUE) is None
+
+
+def test_a_bound_queue_speaks_only_for_its_tenant_and_a_bound_tenant_only_through_its_queues() -> None:
+    assert BOUND.binding_problem(ACME_QUEUE, "acme") is None
+    assert BOUND.binding_problem(SHARED_QUEUE, "globex") is None  # shared-queue mode for unbound tenants
+
+    other = BOUND.binding_problem(ACME_QUEUE, "globex")
+    assert other is not None
+    assert (other.code, other.message) == (
+        "tenant_not_bound",
+        "this queue is bound to tenant 'acme'; the message names 'globex'",
+    )
+    bypass = BOUND.binding_problem(SHARED_QUEUE, "acme")
+    assert bypass is not None
+    assert bypass.message == "tenant 'acme' takes messages only from its own queues, not this one"
+
+
+def test_a_tenant_s_reply_queues_replace_the_global_allow_list() -> None:
+    default = frozenset({"https://r/shared"})
+    assert BOUND.reply_queues_for("acme", default) == frozenset({"https://r/acme"})
+    assert BOUND.reply_queues_for("globex", default) == default
+    assert BOUND.all_reply_queues() == frozenset({"https://r/acme"})
