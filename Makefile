@@ -88,6 +88,9 @@ validate: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/cfn-lint .aws-sam/translated.json
 	$(PY) -m tools.template_rules template.yaml
 	$(PY) -m tools.template_rules .aws-sam/translated.json
+	@# A tenant's own queues (plain CloudFormation, deployed once per tenant).
+	$(SAM_VENV)/bin/cfn-lint templates/tenant.yaml
+	$(PY) -m tools.template_rules templates/tenant.yaml
 
 # sam's pip builder needs the runtime's interpreter first on PATH.
 build: $(SAM_VENV)/.installed
@@ -99,7 +102,8 @@ schema: $(VENV)/.installed
 
 # bandit on the code, checkov on the translated template; accepted findings: tools/security_suppressions.toml.
 security: validate $(CHECKOV_VENV)/.installed
-	$(PY) -m tools.security_checks --bandit $(VENV)/bin/bandit --checkov $(CHECKOV_VENV)/bin/checkov .aws-sam/translated.json
+	$(PY) -m tools.security_checks --bandit $(VENV)/bin/bandit --checkov $(CHECKOV_VENV)/bin/checkov \
+	  .aws-sam/translated.json templates/tenant.yaml
 
 test: lint typecheck validate security build
 	$(VENV)/bin/pytest

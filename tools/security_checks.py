@@ -1,6 +1,7 @@
 """bandit on the Python code and checkov on the translated template; every accepted finding is in one file.
 
-Usage: ``python -m tools.security_checks --bandit BANDIT --checkov CHECKOV TRANSLATED.json``
+Usage: ``python -m tools.security_checks --bandit BANDIT --checkov CHECKOV TEMPLATE...`` (the relay's
+template as SAM translates it, and templates/tenant.yaml)
 
 ``tools/security_suppressions.toml`` lists each accepted finding with its reason: bandit by test id
 and path glob, checkov by check id and resource glob (``Type.LogicalId``). The run fails on any
@@ -105,11 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bandit", required=True)
     parser.add_argument("--checkov", required=True)
-    parser.add_argument("template", type=Path)
+    parser.add_argument("templates", type=Path, nargs="+")
     args = parser.parse_args(argv)
     suppressions = load_suppressions()
     bandit = bandit_findings(args.bandit)
-    checkov, passed = checkov_findings(args.checkov, args.template)
+    checkov: list[Finding] = []
+    passed = 0
+    for template in args.templates:
+        failed, passed_here = checkov_findings(args.checkov, template)
+        checkov += failed
+        passed += passed_here
     open_findings, unused = verdict(bandit + checkov, suppressions)
     accepted = len(bandit) + len(checkov) - len(open_findings)
     print(

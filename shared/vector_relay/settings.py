@@ -62,7 +62,11 @@ class Settings(BaseSettings):
     )
     tenant_registry: str | None = Field(
         default=None,
-        description='Inline tenant registry, JSON `{"tenant": "namespace"}`. Set this or `TENANT_REGISTRY_PARAMETER`.',
+        description=(
+            'Inline tenant registry, JSON `{"tenant": "namespace"}`; an entry may be `{"namespace": ..., '
+            '"queues": [...], "reply_queues": [...]}` (tenant binding, docs/contract.md). '
+            "Set this or `TENANT_REGISTRY_PARAMETER`."
+        ),
     )
     tenant_registry_parameter: str | None = Field(
         default=None, description="Name of the SSM parameter holding the tenant registry JSON."

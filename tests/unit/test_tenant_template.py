@@ -1,0 +1,109 @@
+"""templates/tenant.yaml fits the relay: its queue names are the ones the relay's roles may use, its
+policies admit only the tenant's producers, and its RegistryEntry output is a registry entry the workers accept."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from typing import Any
+
+from tests.conftest import ROOT
+from tools.template_rules import load_template
+from vector_relay.tenancy import TenantRegistry
+
+RELAY = load_template(ROOT / "template.yaml")
+TENANT = load_template(ROOT / "templates" / "tenant.yaml")
+VALUES = {
+    "RelayStackName": "relay",
+    "Tenant": "acme",
+    "Namespace": "tenant-acme",
+    "AWS::StackName": "relay",
+    "AWS::Partition": "aws",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+}
+
+
+def sub(text: str, extra: dict[str, str] | None = None) -> str:
+    values = VALUES | (extra or {})
+    return re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], text)
+
+
+def queue_names() -> dict[str, str]:
+    return {
+        logical_id: sub(resource["Properties"]["QueueName"]["Fn::Sub"])
+        for logical_id, resource in TENANT["Resources"].items()
+        if resource["Type"] == "AWS::SQS::Queue"
+    }
+
+
+def tenant_statements(role: str) -> list[dict[str, Any]]:
+    for policy in RELAY["Resources"][role]["Properties"]["Policies"]:
+        if isinstance(policy, dict) and "Fn::If" in policy and policy["Fn::If"][0] == "UseTenantQueues":
+            return policy["Fn::If"][1]["PolicyDocument"]["Statement"]
+    raise AssertionError(f"{role} has no UseTenantQueues policy")
+
+
+def allowed(role: str, action: str, queue_name: str) -> bool:
+    arn = f"arn:aws:sqs:us-east-1:123456789012:{queue_name}"
+    for statement in tenant_statements(role):
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if action in statement["Action"] and any(fnmatch.fnmatchcase(arn, sub(r["Fn::Sub"])) for r in resources):
+            return True
+    return False
+
+
+def test_the_relay_roles_reach_exactly_the_tenant_queues_they_use() -> None:
+    names = queue_names()
+    assert names == {
+        "IngestDeadLetterQueue": "relay-tenant-acme-ingest-dlq",
+        "IngestQueue": "relay-tenant-acme-ingest",
+        "QueryDeadLetterQueue": "relay-tenant-acme-query-dlq",
+        "QueryQueue": "relay-tenant-acme-query",
+        "ReplyQueue": "relay-tenant-acme-replies",
+    }
+    assert allowed("IngestFunctionRole", "sqs:ReceiveMessage", names["IngestQueue"])
+    assert allowed("IngestFunctionRole", "sqs:SendMessage", names["IngestDeadLetterQueue"])
+    assert not allowed("IngestFunctionRole", "sqs:ReceiveMessage", names["QueryQueue"])
+    assert not allowed("IngestFunctionRole", "sqs:SendMessage", names["ReplyQueue"])
+    assert allowed("QueryFunctionRole", "sqs:ReceiveMessage", names["QueryQueue"])
+    assert allowed("QueryFunctionRole", "sqs:SendMessage", names["ReplyQueue"])
+    assert allowed("QueryFunctionRole", "sqs:SendMessage", names["QueryDeadLetterQueue"])
+    assert not allowed("QueryFunctionRole", "sqs:ReceiveMessage", names["IngestQueue"])
+    # another stack's tenant queues are out of reach
+    assert not allowed("IngestFunctionRole", "sqs:ReceiveMessage", "other-tenant-acme-ingest")
+
+
+def test_the_longest_names_fit_sqs() -> None:
+    stack = "s" * 32  # the patterns' limits
+    tenant = "t" * 24
+    for name in queue_names():
+        resource = TENANT["Resources"][name]["Properties"]["QueueName"]["Fn::Sub"]
+        assert len(sub(resource, {"RelayStackName": stack, "Tenant": tenant})) <= 80
+
+
+def test_only_the_tenant_s_producers_may_send_and_only_the_relay_may_answer() -> None:
+    resources = TENANT["Resources"]
+    for policy in ("IngestQueuePolicy", "QueryQueuePolicy"):
+        statements = resources[policy]["Properties"]["PolicyDocument"]["Statement"]
+        deny = next(s for s in statements if s["Sid"] == "OnlyTheTenantsProducersSend")
+        assert (deny["Effect"], deny["Principal"], deny["Action"]) == ("Deny", "*", "sqs:SendMessage")
+        assert deny["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": {"Ref": "ProducerPrincipalArns"}}}
+    replies = resources["ReplyQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    forge = next(s for s in replies if isinstance(s, dict) and s.get("Sid") == "OnlyTheRelayAnswers")
+    assert forge["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": {"Ref": "QueryFunctionRoleArn"}}}
+
+
+def test_the_registry_entry_output_is_accepted_by_the_workers() -> None:
+    text = TENANT["Outputs"]["RegistryEntry"]["Value"]["Fn::Sub"]
+    arns = {
+        "IngestQueue.Arn": "arn:aws:sqs:us-east-1:123456789012:relay-tenant-acme-ingest",
+        "QueryQueue.Arn": "arn:aws:sqs:us-east-1:123456789012:relay-tenant-acme-query",
+        "ReplyQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/relay-tenant-acme-replies",
+    }
+    entry = json.loads(sub(text, arns))
+    registry = TenantRegistry.from_mapping({"acme": entry, "globex": "tenant-globex"}, source="RegistryEntry")
+    assert registry.namespace_for("acme") == "tenant-acme"
+    assert registry.bound_tenant(arns["IngestQueue.Arn"]) == "acme"
+    assert registry.reply_queues_for("acme", frozenset()) == frozenset({arns["ReplyQueue"]})
