@@ -24,6 +24,7 @@ from urllib.parse import unquote
 from pinecone_emulator import control_plane, data_plane
 from pinecone_emulator.auth import ROLES, ApiKey, KeyRing, Project, anonymous_label, digest
 from pinecone_emulator.config import EmulatorConfig
+from pinecone_emulator.data_plane import APPLIED_AS
 from pinecone_emulator.faults import FaultPlan, FaultRule, FaultSpecError, FaultStep
 from pinecone_emulator.store import IndexState
 from pinecone_emulator.wire import ApiError, Request, Response, Surface, render_error
@@ -159,7 +160,11 @@ class Emulator:
         if step.apply_after_ms is not None:
             self._apply_later(route, step.apply_after_ms / 1000.0)
         elif step.apply:
-            route.handler()  # an invalid request raises its own error here: the fault answers only what landed
+            token = APPLIED_AS.set("then-fault")
+            try:
+                route.handler()  # an invalid request raises its own error here: the fault answers only what landed
+            finally:
+                APPLIED_AS.reset(token)
             with self.counter_lock:
                 self.applied_under_faults += 1
         return self._fault_response(route, step)
@@ -185,12 +190,15 @@ class Emulator:
         timer.start()
 
     def _carry_out(self, route: Route) -> None:
+        token = APPLIED_AS.set("held")
         try:
             route.handler()
             landed = True
         except Exception:
             log.warning("a delayed %s was refused when it was carried out", route.operation, exc_info=True)
             landed = False
+        finally:
+            APPLIED_AS.reset(token)
         with self.counter_lock:
             self.pending_applies = len(self._delayed)
             self.applied_under_faults += landed
@@ -540,6 +548,10 @@ class Emulator:
                 return Response.json(200, {})
             if rest == ["state"] and method == "GET":
                 return Response.json(200, self.state_report())
+            if len(rest) == 3 and rest[0] == "journal" and method == "GET":
+                return Response.json(
+                    200, {"entries": self.journal(rest[1], rest[2], (request.query.get("id") or [None])[0])}
+                )
             if rest == ["snapshot"] and method == "POST":
                 self._changed()
                 return Response.json(200, {})
@@ -548,6 +560,17 @@ class Emulator:
         except TypeError as error:
             raise ApiError(400, str(error)) from None
         raise ApiError(404, f"No emulator control route for {method} {request.path}")
+
+    def journal(self, index_name: str, namespace: str, record_id: str | None) -> list[dict[str, Any]]:
+        """What was applied to a namespace (or one record of it), oldest first: for diagnosing ordering tests."""
+        with self.lock:
+            index = self.indexes.get(index_name)
+            entries = list(index.journal) if index is not None else []
+        return [
+            {"at": at, "op": op, "id": rid, "version": version, "how": how}
+            for at, op, ns, rid, version, how in entries
+            if ns == namespace and (record_id is None or rid == record_id)
+        ]
 
     def clear_counters(self) -> None:
         with self.counter_lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -99,6 +100,13 @@ class EmulatorControl:
 
     def clear_counters(self) -> None:
         self._call("DELETE", "counters")
+
+    def journal(self, index: str, namespace: str, record_id: str | None = None) -> list[dict[str, Any]]:
+        """What was applied to ``namespace`` (or one record), oldest first: op, version, how ("direct",
+        "then-fault", "held") and when (the emulator's monotonic clock)."""
+        query = f"?id={urllib.parse.quote(record_id)}" if record_id is not None else ""
+        path = f"journal/{urllib.parse.quote(index)}/{urllib.parse.quote(namespace)}{query}"
+        return list(self._call("GET", path)["entries"])
 
     def state(self) -> dict[str, Any]:
         return dict(self._call("GET", "state"))

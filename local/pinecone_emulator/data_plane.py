@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +38,11 @@ FETCH_BY_METADATA_LIMIT_MAX = 10_000
 NAMESPACE_NAME_MAX = 512
 NAMESPACE_SCHEMA_MAX_FIELDS = 50
 GIB = 1024**3
+
+
+# How the request being carried out reached the store: "direct", "then-fault" (applied, then answered with
+# an error or a dropped connection) or "held" (applied later on a timer); kept in each index's journal.
+APPLIED_AS: ContextVar[str] = ContextVar("applied_as", default="direct")
 
 
 @dataclass
@@ -145,10 +152,16 @@ def upsert(ctx: DataContext, request: Request) -> Response:
     records = [_parse_record(ctx, raw) for raw in vectors]
     index = ctx.index
 
+    how = APPLIED_AS.get()
+
     def apply() -> None:
         data = index.namespace(key, create=True)
         assert data is not None
         data.put_many(records)
+        now = time.monotonic()
+        for record in records:
+            version = (record.metadata or {}).get("_relay_version")
+            index.journal.append((now, "upsert", key, record.id, version if isinstance(version, str) else None, how))
 
     index.known_namespaces.add(key)
     lsn = index.write(apply, ctx.lag_seconds)
@@ -338,11 +351,16 @@ def delete(ctx: DataContext, request: Request) -> Response:
         id_list = [validate_id(i) for i in ids]
         _require_namespace(index, key)
 
+        how = APPLIED_AS.get()
+
         def apply() -> None:
             data = index.namespaces.get(key)
             if data is not None:
                 for vector_id in id_list:
                     data.remove(vector_id)
+            now = time.monotonic()
+            for vector_id in id_list:
+                index.journal.append((now, "delete", key, vector_id, None, how))
 
     elif delete_all:
         _require_namespace(index, key)

@@ -218,6 +218,8 @@ class IndexState:
     pending: deque[PendingWrite] = field(default_factory=deque)
     lock: threading.RLock = field(default_factory=threading.RLock)
     version: int = 0  # bumped on every applied change, for persistence
+    # what was applied to which record, and how: (monotonic time, op, namespace, id, _relay_version, how)
+    journal: deque[tuple[float, str, str, str, str | None, str]] = field(default_factory=lambda: deque(maxlen=200_000))
 
     @property
     def dense_field(self) -> dict[str, Any] | None:

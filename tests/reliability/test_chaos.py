@@ -295,6 +295,13 @@ def run_until_drained(
     raise AssertionError("the ingest queue did not drain in time")
 
 
+def guard_item(table: str, namespace: str, record_id: str) -> dict[str, Any]:
+    item = boto3.client("dynamodb").get_item(
+        TableName=table, Key={"namespace": {"S": namespace}, "record_id": {"S": record_id}}, ConsistentRead=True
+    )
+    return item.get("Item", {})
+
+
 def index_state(emulator: EmulatorHandle, host: str, tenants: dict[str, str], keys: list[tuple[str, str]]) -> dict:  # type: ignore[type-arg]
     index = Pinecone(api_key=emulator.api_key, host=emulator.url).Index(host=host)
     state: dict[tuple[str, str], dict[str, Any]] = {}
@@ -393,10 +400,24 @@ def test_the_index_converges_to_the_highest_version_of_every_record(
     expected = {key: value for key, value in stream.reference.items() if value is not None}
     poison = set(stream.poison)
     valid_left = [m["MessageAttributes"]["error_code"]["StringValue"] for m in remaining if m["Body"] not in poison]
-    diagnosis = f"held writes landed up to {lateness_ms:.0f} ms late; valid messages left in the DLQ: {valid_left}"
-    assert set(state) == set(expected), diagnosis
+    wrong = sorted(
+        key
+        for key in set(state) | set(expected)
+        if key not in state
+        or key not in expected
+        or state[key]["metadata"] != expected[key]["metadata"] | {"_relay_version": str(expected[key]["metadata"]["v"])}
+    )
+    diagnosis = (
+        f"held writes landed up to {lateness_ms:.0f} ms late; valid messages left in the DLQ: {valid_left};\n"
+        + "\n".join(
+            f"{key}: expected {expected.get(key, {}).get('metadata')}, index has {state.get(key, {}).get('metadata')};"
+            f" applied: {control.journal('chaos', tenants[key[0]], key[1])};"
+            f" guard: {guard_item('chaos-versions', tenants[key[0]], key[1])}"
+            for key in wrong[:5]
+        )
+    )
+    assert wrong == [], diagnosis
     for key, value in expected.items():
-        assert state[key]["metadata"] == value["metadata"] | {"_relay_version": str(value["metadata"]["v"])}, key
         assert state[key]["values"] == pytest.approx(value["values"], abs=1e-3), key
     # AND every poison message reached the DLQ with its reason, and nothing valid is left there
     dead_bodies = [m["Body"] for m in poison_seen + remaining]
