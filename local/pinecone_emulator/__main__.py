@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests/s per namespace for upsert, query, delete and update (Pinecone: 100); 0 = off (default)",
     )
     parser.add_argument("--indexing-lag-ms", type=float, default=0.0, help="delay before writes become readable")
+    parser.add_argument(
+        "--index-ready-after",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="a new index reports Initializing (data-plane calls get 503) this long, then Ready (default: 0)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed for random fault rates")
     parser.add_argument("--log-requests", action="store_true", help="log one line per request")
     return parser
@@ -75,6 +82,7 @@ def config_from_args(argv: list[str] | None = None) -> EmulatorConfig:
         "rules": [json.loads(rule) for rule in args.fault],
         "rate_limit": {"requests_per_second": args.rate_limit},
         "indexing_lag_ms": args.indexing_lag_ms,
+        "index_ready_after_ms": args.index_ready_after * 1000,
     }
     FaultPlan().configure(faults, replace=True)  # fail at start-up, not at the first request
     return EmulatorConfig(

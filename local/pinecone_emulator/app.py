@@ -151,6 +151,8 @@ class Emulator:
         """The route's own answer, or the fault in force: before, after or instead of carrying it out."""
         if route.surface is Surface.EMULATOR:
             return route.handler()
+        if route.surface is Surface.DATA and route.index is not None:
+            self._require_ready(route.index)
         decision = self.faults.decide(route.operation, route.index)
         if decision.latency_ms:
             time.sleep(decision.latency_ms / 1000.0)
@@ -353,6 +355,26 @@ class Emulator:
             states = list(self.indexes.values())
         return Response.json(200, {"indexes": [control_plane.index_model(s, self.index_host(s.name)) for s in states]})
 
+    def _require_ready(self, name: str) -> None:
+        """A data-plane call to an index that is not Ready gets Pinecone's 503 (the SDK and workers retry it)."""
+        with self.lock:
+            state = self.indexes.get(name)
+        if state is not None and state.status != "Ready":
+            raise ApiError(503, f"Index {name} is not ready: its state is {state.status}")
+
+    def set_index_state(self, name: str, state_name: str | None) -> None:
+        """Force an index's status.state (InitializationFailed, Terminating, Disabled), or clear it (None)."""
+        allowed = {"InitializationFailed", "Terminating", "Disabled", "Ready", "Initializing"}
+        if state_name is not None and state_name not in allowed:
+            raise ApiError(400, f"state must be one of {sorted(allowed)} or null")
+        state = self._get(name)
+        if state_name == "Ready":
+            state.forced_state, state.ready_at = None, 0.0
+        elif state_name == "Initializing":
+            state.forced_state, state.ready_at = None, float("inf")
+        else:
+            state.forced_state = state_name
+
     def _get(self, name: str) -> IndexState:
         with self.lock:
             state = self.indexes.get(name)
@@ -363,6 +385,7 @@ class Emulator:
     def _create_index(self, request: Request) -> Response:
         body = request.json_object()
         state = control_plane.new_index(body)
+        state.ready_at = time.monotonic() + self.faults.index_ready_after_ms / 1000.0
         with self.lock:
             if state.name in self.indexes:
                 raise ApiError(409, f"Resource {state.name} already exists")
@@ -548,6 +571,9 @@ class Emulator:
                 return Response.json(200, {})
             if rest == ["state"] and method == "GET":
                 return Response.json(200, self.state_report())
+            if len(rest) == 3 and rest[0] == "indexes" and rest[2] == "state" and method == "PUT":
+                self.set_index_state(rest[1], request.json_object().get("state"))
+                return Response.json(200, {"state": self._get(rest[1]).status})
             if len(rest) == 3 and rest[0] == "journal" and method == "GET":
                 return Response.json(
                     200, {"entries": self.journal(rest[1], rest[2], (request.query.get("id") or [None])[0])}

@@ -101,6 +101,14 @@ class EmulatorControl:
     def clear_counters(self) -> None:
         self._call("DELETE", "counters")
 
+    def set_index_ready_after(self, seconds: float) -> None:
+        """New indexes stay Initializing this long (0: Ready at once, the default)."""
+        self.update_faults(index_ready_after_ms=seconds * 1000)
+
+    def set_index_state(self, index: str, state: str | None) -> str:
+        """Force an index into InitializationFailed / Terminating / Disabled / Initializing / Ready, or clear (None)."""
+        return str(self._call("PUT", f"indexes/{urllib.parse.quote(index)}/state", {"state": state})["state"])
+
     def journal(self, index: str, namespace: str, record_id: str | None = None) -> list[dict[str, Any]]:
         """What was applied to ``namespace`` (or one record), oldest first: op, version, how ("direct",
         "then-fault", "held") and when (the emulator's monotonic clock)."""

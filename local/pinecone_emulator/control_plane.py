@@ -220,7 +220,7 @@ def index_model(state: IndexState, host: str) -> dict[str, Any]:
     return {
         "name": state.name,
         "host": host,
-        "status": {"ready": True, "state": "Ready"},
+        "status": {"ready": state.status == "Ready", "state": state.status},
         "schema": state.schema,
         "deployment": state.deployment,
         "deletion_protection": state.deletion_protection,

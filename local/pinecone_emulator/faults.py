@@ -238,6 +238,13 @@ class Decision:
     rule_id: str | None = None
 
 
+def _milliseconds(raw: dict[str, Any], key: str) -> float | None:
+    value = raw.get(key)
+    if value is not None and (not isinstance(value, int | float) or isinstance(value, bool) or value < 0):
+        raise FaultSpecError(f"{key} must be a non-negative number")
+    return None if value is None else float(value)
+
+
 class FaultPlan:
     """The faults in force; thread-safe, changed at run time through the control endpoint."""
 
@@ -248,11 +255,13 @@ class FaultPlan:
         self.rules: list[FaultRule] = []
         self.rate_limit = RateLimit()
         self.indexing_lag_ms = 0.0
+        self.index_ready_after_ms = 0.0  # a new index is Initializing this long, as Pinecone's are for a while
         self._windows: dict[tuple[str, str, str], deque[float]] = {}
 
     def configure(self, raw: dict[str, Any], *, replace: bool) -> None:
-        """Apply ``{"rules": [...], "rate_limit": {...}, "indexing_lag_ms": n}``; keys left out stay as they are."""
-        unknown = set(raw) - {"rules", "rate_limit", "indexing_lag_ms", "seed"}
+        """Apply ``{"rules": [...], "rate_limit": {...}, "indexing_lag_ms": n, "index_ready_after_ms": n}``; keys left
+        out stay as they are."""
+        unknown = set(raw) - {"rules", "rate_limit", "indexing_lag_ms", "index_ready_after_ms", "seed"}
         if unknown:
             raise FaultSpecError(f"unknown fault settings: {sorted(unknown)}")
         rules = raw.get("rules")
@@ -260,14 +269,14 @@ class FaultPlan:
             raise FaultSpecError("rules must be an array")
         parsed = [FaultRule.from_json(rule) for rule in rules or []]
         rate_limit = RateLimit.from_json(raw["rate_limit"]) if "rate_limit" in raw else None
-        lag = raw.get("indexing_lag_ms")
-        if lag is not None and (not isinstance(lag, int | float) or isinstance(lag, bool) or lag < 0):
-            raise FaultSpecError("indexing_lag_ms must be a non-negative number")
+        lag = _milliseconds(raw, "indexing_lag_ms")
+        ready_after = _milliseconds(raw, "index_ready_after_ms")
         with self._lock:
             if replace:
                 self.rules = parsed
                 self.rate_limit = rate_limit or RateLimit()
                 self.indexing_lag_ms = float(lag or 0.0)
+                self.index_ready_after_ms = float(ready_after or 0.0)
                 self._windows.clear()
             else:
                 self.rules.extend(parsed)
@@ -276,6 +285,8 @@ class FaultPlan:
                     self._windows.clear()
                 if lag is not None:
                     self.indexing_lag_ms = float(lag)
+                if ready_after is not None:
+                    self.index_ready_after_ms = float(ready_after)
             if "seed" in raw:
                 self._random.seed(raw["seed"])
 
@@ -294,6 +305,7 @@ class FaultPlan:
             self.rules = []
             self.rate_limit = RateLimit()
             self.indexing_lag_ms = 0.0
+            self.index_ready_after_ms = 0.0
             self._windows.clear()
             self._random.seed(self._seed)
 
@@ -343,4 +355,5 @@ class FaultPlan:
                 "rules": [rule.to_json() for rule in self.rules],
                 "rate_limit": self.rate_limit.to_json(),
                 "indexing_lag_ms": self.indexing_lag_ms,
+                "index_ready_after_ms": self.index_ready_after_ms,
             }

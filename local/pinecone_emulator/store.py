@@ -218,8 +218,17 @@ class IndexState:
     pending: deque[PendingWrite] = field(default_factory=deque)
     lock: threading.RLock = field(default_factory=threading.RLock)
     version: int = 0  # bumped on every applied change, for persistence
+    ready_at: float = 0.0  # monotonic time from which the index is Ready (Initializing before)
+    forced_state: str | None = None  # "InitializationFailed" / "Terminating" / "Disabled", set through the control API
     # what was applied to which record, and how: (monotonic time, op, namespace, id, _relay_version, how)
     journal: deque[tuple[float, str, str, str, str | None, str]] = field(default_factory=lambda: deque(maxlen=200_000))
+
+    @property
+    def status(self) -> str:
+        """Pinecone's status.state: Initializing until ``ready_at``, then Ready, unless a state was forced."""
+        if self.forced_state is not None:
+            return self.forced_state
+        return "Ready" if time.monotonic() >= self.ready_at else "Initializing"
 
     @property
     def dense_field(self) -> dict[str, Any] | None:

@@ -208,6 +208,7 @@ def test_reset_forgets_indexes_faults_counters_and_created_keys(
             "window_seconds": 1.0,
         },
         "indexing_lag_ms": 0.0,
+        "index_ready_after_ms": 0.0,
     }
     assert control.counters()["total"] == 0
     assert [k["id"] for k in control.state()["api_keys"]] == ["initial-key-0"]
