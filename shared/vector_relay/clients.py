@@ -31,6 +31,7 @@ from vector_relay.errors import TransientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
@@ -161,6 +162,10 @@ def secrets_client() -> SecretsManagerClient:
 
 def s3_client() -> S3Client:
     return _client("s3", _profile_now("S3"))  # type: ignore[no-any-return]
+
+
+def lambda_client() -> LambdaClient:
+    return _client("lambda", _profile_now("Lambda"))  # type: ignore[no-any-return]
 
 
 @cache

@@ -295,6 +295,115 @@ def describe_index_shape(*, api_key: str, name: str, control_host: str | None) -
     return IndexShape(dimension=dimension, metric=metric)  # type: ignore[arg-type]
 
 
+# ------------------------------------------------------------------------------------ indexes
+# What the index-lifecycle code needs (vector_relay.index_lifecycle): create without waiting,
+# describe, configure in place, delete. The SDK's own waiting (create/delete poll every 5 s with no
+# deadline by default) is turned off with timeout=-1: the caller polls within its own time limit.
+
+
+@dataclass(frozen=True, slots=True)
+class IndexDescription:
+    name: str
+    host: str
+    state: str  # Ready, Initializing, InitializationFailed, Terminating, Disabled
+    ready: bool
+    dimension: int | None  # None for a sparse-only index
+    metric: str
+    cloud: str | None
+    region: str | None
+    deletion_protection: bool
+    tags: dict[str, str]
+
+
+def _description(model: Any) -> IndexDescription:
+    deployment = getattr(model, "deployment", None)
+    status = model.status
+    return IndexDescription(
+        name=str(model.name),
+        host=str(model.host or ""),
+        state=str(getattr(status, "state", "") or ""),
+        ready=bool(getattr(status, "ready", False)),
+        dimension=None if model.vector_type == "sparse" else model.dimension,
+        metric=str(model.metric),
+        cloud=getattr(deployment, "cloud", None),
+        region=getattr(deployment, "region", None),
+        deletion_protection=str(model.deletion_protection) == "enabled",
+        tags=dict(model.tags or {}),
+    )
+
+
+class PineconeIndexAdmin:
+    """Indexes of one project through the control plane. Errors are :class:`PineconeRequestError`."""
+
+    def __init__(self, *, api_key: str, control_host: str | None) -> None:
+        self._client = pinecone.Pinecone(api_key=api_key, host=control_host or None, source_tag="vector_relay")
+
+    def describe(self, name: str) -> IndexDescription | None:
+        """The index, or None when there is none of that name."""
+        try:
+            return _description(self._client.describe_index(name))
+        except Exception as error:
+            if getattr(error, "status_code", None) == 404:
+                return None
+            raise classify(error) from None
+
+    def create(
+        self,
+        *,
+        name: str,
+        dimension: int | None,
+        metric: str,
+        cloud: str,
+        region: str,
+        deletion_protection: bool,
+        tags: Mapping[str, str],
+    ) -> IndexDescription:
+        try:
+            model = self._client.create_index(
+                name=name,
+                dimension=dimension,
+                metric=metric,
+                vector_type="sparse" if dimension is None else "dense",
+                spec=pinecone.ServerlessSpec(cloud=cloud, region=region),
+                deletion_protection="enabled" if deletion_protection else "disabled",
+                tags=dict(tags) or None,
+                timeout=-1,
+            )
+        except Exception as error:
+            raise classify(error) from None
+        return _description(model)
+
+    def configure(self, name: str, *, deletion_protection: bool, tags: Mapping[str, str]) -> IndexDescription:
+        """Set deletion protection and tags; a tag dropped from ``tags`` is removed (Pinecone: an empty value)."""
+        current = self.describe(name)
+        removed = {key: "" for key in (current.tags if current else {}) if key not in tags}
+        try:
+            model = self._client.configure_index(
+                name,
+                deletion_protection="enabled" if deletion_protection else "disabled",
+                tags={**removed, **tags} or None,
+            )
+        except Exception as error:
+            raise classify(error) from None
+        return _description(model)
+
+    def delete(self, name: str) -> bool:
+        """Start deleting the index; False when it was already gone. 403 (deletion protection) raises REJECTED."""
+        try:
+            self._client.delete_index(name, timeout=-1)
+        except Exception as error:
+            status = getattr(error, "status_code", None)
+            if status == 404:
+                return False
+            if status == 403:  # deletion protection: a refusal, not a key problem
+                raise PineconeRequestError(FailureKind.REJECTED, _describe(error), status=403) from None
+            raise classify(error) from None
+        return True
+
+    def close(self) -> None:
+        self._client.close()
+
+
 # ------------------------------------------------------------------------------------ API keys
 # What the rotation function needs: mint, find and revoke keys through the Admin API (service
 # account, OAuth client credentials), and one cheap data-plane call made with a given key.

@@ -177,15 +177,7 @@ class Settings(BaseSettings):
     @field_validator("pinecone_index_host", "pinecone_control_host", "pinecone_oauth_url")
     @classmethod
     def _https_beyond_this_machine(cls, value: str | None) -> str | None:
-        """The API key and the service account's secret travel to these URLs: TLS unless they stay on loopback."""
-        if value is None:
-            return None
-        url = urlsplit(value)
-        if url.scheme == "https" and url.hostname:
-            return value
-        if url.scheme == "http" and _is_loopback(url.hostname):
-            return value  # the local stack's emulator
-        raise ValueError(f"{value!r} must be an https:// URL (http:// only for a loopback host such as 127.0.0.1)")
+        return require_https(value)
 
     @model_validator(mode="after")
     def _one_registry_source(self) -> Self:
@@ -209,6 +201,44 @@ class Settings(BaseSettings):
         if not value:
             raise ConfigurationError(f"{name.upper()} is not set; this function needs it")
         return str(value)
+
+
+class IndexFunctionSettings(BaseSettings):
+    """What the Custom::PineconeIndex function reads: it runs before the index (and so its host) exists."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    pinecone_secret_arn: str
+    pinecone_control_host: str | None = None
+
+    @field_validator("pinecone_control_host")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        return require_https(value)
+
+    @field_validator("pinecone_control_host", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+def index_function_settings() -> IndexFunctionSettings:
+    try:
+        return IndexFunctionSettings()
+    except ValueError as error:
+        raise ConfigurationError(f"invalid configuration: {error}") from None
+
+
+def require_https(value: str | None) -> str | None:
+    """The API key and the service account's secret travel to these URLs: TLS unless they stay on loopback."""
+    if value is None:
+        return None
+    url = urlsplit(value)
+    if url.scheme == "https" and url.hostname:
+        return value
+    if url.scheme == "http" and _is_loopback(url.hostname):
+        return value  # the local stack's emulator
+    raise ValueError(f"{value!r} must be an https:// URL (http:// only for a loopback host such as 127.0.0.1)")
 
 
 def _is_loopback(host: str | None) -> bool:
