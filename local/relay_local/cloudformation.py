@@ -94,6 +94,12 @@ class LocalTemplate:
         self.parameters = self._bind_parameters(dict(parameters or {}))
         self.physical: dict[str, PhysicalResource] = {}
         self._conditions: dict[str, bool] = {}
+        # A resource whose Condition is false does not exist, as in CloudFormation.
+        self.resources = {name: r for name, r in self.resources.items() if self._exists(r)}
+
+    def _exists(self, resource: dict[str, Any]) -> bool:
+        name = resource.get("Condition")
+        return name is None or self.condition(str(name))
 
     # ------------------------------------------------------------------ parameters
     def _bind_parameters(self, overrides: dict[str, str]) -> dict[str, str]:
@@ -133,6 +139,8 @@ class LocalTemplate:
         """The template's Outputs as a deployed stack lists them (those naming what is not created locally left out)."""
         found: dict[str, str] = {}
         for name, spec in self.raw.get("Outputs", {}).items():
+            if not self._exists(spec):
+                continue
             try:
                 found[name] = str(self.resolve(spec["Value"]))
             except TemplateError:

@@ -37,7 +37,10 @@ CREATED_TYPES = (
     "AWS::DynamoDB::Table",
     "AWS::S3::Bucket",
 )
-MODELLED_TYPES = ("AWS::Serverless::Function",)  # run by the local stack's pollers and runtimes
+MODELLED_TYPES = (
+    "AWS::Serverless::Function",  # run by the local stack's pollers and runtimes
+    "Custom::PineconeIndex",  # carried out by the index function's own code, in process (LocalStack._create_index)
+)
 
 
 # A stopped local stack should be noticed in seconds, not after botocore's default retries.

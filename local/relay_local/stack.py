@@ -30,7 +30,7 @@ from typing import IO, Any
 from moto.server import ThreadedMotoServer
 
 from pinecone_emulator.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PROJECT_ID
-from relay_local.cloudformation import ACCOUNT_ID, REGION, ROOT, FunctionSpec, LocalTemplate
+from relay_local.cloudformation import ACCOUNT_ID, REGION, ROOT, FunctionSpec, LocalTemplate, PhysicalResource
 from relay_local.event_source import BatchOutcome, EnvironmentPool, EventSourceConfig, EventSourcePoller
 from relay_local.provisioning import CreatedResource, Provisioner, aws_client
 from relay_local.runtime import FunctionRuntimeConfig, RuntimeEnvironment
@@ -54,13 +54,17 @@ DEFAULT_PINECONE_PORT = 5080
 
 
 def local_parameters(
-    index_host: str,
+    index_host: str = "",
     index_name: str = INDEX_NAME,
     dimension: int = SAMPLE_DIMENSION,
     metric: str = SAMPLE_METRIC,
     tenants: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """The template parameters the local stack deploys with (as `sam deploy --parameter-overrides` would)."""
+    """The template parameters the local stack deploys with (as `sam deploy --parameter-overrides` would).
+
+    With no ``index_host`` the stack creates (or adopts) the index through Custom::PineconeIndex, as a
+    deployed stack does; ``env.local.json`` names the host of a running ``make up`` stack instead.
+    """
     return {
         "PineconeIndexHost": index_host,
         "PineconeIndexName": index_name,
@@ -94,6 +98,7 @@ class StackOptions:
     state_dir: Path = DEFAULT_STATE_DIR
     data_dir: Path | None = None  # the emulator keeps its indexes here across restarts
     index_name: str = INDEX_NAME
+    index_ready_after: float = 2.0  # seconds a new index stays Initializing in the emulator, as Pinecone's do
     dimension: int = SAMPLE_DIMENSION
     metric: str = SAMPLE_METRIC
     tenants: dict[str, str] = field(default_factory=lambda: dict(SAMPLE_TENANTS))
@@ -190,8 +195,7 @@ class LocalStack:
         try:
             aws_endpoint = self._start_moto()
             pinecone_url = self._start_emulator(state_dir)
-            index_host = self._create_index(pinecone_url)
-            self._provision(aws_endpoint, index_host)
+            index_host = self._provision(aws_endpoint, pinecone_url)
             self.info = self._describe(aws_endpoint, pinecone_url, index_host)
             if options.pollers:
                 self._start_pollers(state_dir)
@@ -226,6 +230,8 @@ class LocalStack:
             str(self.options.pinecone_port),
             "--api-key",
             self.api_key,
+            "--index-ready-after",
+            str(self.options.index_ready_after),
         ]
         if self.options.data_dir is not None:
             self.options.data_dir.mkdir(parents=True, exist_ok=True)
@@ -252,30 +258,55 @@ class LocalStack:
         )
         return url
 
-    def _create_index(self, pinecone_url: str) -> str:
-        from pinecone import Pinecone, ServerlessSpec
+    def _create_index(self, pinecone_url: str, logical_id: str) -> str:
+        """Custom::PineconeIndex, through the function's own code path: create or adopt, wait until Ready."""
+        from vector_relay.index_resource import handle
+        from vector_relay.pinecone_gateway import PineconeIndexAdmin
 
-        o = self.options
-        client = Pinecone(api_key=self.api_key, host=pinecone_url)
-        try:
-            if client.has_index(o.index_name):
-                description = client.describe_index(o.index_name)
-                self.progress(f"index {o.index_name} already there (dimension {description.dimension}, kept)")
-            else:
-                client.create_index(
-                    name=o.index_name,
-                    dimension=o.dimension,
-                    metric=o.metric,
-                    spec=ServerlessSpec(cloud="aws", region=REGION),
-                )
-                self.progress(f"index {o.index_name} created: dimension {o.dimension}, metric {o.metric}")
-            return str(client.describe_index(o.index_name).host)
-        finally:
-            client.close()
+        t = self.template
+        assert t is not None
+        properties = t.resolve(t.properties(logical_id))
+        answers: list[dict[str, Any]] = []
+        started = time.monotonic()
 
-    def _provision(self, aws_endpoint: str, index_host: str) -> None:
+        def sleep(seconds: float) -> None:
+            self.progress(f"  index {properties['Name']}: Initializing ({time.monotonic() - started:.1f} s), polling")
+            time.sleep(seconds)
+
+        def hand_over(event: Any) -> None:
+            raise RuntimeError("the local index took longer than the function's own time to get ready")
+
+        event = {
+            "RequestType": "Create",
+            "ResponseURL": "local://",
+            "StackId": f"arn:aws:cloudformation:{t.region}:000000000000:stack/{t.stack_name}/local",
+            "RequestId": "local-create",
+            "LogicalResourceId": logical_id,
+            "ResourceType": "Custom::PineconeIndex",
+            "ResourceProperties": properties,
+        }
+        handle(
+            event,
+            admin=lambda: PineconeIndexAdmin(api_key=self.api_key, control_host=pinecone_url),
+            time_left=lambda: 600.0,
+            respond=answers.append,
+            reinvoke=hand_over,
+            sleep=sleep,
+        )
+        [answer] = answers
+        if answer["Status"] != "SUCCESS":
+            raise RuntimeError(f"Custom::PineconeIndex {logical_id} failed: {answer['Reason']}")
+        data = answer["Data"]
+        t.physical[logical_id] = PhysicalResource(ref=answer["PhysicalResourceId"], attributes=dict(data))
+        self.progress(
+            f"  {logical_id:24} {data['Name']}: {answer['Reason']}; Ready after {time.monotonic() - started:.1f} s"
+        )
+        return str(data["Host"])
+
+    def _provision(self, aws_endpoint: str, pinecone_url: str) -> str:
+        """Create the template's resources; the index last (it needs the key in its secret). Returns its host."""
         o = self.options
-        parameters = {**local_parameters(index_host, o.index_name, o.dimension, o.metric, o.tenants), **o.parameters}
+        parameters = {**local_parameters("", o.index_name, o.dimension, o.metric, o.tenants), **o.parameters}
         self.template = LocalTemplate(parameters=parameters)
         self.provisioner = Provisioner(self.template, aws_endpoint)
         self.created = self.provisioner.provision()
@@ -296,6 +327,10 @@ class LocalStack:
             "PineconeAdminSecret", {"client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET}
         )
         self.progress(f"secret PineconeApiKeySecret holds the emulator's key; tenants registered: {o.tenants}")
+        indexes = self.template.resources_of_type("Custom::PineconeIndex")
+        if not indexes:  # a PineconeIndexHost given in o.parameters: the index is the operator's
+            return str(self.template.parameters["PineconeIndexHost"])
+        return self._create_index(pinecone_url, indexes[0])
 
     def _describe(self, aws_endpoint: str, pinecone_url: str, index_host: str) -> StackInfo:
         t = self.template

@@ -35,6 +35,7 @@ from vector_relay.index_lifecycle import (
     wait_ready,
 )
 from vector_relay.pinecone_gateway import IndexDescription
+from vector_relay.settings import require_https
 
 logger = Logger(child=True)
 
@@ -166,6 +167,7 @@ def response_body(event: Mapping[str, Any], answer: Answer) -> dict[str, Any]:
 
 def send_response(url: str, body: Mapping[str, Any], timeout: float = 15.0, attempts: int = 3) -> None:
     """PUT the answer to the pre-signed URL (no content type: S3 signed the request without one)."""
+    require_https(url)  # CloudFormation's URL is https; plain http only for a loopback stand-in (tests)
     payload = json.dumps(body).encode()
     for attempt in range(1, attempts + 1):
         request = urllib.request.Request(  # noqa: S310 - CloudFormation's pre-signed https URL

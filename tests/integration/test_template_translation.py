@@ -26,7 +26,7 @@ def test_generated_iam_policies_have_no_wildcard_actions(tmp_path: Path) -> None
     translated = translate(tmp_path)
     assert check_translated(translated) == []
     roles = [r for r in translated["Resources"].values() if r["Type"] == "AWS::IAM::Role"]  # type: ignore[attr-defined]
-    assert len(roles) == 4  # one per function
+    assert len(roles) == 5  # one per function
 
 
 def test_the_translated_check_catches_a_sam_policy_template_wildcard() -> None:
