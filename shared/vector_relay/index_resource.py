@@ -27,6 +27,7 @@ from aws_lambda_powertools import Logger
 
 from vector_relay.index_lifecycle import (
     IndexAdmin,
+    IndexLifecycleError,
     IndexSpec,
     NotReadyInTime,
     delete,
@@ -44,6 +45,7 @@ MAX_WAIT_SECONDS = 45 * 60  # the custom resource's own limit is an hour
 MAX_REASON_CHARS = 1500  # CloudFormation takes 4 KB for the whole response
 WAIT_KEY = "VectorRelayWait"
 FAILED_PREFIX = "not-created-"  # the physical id of a create that failed: its delete has nothing to do
+PLACEHOLDER_KEY = "set-me"  # template.yaml's PineconeApiKeySecret until an operator puts the key in
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,12 @@ def run(event: Mapping[str, Any], context: Any) -> Answer | None:
     def admin() -> IndexAdmin:
         settings = index_function_settings()
         key = read_api_key(secrets_client(), settings.pinecone_secret_arn)
+        if key.value == PLACEHOLDER_KEY:
+            raise IndexLifecycleError(
+                f"the API-key secret {settings.pinecone_secret_arn} still holds the template's placeholder, so the "
+                "index cannot be created yet: deploy with ExistingApiKeySecretArn (a secret that already holds the "
+                "key), or with PineconeIndexHost of an index you made yourself (docs/index-lifecycle.md)"
+            )
         return PineconeIndexAdmin(api_key=key.value, control_host=settings.pinecone_control_host)
 
     def reinvoke(next_event: Mapping[str, Any]) -> None:

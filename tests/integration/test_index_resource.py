@@ -292,3 +292,18 @@ def test_the_function_creates_the_index_with_the_workers_secret(
     [body] = catcher.bodies
     assert (body["Status"], body["Data"]["Host"]) == ("SUCCESS", pinecone_emulator.index_host("relay-index"))
     assert pinecone_emulator.api_key not in json.dumps(body)
+
+
+def test_a_secret_still_holding_the_placeholder_fails_with_what_to_do(
+    aws: str, catcher: ResponseCatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    placeholder = json.dumps({"api_key": "set-me", "key_id": "", "project_id": ""})  # template.yaml's SecretString
+    arn = boto3.client("secretsmanager").create_secret(Name="fresh", SecretString=placeholder)["ARN"]
+    monkeypatch.setenv("PINECONE_SECRET_ARN", arn)
+
+    index_app.lambda_handler(event("Create", catcher, PROPERTIES), FakeLambdaContext(remaining_ms=60_000))  # type: ignore[arg-type]
+
+    [body] = catcher.bodies
+    assert body["Status"] == "FAILED"
+    assert "still holds the template's placeholder" in body["Reason"]
+    assert "ExistingApiKeySecretArn" in body["Reason"]
