@@ -42,6 +42,12 @@ class Context:
                 )
         return self._deployment
 
+    def environment(self, name: str) -> str:
+        """An environment variable the operator set ("" when unset); the only place the CLI reads one."""
+        import os
+
+        return os.environ.get(name, "")
+
     def dynamodb(self) -> DynamoDBClient:
         return self._client("dynamodb")  # type: ignore[no-any-return]
 

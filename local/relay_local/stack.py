@@ -139,6 +139,7 @@ class StackInfo:
             env[_env_name(logical_id) + "_URL"] = url
         if self.outputs_file:
             env["VECTOR_RELAY_OUTPUTS"] = self.outputs_file  # where `vector-relay` finds this stack
+        env["PINECONE_CONTROL_HOST"] = self.pinecone_url  # `vector-relay index` talks to the emulator
         return env
 
     def runtime_config(self, name: str) -> FunctionRuntimeConfig:

@@ -1,0 +1,110 @@
+"""``vector-relay index`` against the emulator: create (and adopt), wait through Initializing, describe,
+configure, delete; each refusal with its reason and exit code. The key comes from PINECONE_API_KEY or from
+the deployment's secret (moto)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from click.testing import CliRunner
+
+from pinecone_emulator.pytest_plugin import EmulatorHandle
+from vector_relay_cli.main import cli
+
+
+@pytest.fixture
+def env(pinecone_emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch) -> EmulatorHandle:
+    monkeypatch.setenv("PINECONE_API_KEY", pinecone_emulator.api_key)
+    monkeypatch.setenv("PINECONE_CONTROL_HOST", pinecone_emulator.url)
+    return pinecone_emulator
+
+
+def run(*args: str, stdin: str | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), input=stdin)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def as_json(output: str) -> Any:
+    return json.loads(output[output.index("{") :])
+
+
+def test_create_waits_for_ready_then_describe_and_configure(env: EmulatorHandle) -> None:
+    env.control.set_index_ready_after(0.5)  # Initializing first, as in Pinecone
+
+    code, out = run("index", "create", "docs", "--dimension", "8", "--tag", "team=search", "--json")
+
+    assert code == 0
+    created = as_json(out)
+    assert (created["state"], created["ready"], created["dimension"], created["metric"]) == ("Ready", True, 8, "cosine")
+    assert created["host"] == env.index_host("docs")
+    assert (created["deletion_protection"], created["tags"]) == (True, {"team": "search"})
+
+    code, out = run("index", "configure", "docs", "--no-deletion-protection", "--untag", "team", "--tag", "env=prod")
+    assert code == 0
+    assert "deletion protection  off" in out
+    code, out = run("index", "describe", "docs")
+    assert code == 0
+    assert out.splitlines()[0] == "docs: Ready (dimension 8, metric cosine, aws us-east-1)"
+    assert "{'env': 'prod'}" in out
+
+
+def test_create_adopts_the_same_shape_and_refuses_another(env: EmulatorHandle) -> None:
+    assert run("index", "create", "docs", "--dimension", "8")[0] == 0
+
+    code, out = run("index", "create", "docs", "--dimension", "8")
+    assert (code, out.splitlines()[0]) == (0, "adopted the existing index docs (same shape)")
+    code, out = run("index", "create", "docs", "--dimension", "16")
+    assert code == 1
+    assert "already exists with dimension 8, metric cosine, aws us-east-1; asked for dimension 16" in out
+
+
+def test_delete_asks_and_deletion_protection_refuses(env: EmulatorHandle) -> None:
+    run("index", "create", "docs", "--dimension", "8")  # protected by default
+
+    assert run("index", "delete", "docs", stdin="n\n")[0] == 1  # aborted at the prompt
+    code, out = run("index", "delete", "docs", "--yes")
+    assert code == 1
+    assert "has deletion protection enabled, so it was not deleted" in out
+    run("index", "configure", "docs", "--no-deletion-protection")
+    assert run("index", "delete", "docs", "--yes") == (0, "deleted index docs\n")
+
+
+def test_wait_reports_a_failed_index_and_describe_an_unknown_one(env: EmulatorHandle) -> None:
+    run("index", "create", "docs", "--dimension", "8")
+    env.control.set_index_state("docs", "InitializationFailed")
+
+    code, out = run("index", "wait", "docs", "--timeout", "5")
+    assert (code, out.strip()) == (1, "Error: index docs is InitializationFailed; Pinecone will not make it ready")
+    code, out = run("index", "describe", "nope")
+    assert code == 2
+    assert "no index named nope in this project" in out
+
+
+def test_the_key_comes_from_the_deployment_s_secret_and_its_absence_is_explained(
+    aws: str, pinecone_emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("PINECONE_API_KEY", raising=False)
+    monkeypatch.setenv("PINECONE_CONTROL_HOST", pinecone_emulator.url)
+    code, out = run("index", "describe", "docs")
+    assert code == 2
+    assert "no Pinecone API key: set PINECONE_API_KEY, or name a deployment" in out
+
+    secret = json.dumps({"api_key": pinecone_emulator.api_key})
+    arn = boto3.client("secretsmanager").create_secret(Name="key", SecretString=secret)["ARN"]
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"PineconeApiKeySecretArn": arn}))
+    code, out = run("--outputs", str(outputs), "index", "create", "docs", "--dimension", "4", "--json")
+    assert (code, as_json(out)["name"]) == (0, "docs")
+    assert pinecone_emulator.api_key not in out
+
+    monkeypatch.setenv("PINECONE_API_KEY", "pcsk_not_a_key")
+    code, out = run("index", "describe", "docs")
+    assert code == 2
+    assert "Pinecone refused the API key" in out
+    assert "pcsk_not_a_key" not in out
