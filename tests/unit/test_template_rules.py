@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -181,3 +182,22 @@ def test_the_ingest_role_allows_exactly_the_dynamodb_calls_the_version_guard_mak
     }
     assert calls == {"BatchGetItem", "BatchWriteItem", "PutItem", "UpdateItem", "DeleteItem"}
     assert granted == calls
+
+
+def test_the_index_function_reads_only_its_secret_and_invokes_only_itself() -> None:
+    granted = {
+        (action, json.dumps(statement["Resource"], sort_keys=True))
+        for statement in statements(TEMPLATE, "PineconeIndexFunctionRole")
+        for action in statement["Action"]
+    }
+    secret = {"Fn::If": ["CreateApiKeySecret", {"Ref": "PineconeApiKeySecret"}, {"Ref": "ExistingApiKeySecretArn"}]}
+    lambda_arn = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}"
+    itself = {"Fn::Sub": f"{lambda_arn}:function:${{AWS::StackName}}-pinecone-index"}
+    function_name = resources(TEMPLATE)["PineconeIndexFunction"]["Properties"]["FunctionName"]
+    assert function_name == {"Fn::Sub": "${AWS::StackName}-pinecone-index"}
+    assert granted == {
+        ("logs:CreateLogStream", json.dumps({"Fn::GetAtt": ["PineconeIndexFunctionLogGroup", "Arn"]})),
+        ("logs:PutLogEvents", json.dumps({"Fn::GetAtt": ["PineconeIndexFunctionLogGroup", "Arn"]})),
+        ("secretsmanager:GetSecretValue", json.dumps(secret, sort_keys=True)),
+        ("lambda:InvokeFunction", json.dumps(itself, sort_keys=True)),
+    }
