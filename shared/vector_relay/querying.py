@@ -147,6 +147,13 @@ def _sort_query(
         if problem is not None:
             dead_letter(deps, record, PoisonMessageError([problem]), failures)
             return
+        schema = registry.schema_for(message.tenant)
+        refused = schema.filter_problems(message.filter) if schema is not None and message.filter else []
+        if refused:  # answered before Pinecone is asked: the filter would silently miss
+            poison = PoisonMessageError(refused)
+            body = _error_reply(message.correlation_id, message.tenant, poison.error_code, poison.detail)
+            replies.append(PendingReply(record, message.reply_to, body, poison.error_code))
+            return
         queries.append((record, message))
     except PoisonMessageError as poison:
         target = _reply_target(record.body, lambda tenant: _usable_reply_queues(registry, deps, record, tenant))

@@ -26,10 +26,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from vector_relay.errors import ConfigurationError, Problem
+from vector_relay.schemas import TenantSchema
 
 MAX_NAMESPACE_CHARS = 512
 DEFAULT_NAMESPACE = "__default__"
-ENTRY_KEYS = frozenset({"namespace", "queues", "reply_queues"})
+ENTRY_KEYS = frozenset({"namespace", "queues", "reply_queues", "schema"})
 _QUEUE_ARN = re.compile(r"arn:aws[a-z-]*:sqs:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,80}(\.fifo)?")
 
 
@@ -44,6 +45,7 @@ class TenantRegistry(Mapping[str, str]):
     _namespaces: Mapping[str, str]
     _queues: Mapping[str, frozenset[str]] = field(default_factory=dict)  # tenant -> bound queue ARNs
     _reply_queues: Mapping[str, frozenset[str]] = field(default_factory=dict)  # tenant -> reply queue URLs
+    _schemas: Mapping[str, TenantSchema] = field(default_factory=dict)  # tenant -> metadata schema
 
     @classmethod
     def from_json(cls, text: str, *, source: str) -> TenantRegistry:
@@ -64,6 +66,7 @@ class TenantRegistry(Mapping[str, str]):
         queue_owners: dict[str, str] = {}
         queues: dict[str, frozenset[str]] = {}
         reply_queues: dict[str, frozenset[str]] = {}
+        schemas: dict[str, TenantSchema] = {}
         for tenant, entry in raw.items():
             if not isinstance(tenant, str) or not tenant:
                 problems.append(f"tenant {tenant!r} must be a non-empty string")
@@ -83,9 +86,17 @@ class TenantRegistry(Mapping[str, str]):
                 queues[tenant] = bound
             if replies is not None:
                 reply_queues[tenant] = replies
+            if isinstance(entry, dict) and "schema" in entry:
+                schema = TenantSchema.parse(entry["schema"], f"tenant {tenant!r}", problems)
+                if schema is not None:
+                    schemas[tenant] = schema
         if problems:
             raise ConfigurationError(f"tenant registry from {source} is invalid: " + "; ".join(problems))
-        return cls({tenant: namespace for namespace, tenant in owners.items()}, queues, reply_queues)
+        return cls({tenant: namespace for namespace, tenant in owners.items()}, queues, reply_queues, schemas)
+
+    def schema_for(self, tenant: str) -> TenantSchema | None:
+        """The tenant's metadata schema, if it declares one."""
+        return self._schemas.get(tenant)
 
     def bound_tenant(self, queue_arn: str) -> str | None:
         """The tenant a queue is bound to, if any."""

@@ -33,7 +33,13 @@ ERROR_CODES: dict[str, str] = {
     "metadata_type": "a metadata value is not a string, number, boolean or list of strings",
     "metadata_key_invalid": "a metadata key is empty, starts with '$', or is the reserved _relay_version",
     "metadata_too_large": "a record's metadata exceeds 40 KB as JSON (with the relay's version key)",
+    "metadata_schema_violation": "a record's metadata breaks its tenant's schema: a required field missing, a field of "
+    "another type, or an undeclared field where the schema forbids them (set by the worker)",
     "invalid_filter": "a filter breaks Pinecone's filter language",
+    "filter_field_not_declared": "a filter names a field the tenant's schema does not declare filterable "
+    "(set by the worker)",
+    "filter_type_mismatch": "a filter compares a field of the tenant's schema with a value of another type "
+    "(set by the worker)",
     "purge_not_confirmed": "purge_tenant's confirm does not repeat the tenant",
     "query_target_invalid": "a query has both or neither of vector and id",
     "top_k_out_of_range": "top_k is outside 1-10,000",

@@ -35,6 +35,7 @@ from vector_relay.contract import IndexShape, ValidationContext
 from vector_relay.errors import ConfigurationError, PoisonMessageError, TransientError
 from vector_relay.pinecone_gateway import PineconeGateway, describe_index_shape
 from vector_relay.poison import route_poison
+from vector_relay.schemas import message_problems
 from vector_relay.settings import Settings, get_settings
 from vector_relay.tenancy import TenantRegistry, TenantRegistrySource
 from vector_relay.version_guard import VersionGuard
@@ -204,6 +205,9 @@ def sort_batch[M: HasTenant](
             problem = tenants.binding_problem(record.event_source_arn, message.tenant) if tenants else None
             if problem is not None:
                 raise PoisonMessageError([problem])
+            violations = message_problems(tenants.schema_for(message.tenant), message) if tenants else []
+            if violations:
+                raise PoisonMessageError(violations)
         except PoisonMessageError as poison:
             dead_letter(deps, record, poison, batch.failures)
             continue
