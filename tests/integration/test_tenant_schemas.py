@@ -156,3 +156,21 @@ def test_a_valid_filter_on_a_declared_field_returns_exactly_the_brute_force_matc
 
     reference = sorted(expected, key=lambda i: -cosine(probe, vector(hash(i) % 1000)))
     assert [m["id"] for m in reply["matches"]] == reference
+
+
+def test_a_malformed_schema_retries_the_whole_batch_and_says_what_is_wrong(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = {"acme": {"namespace": "tenant-acme", "schema": {"fields": {"year": {"type": "integer"}}}}}
+    monkeypatch.setenv("TENANT_REGISTRY", json.dumps(broken))
+    get_settings.cache_clear()
+    reset_worker_dependencies()
+    driver = SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler)
+    driver.publish([upsert("acme", [{"id": "a", "metadata": {"year": 1}}]), upsert("acme", [{"id": "b"}])])
+
+    response = driver.deliver_once()
+
+    assert response is not None
+    assert len(response["batchItemFailures"]) == 2  # retried, not dead-lettered: the fix is configuration
+    assert pipeline.drain(pipeline.dlq_url) == []
+    assert "type must be one of string, number, boolean, string_list, got 'integer'" in caplog.text
