@@ -52,6 +52,17 @@ class DataContext:
     admit: Callable[[str], None]  # raises the 429 when the namespace is over its rate limit
 
 
+def _indexed_only(index: IndexState, key: str, predicate: Predicate | None) -> Predicate | None:
+    """With a namespace schema Pinecone indexes only the fields it lists as filterable ("when schema is present,
+    only fields which are present in the fields object with filterable: true are indexed", db_data 2026-07
+    MetadataSchema); a filter cannot see the others, so here they are absent from what a filter evaluates."""
+    schema = index.namespace_schemas.get(key)
+    if predicate is None or schema is None:
+        return predicate
+    indexed = frozenset(schema.get("fields", {}))
+    return lambda metadata: predicate({k: v for k, v in metadata.items() if k in indexed})
+
+
 def _lsn_headers(lsn: int) -> dict[str, str]:
     return {"x-pinecone-request-lsn": str(lsn)}
 
@@ -220,8 +231,8 @@ def query(ctx: DataContext, request: Request) -> Response:
     k = parse_top_k(body.get("topK"))
     include_values = _bool(body, "includeValues")
     include_metadata = _bool(body, "includeMetadata")
-    predicate = _compile(body.get("filter"))
     index = ctx.index
+    predicate = _indexed_only(index, key, _compile(body.get("filter")))
     index.catch_up(ctx.lag_seconds)
     data = index.namespaces.get(key)
     dense, sparse, found = _query_vector(ctx, body, data)
@@ -298,11 +309,13 @@ def fetch_by_metadata(ctx: DataContext, request: Request) -> Response:
     key, sent = _namespace_param(body.get("namespace"))
     if body.get("filter") is None:
         raise bad("Empty filter provided for fetch by metadata request")
-    predicate = _compile(body.get("filter"), empty_message="Empty filter provided for fetch by metadata request")
+    index = ctx.index
+    predicate = _indexed_only(
+        index, key, _compile(body.get("filter"), empty_message="Empty filter provided for fetch by metadata request")
+    )
     limit = _limit(body.get("limit"), default=100, maximum=FETCH_BY_METADATA_LIMIT_MAX)
     token = body.get("paginationToken")
     after = _decode_token(token) if isinstance(token, str) and token else None
-    index = ctx.index
     index.catch_up(ctx.lag_seconds)
     data = index.namespaces.get(key)
     vectors: dict[str, Any] = {}
@@ -370,7 +383,9 @@ def delete(ctx: DataContext, request: Request) -> Response:
             index.namespaces.pop(key, None)
 
     else:
-        predicate = _compile(filter_raw, empty_message="Delete with empty metadata filter is not allowed")
+        predicate = _indexed_only(
+            index, key, _compile(filter_raw, empty_message="Delete with empty metadata filter is not allowed")
+        )
         _require_namespace(index, key)
 
         def apply() -> None:
@@ -433,7 +448,9 @@ def update(ctx: DataContext, request: Request) -> Response:
 
     if values_raw is not None or sparse_raw is not None:
         raise bad("An update by filter can only set metadata; 'values' and 'sparseValues' need an 'id'")
-    predicate = _compile(filter_raw, empty_message="Update with empty metadata filter is not allowed")
+    predicate = _indexed_only(
+        index, key, _compile(filter_raw, empty_message="Update with empty metadata filter is not allowed")
+    )
     if not set_metadata:
         raise bad("An update by filter requires 'setMetadata'")
     data_now = index.namespaces.get(key)
