@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_ssm import SSMClient
 
 
 @dataclass
@@ -47,6 +48,30 @@ class Context:
         import os
 
         return os.environ.get(name, "")
+
+    def api_key(self) -> str:
+        """``PINECONE_API_KEY``, else the deployment's secret; exit 2 saying where it should have come from."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from vector_relay.api_key_cache import read_api_key
+        from vector_relay.errors import VectorRelayError
+
+        key = self.environment("PINECONE_API_KEY")
+        if key:
+            return key
+        if not self.stack and not self.outputs:
+            raise CannotRun(
+                "no Pinecone API key: set PINECONE_API_KEY, or name a deployment (--stack / --outputs) "
+                "whose secret holds it"
+            )
+        arn = self.deployment().output("PineconeApiKeySecretArn")
+        try:
+            return read_api_key(self.secrets(), arn).value
+        except (ClientError, BotoCoreError, VectorRelayError) as error:
+            raise CannotRun(f"cannot read the Pinecone API key from {arn}: {error}") from None
+
+    def ssm(self) -> SSMClient:
+        return self._client("ssm")  # type: ignore[no-any-return]
 
     def dynamodb(self) -> DynamoDBClient:
         return self._client("dynamodb")  # type: ignore[no-any-return]

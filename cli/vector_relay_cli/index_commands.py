@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
-from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -44,22 +43,9 @@ def _tags(pairs: tuple[str, ...]) -> dict[str, str]:
 @contextmanager
 def _admin(ctx: Context) -> Iterator[IndexAdmin]:
     """An index admin with the key, or exit 2 saying where the key should have come from."""
-    from vector_relay.api_key_cache import read_api_key
-    from vector_relay.errors import VectorRelayError
     from vector_relay.pinecone_gateway import PineconeIndexAdmin
 
-    key = ctx.environment("PINECONE_API_KEY")
-    if not key:
-        if not ctx.stack and not ctx.outputs:
-            raise CannotRun(
-                "no Pinecone API key: set PINECONE_API_KEY, or name a deployment (--stack / --outputs) "
-                "whose secret holds it"
-            )
-        arn = ctx.deployment().output("PineconeApiKeySecretArn")
-        try:
-            key = read_api_key(ctx.secrets(), arn).value
-        except (ClientError, BotoCoreError, VectorRelayError) as error:
-            raise CannotRun(f"cannot read the Pinecone API key from {arn}: {error}") from None
+    key = ctx.api_key()
     admin = PineconeIndexAdmin(api_key=key, control_host=ctx.environment("PINECONE_CONTROL_HOST") or None)
     try:
         yield admin

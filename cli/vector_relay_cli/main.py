@@ -9,6 +9,7 @@ import click
 from vector_relay_cli.context import Context
 from vector_relay_cli.index_commands import index
 from vector_relay_cli.reconcile_command import reconcile
+from vector_relay_cli.tenant_commands import tenant
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -34,6 +35,7 @@ def cli(ctx: click.Context, stack: str | None, outputs: Path | None, region: str
 
 cli.add_command(index)
 cli.add_command(reconcile)
+cli.add_command(tenant)
 
 
 def main() -> None:

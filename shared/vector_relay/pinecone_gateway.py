@@ -404,6 +404,44 @@ class PineconeIndexAdmin:
         self._client.close()
 
 
+@dataclass(frozen=True, slots=True)
+class NamespaceDescription:
+    name: str
+    record_count: int
+    indexed_fields: frozenset[str] | None  # None: no schema, every metadata field is indexed
+
+
+class NamespaceAdmin:
+    """Namespaces of one index (tenant onboarding). Errors are :class:`PineconeRequestError`."""
+
+    def __init__(self, *, host: str, api_key: str) -> None:
+        self._index = pinecone.Index(host=host, api_key=api_key, source_tag="vector_relay")
+
+    def describe(self, name: str) -> NamespaceDescription | None:
+        try:
+            found = self._index.describe_namespace(name=name)
+        except Exception as error:
+            if getattr(error, "status_code", None) == 404:
+                return None
+            raise classify(error) from None
+        schema = getattr(found, "schema", None)
+        fields = getattr(schema, "fields", None) if schema is not None else None
+        indexed = None if fields is None else frozenset(dict(fields))
+        return NamespaceDescription(str(found.name), int(found.record_count or 0), indexed)
+
+    def create(self, name: str, filterable: Sequence[str] | None) -> NamespaceDescription:
+        """Create the namespace; with ``filterable``, Pinecone indexes only those metadata fields (for good)."""
+        schema = None if filterable is None else {"fields": {f: {"filterable": True} for f in filterable}}
+        try:
+            self._index.create_namespace(name=name, schema=schema)
+        except Exception as error:
+            raise classify(error) from None
+        return NamespaceDescription(name, 0, None if filterable is None else frozenset(filterable))
+
+    def close(self) -> None:
+        self._index.close()
+
+
 # ------------------------------------------------------------------------------------ API keys
 # What the rotation function needs: mint, find and revoke keys through the Admin API (service
 # account, OAuth client credentials), and one cheap data-plane call made with a given key.

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from vector_relay.errors import ConfigurationError, Problem
 from vector_relay.schemas import TenantSchema
@@ -60,7 +61,7 @@ class TenantRegistry(Mapping[str, str]):
         return cls.from_mapping(raw, source=source)
 
     @classmethod
-    def from_mapping(cls, raw: Mapping[object, object], *, source: str) -> TenantRegistry:
+    def from_mapping(cls, raw: Mapping[Any, object], *, source: str) -> TenantRegistry:
         problems: list[str] = []
         owners: dict[str, str] = {}
         queue_owners: dict[str, str] = {}
