@@ -23,6 +23,7 @@ from relay_local.stack import LocalStack, StackOptions
 DATASET = Path(__file__).resolve().parent / "data" / "demo_dataset.json"
 RECORDS_PER_MESSAGE = 4
 DELETED_ID = "fleece#0"  # deleted after it is written: it must not be in the index
+UNDECLARED_FILTER_ID = "q-undeclared-field"
 UNKNOWN_TENANT = "initech"
 
 
@@ -119,7 +120,13 @@ def query_messages(dataset: dict[str, Any], reply_to: str) -> tuple[list[str], s
     }
     not_allowed = {**bad_filter, "filter": {"year": {"$gte": 2020}}, "correlation_id": "q-stranger"}
     not_allowed["reply_to"] = reply_to.rsplit("/", 1)[0] + "/somebody-elses-queue"
-    return [*bodies, json.dumps(bad_filter), json.dumps(not_allowed)], "q-bad-filter", "q-stranger"
+    # acme's schema declares no "colour": Pinecone would answer with nothing; the relay says why instead
+    undeclared = {**bad_filter, "filter": {"colour": {"$eq": "green"}}, "correlation_id": UNDECLARED_FILTER_ID}
+    return (
+        [*bodies, json.dumps(bad_filter), json.dumps(not_allowed), json.dumps(undeclared)],
+        "q-bad-filter",
+        "q-stranger",
+    )
 
 
 def publish(sqs: Any, queue_url: str, bodies: list[str]) -> None:
@@ -206,6 +213,16 @@ def run_demo(
         out(f"  {error_id}: status {error_reply.get('status')}, error {error_code}")
         result.check(f"{error_id} answered with error invalid_filter", error_code == "invalid_filter", str(error_code))
         result.check(f"{stranger_id} got no reply", stranger_id not in result.replies)
+        undeclared_error = result.replies.get(UNDECLARED_FILTER_ID, {}).get("error") or {}
+        out(
+            f"  {UNDECLARED_FILTER_ID}: filter on a field acme's schema does not declare -> "
+            f"{undeclared_error.get('code')}: {_short(str(undeclared_error.get('message')))}"
+        )
+        result.check(
+            f"{UNDECLARED_FILTER_ID} refused by acme's schema",
+            undeclared_error.get("code") == "filter_field_not_declared",
+            str(undeclared_error.get("code")),
+        )
 
         # ---------------------------------------------------------------- what landed where
         step(f"what landed where (index {info.index_name}):")

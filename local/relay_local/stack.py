@@ -41,6 +41,19 @@ OUTPUTS_FILE = "outputs.json"  # the stack's Outputs for `vector-relay --outputs
 INDEX_NAME = "vector-relay-local"
 # The deployment events/README.md describes: the sample events work against the local stack.
 SAMPLE_TENANTS = {"acme": "tenant-acme", "globex": "tenant-globex"}
+# acme declares its metadata (docs/contract.md, tenant metadata schemas); globex keeps the plain form.
+SAMPLE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "acme": {
+        "fields": {
+            "doc_id": {"type": "string"},
+            "category": {"type": "string"},
+            "year": {"type": "number"},
+            "tags": {"type": "string_list"},
+            "text": {"type": "string", "filterable": False},
+        },
+        "extra": "allow",
+    }
+}
 SAMPLE_DIMENSION = 384
 SAMPLE_METRIC = "cosine"
 SAMPLE_REPLY_QUEUE_NAME = "vector-relay-example-replies"
@@ -59,6 +72,7 @@ def local_parameters(
     dimension: int = SAMPLE_DIMENSION,
     metric: str = SAMPLE_METRIC,
     tenants: dict[str, str] | None = None,
+    schemas: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, str]:
     """The template parameters the local stack deploys with (as `sam deploy --parameter-overrides` would).
 
@@ -70,10 +84,22 @@ def local_parameters(
         "PineconeIndexName": index_name,
         "PineconeIndexDimension": str(dimension),
         "PineconeIndexMetric": metric,
-        "InitialTenantRegistry": json.dumps(SAMPLE_TENANTS if tenants is None else tenants),
+        "InitialTenantRegistry": json.dumps(
+            registry_entries(
+                SAMPLE_TENANTS if tenants is None else tenants, SAMPLE_SCHEMAS if schemas is None else schemas
+            )
+        ),
         # The sample events' reply_to, so events/query*.json work against the local stack too.
         "AdditionalReplyQueueUrls": SAMPLE_REPLY_QUEUE_URL,
         "AdditionalReplyQueueArns": SAMPLE_REPLY_QUEUE_ARN,
+    }
+
+
+def registry_entries(tenants: dict[str, str], schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The tenant registry: the plain form, or an object with the tenant's schema when it declares one."""
+    return {
+        tenant: {"namespace": namespace, "schema": schemas[tenant]} if tenant in schemas else namespace
+        for tenant, namespace in tenants.items()
     }
 
 
@@ -102,6 +128,7 @@ class StackOptions:
     dimension: int = SAMPLE_DIMENSION
     metric: str = SAMPLE_METRIC
     tenants: dict[str, str] = field(default_factory=lambda: dict(SAMPLE_TENANTS))
+    schemas: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(SAMPLE_SCHEMAS))
     parameters: dict[str, str] = field(default_factory=dict)  # more template parameter overrides
     pollers: bool = True
     poll_wait_seconds: int = 1
@@ -307,7 +334,10 @@ class LocalStack:
     def _provision(self, aws_endpoint: str, pinecone_url: str) -> str:
         """Create the template's resources; the index last (it needs the key in its secret). Returns its host."""
         o = self.options
-        parameters = {**local_parameters("", o.index_name, o.dimension, o.metric, o.tenants), **o.parameters}
+        parameters = {
+            **local_parameters("", o.index_name, o.dimension, o.metric, o.tenants, o.schemas),
+            **o.parameters,
+        }
         self.template = LocalTemplate(parameters=parameters)
         self.provisioner = Provisioner(self.template, aws_endpoint)
         self.created = self.provisioner.provision()
