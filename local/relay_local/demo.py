@@ -19,6 +19,7 @@ from typing import Any
 from relay_local.event_source import BatchOutcome
 from relay_local.inspection import dead_letter, drain_messages, namespace_counts
 from relay_local.stack import LocalStack, StackOptions
+from vector_relay.producer import Publisher, body_of, delete, query, upsert
 
 DATASET = Path(__file__).resolve().parent / "data" / "demo_dataset.json"
 RECORDS_PER_MESSAGE = 4
@@ -65,13 +66,9 @@ def ingest_messages(dataset: dict[str, Any], tenants: dict[str, str]) -> tuple[l
                 {"id": d["id"], "version": 1, "values": d["values"], "metadata": d["metadata"]}
                 for d in documents[start : start + RECORDS_PER_MESSAGE]
             ]
-            bodies.append(json.dumps({"schema_version": 1, "op": "upsert", "tenant": tenant, "records": records}))
+            bodies.append(body_of(upsert(tenant, records)))  # built with the producer library, as a service would
     owner = next(d["tenant"] for d in dataset["documents"] if d["id"] == DELETED_ID)
-    bodies.append(
-        json.dumps(
-            {"schema_version": 1, "op": "delete", "tenant": owner, "records": [{"id": DELETED_ID, "version": 2}]}
-        )
-    )
+    bodies.append(body_of(delete(owner, [(DELETED_ID, 2)])))
     dimension = int(dataset["dimension"])
     first = dataset["documents"][0]
     poison = {
@@ -94,19 +91,16 @@ def query_messages(dataset: dict[str, Any], reply_to: str) -> tuple[list[str], s
     """Query bodies; the correlation id that must get an error reply, and the query that must be dead-lettered."""
     bodies = []
     for q in dataset["queries"]:
-        body: dict[str, Any] = {
-            "schema_version": 1,
-            "op": "query",
-            "tenant": q["tenant"],
-            "vector": q["vector"],
-            "top_k": 3,
-            "include_metadata": True,
-            "reply_to": reply_to,
-            "correlation_id": q["correlation_id"],
-        }
-        if q["filter"]:
-            body["filter"] = q["filter"]
-        bodies.append(json.dumps(body))
+        built = query(
+            q["tenant"],
+            reply_to=reply_to,
+            vector=q["vector"],
+            top_k=3,
+            include_metadata=True,
+            correlation_id=q["correlation_id"],
+            filter=q["filter"] or None,
+        )
+        bodies.append(body_of(built))
     vector = dataset["queries"][0]["vector"]
     bad_filter = {
         "schema_version": 1,
@@ -130,13 +124,11 @@ def query_messages(dataset: dict[str, Any], reply_to: str) -> tuple[list[str], s
 
 
 def publish(sqs: Any, queue_url: str, bodies: list[str]) -> None:
-    for start in range(0, len(bodies), 10):
-        chunk = bodies[start : start + 10]
-        response = sqs.send_message_batch(
-            QueueUrl=queue_url, Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(chunk)]
-        )
-        if response.get("Failed"):
-            raise RuntimeError(f"SQS refused messages: {response['Failed']}")
+    """Through the producer library's Publisher (batched, retried); the poison goes the same way, as a broken
+    producer's would."""
+    result = Publisher(queue_url, sqs=sqs).publish_bodies(bodies)
+    if result.failed:
+        raise RuntimeError(f"SQS refused messages: {[(f.code, f.reason) for f in result.failed]}")
 
 
 def run_demo(
