@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
 
 
@@ -69,6 +70,9 @@ class Context:
             return read_api_key(self.secrets(), arn).value
         except (ClientError, BotoCoreError, VectorRelayError) as error:
             raise CannotRun(f"cannot read the Pinecone API key from {arn}: {error}") from None
+
+    def sqs(self) -> SQSClient:
+        return self._client("sqs")  # type: ignore[no-any-return]
 
     def ssm(self) -> SSMClient:
         return self._client("ssm")  # type: ignore[no-any-return]

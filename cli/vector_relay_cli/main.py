@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from vector_relay_cli.context import Context
+from vector_relay_cli.dlq_commands import dlq
 from vector_relay_cli.index_commands import index
 from vector_relay_cli.reconcile_command import reconcile
 from vector_relay_cli.tenant_commands import tenant
@@ -33,6 +34,7 @@ def cli(ctx: click.Context, stack: str | None, outputs: Path | None, region: str
     ctx.obj = Context(stack, outputs, region)
 
 
+cli.add_command(dlq)
 cli.add_command(index)
 cli.add_command(reconcile)
 cli.add_command(tenant)
