@@ -9,6 +9,7 @@ import click
 from vector_relay_cli.context import Context
 from vector_relay_cli.dlq_commands import dlq
 from vector_relay_cli.index_commands import index
+from vector_relay_cli.load_command import load
 from vector_relay_cli.reconcile_command import reconcile
 from vector_relay_cli.tenant_commands import tenant
 
@@ -36,6 +37,7 @@ def cli(ctx: click.Context, stack: str | None, outputs: Path | None, region: str
 
 cli.add_command(dlq)
 cli.add_command(index)
+cli.add_command(load)
 cli.add_command(reconcile)
 cli.add_command(tenant)
 

@@ -1,0 +1,137 @@
+"""``vector-relay load``: 10,000 records from JSONL land exactly (fetched back from the emulator), in close to
+the fewest SQS requests, and a load killed mid-way resumes from its checkpoint without losing or doubling."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from pinecone import Pinecone, ServerlessSpec
+
+from functions.ingest import app as ingest_app
+from tests.integration.conftest import Pipeline, SqsDriver
+from vector_relay.settings import get_settings
+from vector_relay.worker import reset_worker_dependencies
+from vector_relay_cli.load_command import CRASH_AFTER_BATCHES
+from vector_relay_cli.main import cli
+
+RECORDS = 10_000
+DIMENSION = 8
+
+
+@pytest.fixture
+def small_index(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An 8-dimensional index, so 10,000 records go through the whole pipeline in seconds."""
+    client = Pinecone(api_key=pipeline.emulator.api_key, host=pipeline.emulator.url)
+    client.create_index(
+        "load", dimension=DIMENSION, metric="cosine", spec=ServerlessSpec(cloud="aws", region="us-east-1")
+    )
+    host = pipeline.emulator.index_host("load")
+    monkeypatch.setenv("PINECONE_INDEX_HOST", host)
+    monkeypatch.setenv("PINECONE_INDEX_DIMENSION", str(DIMENSION))
+    monkeypatch.setenv("PINECONE_INDEX_NAME", "load")
+    get_settings.cache_clear()
+    reset_worker_dependencies()
+    return client.Index(host=host)
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    rng = random.Random(7)
+    path = tmp_path / "corpus.jsonl"
+    with path.open("w") as out:
+        for i in range(RECORDS):
+            values = [round(rng.uniform(-1, 1), 5) for _ in range(DIMENSION)]
+            out.write(json.dumps({"id": f"doc-{i}", "version": 3, "values": values, "metadata": {"n": i}}) + "\n")
+    return path
+
+
+@pytest.fixture
+def outputs(pipeline: Pipeline, tmp_path: Path) -> Path:
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({"IngestQueueUrl": pipeline.queue_url}))
+    return path
+
+
+def drain(pipeline: Pipeline) -> None:
+    SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler).run_until_empty(max_invocations=500)
+
+
+def landed(index: Any) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    ids = [f"doc-{i}" for i in range(RECORDS)]
+    for start in range(0, len(ids), 200):
+        found |= index.fetch(ids=ids[start : start + 200], namespace="tenant-acme").vectors
+    return found
+
+
+def test_ten_thousand_records_land_exactly_in_close_to_the_fewest_requests(
+    pipeline: Pipeline, small_index: Any, corpus: Path, outputs: Path
+) -> None:
+    result = CliRunner().invoke(cli, ["--outputs", str(outputs), "load", str(corpus), "--tenant", "acme", "--json"])
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["records"], report["failed"], report["invalid_lines"]) == (RECORDS, 0, [])
+    body_bytes = sum(len(json.dumps(json.loads(line), separators=(",", ":"))) for line in corpus.open())
+    minimum = max(math.ceil(body_bytes / 1_048_576), math.ceil(RECORDS / 1000 / 10))
+    assert report["requests"] <= math.ceil(minimum * 1.1), (report["requests"], minimum)
+
+    drain(pipeline)
+    found = landed(small_index)
+    assert len(found) == RECORDS
+    assert found["doc-1234"].metadata == {"n": 1234, "_relay_version": "3"}
+
+
+def test_a_killed_load_resumes_from_its_checkpoint(
+    pipeline: Pipeline, small_index: Any, corpus: Path, outputs: Path
+) -> None:
+    script = Path(sys.executable).parent / "vector-relay"
+    command = [str(script), "--outputs", str(outputs), "load", str(corpus), "--tenant", "acme", "--json"]
+
+    killed = subprocess.run(command, env={**os.environ, CRASH_AFTER_BATCHES: "1"}, capture_output=True, text=True)
+    assert killed.returncode == 75, killed.stderr
+    checkpoint = json.loads(corpus.with_name(corpus.name + ".checkpoint").read_text())
+    assert 0 < checkpoint["last_line"] < RECORDS
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["resumed_after_line"] == checkpoint["last_line"]
+    assert report["records"] == RECORDS - checkpoint["last_line"]  # nothing sent twice
+
+    drain(pipeline)
+    assert len(landed(small_index)) == RECORDS
+
+
+def test_an_invalid_line_stops_the_load_with_its_number_unless_skipped(
+    pipeline: Pipeline, outputs: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(
+        json.dumps({"id": "ok", "version": 1, "values": [0.1] * DIMENSION})
+        + "\n"
+        + "{not json\n"
+        + json.dumps({"id": "no-values", "version": 1})
+        + "\n"
+    )
+
+    stopped = CliRunner().invoke(cli, ["--outputs", str(outputs), "load", str(path), "--tenant", "acme"])
+    assert stopped.exit_code == 2
+    assert "line 2 is not a valid record" in stopped.output
+
+    skipped = CliRunner().invoke(
+        cli, ["--outputs", str(outputs), "load", str(path), "--tenant", "acme", "--skip-invalid", "--json"]
+    )
+    assert skipped.exit_code == 1  # ran, and found invalid lines
+    report = json.loads(skipped.output)
+    assert report["records"] == 1
+    assert [line["line"] for line in report["invalid_lines"]] == [2, 3]
