@@ -240,6 +240,7 @@ class EventSourcePoller:
                 MessageSystemAttributeNames=["All"],
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
+            full = False
             for message in messages:
                 record = self.record(message)
                 record_size = len(json.dumps(record))
@@ -247,6 +248,7 @@ class EventSourcePoller:
                     self.sqs.change_message_visibility(
                         QueueUrl=c.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
                     )
+                    full = True
                     continue
                 batch.append(record)
                 size += record_size
@@ -254,7 +256,9 @@ class EventSourcePoller:
                 return []
             if window_ends is None:
                 window_ends = time.monotonic() + c.batching_window_seconds
-            if c.batching_window_seconds <= 0 or size >= MAX_PAYLOAD_BYTES:
+            # Full when the next message did not fit: receiving again would only take and release it again,
+            # and every receive counts toward the redrive policy's maxReceiveCount (it would reach the DLQ unread).
+            if c.batching_window_seconds <= 0 or full or size >= MAX_PAYLOAD_BYTES:
                 break
         return batch
 

@@ -201,3 +201,25 @@ def test_a_malformed_partial_batch_response_fails_the_whole_batch(response: Any,
     config = EventSourceConfig(function="f", queue_url="u", queue_arn="a")
     poller = EventSourcePoller(config, EnvironmentPool(lambda: None, 1), sqs=None)  # type: ignore[arg-type, return-value]
     assert poller.reported_failures(("a", "b"), response) == failed
+
+
+def test_messages_over_the_payload_limit_wait_for_the_next_batch_and_never_reach_the_dlq(
+    queues: Queues, pollers: list[EventSourcePoller]
+) -> None:
+    # GIVEN ten ~900 KB messages (six fit Lambda's 6 MB payload), a long window, and a redrive policy of
+    # 2 receives: taking the overflow again and again within one window would send it to the DLQ unread
+    handler = Recorder(lambda record: True)
+    queues.sqs.set_queue_attributes(QueueUrl=queues.url, Attributes={"VisibilityTimeout": "60"})
+    bodies = [f"{i}:" + "x" * 900_000 for i in range(10)]
+    for body in bodies:
+        queues.sqs.send_message(QueueUrl=queues.url, MessageBody=body)
+
+    # WHEN one poller consumes them, one invocation at a time
+    poller = start_poller(queues, handler, batch_size=10, batching_window_seconds=5, maximum_concurrency=1)
+    pollers.append(poller)
+    wait_until(lambda: sum(map(len, handler.batches)) >= 10 and poller.idle, "every message was delivered")
+
+    # THEN a batch ends when the next message does not fit, and nothing went to the DLQ
+    assert [len(batch) for batch in handler.batches] == [6, 4]
+    assert queues.depth(queues.dlq_url) == 0
+    assert sorted(b for batch in handler.batches for b in batch) == sorted(bodies)
