@@ -49,7 +49,7 @@ def load(
     checkpoint: Path | None,
     as_json: bool,
 ) -> None:
-    """Publish a JSONL file of records as upserts for one tenant, resumably."""
+    """Publish a JSONL (or, with pyarrow, Parquet) file of records as upserts for one tenant, resumably."""
     from vector_relay.producer import Publisher, VersionClock
 
     checkpoint = checkpoint or file.with_name(file.name + ".checkpoint")
@@ -140,30 +140,52 @@ def _messages(
     records: list[str] = []
     size = len(head) + 2
     last = start_after
+    for number, raw in _rows(file, start_after):
+        try:
+            if isinstance(raw, Exception):
+                raise raw
+            if not isinstance(raw, dict):
+                raise ValueError("a line must be a JSON object")
+            raw.setdefault("version", default_version if default_version is not None else clock.next())
+            record = UpsertRecord.model_validate(raw).model_dump_json(exclude_none=True)
+        except (ValueError, ValidationError) as error:
+            reason = " ".join(str(error).split())[:300]
+            invalid.append({"line": number, "reason": reason})
+            if not skip_invalid:
+                raise CannotRun(f"line {number} is not a valid record: {reason} (--skip-invalid goes on)") from None
+            continue
+        if records and (len(records) == RECORDS_PER_MESSAGE or size + len(record) + 1 > MESSAGE_BYTES):
+            yield head + "[" + ",".join(records) + "]}", len(records), last
+            records, size = [], len(head) + 2
+        records.append(record)
+        size += len(record) + 1
+        last = number
+    if records:
+        yield head + "[" + ",".join(records) + "]}", len(records), last
+
+
+def _rows(file: Path, start_after: int) -> Iterator[tuple[int, Any]]:
+    """(line or row number from 1, the record as a dict, or the error that made it unreadable)."""
+    if file.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as parquet  # type: ignore[import-untyped]
+        except ImportError:
+            raise CannotRun("reading Parquet needs pyarrow (pip install pyarrow); JSONL needs nothing") from None
+        number = 0
+        for batch in parquet.ParquetFile(file).iter_batches(batch_size=1000):
+            for row in batch.to_pylist():
+                number += 1
+                if number > start_after:
+                    yield number, {key: value for key, value in row.items() if value is not None}
+        return
     with file.open() as lines:
         for number, line in enumerate(lines, 1):
             if number <= start_after or not line.strip():
                 continue
             try:
-                raw = json.loads(line)
-                if not isinstance(raw, dict):
-                    raise ValueError("a line must be a JSON object")
-                raw.setdefault("version", default_version if default_version is not None else clock.next())
-                record = UpsertRecord.model_validate(raw).model_dump_json(exclude_none=True)
-            except (ValueError, ValidationError) as error:
-                reason = " ".join(str(error).split())[:300]
-                invalid.append({"line": number, "reason": reason})
-                if not skip_invalid:
-                    raise CannotRun(f"line {number} is not a valid record: {reason} (--skip-invalid goes on)") from None
-                continue
-            if records and (len(records) == RECORDS_PER_MESSAGE or size + len(record) + 1 > MESSAGE_BYTES):
-                yield head + "[" + ",".join(records) + "]}", len(records), last
-                records, size = [], len(head) + 2
-            records.append(record)
-            size += len(record) + 1
-            last = number
-    if records:
-        yield head + "[" + ",".join(records) + "]}", len(records), last
+                yield number, json.loads(line)
+            except ValueError as error:
+                yield number, error
 
 
 def _read_checkpoint(path: Path) -> int:

@@ -135,3 +135,27 @@ def test_an_invalid_line_stops_the_load_with_its_number_unless_skipped(
     report = json.loads(skipped.output)
     assert report["records"] == 1
     assert [line["line"] for line in report["invalid_lines"]] == [2, 3]
+
+
+def test_a_parquet_file_loads_like_jsonl(pipeline: Pipeline, small_index: Any, outputs: Path, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [
+        {"id": f"p{i}", "version": 2, "values": [0.1 * (i + 1)] * DIMENSION, "metadata": {"n": i}} for i in range(50)
+    ]
+    rows.append({"id": "bad", "version": 2, "values": None, "metadata": None})  # no vector: invalid
+    path = tmp_path / "corpus.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+    result = CliRunner().invoke(
+        cli, ["--outputs", str(outputs), "load", str(path), "--tenant", "acme", "--skip-invalid", "--json"]
+    )
+
+    assert result.exit_code == 1  # the invalid row is reported
+    report = json.loads(result.output)
+    assert (report["records"], [line["line"] for line in report["invalid_lines"]]) == (50, [51])
+    drain(pipeline)
+    found = small_index.fetch(ids=[f"p{i}" for i in range(50)], namespace="tenant-acme").vectors
+    assert len(found) == 50
+    assert found["p7"].metadata == {"n": 7, "_relay_version": "2"}
