@@ -83,14 +83,40 @@ def handle_ingest_batch(
         dead_letter(deps, by_id[message_id], poison, failures)
     for message_id, error in outcome.failures.items():
         record = by_id[message_id]
-        if last_delivery(record, deps):
+        if not last_delivery(record, deps):
+            failures[message_id] = error
+        elif isinstance(error, BusyWriteError) and _requeue(deps, record, error):
+            pass  # waiting for another worker is not a failure: a fresh copy waits on, this one is done
+        else:
             exhausted = PoisonMessageError([Problem("retries_exhausted", "", f"last delivery failed: {error}")])
             dead_letter(deps, record, exhausted, failures)
-        else:
-            failures[message_id] = error
     _retry_busy_sooner(deps, by_id, failures)
     _report(outcome, deps, len(batch.valid), len(failures), summary)
     return failures
+
+
+def _requeue(deps: WorkerDependencies, record: SQSRecord, error: BusyWriteError) -> bool:
+    """Send a busy message again as a new one (its receive count starts over), delayed until the hold ends.
+
+    On its last delivery a message that only waits for another worker's hold would otherwise reach
+    the DLQ as retries_exhausted; a record written often can keep a message busy through
+    ``maxReceiveCount`` deliveries. The copy is the same write: the version guard orders it like the
+    original. False when SQS refused the copy (the original is then dead-lettered as before).
+    """
+    now = deps.guard.now() if deps.guard is not None else 0.0
+    delay = 0 if error.retry_at is None else min(max(math.ceil(error.retry_at - now) + 1, 0), MAX_SQS_DELAY_SECONDS)
+    try:
+        deps.sqs.send_message(
+            QueueUrl=queue_url(deps.sqs, record.event_source_arn), MessageBody=record.body, DelaySeconds=delay
+        )
+    except (ClientError, BotoCoreError, OutOfTimeError) as failure:
+        logger.warning(
+            "could not requeue a busy message", extra={"message_id": record.message_id, "error": str(failure)}
+        )
+        return False
+    deps.metrics.add_metric(name="BusyRequeued", unit=MetricUnit.Count, value=1)
+    logger.info("busy on its last delivery: sent again", extra={"message_id": record.message_id, "delay": delay})
+    return True
 
 
 def _retry_busy_sooner(
@@ -121,6 +147,9 @@ def _retry_busy_sooner(
                 )
         except (ClientError, BotoCoreError, OutOfTimeError) as error:
             logger.warning("could not bring busy messages back sooner", extra={"queue": arn, "error": str(error)})
+
+
+MAX_SQS_DELAY_SECONDS = 900  # SendMessage's DelaySeconds limit
 
 
 def _lease_seconds(context: LambdaContext | None, deps: WorkerDependencies) -> float:

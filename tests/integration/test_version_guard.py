@@ -18,6 +18,7 @@ from tests.conftest import SAMPLE_TENANTS, FakeLambdaContext
 from tests.integration.conftest import Pipeline, SqsDriver, create_version_table
 from tests.integration.test_ingest import upsert_body
 from tests.lambda_events import lambda_sqs_record
+from vector_relay.settings import get_settings
 from vector_relay.version_guard import (
     LOCK_RECORD_ID,
     LOCK_SECONDS,
@@ -29,6 +30,7 @@ from vector_relay.version_guard import (
     Verdict,
     VersionGuard,
 )
+from vector_relay.worker import reset_worker_dependencies
 
 TABLE = "guard-test"
 
@@ -552,3 +554,27 @@ def test_a_busy_message_comes_back_when_the_hold_ends_not_after_the_visibility_t
     seen_at = time.time()
     assert again[0]["MessageId"] == message["MessageId"]
     assert seen_at >= hold.until_ms / 1000  # not before the hold ended
+
+
+def test_a_message_still_busy_on_its_last_delivery_is_sent_again_not_dead_lettered(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waiting for another worker is not a failure: a hot record must not push writes into the DLQ."""
+    monkeypatch.setenv("SOURCE_QUEUE_MAX_RECEIVE_COUNT", "1")  # every delivery is the last
+    get_settings.cache_clear()
+    reset_worker_dependencies()
+    acme = SAMPLE_TENANTS["acme"]
+    other = VersionGuard(boto3.client("dynamodb"), "relay-write-versions", ttl_seconds=3600)
+    other.claim([w("doc", 4, namespace=acme)], other.lease(60))  # held for a minute by another worker
+    driver = SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler)
+    body = upsert_body("acme", ["doc"], version=5)
+    driver.publish([body])
+
+    response = driver.deliver_once()
+
+    assert response == {"batchItemFailures": []}  # the original is done with
+    assert pipeline.drain(pipeline.dlq_url) == []
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=pipeline.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"  # a fresh copy, back when the hold ends
