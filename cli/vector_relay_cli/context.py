@@ -71,6 +71,16 @@ class Context:
         except (ClientError, BotoCoreError, VectorRelayError) as error:
             raise CannotRun(f"cannot read the Pinecone API key from {arn}: {error}") from None
 
+    def read_registry(self) -> tuple[str, str]:
+        """The tenant registry's SSM parameter name and its JSON (exit 2 if it cannot be read)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        name = self.deployment().output("TenantRegistryParameterName")
+        try:
+            return name, str(self.ssm().get_parameter(Name=name)["Parameter"]["Value"])
+        except (ClientError, BotoCoreError) as error:
+            raise CannotRun(f"cannot read the tenant registry {name}: {error}") from None
+
     def sqs(self) -> SQSClient:
         return self._client("sqs")  # type: ignore[no-any-return]
 

@@ -15,11 +15,10 @@ from typing import Any
 
 import click
 from botocore.exceptions import BotoCoreError, ClientError
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from vector_relay_cli.context import Context
 from vector_relay_cli.errors import EXIT_FOUND, CannotRun
+from vector_relay_cli.progress import bar
 
 QUEUES = {"ingest": ("IngestDeadLetterQueueUrl", "IngestQueueUrl"), "query": ("QueryDeadLetterQueueUrl", None)}
 CRASH_AFTER_SENDS = "VECTOR_RELAY_REDRIVE_CRASH_AFTER_SENDS"  # a testing aid: die between a send and its delete
@@ -137,14 +136,7 @@ def redrive(
     failed = 0
     if not dry_run:
         crash_after = int(ctx.environment(CRASH_AFTER_SENDS) or 0)
-        errors = Console(stderr=True)
-        progress = Progress(
-            TextColumn("redrive"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=errors,
-            disable=as_json or not errors.is_terminal,
-        )
+        progress = bar("redrive", quiet=as_json)
         with progress:
             task = progress.add_task("redrive", total=len(movable))
             for letter, target in movable:
@@ -186,11 +178,7 @@ def _today(ctx: Context) -> tuple[Any, Any]:
     from vector_relay.pinecone_gateway import PineconeRequestError, describe_index_shape
     from vector_relay.tenancy import TenantRegistry
 
-    parameter = ctx.deployment().output("TenantRegistryParameterName")
-    try:
-        text = ctx.ssm().get_parameter(Name=parameter)["Parameter"]["Value"]
-    except (ClientError, BotoCoreError) as error:
-        raise CannotRun(f"cannot read the tenant registry {parameter}: {error}") from None
+    parameter, text = ctx.read_registry()
     registry = TenantRegistry.from_json(text, source=f"SSM parameter {parameter}")
     name = ctx.deployment().outputs.get("PineconeIndexName")
     if not name:

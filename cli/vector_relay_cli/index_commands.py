@@ -14,11 +14,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from vector_relay_cli.context import Context
 from vector_relay_cli.errors import EXIT_FOUND, CannotRun
+from vector_relay_cli.progress import spinner
 
 if TYPE_CHECKING:
     from vector_relay.index_lifecycle import IndexAdmin
@@ -101,15 +100,7 @@ def _wait(admin: IndexAdmin, name: str, timeout: float, quiet: bool) -> IndexDes
     from vector_relay.index_lifecycle import wait_ready
 
     deadline = time.monotonic() + timeout
-    errors = Console(stderr=True)
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("index {task.fields[name]}: {task.fields[state]}"),
-        TimeElapsedColumn(),
-        console=errors,
-        transient=True,
-        disable=quiet or not errors.is_terminal,
-    )
+    progress = spinner("index {task.fields[name]}: {task.fields[state]}", quiet=quiet)
     task = progress.add_task("wait", total=None, name=name, state="?")
 
     def on_poll(found: IndexDescription) -> None:

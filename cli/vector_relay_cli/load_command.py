@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from vector_relay_cli.context import Context
 from vector_relay_cli.errors import EXIT_FOUND, CannotRun
+from vector_relay_cli.progress import spinner
 
 MESSAGE_BYTES = 1_000_000  # below SQS's 1 MiB (1,048,576), leaving room for the envelope
 BATCH_BYTES = 1_040_000  # the bodies of one SendMessageBatch together
@@ -60,14 +59,7 @@ def load(
     invalid: list[dict[str, Any]] = []
     totals = {"records": 0, "messages": 0, "requests": 0, "retried": 0, "failed": 0, "batches": 0}
     began = time.monotonic()
-    errors = Console(stderr=True)
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.fields[records]:,} records published, {task.fields[rate]:,.0f}/s"),
-        TimeElapsedColumn(),
-        console=errors,
-        disable=as_json or not errors.is_terminal,
-    )
+    progress = spinner("{task.fields[records]:,} records published, {task.fields[rate]:,.0f}/s", quiet=as_json)
     task = progress.add_task("load", total=None, records=0, rate=0.0)
 
     def send(batch: list[tuple[str, int, int]], last_line: int) -> None:

@@ -9,11 +9,11 @@ from typing import Any
 import click
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from vector_relay_cli.context import Context
 from vector_relay_cli.errors import EXIT_FOUND, CannotRun
+from vector_relay_cli.progress import spinner
 
 METRIC_SERVICE = "reconcile"  # the dimension the scheduled function's metrics carry; the alarm watches it
 
@@ -63,15 +63,7 @@ def reconcile(ctx: Context, namespaces: tuple[str, ...], repair: bool, metric: b
     except (ClientError, BotoCoreError, VectorRelayError) as error:
         raise CannotRun(f"cannot read the Pinecone API key from {secret_arn}: {error}") from None
     pages = guard_pages(ctx.dynamodb(), table, namespaces=namespaces or None)
-    errors = Console(stderr=True)
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("checked {task.fields[checked]:,} records ({task.fields[found]:,} mismatches)"),
-        TimeElapsedColumn(),
-        console=errors,
-        transient=True,
-        disable=as_json or not errors.is_terminal,
-    )
+    progress = spinner("checked {task.fields[checked]:,} records ({task.fields[found]:,} mismatches)", quiet=as_json)
     task = progress.add_task("reconcile", total=None, checked=0, found=0)
 
     def on_page(report: Report) -> None:

@@ -24,21 +24,12 @@ def tenant() -> None:
     """Onboard tenants (registry entry, namespace, schema) and list them."""
 
 
-def _read_registry(ctx: Context) -> tuple[str, str]:
-    name = ctx.deployment().output("TenantRegistryParameterName")
-    try:
-        value = ctx.ssm().get_parameter(Name=name)["Parameter"]["Value"]
-    except (ClientError, BotoCoreError) as error:
-        raise CannotRun(f"cannot read the tenant registry {name}: {error}") from None
-    return name, str(value)
-
-
 @tenant.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
 @click.pass_obj
 def list_tenants(ctx: Context, as_json: bool) -> None:
     """The registry: each tenant, its namespace, whether it is bound to queues and has a schema."""
-    _, text = _read_registry(ctx)
+    _, text = ctx.read_registry()
     registry: dict[str, Any] = json.loads(text or "{}")
     if as_json:
         click.echo(json.dumps(registry, indent=2, sort_keys=True))
@@ -91,7 +82,7 @@ def add(
         entry["queues"] = list(queues)
     if reply_queues:
         entry["reply_queues"] = list(reply_queues)
-    parameter, text = _read_registry(ctx)
+    parameter, text = ctx.read_registry()
     namespaces = NamespaceAdmin(host=ctx.deployment().output("PineconeIndexHost"), api_key=ctx.api_key())
     try:
         if dry_run:

@@ -15,7 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
-from pinecone import Pinecone, ServerlessSpec
+from pinecone import Admin, Pinecone, ServerlessSpec
 
 from pinecone_emulator.pytest_plugin import EmulatorHandle, pinecone_emulator, pinecone_emulator_server
 from tests.conftest import SAMPLE_DIMENSION, SAMPLE_REPLY_QUEUE, SAMPLE_TENANTS, FakeLambdaContext
@@ -42,6 +42,16 @@ class Pipeline:
     def fetch(self, tenant: str, ids: list[str]) -> dict[str, Any]:
         response = self.index.fetch(ids=ids, namespace=SAMPLE_TENANTS[tenant])
         return dict(response.vectors)
+
+    def admin(self) -> Admin:
+        """The emulator's Admin API as the service account (to mint and revoke keys)."""
+        e = self.emulator
+        return Admin(client_id=e.client_id, client_secret=e.client_secret, host=e.url, oauth_url=e.oauth_url)
+
+    def put_key(self, value: str, key_id: str = "") -> None:
+        """Make ``value`` the API-key secret's current version, as an operator or rotation would."""
+        secret = {"api_key": value, "key_id": key_id} if key_id else {"api_key": value}
+        boto3.client("secretsmanager").put_secret_value(SecretId=self.secret_arn, SecretString=json.dumps(secret))
 
     def namespace_count(self, tenant: str) -> int:
         stats = self.index.describe_index_stats()

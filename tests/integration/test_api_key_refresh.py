@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-from pinecone import Admin
 
 from functions.ingest import app as ingest_app
 from functions.query import app as query_app
@@ -24,17 +22,9 @@ def test_a_revoked_key_is_replaced_from_the_secret_without_a_failed_message(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     emulator = pipeline.emulator
-    admin = Admin(
-        client_id=emulator.client_id,
-        client_secret=emulator.client_secret,
-        host=emulator.url,
-        oauth_url=emulator.oauth_url,
-    )
-    secrets = boto3.client("secretsmanager")
+    admin = pipeline.admin()
     first = admin.api_keys.create(project_id=emulator.project_id, name="first")
-    secrets.put_secret_value(
-        SecretId=pipeline.secret_arn, SecretString=json.dumps({"api_key": first.value, "key_id": first.key.id})
-    )
+    pipeline.put_key(first.value, first.key.id)
 
     # GIVEN a warm worker holding the first key
     event = load_event("ingest-upsert")
@@ -42,9 +32,7 @@ def test_a_revoked_key_is_replaced_from_the_secret_without_a_failed_message(
 
     # WHEN the key is replaced in the secret and the old one revoked, outside any rotation
     second = admin.api_keys.create(project_id=emulator.project_id, name="second")
-    secrets.put_secret_value(
-        SecretId=pipeline.secret_arn, SecretString=json.dumps({"api_key": second.value, "key_id": second.key.id})
-    )
+    pipeline.put_key(second.value, second.key.id)
     admin.api_keys.delete(api_key_id=first.key.id)
     response = ingest_app.lambda_handler(load_event("ingest-delete"), lambda_context)
 
@@ -78,17 +66,10 @@ def test_a_refused_key_whose_secret_is_unreadable_fails_the_batch_for_retry_and_
     """The re-read after a 401 raises (malformed secret): every request's messages are retried and
     each handler returns only when none of its requests is still running on the worker's loop."""
     emulator = pipeline.emulator
-    admin = Admin(
-        client_id=emulator.client_id,
-        client_secret=emulator.client_secret,
-        host=emulator.url,
-        oauth_url=emulator.oauth_url,
-    )
+    admin = pipeline.admin()
     secrets = boto3.client("secretsmanager")
     first = admin.api_keys.create(project_id=emulator.project_id, name="first")
-    secrets.put_secret_value(
-        SecretId=pipeline.secret_arn, SecretString=json.dumps({"api_key": first.value, "key_id": first.key.id})
-    )
+    pipeline.put_key(first.value, first.key.id)
     # GIVEN warm workers holding the key
     assert ingest_app.lambda_handler(load_event("ingest-upsert"), lambda_context) == {"batchItemFailures": []}
     assert query_app.lambda_handler(load_event("query"), lambda_context) == {"batchItemFailures": []}

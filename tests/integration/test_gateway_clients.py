@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
-import boto3
 import httpx
 import pytest
-from pinecone import Admin
 
 from functions.ingest import app as ingest_app
 from functions.query import app as query_app
@@ -39,20 +36,12 @@ def test_the_client_of_each_replaced_key_is_closed_across_three_key_changes(
     pipeline: Pipeline, lambda_context: FakeLambdaContext, open_http_clients: Callable[[], int]
 ) -> None:
     emulator = pipeline.emulator
-    admin = Admin(
-        client_id=emulator.client_id,
-        client_secret=emulator.client_secret,
-        host=emulator.url,
-        oauth_url=emulator.oauth_url,
-    )
-    secrets = boto3.client("secretsmanager")
+    admin = pipeline.admin()
 
     def replace_key(name: str, revoke: str | None) -> str:
         """A new key in the secret, the one the workers hold revoked: their next request is refused, re-reads."""
         key = admin.api_keys.create(project_id=emulator.project_id, name=name)
-        secrets.put_secret_value(
-            SecretId=pipeline.secret_arn, SecretString=json.dumps({"api_key": key.value, "key_id": key.key.id})
-        )
+        pipeline.put_key(key.value, key.key.id)
         if revoke is not None:
             admin.api_keys.delete(api_key_id=revoke)
         return str(key.key.id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -69,8 +69,14 @@ def event(kind: str, catcher: ResponseCatcher, properties: dict[str, Any], **ext
 
 
 def run(
-    emulator: EmulatorHandle, catcher: ResponseCatcher, request: dict[str, Any], *, time_left: float = 600.0
+    emulator: EmulatorHandle,
+    catcher: ResponseCatcher,
+    request: dict[str, Any],
+    *,
+    time_left: float = 600.0,
+    sleep: Callable[[float], None] = lambda seconds: None,
 ) -> tuple[Answer | None, list[dict[str, Any]]]:
+    """One request through the handler; its answer goes to ``catcher``, hand-overs are returned."""
     handed_on: list[dict[str, Any]] = []
     answer = handle(
         request,
@@ -78,7 +84,7 @@ def run(
         time_left=lambda: time_left,
         respond=lambda body: send(catcher, body),
         reinvoke=handed_on.append,
-        sleep=lambda seconds: None,
+        sleep=sleep,
     )
     return answer, handed_on
 
@@ -105,17 +111,10 @@ def test_create_waits_until_ready_and_answers_with_the_host(
         polls.append(seconds)
         pinecone_emulator.control.set_index_state("relay-index", "Ready")
 
-    answer = handle(
-        event("Create", catcher, PROPERTIES),
-        admin=lambda: PineconeIndexAdmin(api_key=pinecone_emulator.api_key, control_host=pinecone_emulator.url),
-        time_left=lambda: 600.0,
-        respond=lambda body: send(catcher, body),
-        reinvoke=lambda e: pytest.fail("no hand-over needed"),
-        sleep=sleep,
-    )
+    answer, handed_on = run(pinecone_emulator, catcher, event("Create", catcher, PROPERTIES), sleep=sleep)
 
     # THEN it polled while Initializing, and CloudFormation heard SUCCESS with the data-plane host
-    assert polls == [1.0]
+    assert (polls, handed_on) == ([1.0], [])
     assert answer is not None
     [body] = catcher.bodies
     assert (body["Status"], body["PhysicalResourceId"], body["RequestId"]) == (
@@ -160,14 +159,8 @@ def test_an_index_that_fails_to_initialize_is_reported_failed(
     def fail_it(seconds: float) -> None:
         pinecone_emulator.control.set_index_state("relay-index", "InitializationFailed")
 
-    handle(
-        event("Create", catcher, PROPERTIES),
-        admin=lambda: PineconeIndexAdmin(api_key=pinecone_emulator.api_key, control_host=pinecone_emulator.url),
-        time_left=lambda: 600.0,
-        respond=lambda body: send(catcher, body),
-        reinvoke=lambda e: pytest.fail("no hand-over"),
-        sleep=fail_it,
-    )
+    _, handed_on = run(pinecone_emulator, catcher, event("Create", catcher, PROPERTIES), sleep=fail_it)
+    assert handed_on == []
 
     [body] = catcher.bodies
     assert body["Status"] == "FAILED"

@@ -14,7 +14,6 @@ import time
 
 import boto3
 import pytest
-from pinecone import Admin
 
 from functions.ingest import app as ingest_app
 from functions.reconcile import app as reconcile_app
@@ -172,15 +171,10 @@ def test_a_pass_cut_short_by_time_goes_on_from_its_cursor_and_a_complete_pass_cl
 def test_a_key_rotated_during_a_pass_is_read_again_and_the_pass_goes_on(pipeline: Pipeline) -> None:
     # GIVEN a reader holding a key that is then replaced in the secret and revoked (rotation's end)
     emulator = pipeline.emulator
-    admin = Admin(
-        client_id=emulator.client_id,
-        client_secret=emulator.client_secret,
-        host=emulator.url,
-        oauth_url=emulator.oauth_url,
-    )
+    admin = pipeline.admin()
     secrets = boto3.client("secretsmanager")
     first = admin.api_keys.create(project_id=emulator.project_id, name="first")
-    secrets.put_secret_value(SecretId=pipeline.secret_arn, SecretString=json.dumps({"api_key": first.value}))
+    pipeline.put_key(first.value)
     reads: list[str] = []
 
     def read_key() -> str:
@@ -192,7 +186,7 @@ def test_a_key_rotated_during_a_pass_is_read_again_and_the_pass_goes_on(pipeline
     try:
         assert reader.metadata(NAMESPACE, ["a"]) == {"a": {"_relay_version": "1"}}
         second = admin.api_keys.create(project_id=emulator.project_id, name="second")
-        secrets.put_secret_value(SecretId=pipeline.secret_arn, SecretString=json.dumps({"api_key": second.value}))
+        pipeline.put_key(second.value)
         admin.api_keys.delete(api_key_id=first.key.id)
 
         # WHEN the next page is fetched, THEN it is answered with the new key (read once more), not an error
