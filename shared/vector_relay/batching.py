@@ -11,8 +11,14 @@ Rules, per namespace:
   namespace's writes into segments; a segment's writes are sent before the operation that follows
   it, and the next segment's after it. A winning write is sent in the segment where it appears.
 * **Packing.** Upserts of a segment go into requests of at most 1,000 records and at most
-  :data:`MAX_UPSERT_REQUEST_BYTES` of JSON, measured on the bytes the SDK will send; deletes by id
+  :data:`MAX_UPSERT_REQUEST_BYTES` of JSON, measured on the bytes that are sent; deletes by id
   into requests of at most 1,000 ids.
+
+**Encoded once.** An upsert's records are encoded to the JSON Pinecone receives as soon as the
+message is valid (:func:`encode_upsert`), and their float lists are let go: the request body is
+those bytes joined (:func:`upsert_body`), so each record is encoded once, its size is exact, and a
+batch holds bytes rather than millions of Python floats (a quarter of the memory, nothing for the
+garbage collector to walk).
 
 The result is a :class:`WritePlan`: for each namespace, a list of stages run one after another;
 the requests of one stage are independent and may run concurrently.
@@ -44,6 +50,28 @@ MAX_UPSERT_REQUEST_BYTES = 2_000_000
 RequestKind = Literal["upsert", "delete_ids", "delete_by_filter", "delete_all"]
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedRecord:
+    """An upsert record ready to send: ``encoded`` is its JSON in the request (version in its metadata)."""
+
+    id: str
+    version: int
+    metadata: dict[str, Any] | None  # the producer's, for the tenant's schema checks
+    encoded: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedUpsert:
+    """A valid upsert message whose records are encoded (:func:`encode_upsert`)."""
+
+    tenant: str
+    records: tuple[EncodedRecord, ...]
+    op: Literal["upsert"] = "upsert"
+
+
+type PlannableWrite = WriteMessage | EncodedUpsert
+
+
 @dataclass(slots=True)
 class PlannedRequest:
     """One Pinecone call, with the messages whose fate depends on it.
@@ -55,7 +83,7 @@ class PlannedRequest:
 
     kind: RequestKind
     namespace: str
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[EncodedRecord] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     filter: dict[str, Any] | None = None
     origins: dict[str, list[int]] = field(default_factory=dict)
@@ -111,7 +139,7 @@ class Winner:
     order: int
     version: int
     message_id: str
-    record: UpsertRecord | None  # None for a delete
+    record: EncodedRecord | None  # None for a delete
     record_id: str
     superseded: set[str] = field(default_factory=set)
 
@@ -144,10 +172,10 @@ class Coalesced:
 
 
 def wire_record(record: UpsertRecord) -> dict[str, Any]:
-    """The SDK's dict form of a record (what ``Index.upsert(vectors=[...])`` takes), its version in its metadata."""
+    """A record as Pinecone's upsert request carries it (the SDK's wire form), its version in its metadata."""
     wire: dict[str, Any] = {"id": record.id, "values": record.values if record.values is not None else []}
     if record.sparse_values is not None:
-        wire["sparse_values"] = {"indices": record.sparse_values.indices, "values": record.sparse_values.values}
+        wire["sparseValues"] = {"indices": record.sparse_values.indices, "values": record.sparse_values.values}
     version = str(record.version)
     wire["metadata"] = (
         {**record.metadata, VERSION_METADATA_KEY: version} if record.metadata else {VERSION_METADATA_KEY: version}
@@ -155,20 +183,34 @@ def wire_record(record: UpsertRecord) -> dict[str, Any]:
     return wire
 
 
-def wire_size(record: dict[str, Any]) -> int:
-    """Bytes of ``record`` in the request body the SDK sends (camelCase keys, orjson encoding)."""
-    size = len(orjson.dumps(record))
-    if "sparse_values" in record:
-        size -= len("sparse_values") - len("sparseValues")
-    return size
+def encode_record(record: UpsertRecord) -> EncodedRecord:
+    """``record`` as the JSON of one vector in an upsert request, as the SDK encodes it."""
+    return EncodedRecord(record.id, record.version, record.metadata, orjson.dumps(wire_record(record)))
 
 
-def plan_writes(messages: Sequence[tuple[str, str, WriteMessage]]) -> WritePlan:
+def encode_upsert[M: PlannableWrite](message: M) -> M | EncodedUpsert:
+    """An upsert with its records encoded (the message's float lists can then be freed); others unchanged."""
+    if isinstance(message, UpsertMessage):
+        return EncodedUpsert(message.tenant, tuple(encode_record(record) for record in message.records))
+    return message
+
+
+def upsert_body(namespace: str, encoded: Sequence[bytes]) -> bytes:
+    """The body of ``POST /vectors/upsert`` for records encoded by :func:`encode_record`, byte for byte the SDK's."""
+    tail = b'],"namespace":' + orjson.dumps(namespace) + b"}" if namespace else b"]}"
+    parts = [b'{"vectors":[']
+    for record in encoded:
+        parts += (record, b",")
+    parts[-1 if encoded else len(parts) :] = [tail]  # the last comma becomes the tail
+    return b"".join(parts)  # one copy of the records' bytes (a request can hold 2 MB of them)
+
+
+def plan_writes(messages: Sequence[tuple[str, str, PlannableWrite]]) -> WritePlan:
     """Plan the requests for ``(message_id, namespace, message)`` triples given in batch order."""
     return pack(coalesce(messages))
 
 
-def coalesce(messages: Sequence[tuple[str, str, WriteMessage]]) -> Coalesced:
+def coalesce(messages: Sequence[tuple[str, str, PlannableWrite]]) -> Coalesced:
     """Keep the highest version of each (namespace, id); note where the filter operations fall."""
     batch = Coalesced()
     order = 0
@@ -178,9 +220,11 @@ def coalesce(messages: Sequence[tuple[str, str, WriteMessage]]) -> Coalesced:
             batch.filter_ops.setdefault(namespace, []).append((segment, message_id, message))
             batch.segments[namespace] = segment + 1
             continue
-        records: Iterable[tuple[str, int, UpsertRecord | None]]
-        if isinstance(message, UpsertMessage):
-            records = ((r.id, r.version, r) for r in message.records)
+        records: Iterable[tuple[str, int, EncodedRecord | None]]
+        if isinstance(message, UpsertMessage | EncodedUpsert):
+            encoded = encode_upsert(message)
+            assert isinstance(encoded, EncodedUpsert)
+            records = ((r.id, r.version, r) for r in encoded.records)
         else:
             assert isinstance(message, DeleteMessage)
             records = ((r.id, r.version, None) for r in message.records)
@@ -223,7 +267,7 @@ def pack(batch: Coalesced, *, exclude: Collection[tuple[str, str]] = ()) -> Writ
 def request_keys(request: PlannedRequest) -> list[tuple[str, str]]:
     """The (namespace, id) of every record an upsert or delete-by-id request writes (none for filter ops)."""
     if request.kind == "upsert":
-        return [(request.namespace, record["id"]) for record in request.records]
+        return [(request.namespace, record.id) for record in request.records]
     if request.kind == "delete_ids":
         return [(request.namespace, record_id) for record_id in request.ids]
     return []
@@ -243,14 +287,13 @@ def narrow(
 
 
 def _pack_upserts(namespace: str, writes: list[Winner]) -> list[PlannedRequest]:
-    overhead = len(orjson.dumps({"vectors": [], "namespace": namespace}))
+    overhead = len(upsert_body(namespace, []))
     requests: list[PlannedRequest] = []
     current: PlannedRequest | None = None
     for winner in writes:
         if winner.record is None:
             continue
-        wire = wire_record(winner.record)
-        size = wire_size(wire) + 1  # the comma between records
+        size = len(winner.record.encoded) + 1  # the comma between records (one more than needed: a byte of slack)
         if (
             current is None
             or len(current.records) >= MAX_RECORDS_PER_REQUEST
@@ -259,7 +302,7 @@ def _pack_upserts(namespace: str, writes: list[Winner]) -> list[PlannedRequest]:
             current = PlannedRequest(kind="upsert", namespace=namespace, size_bytes=overhead)
             requests.append(current)
         current.origins.setdefault(winner.message_id, []).append(len(current.records))
-        current.records.append(wire)
+        current.records.append(winner.record)
         current.size_bytes += size
         current.dependents |= winner.superseded - {winner.message_id}
     return requests

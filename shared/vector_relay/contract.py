@@ -115,14 +115,17 @@ def _check_record_id(value: Any) -> Any:
 
 RecordId = Annotated[str, BeforeValidator(_check_record_id), Field(min_length=1, max_length=MAX_RECORD_ID_CHARS)]
 Version = Annotated[int, Field(strict=True, ge=0, le=MAX_VERSION)]
-StrictFloat = Annotated[float, Field(strict=True)]
+# Finiteness is checked by pydantic-core as it parses each number (no per-float Python work); the
+# model config still lets the parser read NaN / Infinity, so they are reported as non_finite_value
+# (validation.problems_from folds a vector's non-finite positions into one problem).
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
 class SparseValues(_Strict):
     """A sparse vector: parallel arrays of dimension indices (uint32) and their values."""
 
     indices: Annotated[list[Annotated[int, Field(strict=True, ge=0, le=MAX_SPARSE_INDEX)]], Field(min_length=1)]
-    values: Annotated[list[StrictFloat], Field(min_length=1)]
+    values: Annotated[list[FiniteFloat], Field(min_length=1)]
 
     @model_validator(mode="after")
     def _check_shape(self) -> Self:
@@ -145,8 +148,6 @@ class SparseValues(_Strict):
             )
         if len(set(self.indices)) != len(self.indices):
             problems.append(("sparse_values_invalid", ("indices",), "indices must be unique"))
-        if not all(map(math.isfinite, self.values)):
-            problems.append(("non_finite_value", ("values",), "values must be finite numbers (no NaN or Infinity)"))
         _raise(problems, self, "SparseValues")
         return self
 
@@ -164,9 +165,6 @@ def _dense_problems(values: list[float], index: IndexShape | None) -> list[tuple
         ]
     if not values or len(values) > MAX_DIMENSION:
         return [("dimension_mismatch", (), f"a dense vector has 1 to {MAX_DIMENSION} values, got {len(values)}")]
-    if not all(map(math.isfinite, values)):
-        bad = next(i for i, v in enumerate(values) if not math.isfinite(v))
-        return [("non_finite_value", (), f"values must be finite numbers; position {bad} is {values[bad]!r}")]
     if not any(values):
         return [("zero_vector", (), "a dense vector must have at least one non-zero value")]
     return []
@@ -240,7 +238,7 @@ class UpsertRecord(_Strict):
 
     id: RecordId
     version: Version
-    values: list[StrictFloat] | None = None
+    values: list[FiniteFloat] | None = None
     sparse_values: SparseValues | None = None
     metadata: dict[str, Any] | None = None
 
@@ -370,7 +368,7 @@ class QueryMessage(_Message):
     """A similarity search in one tenant's namespace, answered on ``reply_to``."""
 
     op: Literal["query"]
-    vector: list[StrictFloat] | None = None
+    vector: list[FiniteFloat] | None = None
     id: RecordId | None = None
     sparse_vector: SparseValues | None = None
     top_k: Annotated[int, Field(strict=True)] = 10

@@ -25,9 +25,19 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
-from vector_relay.batching import Coalesced, PlannedRequest, coalesce, narrow, pack, request_keys
+from vector_relay.batching import (
+    Coalesced,
+    EncodedUpsert,
+    PlannableWrite,
+    PlannedRequest,
+    coalesce,
+    encode_upsert,
+    narrow,
+    pack,
+    request_keys,
+)
 from vector_relay.clients import OutOfTimeError
-from vector_relay.contract import DeleteMessage, UpsertMessage, ValidationContext, WriteMessage
+from vector_relay.contract import DeleteMessage, UpsertMessage, ValidationContext
 from vector_relay.errors import PoisonMessageError, Problem
 from vector_relay.tenancy import TenantRegistry
 from vector_relay.validation import parse_write_message
@@ -57,14 +67,14 @@ def handle_ingest_batch(
     tenants = deps.tenants.current()
     validation = ValidationContext(tenants=tenants, index=deps.index.current())
     if deps.guard is None:
-        batch = sort_batch(records, deps, parse_write_message, validation)
+        batch = sort_batch(records, deps, _parse, validation)
         coalesced = coalesce(_writes(batch.valid, tenants))
         outcome = deps.loop.run(_runner(deps, deadline).run(pack(coalesced)))
         summary = None
     else:
         guard = _GuardedRun(deps.guard, _lease_seconds(context, deps), deadline, tenants)
         try:
-            batch = sort_batch(records, deps, parse_write_message, validation, on_valid=guard.submit)
+            batch = sort_batch(records, deps, _parse, validation, on_valid=guard.submit)
             coalesced = guard.coalesced = coalesce(_writes(batch.valid, tenants))
             guard.session.seal()
             outcome = deps.loop.run(_runner(deps, deadline, admit=guard.admit).run(pack(coalesced)))
@@ -162,9 +172,14 @@ def _lease_seconds(context: LambdaContext | None, deps: WorkerDependencies) -> f
     )
 
 
+def _parse(body: str, validation: ValidationContext) -> PlannableWrite:
+    """A valid write message, an upsert's records already encoded (see :mod:`vector_relay.batching`)."""
+    return encode_upsert(parse_write_message(body, validation))
+
+
 def _writes(
-    valid: list[tuple[SQSRecord, WriteMessage]], tenants: TenantRegistry
-) -> list[tuple[str, str, WriteMessage]]:
+    valid: list[tuple[SQSRecord, PlannableWrite]], tenants: TenantRegistry
+) -> list[tuple[str, str, PlannableWrite]]:
     return [(record.message_id, tenants.namespace_for(message.tenant), message) for record, message in valid]
 
 
@@ -199,9 +214,9 @@ class _GuardedRun:
         self._tenants = tenants
         self._claims: dict[tuple[tuple[str, str], int, str], Future[dict[tuple[str, str], Verdict]]] = {}
 
-    def submit(self, record: SQSRecord, message: WriteMessage) -> None:
+    def submit(self, record: SQSRecord, message: PlannableWrite) -> None:
         """Start claiming a validated message's records (the highest version of each id in it)."""
-        if isinstance(message, UpsertMessage):
+        if isinstance(message, UpsertMessage | EncodedUpsert):
             operation = "upsert"
         elif isinstance(message, DeleteMessage):
             operation = "delete"

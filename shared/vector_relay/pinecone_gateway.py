@@ -34,6 +34,7 @@ import pinecone
 from pinecone import AsyncIndex
 from pinecone._internal.config import PineconeConfig, RetryConfig
 
+from vector_relay.batching import upsert_body
 from vector_relay.contract import IndexShape
 
 _REJECTED = frozenset({400, 413, 422})
@@ -155,10 +156,23 @@ class PineconeGateway:
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - back-off jitter, not a secret
 
-    async def upsert(self, namespace: str, records: Sequence[Mapping[str, Any]], *, timeout: float) -> CallResult:
-        return await self._call(
-            lambda attempt: self._index.upsert(vectors=records, namespace=namespace, timeout=attempt), timeout
-        )
+    async def upsert(self, namespace: str, encoded: Sequence[bytes], *, timeout: float) -> CallResult:
+        """Upsert records already encoded by :func:`~vector_relay.batching.encode_record`.
+
+        The body is those bytes joined, exactly what ``AsyncIndex.upsert`` would build from the
+        same records, sent through the index's own HTTP client (its key, headers, connection pool
+        and error mapping): the batch planner had to encode every record to measure the 2 MB
+        limit, and encoding them a second time in the SDK doubled the worker's JSON work.
+        """
+        body = upsert_body(namespace, encoded)
+        http = self._index._http  # the SDK's client, as in disable_sdk_retries; a test pins it
+
+        async def start(attempt: float) -> None:
+            await http.post(
+                "/vectors/upsert", timeout=attempt, content=body, headers={"Content-Type": "application/json"}
+            )
+
+        return await self._call(start, timeout)
 
     async def delete_ids(self, namespace: str, ids: Sequence[str], *, timeout: float) -> CallResult:
         return await self._call(

@@ -19,7 +19,7 @@ name only declared filterable fields, with values of their type.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -200,14 +200,16 @@ def _violation(location: str, message: str) -> Problem:
 
 def message_problems(schema: TenantSchema | None, message: object) -> list[Problem]:
     """Why a valid write message breaks its tenant's schema: an upsert's records, a delete_by_filter's filter."""
-    from vector_relay.contract import DeleteByFilterMessage, UpsertMessage
+    from vector_relay.batching import EncodedRecord, EncodedUpsert
+    from vector_relay.contract import DeleteByFilterMessage, UpsertMessage, UpsertRecord
 
     if schema is None:
         return []
-    if isinstance(message, UpsertMessage):
+    if isinstance(message, UpsertMessage | EncodedUpsert):
+        records: Sequence[UpsertRecord | EncodedRecord] = message.records
         return [
             problem
-            for i, record in enumerate(message.records)
+            for i, record in enumerate(records)
             for problem in schema.record_problems(i, record.id, record.metadata)
         ]
     if isinstance(message, DeleteByFilterMessage):

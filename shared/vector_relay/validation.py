@@ -72,13 +72,24 @@ def parse_query_message(body: str, context: ValidationContext) -> QueryMessage:
 
 def problems_from(error: ValidationError, ops: tuple[str, ...]) -> list[Problem]:
     """Map pydantic's errors to the contract's codes, with locations like ``records[3].values``."""
-    problems: list[Problem] = []
+    problems: list[Problem | None] = []
+    non_finite: dict[tuple[int | str, ...], tuple[int, list[int | str]]] = {}  # vector -> (its slot, positions)
     for detail in error.errors(include_url=False, include_input=False):
         loc = detail["loc"]
         if loc and loc[0] in ops:  # a discriminated union puts the tag first
             loc = loc[1:]
+        if detail["type"] == "finite_number" and loc:
+            slot, positions = non_finite.setdefault(loc[:-1], (len(problems), []))
+            if not positions:
+                problems.append(None)  # filled in below, once every position of this vector is known
+            positions.append(loc[-1])
+            continue
         problems.append(Problem(_code_for(detail["type"], loc, ops), _format_location(loc), _message_for(detail, ops)))
-    return problems
+    for vector, (slot, positions) in non_finite.items():
+        more = f" and {len(positions) - 1} more" if len(positions) > 1 else ""
+        message = f"values must be finite numbers (no NaN or Infinity); position {positions[0]}{more} is not"
+        problems[slot] = Problem("non_finite_value", _format_location(vector), message)
+    return [problem for problem in problems if problem is not None]
 
 
 def _code_for(error_type: str, loc: tuple[int | str, ...], ops: tuple[str, ...]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+import orjson
 import pytest
 from pinecone import AsyncIndex, Pinecone, ServerlessSpec
 from pinecone._internal.http_client import get_budget_registry
@@ -51,7 +52,7 @@ def upsert(host: str, api_key: str, *, max_attempts: int, waits: Waits, timeout:
             host=host, api_key=api_key, attempt_timeout=5, max_attempts=max_attempts, sleep=waits, rng=random.Random(7)
         )
         try:
-            return await gateway.upsert("ns", RECORDS, timeout=timeout)
+            return await gateway.upsert("ns", [orjson.dumps(r) for r in RECORDS], timeout=timeout)
         finally:
             await gateway.close()
 

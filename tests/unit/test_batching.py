@@ -14,12 +14,16 @@ from vector_relay.batching import (
     MAX_IDS_PER_DELETE,
     MAX_RECORDS_PER_REQUEST,
     MAX_UPSERT_REQUEST_BYTES,
+    EncodedUpsert,
     PlannedRequest,
     WritePlan,
+    encode_record,
+    encode_upsert,
     plan_writes,
-    wire_size,
+    upsert_body,
+    wire_record,
 )
-from vector_relay.contract import ValidationContext, WriteMessage
+from vector_relay.contract import UpsertMessage, ValidationContext, WriteMessage
 from vector_relay.validation import parse_write_message
 
 CONTEXT = ValidationContext()
@@ -49,7 +53,10 @@ def kinds(plan: WritePlan, namespace: str = "ns") -> list[list[str]]:
 
 def upserted(plan: WritePlan) -> dict[str, float]:
     return {
-        r["id"]: r["values"][0] - 1 for request in plan.requests() if request.kind == "upsert" for r in request.records
+        r.id: orjson.loads(r.encoded)["values"][0] - 1
+        for request in plan.requests()
+        if request.kind == "upsert"
+        for r in request.records
     }
 
 
@@ -60,7 +67,7 @@ def deleted(plan: WritePlan) -> set[str]:
 def test_records_of_many_messages_share_one_request() -> None:
     plan = plan_writes([("m1", "ns", up(("a", 1), ("b", 1))), ("m2", "ns", up(("c", 1)))])
     [[request]] = plan.stages["ns"]
-    assert [r["id"] for r in request.records] == ["a", "b", "c"]
+    assert [r.id for r in request.records] == ["a", "b", "c"]
     assert request.origins == {"m1": [0, 1], "m2": [2]}
 
 
@@ -125,24 +132,65 @@ def test_deletes_are_chunked_at_pinecone_limit() -> None:
     assert [len(r.ids) for r in stage] == [MAX_IDS_PER_DELETE, 1]
 
 
-def test_wire_size_is_the_bytes_the_sdk_sends() -> None:
-    record = {
-        "id": "a",
-        "values": [0.1, 2.0],
-        "sparse_values": {"indices": [1], "values": [0.5]},
-        "metadata": {"k": "é"},
-    }
-    sent = '{"id":"a","values":[0.1,2.0],"sparseValues":{"indices":[1],"values":[0.5]},"metadata":{"k":"é"}}'
-    assert wire_size(record) == len(sent.encode())
+def test_the_upsert_body_is_byte_for_byte_what_the_sdk_would_send() -> None:
+    from pinecone._internal.data_plane_helpers import _vector_to_dict
+    from pinecone._internal.http_client import _encode_json
+    from pinecone._internal.vector_factory import VectorFactory
+
+    message = msg(
+        "upsert",
+        records=[
+            {"id": "a", "version": 3, "values": [0.1, 2.0, 1e-07], "metadata": {"k": "é", "n": 12, "tags": ["x"]}},
+            {
+                "id": "b",
+                "version": 4,
+                "values": [1.5, -0.25, 3],
+                "sparse_values": {"indices": [7, 1], "values": [0.5, 2]},
+            },
+        ],
+    )
+    assert isinstance(message, UpsertMessage)
+    wires = [wire_record(record) for record in message.records]
+    sdk_form = [
+        {k if k != "sparseValues" else "sparse_values": v for k, v in wire.items()} for wire in wires
+    ]  # what a caller of Index.upsert(vectors=[...]) passes
+    sdk_body = _encode_json(
+        {"vectors": [_vector_to_dict(VectorFactory.build(v)) for v in sdk_form], "namespace": "ns-1"}
+    )
+    encoded = [encode_record(record).encoded for record in message.records]
+    assert upsert_body("ns-1", encoded) == sdk_body
+    assert upsert_body("", encoded[:1]) == _encode_json(
+        {"vectors": [_vector_to_dict(VectorFactory.build(sdk_form[0]))]}
+    )
+
+
+def test_planned_requests_carry_each_record_encoded_and_their_size_is_the_body() -> None:
+    plan = plan_writes([("m1", "ns", up(("a", 1), ("b", 1))), ("m2", "ns", up(("c", 1)))])
+    [[request]] = plan.stages["ns"]
+    assert [orjson.loads(r.encoded)["metadata"]["_relay_version"] for r in request.records] == ["1", "1", "1"]
+    body = upsert_body("ns", [r.encoded for r in request.records])
+    assert len(body) <= request.size_bytes <= len(body) + len(request.records)  # a byte of slack per record at most
+    first, second = request.split_by_origin()
+    assert first.records == request.records[:2]
+    assert second.records == request.records[2:]
+
+
+def test_an_encoded_upsert_plans_as_the_message_it_came_from() -> None:
+    message = up(("a", 2), ("b", 1))
+    encoded = encode_upsert(message)
+    assert isinstance(encoded, EncodedUpsert)
+    assert plan_writes([("m1", "ns", encoded)]) == plan_writes([("m1", "ns", message)])
+    delete = rm(("a", 3))
+    assert encode_upsert(delete) is delete
 
 
 def test_split_by_origin_keeps_each_messages_records_together() -> None:
     plan = plan_writes([("m1", "ns", up(("a", 1), ("b", 1))), ("m2", "ns", up(("c", 1))), ("m3", "ns", up(("a", 0)))])
     [[request]] = plan.stages["ns"]
     left, right = request.split_by_origin()
-    assert [r["id"] for r in left.records] == ["a", "b"]
+    assert [r.id for r in left.records] == ["a", "b"]
     assert left.origins == {"m1": [0, 1]}
-    assert [r["id"] for r in right.records] == ["c"]
+    assert [r.id for r in right.records] == ["c"]
     assert right.origins == {"m2": [0]}
     assert left.dependents == right.dependents == {"m3"}
 
@@ -167,8 +215,8 @@ def upsert_batches(draw: st.DrawFn) -> list[tuple[str, str, WriteMessage]]:
 
 
 def _body_bytes(request: PlannedRequest) -> int:
-    body = {"vectors": request.records, "namespace": request.namespace}
-    return len(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
+    body = {"vectors": [json.loads(r.encoded) for r in request.records], "namespace": request.namespace}
+    return len(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())  # the standard library's count
 
 
 @settings(max_examples=25, deadline=None)
@@ -183,7 +231,7 @@ def test_packing_respects_limits_and_is_near_minimal(batch: list[tuple[str, str,
             assert len(request.records) <= MAX_RECORDS_PER_REQUEST
             assert _body_bytes(request) <= MAX_UPSERT_REQUEST_BYTES
             assert request.size_bytes >= _body_bytes(request)  # the estimate never under-counts
-            sent.extend(f"{namespace}/{r['id']}" for r in request.records)
+            sent.extend(f"{namespace}/{r.id}" for r in request.records)
         records = [r for m_id, ns, m in batch if ns == namespace for r in m.records]  # type: ignore[union-attr]
         total = sum(_body_bytes(r) for r in requests)
         minimum = max(math.ceil(len(records) / MAX_RECORDS_PER_REQUEST), math.ceil(total / MAX_UPSERT_REQUEST_BYTES))

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import pytest
 
 from vector_relay.api_key_cache import ApiKey, ApiKeyCache, GatewaySource
@@ -26,8 +27,8 @@ class ScriptedGateway:
         self.log = log
         self.script = script
 
-    async def upsert(self, namespace: str, records: Sequence[dict[str, Any]], *, timeout: float) -> CallResult:
-        ids = tuple(r["id"] for r in records)
+    async def upsert(self, namespace: str, encoded: Sequence[bytes], *, timeout: float) -> CallResult:
+        ids = tuple(orjson.loads(r)["id"] for r in encoded)
         return await self._answer("upsert", namespace, ids, timeout)
 
     async def delete_ids(self, namespace: str, ids: Sequence[str], *, timeout: float) -> CallResult:
