@@ -349,3 +349,15 @@ def test_any_float_vector_is_accepted_exactly_when_finite_and_not_zero(values: l
         assert parse_query_message(body, CONTEXT).vector == values
     else:
         assert poison(body, parse=parse_query_message).error_code in {"non_finite_value", "zero_vector"}
+
+
+def test_a_vectors_non_finite_values_are_one_problem_naming_the_first_position() -> None:
+    values = "[0.1,NaN,0.3,Infinity,-Infinity]"
+    body = '{"schema_version":1,"op":"upsert","tenant":"acme","records":[{"id":"a","version":1,"values":%s},'
+    body += '{"id":"b","version":1,"values":[1,2,3],"sparse_values":{"indices":[1],"values":[NaN]}}]}'
+    error = poison(body % values)
+    assert [(p.code, p.location) for p in error.problems] == [
+        ("non_finite_value", "records[0].values"),
+        ("non_finite_value", "records[1].sparse_values.values"),
+    ]
+    assert "position 1 and 2 more" in error.problems[0].message
