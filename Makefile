@@ -95,7 +95,8 @@ validate: $(VENV)/.installed $(SAM_VENV)/.installed
 # sam's pip builder needs the runtime's interpreter first on PATH.
 build: $(SAM_VENV)/.installed
 	@py=$$(tools/find-python.sh) || exit 1; \
-	  PATH="$$(dirname $$py):$$PATH" $(SAM) build --template template.yaml --build-dir $(BUILD_DIR) --cached
+	  PATH="$$(dirname $$py):$$PATH" $(SAM) build --template template.yaml --build-dir $(BUILD_DIR) --cached && \
+	  $$py tools/precompile.py $(BUILD_DIR)
 
 schema: $(VENV)/.installed
 	$(PY) -m vector_relay.contract_schema > docs/contract.schema.json

@@ -20,7 +20,7 @@ import time
 
 import boto3
 
-from bench.ingest_throughput import Context, local_services, sqs_event
+from bench.harness import Context, local_services, sqs_event
 
 DIMENSION = 1536
 RECORDS = 2000
@@ -30,7 +30,8 @@ API_KEY = "bench-key"
 
 
 def main() -> None:
-    with local_services(API_KEY) as (emulator, _moto):
+    with local_services(API_KEY) as services:
+        emulator = services.emulator
         from pinecone import Pinecone, ServerlessSpec
 
         rng = random.Random(5)

@@ -21,7 +21,7 @@ import time
 
 import boto3
 
-from bench.ingest_throughput import Context, control, local_services, make_bodies, sqs_event
+from bench.harness import Context, control, local_services, make_bodies, sqs_event
 from tests.integration.conftest import create_version_table
 
 ROUNDS = 7
@@ -40,7 +40,8 @@ def bodies(tenants: int, seed: int) -> list[str]:
 
 
 def main() -> None:
-    with local_services(API_KEY) as (emulator, _moto):
+    with local_services(API_KEY) as services:
+        emulator = services.emulator
         from pinecone import Pinecone, ServerlessSpec
 
         pc = Pinecone(api_key=API_KEY, host=emulator)

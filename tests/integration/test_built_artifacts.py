@@ -81,3 +81,17 @@ def test_each_handler_imports_from_the_built_artifacts_alone(built: Path, functi
     assert report["callable"] is True
     assert "vector_relay" in report["loaded"]
     assert report["vector_relay"].startswith(str(built / "SharedCodeLayer"))
+
+
+@pytest.mark.parametrize("artifact", [*LAYERS, *FUNCTIONS])
+def test_every_built_module_has_bytecode_lambda_can_use(built: Path, artifact: str) -> None:
+    """Lambda cannot write __pycache__; a module without bytecode is compiled on every cold start."""
+    sources = [path for path in (built / artifact).rglob("*.py") if "__pycache__" not in path.parts]
+    assert sources, artifact
+    tag = "cpython-313"  # the runtime's, python3.13
+    missing = [
+        str(path.relative_to(built))
+        for path in sources
+        if not (path.parent / "__pycache__" / f"{path.stem}.{tag}.pyc").is_file()
+    ]
+    assert not missing, f"{len(missing)} modules without bytecode, e.g. {missing[:3]}"
