@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from vector_relay import snapstart
 from vector_relay.ingest import handle_ingest_batch
 from vector_relay.observability import function_metrics
 from vector_relay.sqs_batch import WholeBatchProcessor
@@ -16,6 +17,7 @@ from vector_relay.worker import worker_dependencies
 logger = Logger()
 metrics = function_metrics()
 processor = WholeBatchProcessor(logger=logger)
+snapstart.register_worker()  # hooks for Lambda SnapStart (template parameter SnapStart)
 
 
 def handle_batch(records: list[SQSRecord], context: LambdaContext | None) -> dict[str, BaseException]:

@@ -174,6 +174,21 @@ def dynamodb_client() -> DynamoDBClient:
     return _session().client("dynamodb", config=GUARD_CONFIG)
 
 
+def load_service_models(services: tuple[str, ...]) -> None:
+    """Load these services' models into the shared session (a client is built and dropped; no connection)."""
+    for service in services:
+        _session().client(service)  # type: ignore[call-overload]
+
+
+def forget_clients() -> None:
+    """Build every AWS client again on next use (after a SnapStart restore: their pools are stale).
+
+    The session stays: it holds the loaded service models, so the new clients are cheap to make.
+    """
+    _client.cache_clear()
+    dynamodb_client.cache_clear()
+
+
 def clear_client_caches() -> None:
     """Forget every cached client (tests, and the local stack when it restarts moto)."""
     for factory in (_session, _client, dynamodb_client):

@@ -267,6 +267,14 @@ class PineconeGateway:
         return self._rng.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)))
 
 
+def load_transport() -> None:
+    """Import what the SDK loads on its first data-plane call (its HTTP transport), without connecting."""
+    import httpcore  # noqa: F401 - imported for its side effect: the module is loaded
+    import httpx  # noqa: F401
+
+    AsyncIndex(host="https://snapshot.invalid", api_key="unused", source_tag="vector_relay")
+
+
 def disable_sdk_retries(index: AsyncIndex) -> None:
     """Turn off the retries the SDK makes inside its HTTP transport for ``index`` (before its first call).
 
