@@ -19,7 +19,7 @@ export AWS_DEFAULT_REGION ?= $(REGION)
 # The Lambda runtime's interpreter; found once, or make stops with what to install.
 PYTHON313 = $(shell tools/find-python.sh)
 
-.PHONY: help venv test test-repeat lint format typecheck validate security build schema clean demo up invoke status
+.PHONY: bench bench-plot help venv test test-repeat lint format typecheck validate security build schema clean demo up invoke status
 
 help:
 	@echo "make demo      the whole product on this machine: local stack from template.yaml, a dataset in, queries out, checked"
@@ -33,7 +33,9 @@ help:
 	@echo "make typecheck mypy --strict on shared/, cli/ and functions/"
 	@echo "make validate  sam validate, sam validate --lint, cfn-lint on the translated template"
 	@echo "make security  bandit on the code, checkov on the translated template (accepted findings: tools/security_suppressions.toml)"
-	@echo "make build     sam build (no container) into $(BUILD_DIR)"
+	@echo "make build     sam build (no container) into $(BUILD_DIR), then bytecode for Lambda's read-only file system"
+	@echo "make bench     every benchmark in bench/ (minutes; not part of make test), JSON in bench/results/, then bench-plot"
+	@echo "make bench-plot docs/performance.png from bench/results/ingest_throughput.json"
 	@echo "make schema    regenerate docs/contract.schema.json from the contract models"
 	@echo "make clean     remove the venvs and build output"
 
@@ -119,6 +121,21 @@ clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache .test-repeat
 
 # The local stack (local/relay_local, docs/local-stack.md): moto's server + the Pinecone emulator + pollers.
+# Benchmarks (not part of make test): each prints its ratios and writes bench/results/<name>.json.
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(PY) tools/pinned_requirements.py bench > $(VENV)/bench-requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r $(VENV)/bench-requirements.txt
+	@touch $@
+
+BENCHMARKS := contract_validation ingest_throughput cold_start query_overhead version_guard_cost load_throughput
+
+bench: $(VENV)/.bench-installed build
+	@for name in $(BENCHMARKS); do echo "== bench/$$name.py"; $(PY) bench/$$name.py --json || exit 1; done
+	$(MAKE) --no-print-directory bench-plot
+
+bench-plot: $(VENV)/.bench-installed
+	$(PY) bench/plot.py
+
 demo: $(VENV)/.installed
 	$(PY) -m relay_local demo
 

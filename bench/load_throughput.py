@@ -20,6 +20,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from bench.harness import wants_json, write_results
 from relay_local.inspection import namespace_counts
 from relay_local.stack import LocalStack, StackOptions
 from vector_relay.producer import body_of, upsert
@@ -55,7 +56,8 @@ def wait_for(stack: LocalStack, namespace: str, n: int, ceiling: float = 1800.0)
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 5_000
+    counts = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
+    n = int(counts[0]) if counts else 5_000
     with (
         tempfile.TemporaryDirectory() as tmp,
         LocalStack(StackOptions(state_dir=Path(tmp), function_logs="file"), progress=lambda line: None) as stack,
@@ -95,6 +97,15 @@ def main() -> None:
     print(f"  vector-relay load:          {n / load_seconds:8.0f} records/s, {load_per_1000:7.1f} {per_1000}")
     speedup, fewer = base_seconds / load_seconds, base_requests / report["requests"]
     print(f"  ratio: {speedup:.1f}x the records/s, {fewer:.0f}x fewer SQS requests")
+    if wants_json():
+        figures = {
+            "records": n,
+            "baseline_records_per_s": n / base_seconds,
+            "load_records_per_s": n / load_seconds,
+            "baseline_requests_per_1000": base_requests * 1000 / n,
+            "load_requests_per_1000": load_per_1000,
+        }
+        print(f"wrote {write_results('load_throughput', figures)}")
 
 
 if __name__ == "__main__":

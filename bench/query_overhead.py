@@ -20,7 +20,7 @@ import time
 
 import boto3
 
-from bench.harness import Context, local_services, sqs_event
+from bench.harness import Context, local_services, sqs_event, wants_json, write_results
 
 DIMENSION = 1536
 RECORDS = 2000
@@ -103,6 +103,14 @@ def main() -> None:
     print(f"  query handler:       {handler_wall * 1000:6.2f} ms wall/query, {handler_cpu * 1000:6.2f} ms CPU/query")
     print(f"  wall ratio handler/direct: {handler_wall / base_wall:.2f}x")
     print(f"  handler's added CPU per query (parse, validate, reply): {(handler_cpu - base_cpu) * 1000:.2f} ms")
+    if wants_json():
+        figures = {
+            "direct_wall_ms": base_wall * 1000,
+            "direct_cpu_ms": base_cpu * 1000,
+            "handler_wall_ms": handler_wall * 1000,
+            "handler_cpu_ms": handler_cpu * 1000,
+        }
+        print(f"wrote {write_results('query_overhead', figures)}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import time
 
 import boto3
 
-from bench.harness import Context, control, local_services, make_bodies, sqs_event
+from bench.harness import Context, control, local_services, make_bodies, sqs_event, wants_json, write_results
 from tests.integration.conftest import create_version_table
 
 ROUNDS = 7
@@ -40,6 +40,7 @@ def bodies(tenants: int, seed: int) -> list[str]:
 
 
 def main() -> None:
+    results: list[dict[str, float]] = []
     with local_services(API_KEY) as services:
         emulator = services.emulator
         from pinecone import Pinecone, ServerlessSpec
@@ -94,6 +95,14 @@ def main() -> None:
                     if guard:
                         requests = guard.requests - before
             vectors = MESSAGES * RECORDS
+            results.append(
+                {
+                    "tenants": tenants,
+                    "dynamodb_requests": requests,
+                    "best_cost": 1 - min(times[False]) / min(times[True]),
+                    "median_cost": 1 - statistics.median(times[False]) / statistics.median(times[True]),
+                }
+            )
             print(f"{tenants} tenant(s), DynamoDB requests per batch: {requests} ({vectors} records)")
             for label, pick in (("best", min), ("median", statistics.median)):
                 without, with_guard = vectors / pick(times[False]), vectors / pick(times[True])
@@ -104,6 +113,8 @@ def main() -> None:
                 )
         items = dynamodb.scan(TableName=TABLE, Select="COUNT")["Count"]
         print(f"guard items in the table: {items}")
+    if wants_json():
+        print(f"wrote {write_results('version_guard_cost', {'rounds': ROUNDS, 'results': results})}")
 
 
 if __name__ == "__main__":
