@@ -87,6 +87,25 @@ class Emulator:
         self.keyring.reset()
         self._apply_startup_faults()
         self.on_change: Callable[[], None] | None = None  # persistence hook
+        self._grpc: Any = None  # grpc_server.GrpcFrontEnd, made on first use (grpcio loads only then)
+
+    def grpc_endpoint(self, index_name: str) -> str:
+        """``http://host:port`` serving the index's data plane over gRPC (see grpc_server)."""
+        self._get(index_name)  # 404 for an index that does not exist
+        with self.lock:
+            if self._grpc is None:
+                from pinecone_emulator.grpc_server import GrpcFrontEnd
+
+                self._grpc = GrpcFrontEnd(self, host=self.config.advertise_host or self.config.host)
+            front_end = self._grpc
+        return str(front_end.endpoint(index_name))
+
+    def close(self) -> None:
+        """Stop the gRPC listeners (the HTTP server is stopped by its owner)."""
+        with self.lock:
+            front_end, self._grpc = self._grpc, None
+        if front_end is not None:
+            front_end.stop()
 
     def _apply_startup_faults(self) -> None:
         if self.config.faults:
@@ -574,6 +593,8 @@ class Emulator:
             if len(rest) == 3 and rest[0] == "indexes" and rest[2] == "state" and method == "PUT":
                 self.set_index_state(rest[1], request.json_object().get("state"))
                 return Response.json(200, {"state": self._get(rest[1]).status})
+            if len(rest) == 3 and rest[0] == "indexes" and rest[2] == "grpc" and method == "GET":
+                return Response.json(200, {"host": self.grpc_endpoint(rest[1])})
             if len(rest) == 3 and rest[0] == "journal" and method == "GET":
                 return Response.json(
                     200, {"entries": self.journal(rest[1], rest[2], (request.query.get("id") or [None])[0])}

@@ -109,6 +109,10 @@ class EmulatorControl:
         """Force an index into InitializationFailed / Terminating / Disabled / Initializing / Ready, or clear (None)."""
         return str(self._call("PUT", f"indexes/{urllib.parse.quote(index)}/state", {"state": state})["state"])
 
+    def grpc_host(self, index: str) -> str:
+        """The index's gRPC endpoint (``http://host:port``; use with ``grpc_scheme="http"``)."""
+        return str(self._call("GET", f"indexes/{index}/grpc")["host"])
+
     def journal(self, index: str, namespace: str, record_id: str | None = None) -> list[dict[str, Any]]:
         """What was applied to ``namespace`` (or one record), oldest first: op, version, how ("direct",
         "then-fault", "held") and when (the emulator's monotonic clock)."""

@@ -173,8 +173,9 @@ def _parse_record(ctx: DataContext, raw: object, dense: np.ndarray | None = None
 
 
 def upsert(ctx: DataContext, request: Request) -> Response:
-    if len(request.body) > MAX_UPSERT_BYTES:
-        size_mb = math.ceil(len(request.body) / (1024 * 1024))
+    size = request.wire_size if request.wire_size is not None else len(request.body)
+    if size > MAX_UPSERT_BYTES:
+        size_mb = math.ceil(size / (1024 * 1024))
         raise ApiError(413, f"Request size {size_mb}MB exceeds the maximum supported size of 2MB")
     body = request.json_object()
     key, _ = _namespace_param(body.get("namespace"))

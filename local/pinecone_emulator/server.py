@@ -123,6 +123,7 @@ class EmulatorServer:
         self._server.serve_forever()
 
     def stop(self) -> None:
+        self.emulator.close()
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:

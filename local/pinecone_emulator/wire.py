@@ -87,6 +87,8 @@ class Request:
     query_string: str
     headers: Mapping[str, str]
     body: bytes = b""
+    parsed: Any = None  # the body already decoded (the gRPC front end); json() returns it as is
+    wire_size: int | None = None  # the request's size as sent, when ``body`` is not what was sent (gRPC)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -96,6 +98,8 @@ class Request:
         return parse_qs(self.query_string, keep_blank_values=True)
 
     def json(self, *, required: bool = True) -> Any:
+        if self.parsed is not None:
+            return self.parsed
         if not self.body.strip():
             if required:
                 raise ApiError(400, "Request body is required")

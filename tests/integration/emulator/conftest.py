@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from pinecone import Index, Pinecone, ServerlessSpec
+from pinecone._internal.config import RetryConfig
+from pinecone.grpc import GrpcIndex
 
 from pinecone_emulator.pytest_plugin import *  # noqa: F403 - the plugin's fixtures
 from pinecone_emulator.pytest_plugin import EmulatorHandle
@@ -22,9 +24,15 @@ IndexFactory = Callable[..., Index]
 
 
 @pytest.fixture
-def make_index(pc: Pinecone) -> Iterator[IndexFactory]:
-    """Create an index the legacy way (dimension/metric/spec) and open its data plane by name."""
-    opened: list[Index] = []
+def transport(request: pytest.FixtureRequest) -> str:
+    """How make_index's client reaches the data plane: "rest" unless a test module parametrizes it."""
+    return str(getattr(request, "param", "rest"))
+
+
+@pytest.fixture
+def make_index(pc: Pinecone, pinecone_emulator: EmulatorHandle, transport: str) -> Iterator[IndexFactory]:
+    """Create an index the legacy way (dimension/metric/spec) and open its data plane (REST or gRPC)."""
+    opened: list[Index | GrpcIndex] = []
 
     def make(name: str = "idx", dimension: int | None = 3, metric: str = "cosine", vector_type: str = "dense") -> Index:
         if vector_type == "sparse":
@@ -35,9 +43,19 @@ def make_index(pc: Pinecone) -> Iterator[IndexFactory]:
             pc.create_index(
                 name, dimension=dimension, metric=metric, spec=ServerlessSpec(cloud="aws", region="us-east-1")
             )
-        index = pc.Index(name=name)
+        index: Index | GrpcIndex
+        if transport == "grpc":
+            index = GrpcIndex(
+                host=pinecone_emulator.control.grpc_host(name),
+                api_key=pinecone_emulator.api_key,
+                grpc_scheme="http",
+                secure=False,
+                retry_config=RetryConfig(max_retries=0),  # as over REST, tests see each answer
+            )
+        else:
+            index = pc.Index(name=name)
         opened.append(index)
-        return index
+        return index  # type: ignore[return-value] - GrpcIndex serves the same data-plane calls
 
     yield make
     for index in opened:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from pinecone import ApiError, ConflictError, NotFoundError, Pinecone, SparseValues, Vector
 
 from tests.integration.emulator.conftest import IndexFactory
 
 
-def test_upsert_then_fetch_returns_values_metadata_and_float32_rounding(make_index: IndexFactory) -> None:
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test on an index runs through the SDK's REST client and its gRPC client (VectorService)."""
+    if "transport" in metafunc.fixturenames:
+        metafunc.parametrize("transport", ["rest", "grpc"], indirect=True)
+
+
+def test_upsert_then_fetch_returns_values_metadata_and_float32_rounding(
+    make_index: IndexFactory, transport: str
+) -> None:
     index = make_index(dimension=3)
 
     response = index.upsert(
@@ -22,7 +31,9 @@ def test_upsert_then_fetch_returns_values_metadata_and_float32_rounding(make_ind
 
     assert response.upserted_count == 2
     assert set(fetched.vectors) == {"a", "b"}
-    assert fetched.vectors["a"].values == [0.1, 0.2, 0.3]
+    # REST prints each stored float32 as its shortest decimal; gRPC carries the float32 itself
+    stored = [0.1, 0.2, 0.3] if transport == "rest" else [float(np.float32(v)) for v in (0.1, 0.2, 0.3)]
+    assert fetched.vectors["a"].values == stored
     assert fetched.vectors["a"].metadata == {"genre": "drama", "year": 2020.0, "tags": ["x", "y"]}
     assert fetched.vectors["b"].metadata is None
     assert fetched.namespace == "films"
