@@ -17,6 +17,10 @@ where it can see every attempt: at most ``max_attempts``, never past the call's 
 reports whether an attempt of a successful call may also have been applied (a timeout, a dropped
 connection or a 5xx after which Pinecone may still write). Every call runs under a deadline
 (``asyncio.wait_for``) and a per-attempt timeout.
+
+With ``transport="grpc"`` (setting ``PINECONE_TRANSPORT``) the same calls go through the SDK's gRPC
+client (:class:`_GrpcPlane`), whose retries can be turned off through its public ``retry_config``;
+everything above (classes, retries, deadline, uncertainty) is the same.
 """
 
 from __future__ import annotations
@@ -28,14 +32,17 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+import orjson
 import pinecone
 from pinecone import AsyncIndex
 from pinecone._internal.config import PineconeConfig, RetryConfig
 
 from vector_relay.batching import upsert_body
 from vector_relay.contract import IndexShape
+
+type Transport = Literal["rest", "grpc"]
 
 _REJECTED = frozenset({400, 413, 422})
 _AUTH = frozenset({401, 403})
@@ -148,9 +155,15 @@ class PineconeGateway:
         max_attempts: int = 3,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        transport: Transport = "rest",
+        grpc_host: str | None = None,
     ) -> None:
-        self._index = AsyncIndex(host=host, api_key=api_key, timeout=attempt_timeout, source_tag="vector_relay")
-        disable_sdk_retries(self._index)
+        self._plane: _RestPlane | _GrpcPlane
+        if transport == "grpc":
+            self._plane = _GrpcPlane(grpc_host or host, api_key, attempt_timeout)
+        else:
+            self._plane = _RestPlane(host, api_key, attempt_timeout)
+        self.transport = transport
         self._attempt_timeout = attempt_timeout
         self._max_attempts = max_attempts
         self._sleep = sleep
@@ -164,33 +177,26 @@ class PineconeGateway:
         and error mapping): the batch planner had to encode every record to measure the 2 MB
         limit, and encoding them a second time in the SDK doubled the worker's JSON work.
         """
-        body = upsert_body(namespace, encoded)
-        http = self._index._http  # the SDK's client, as in disable_sdk_retries; a test pins it
-
-        async def start(attempt: float) -> None:
-            await http.post(
-                "/vectors/upsert", timeout=attempt, content=body, headers={"Content-Type": "application/json"}
-            )
-
-        return await self._call(start, timeout)
+        send = self._plane.upsert_sender(namespace, encoded)
+        return await self._call(send, timeout)
 
     async def delete_ids(self, namespace: str, ids: Sequence[str], *, timeout: float) -> CallResult:
         return await self._call(
-            lambda attempt: self._index.delete(ids=list(ids), namespace=namespace, timeout=attempt),
+            lambda attempt: self._plane.delete(attempt, ids=list(ids), namespace=namespace),
             timeout,
             missing_is_success=True,
         )
 
     async def delete_by_filter(self, namespace: str, filter_: Mapping[str, Any], *, timeout: float) -> CallResult:
         return await self._call(
-            lambda attempt: self._index.delete(filter=dict(filter_), namespace=namespace, timeout=attempt),
+            lambda attempt: self._plane.delete(attempt, filter=dict(filter_), namespace=namespace),
             timeout,
             missing_is_success=True,
         )
 
     async def delete_all(self, namespace: str, *, timeout: float) -> CallResult:
         return await self._call(
-            lambda attempt: self._index.delete(delete_all=True, namespace=namespace, timeout=attempt),
+            lambda attempt: self._plane.delete(attempt, delete_all=True, namespace=namespace),
             timeout,
             missing_is_success=True,
         )
@@ -212,7 +218,8 @@ class PineconeGateway:
 
         async def start(attempt: float) -> None:
             responses.append(
-                await self._index.query(
+                await self._plane.query(
+                    attempt,
                     top_k=top_k,
                     vector=vector,
                     id=record_id,
@@ -221,7 +228,6 @@ class PineconeGateway:
                     include_values=include_values,
                     include_metadata=include_metadata,
                     sparse_vector=sparse_vector,
-                    timeout=attempt,
                 )
             )
 
@@ -232,7 +238,7 @@ class PineconeGateway:
         return QueryResult(matches=matches, read_units=read_units, elapsed_ms=result.elapsed_ms)
 
     async def close(self) -> None:
-        await self._index.close()
+        await self._plane.close()
 
     async def _call(self, start: Any, timeout: float, *, missing_is_success: bool = False) -> CallResult:
         """Attempts of one call until one succeeds, one fails for good, or the deadline comes."""
@@ -265,6 +271,91 @@ class PineconeGateway:
         if failure.retry_after is not None:
             return max(failure.retry_after, 0.0)
         return self._rng.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)))
+
+
+class _RestPlane:
+    """The data plane over HTTP: the SDK's ``AsyncIndex`` with its own retries off."""
+
+    def __init__(self, host: str, api_key: str, attempt_timeout: float) -> None:
+        self._index = AsyncIndex(host=host, api_key=api_key, timeout=attempt_timeout, source_tag="vector_relay")
+        disable_sdk_retries(self._index)
+
+    def upsert_sender(self, namespace: str, encoded: Sequence[bytes]) -> Callable[[float], Awaitable[None]]:
+        """One attempt of the upsert: the records' bytes joined, exactly what ``AsyncIndex.upsert`` would
+        build from them, sent through the index's own HTTP client (its key, headers, pool, error
+        mapping). The planner encoded every record to measure the 2 MB limit; the SDK would encode
+        them again."""
+        body = upsert_body(namespace, encoded)
+        http = self._index._http  # the SDK's client, as in disable_sdk_retries; a test pins it
+
+        async def send(attempt: float) -> None:
+            await http.post(
+                "/vectors/upsert", timeout=attempt, content=body, headers={"Content-Type": "application/json"}
+            )
+
+        return send
+
+    async def delete(self, attempt: float, **selector: Any) -> None:
+        await self._index.delete(timeout=attempt, **selector)
+
+    async def query(self, attempt: float, **request: Any) -> Any:
+        return await self._index.query(timeout=attempt, **request)
+
+    async def close(self) -> None:
+        await self._index.close()
+
+
+class _GrpcPlane:
+    """The data plane over gRPC: the SDK's ``GrpcIndex`` (its Rust client), its retries off.
+
+    Unlike REST, the gRPC client takes a retry configuration, so no SDK internals are touched: it
+    makes exactly one attempt per call, bounded by the attempt's ``timeout`` (the gRPC deadline,
+    at most the time the invocation has left), and :class:`PineconeGateway` retries. Its calls
+    block, so each runs in a worker thread; a call given up by the event loop still ends by its own
+    deadline. gRPC statuses reach :func:`classify` as the SDK maps them: INVALID_ARGUMENT 400,
+    UNAUTHENTICATED 401, PERMISSION_DENIED 403, NOT_FOUND 404, RESOURCE_EXHAUSTED 429,
+    UNAVAILABLE and DEADLINE_EXCEEDED as connection and timeout errors (transient, may have landed).
+    """
+
+    def __init__(self, host: str, api_key: str, attempt_timeout: float) -> None:
+        from pinecone.grpc import GrpcIndex
+
+        plaintext = host.startswith("http://")  # only ever a loopback emulator (settings refuse others)
+        self._index = GrpcIndex(
+            host=host,
+            api_key=api_key,
+            source_tag="vector_relay",
+            secure=not plaintext,
+            grpc_scheme="http" if plaintext else "https",
+            timeout=attempt_timeout,
+            retry_config=RetryConfig(max_retries=0),
+        )
+
+    def upsert_sender(self, namespace: str, encoded: Sequence[bytes]) -> Callable[[float], Awaitable[None]]:
+        vectors = [_grpc_record(orjson.loads(record)) for record in encoded]
+
+        async def send(attempt: float) -> None:
+            await asyncio.to_thread(
+                self._index.upsert, vectors=vectors, namespace=namespace, timeout=attempt, show_progress=False
+            )
+
+        return send
+
+    async def delete(self, attempt: float, **selector: Any) -> None:
+        await asyncio.to_thread(self._index.delete, timeout=attempt, **selector)
+
+    async def query(self, attempt: float, **request: Any) -> Any:
+        return await asyncio.to_thread(self._index.query, timeout=attempt, **request)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._index.close)
+
+
+def _grpc_record(wire: dict[str, Any]) -> dict[str, Any]:
+    """A record's wire form (camelCase, as sent over REST) as the SDK's upsert takes it."""
+    if "sparseValues" in wire:
+        wire["sparse_values"] = wire.pop("sparseValues")
+    return wire
 
 
 def load_transport() -> None:

@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     pinecone_control_host: str | None = Field(
         default=None, description="Control-plane URL; unset = Pinecone's. The local stack points it at the emulator."
     )
+    pinecone_transport: Literal["rest", "grpc"] = Field(
+        default="rest",
+        description="How the workers reach the data plane: `rest` (HTTPS) or `grpc` (the SDK's gRPC client).",
+    )
+    pinecone_grpc_host: str | None = Field(
+        default=None,
+        description="gRPC endpoint of the index; unset = `PINECONE_INDEX_HOST` (Pinecone serves both on one host).",
+    )
     pinecone_request_timeout_seconds: float = Field(
         default=10.0, gt=0, le=60, description="Timeout of one Pinecone HTTP attempt, in seconds."
     )
@@ -169,12 +177,18 @@ class Settings(BaseSettings):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("pinecone_index_dimension", "pinecone_index_metric", "pinecone_control_host", mode="before")
+    @field_validator(
+        "pinecone_index_dimension",
+        "pinecone_index_metric",
+        "pinecone_control_host",
+        "pinecone_grpc_host",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("pinecone_index_host", "pinecone_control_host", "pinecone_oauth_url")
+    @field_validator("pinecone_index_host", "pinecone_grpc_host", "pinecone_control_host", "pinecone_oauth_url")
     @classmethod
     def _https_beyond_this_machine(cls, value: str | None) -> str | None:
         return require_https(value)

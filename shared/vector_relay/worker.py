@@ -126,6 +126,8 @@ def gateway_builder(settings: Settings) -> Callable[[ApiKey], PineconeGateway]:
             api_key=key.value,
             attempt_timeout=settings.pinecone_request_timeout_seconds,
             max_attempts=settings.pinecone_max_attempts,
+            transport=settings.pinecone_transport,
+            grpc_host=settings.pinecone_grpc_host,
         )
 
     return build

@@ -74,8 +74,27 @@ class Pipeline:
 
 
 @pytest.fixture
+def transport(request: pytest.FixtureRequest) -> str:
+    """The workers' PINECONE_TRANSPORT: "rest" unless a test module parametrizes it (see TRANSPORTS)."""
+    return str(getattr(request, "param", "rest"))
+
+
+TRANSPORTS = ["rest", "grpc"]
+
+
+def parametrize_transports(metafunc: pytest.Metafunc) -> None:
+    """Run each test of a module that uses the pipeline once per transport (call from pytest_generate_tests)."""
+    if "transport" in metafunc.fixturenames:
+        metafunc.parametrize("transport", TRANSPORTS, indirect=True)
+
+
+@pytest.fixture
 def pipeline(
-    aws: str, sample_settings: None, pinecone_emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
+    aws: str,
+    sample_settings: None,
+    pinecone_emulator: EmulatorHandle,
+    monkeypatch: pytest.MonkeyPatch,
+    transport: str,
 ) -> Iterator[Pipeline]:
     sqs = boto3.client("sqs")
     dlq_url = sqs.create_queue(QueueName="ingest-dlq", Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
@@ -119,6 +138,9 @@ def pipeline(
     monkeypatch.setenv("PINECONE_CONTROL_HOST", pinecone_emulator.url)
     monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", dlq_url)
     monkeypatch.setenv("SOURCE_QUEUE_MAX_RECEIVE_COUNT", "5")
+    monkeypatch.setenv("PINECONE_TRANSPORT", transport)
+    if transport == "grpc":
+        monkeypatch.setenv("PINECONE_GRPC_HOST", pinecone_emulator.control.grpc_host(INDEX_NAME))
     index = client.Index(host=host)
     yield Pipeline(
         pinecone_emulator,

@@ -11,8 +11,12 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from functions.ingest import app as ingest_app
 from functions.query import app as query_app
 from tests.conftest import FakeLambdaContext, load_event
-from tests.integration.conftest import Pipeline
+from tests.integration.conftest import Pipeline, parametrize_transports
 from vector_relay import worker
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_transports(metafunc)  # every test here runs over REST and over gRPC
 
 
 def test_a_revoked_key_is_replaced_from_the_secret_without_a_failed_message(

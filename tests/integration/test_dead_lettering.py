@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from functions.ingest import app as ingest_app
 from tests.conftest import FakeLambdaContext, load_event
-from tests.integration.conftest import Pipeline
+from tests.integration.conftest import Pipeline, parametrize_transports
 from tests.unit.test_events import documented_poison
 from vector_relay.contract import DeadLetterAttributes
 
@@ -30,6 +30,10 @@ def assert_dead_lettered(dead: list[dict[str, Any]], records: list[dict[str, Any
         assert f"[{code}]" in attributes.error_detail
         assert attributes.source_queue == records[index]["eventSourceARN"]
         assert attributes.receive_count == 1
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_transports(metafunc)  # every test here runs over REST and over gRPC
 
 
 def test_each_poison_write_is_dead_lettered_and_its_batch_mates_land(

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from functions.ingest import app as ingest_app
 from functions.query import app as query_app
 from tests.conftest import SAMPLE_DIMENSION, SAMPLE_REPLY_QUEUE, FakeLambdaContext, load_event
-from tests.integration.conftest import Pipeline, SqsDriver
+from tests.integration.conftest import Pipeline, SqsDriver, parametrize_transports
 from tests.integration.test_ingest import upsert_body, vector
 from tests.unit.test_events import documented_poison
 from vector_relay.contract import DeadLetterAttributes
@@ -50,6 +50,10 @@ def loaded(pipeline: Pipeline, lambda_context: FakeLambdaContext) -> dict[str, d
         message = json.loads(body)
         data[message["tenant"]].update({r["id"]: r["values"] for r in message["records"]})
     return data
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_transports(metafunc)  # every test here runs over REST and over gRPC
 
 
 def test_matches_equal_a_brute_force_reference(
