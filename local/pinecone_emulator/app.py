@@ -30,6 +30,7 @@ from pinecone_emulator.store import IndexState
 from pinecone_emulator.wire import ApiError, Request, Response, Surface, render_error
 
 log = logging.getLogger("pinecone_emulator")
+GRPC_MARKER = "X-Emulator-Transport"  # set by grpc_server on the REST requests it makes of gRPC calls
 
 READ_OPERATIONS = {
     "list_indexes",
@@ -71,6 +72,7 @@ class Emulator:
         self.deleted_version = 0
         self.faults = FaultPlan(seed=config.seed)
         self.counters: Counter[tuple[str, int, str]] = Counter()
+        self.transports: Counter[str] = Counter()  # data-plane requests by transport: "rest" or "grpc"
         self.counter_lock = threading.Lock()
         self.pending_applies = 0  # requests answered with a fault, still to be carried out (apply_after_ms)
         self._delayed: dict[object, tuple[threading.Timer, Route]] = {}
@@ -142,6 +144,8 @@ class Emulator:
         if route is None or route.surface is not Surface.EMULATOR:
             with self.counter_lock:
                 self.counters[(operation, 0 if response.drop else response.status, label)] += 1
+                if route is not None and route.surface is Surface.DATA:
+                    self.transports["grpc" if request.header(GRPC_MARKER) else "rest"] += 1
         response.headers.setdefault("x-pinecone-request-id", str(secrets.randbits(62)))
         response.headers.setdefault("x-pinecone-request-latency-ms", str(int((time.monotonic() - started) * 1000)))
         return response
@@ -622,12 +626,14 @@ class Emulator:
     def clear_counters(self) -> None:
         with self.counter_lock:
             self.counters.clear()
+            self.transports.clear()
             self.applied_under_faults = 0
             self.max_apply_lateness_ms = 0.0
 
     def counter_report(self) -> dict[str, Any]:
         with self.counter_lock:
             items = sorted(self.counters.items())
+            transports = dict(self.transports)
             pending, applied, lateness = self.pending_applies, self.applied_under_faults, self.max_apply_lateness_ms
         by_operation: dict[str, dict[str, int]] = {}
         by_key: dict[str, int] = {}
@@ -649,6 +655,7 @@ class Emulator:
             "by_operation": by_operation,
             "by_status": by_status,
             "by_api_key": by_key,
+            "by_transport": transports,
         }
 
     def reset(self, *, data: bool = True, faults: bool = True, counters: bool = True, keys: bool = True) -> None:

@@ -27,6 +27,7 @@ import grpc
 import orjson
 from google.protobuf import json_format
 
+from pinecone_emulator.app import GRPC_MARKER
 from pinecone_emulator.wire import Request
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class _Call:
     def __init__(self, emulator: Emulator, index: str, context: grpc.ServicerContext) -> None:
         self.emulator, self.index, self.context = emulator, index, context
         metadata = dict(context.invocation_metadata())
-        self.headers = {"Api-Key": metadata.get("api-key", ""), "Content-Type": "application/json"}
+        self.headers = {"Api-Key": metadata.get("api-key", ""), "Content-Type": "application/json", GRPC_MARKER: "grpc"}
         if "x-pinecone-api-version" in metadata:
             self.headers["X-Pinecone-Api-Version"] = metadata["x-pinecone-api-version"]
 

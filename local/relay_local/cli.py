@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -75,10 +76,25 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def transport_parameter() -> dict[str, str]:
+    """PINECONE_TRANSPORT=grpc make up|demo: the template parameter PineconeTransport, as a deploy would set it."""
+    transport = os.environ.get("PINECONE_TRANSPORT", "").strip().lower()
+    if not transport:
+        return {}
+    if transport not in ("rest", "grpc"):
+        raise SystemExit(f"PINECONE_TRANSPORT must be rest or grpc, not {transport!r}")
+    return {"PineconeTransport": transport}
+
+
 def command_demo(args: argparse.Namespace) -> int:
     from relay_local.demo import run_demo
 
-    options = StackOptions(state_dir=args.state_dir, function_logs=args.function_logs, write_state_file=False)
+    options = StackOptions(
+        state_dir=args.state_dir,
+        function_logs=args.function_logs,
+        write_state_file=False,
+        parameters=transport_parameter(),
+    )
     result = run_demo(options, drain_timeout=args.timeout)
     return 0 if result.ok else 1
 
@@ -97,6 +113,7 @@ def command_up(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         data_dir=args.data_dir,
         function_logs=args.function_logs,
+        parameters=transport_parameter(),
     )
 
     def on_batch(outcome: Any) -> None:
@@ -112,6 +129,8 @@ def command_up(args: argparse.Namespace) -> int:
         for name, value in info.upstream_environment().items():
             print(f"  export {name}={value}")
         print(f"Pinecone emulator: {info.pinecone_url} (index {info.index_name}, data plane {info.index_host})")
+        transport = options.parameters.get("PineconeTransport", "rest")
+        print(f"  gRPC data plane: {info.grpc_host} (grpc_scheme=http; the workers use {transport})")
         print(f"  API key {mask(stack.api_key)}: in the secret {info.resources['PineconeApiKeySecret']}")
         print("Dead-letter queues:")
         for source, url in info.dead_letter_queues.items():

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pinecone_emulator.control import EmulatorControl
 from relay_local.event_source import BatchOutcome
 from relay_local.inspection import dead_letter, drain_messages, namespace_counts
 from relay_local.stack import LocalStack, StackOptions
@@ -42,6 +43,7 @@ class DemoResult:
     ingest_dead_letters: list[str] = field(default_factory=list)  # error codes
     query_dead_letters: list[str] = field(default_factory=list)
     replies: dict[str, dict[str, Any]] = field(default_factory=dict)  # by correlation id
+    transports: dict[str, int] = field(default_factory=dict)  # Pinecone data-plane requests: "rest" / "grpc"
     seconds: float = 0.0
 
     @property
@@ -245,6 +247,12 @@ def run_demo(
             "query DLQ holds the query with a reply_to off the allow-list",
             result.query_dead_letters == ["reply_to_not_allowed"],
             f"found {result.query_dead_letters}",
+        )
+        by_transport = EmulatorControl(info.pinecone_url).counters().get("by_transport", {})
+        result.transports = {str(k): int(v) for k, v in by_transport.items()}
+        out(
+            "  Pinecone data-plane requests: "
+            + ", ".join(f"{count} over {name}" for name, count in sorted(result.transports.items()))
         )
         counters = {name: poller.counters for name, poller in stack.pollers.items()}
         for name, counted in counters.items():

@@ -30,6 +30,7 @@ from typing import IO, Any
 from moto.server import ThreadedMotoServer
 
 from pinecone_emulator.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PROJECT_ID
+from pinecone_emulator.control import EmulatorControl
 from relay_local.cloudformation import ACCOUNT_ID, REGION, ROOT, FunctionSpec, LocalTemplate, PhysicalResource
 from relay_local.event_source import BatchOutcome, EnvironmentPool, EventSourceConfig, EventSourcePoller
 from relay_local.provisioning import CreatedResource, Provisioner, aws_client
@@ -153,6 +154,7 @@ class StackInfo:
     outputs: dict[str, str] = field(default_factory=dict)  # the template's Outputs, as `vector-relay` reads them
     outputs_file: str = ""  # those outputs as a JSON file (written with the state file)
     pid: int = 0
+    grpc_host: str = ""  # the index's gRPC endpoint in the emulator (PINECONE_TRANSPORT=grpc)
 
     def upstream_environment(self) -> dict[str, str]:
         """The environment an upstream service needs to publish to this stack."""
@@ -215,6 +217,7 @@ class LocalStack:
         self.created: list[CreatedResource] = []
         self._logs: list[IO[str]] = []
         self._state_file: Path | None = None
+        self._grpc_host = ""
 
     # ------------------------------------------------------------------ start
     def start(self) -> LocalStack:
@@ -224,6 +227,7 @@ class LocalStack:
             aws_endpoint = self._start_moto()
             pinecone_url = self._start_emulator(state_dir)
             index_host = self._provision(aws_endpoint, pinecone_url)
+            self._grpc_host = EmulatorControl(pinecone_url).grpc_host(options.index_name)
             self.info = self._describe(aws_endpoint, pinecone_url, index_host)
             if options.pollers:
                 self._start_pollers(state_dir)
@@ -395,6 +399,7 @@ class LocalStack:
             tenants=dict(self.options.tenants),
             outputs=t.outputs(),
             pid=os.getpid(),
+            grpc_host=self._grpc_host,
         )
 
     def runtime_config(self, spec: FunctionSpec, aws_endpoint: str, pinecone_url: str) -> FunctionRuntimeConfig:
@@ -411,6 +416,10 @@ class LocalStack:
             "PINECONE_CONTROL_HOST": pinecone_url,
             **MOTO_FUNCTION_SETTINGS,
         }
+        if (
+            environment.get("PINECONE_TRANSPORT") == "grpc"
+        ):  # Pinecone serves gRPC on the index host; the emulator cannot
+            environment["PINECONE_GRPC_HOST"] = self._grpc_host
         return FunctionRuntimeConfig(
             name=t.function_name(spec),
             arn=t.function_arn(spec),

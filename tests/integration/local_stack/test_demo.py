@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from relay_local.demo import DELETED_ID, load_dataset, run_demo
 from relay_local.stack import StackOptions
 from tests.conftest import reset_moto
 
 
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
 def test_demo_lands_the_dataset_answers_by_meaning_and_dead_letters_the_poison(
-    tmp_path: Path, moto_server_url: str
+    tmp_path: Path, moto_server_url: str, transport: str
 ) -> None:
     reset_moto(moto_server_url)  # in-process moto: nothing an earlier test left may collide with the demo's names
     # GIVEN the demo's stack (template defaults, except a 1 s ingest batching window to keep the test short)
-    options = StackOptions(state_dir=tmp_path, write_state_file=False, parameters={"IngestBatchingWindowSeconds": "1"})
+    parameters = {
+        "IngestBatchingWindowSeconds": "1",
+        "PineconeTransport": transport,
+    }  # PINECONE_TRANSPORT=... make demo
+    options = StackOptions(state_dir=tmp_path, write_state_file=False, parameters=parameters)
     lines: list[str] = []
 
     # WHEN the demo runs
@@ -37,6 +44,8 @@ def test_demo_lands_the_dataset_answers_by_meaning_and_dead_letters_the_poison(
     assert result.replies["q-bad-filter"]["error"]["code"] == "invalid_filter"
     assert "q-stranger" not in result.replies
     assert result.ok, [c for c in result.checks if not c.passed]
+    # ... and the workers reached Pinecone only over the transport asked for
+    assert set(result.transports) == {transport}, result.transports
     # AND the output shows what landed where, and never the API key in full
     output = "\n".join(lines)
     assert "namespace tenant-acme" in output
