@@ -28,6 +28,7 @@ import json
 import math
 import os
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -122,6 +123,11 @@ def packed(index: Any, bodies: list[str], namespace: str) -> int:
     return 1
 
 
+def grpc_endpoint(emulator: str, index: str) -> str:
+    with urllib.request.urlopen(f"{emulator}/_emulator/indexes/{index}/grpc", timeout=30) as response:
+        return str(json.loads(response.read())["host"])
+
+
 def orjson_cost(bodies: list[str]) -> float:
     """CPU seconds to decode each message and encode its records as one request body."""
     start = time.process_time()
@@ -190,10 +196,8 @@ def main() -> None:
             from vector_relay.settings import get_settings
             from vector_relay.worker import reset_worker_dependencies
 
-            get_settings.cache_clear()
-            reset_worker_dependencies()
-            app.lambda_handler(sqs_event(make_bodies(1, 1, dim, "relay", seed=99)), Context())  # warm, as Lambda is
             vectors = messages * records
+            grpc_host = grpc_endpoint(services.emulator, name)
 
             def bodies(seed: int, tenant: str = "relay") -> list[str]:
                 return make_bodies(messages, records, dim, tenant, seed=shape_no * 10 + seed, text_bytes=text)  # noqa: B023
@@ -201,20 +205,32 @@ def main() -> None:
             peer_bodies = [bodies(seed) for seed in (1, 2, 3)]  # made before the clock starts
             handler_bodies = bodies(4)
             minimum = minimum_requests(handler_bodies)
-            event = sqs_event(handler_bodies)
-            streams = min(minimum, get_settings().pinecone_max_concurrency)
+            events = {"rest": sqs_event(handler_bodies), "grpc": sqs_event(bodies(5))}
 
-            def handler() -> int:
-                response = app.lambda_handler(event, Context())  # noqa: B023
-                assert response == {"batchItemFailures": []}, response
-                return streams  # noqa: B023
+            def handler(transport: str) -> Callable[[], int]:
+                def run() -> int:
+                    response = app.lambda_handler(events[transport], Context())  # noqa: B023
+                    assert response == {"batchItemFailures": []}, response
+                    return min(minimum, get_settings().pinecone_max_concurrency)  # noqa: B023
+
+                return run
+
+            def warm(transport: str) -> None:
+                """A worker for ``transport``, warmed by one small invocation (as a Lambda container is)."""
+                os.environ.update(PINECONE_TRANSPORT=transport, PINECONE_GRPC_HOST=grpc_host)  # noqa: B023
+                get_settings.cache_clear()
+                reset_worker_dependencies()
+                app.lambda_handler(sqs_event(make_bodies(1, 1, dim, "relay", seed=99)), Context())  # noqa: B023
 
             for strategy, call in [
                 ("naive", lambda: naive(index, peer_bodies[0], "ns-naive")),  # noqa: B023
                 (f"per-record x{PER_RECORD_IN_FLIGHT}", lambda: per_record(host, peer_bodies[1], "ns-record")),  # noqa: B023
                 ("packed 2 MB", lambda: packed(index, peer_bodies[2], "ns-packed")),  # noqa: B023
-                ("handler", handler),
+                ("handler", handler("rest")),
+                ("handler gRPC", handler("grpc")),
             ]:
+                if strategy.startswith("handler"):
+                    warm("grpc" if strategy.endswith("gRPC") else "rest")
                 runs.append(measure(services, strategy, shape, vectors, minimum, call))
             reference[shape] = orjson_cost(handler_bodies) / vectors * 1e6
             index.close()
@@ -236,8 +252,9 @@ def report(runs: list[Run], reference: dict[str, float]) -> None:
                 f"  {run.strategy:<15}{run.vectors_per_s:>10.0f}{run.requests:>10}{run.minimum_requests:>9}"
                 f"{run.cpu_us_per_record:>12.0f}{run.emulator_cores:>16.2f}{run.emulator_cores_per_stream:>12.2f}"
             )
-        handler = shape_runs[-1]
-        peers = shape_runs[:-1]
+        by_name = {run.strategy: run for run in shape_runs}
+        handler, grpc = by_name["handler"], by_name["handler gRPC"]
+        peers = [run for run in shape_runs if not run.strategy.startswith("handler")]
         best = max(peers, key=lambda run: run.vectors_per_s)
         naive_run = peers[0]
         cpu_ratio = handler.cpu_us_per_record / reference[shape]
@@ -249,6 +266,10 @@ def report(runs: list[Run], reference: dict[str, float]) -> None:
             f"  handler CPU per record {handler.cpu_us_per_record:.0f} us; orjson decode + encode"
             f" {reference[shape]:.0f} us; ratio {cpu_ratio:.2f}x"
         )
+        print(
+            f"  gRPC / REST: {grpc.vectors_per_s / handler.vectors_per_s:.2f}x the vectors/s,"
+            f" {grpc.cpu_us_per_record / handler.cpu_us_per_record:.2f}x the handler's CPU per record"
+        )
         summary.append(
             {
                 "shape": shape,
@@ -257,6 +278,8 @@ def report(runs: list[Run], reference: dict[str, float]) -> None:
                 "handler_over_naive": handler.vectors_per_s / naive_run.vectors_per_s,
                 "orjson_us_per_record": reference[shape],
                 "handler_cpu_over_orjson": cpu_ratio,
+                "grpc_over_rest_vectors_per_s": grpc.vectors_per_s / handler.vectors_per_s,
+                "grpc_over_rest_cpu_per_record": grpc.cpu_us_per_record / handler.cpu_us_per_record,
             }
         )
     if wants_json():

@@ -50,14 +50,23 @@ MAX_UPSERT_REQUEST_BYTES = 2_000_000
 RequestKind = Literal["upsert", "delete_ids", "delete_by_filter", "delete_all"]
 
 
+type Transport = Literal["rest", "grpc"]
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedRecord:
-    """An upsert record ready to send: ``encoded`` is its JSON in the request (version in its metadata)."""
+    """An upsert record ready to send, its version in its metadata, and the bytes it adds to a request.
+
+    Over REST ``encoded`` is its JSON in the request body; over gRPC ``grpc`` is the SDK's dict form
+    (the SDK's gRPC client builds the protobuf message) and ``size`` that message's exact size.
+    """
 
     id: str
     version: int
     metadata: dict[str, Any] | None  # the producer's, for the tenant's schema checks
-    encoded: bytes
+    size: int
+    encoded: bytes = b""
+    grpc: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,16 +192,75 @@ def wire_record(record: UpsertRecord) -> dict[str, Any]:
     return wire
 
 
-def encode_record(record: UpsertRecord) -> EncodedRecord:
-    """``record`` as the JSON of one vector in an upsert request, as the SDK encodes it."""
-    return EncodedRecord(record.id, record.version, record.metadata, orjson.dumps(wire_record(record)))
+def encode_record(record: UpsertRecord, transport: Transport = "rest") -> EncodedRecord:
+    """``record`` as one vector of an upsert request on ``transport``, and its size there."""
+    wire = wire_record(record)
+    if transport == "grpc":
+        if "sparseValues" in wire:
+            wire["sparse_values"] = wire.pop("sparseValues")
+        size = _field(1, grpc_vector_size(wire))
+        return EncodedRecord(record.id, record.version, record.metadata, size, grpc=wire)
+    encoded = orjson.dumps(wire)
+    return EncodedRecord(record.id, record.version, record.metadata, len(encoded) + 1, encoded)  # + its comma
 
 
-def encode_upsert[M: PlannableWrite](message: M) -> M | EncodedUpsert:
-    """An upsert with its records encoded (the message's float lists can then be freed); others unchanged."""
+def encode_upsert[M: PlannableWrite](message: M, transport: Transport = "rest") -> M | EncodedUpsert:
+    """An upsert with its records encoded for ``transport``; other messages unchanged.
+
+    Over REST the message's float lists can be freed once encoded; over gRPC the SDK takes them.
+    """
     if isinstance(message, UpsertMessage):
-        return EncodedUpsert(message.tenant, tuple(encode_record(record) for record in message.records))
+        return EncodedUpsert(message.tenant, tuple(encode_record(record, transport) for record in message.records))
     return message
+
+
+def request_overhead(namespace: str, transport: Transport) -> int:
+    """Bytes of an upsert request on ``transport`` before its records."""
+    if transport == "grpc":
+        return _field(2, len(namespace.encode())) if namespace else 0
+    return len(upsert_body(namespace, []))
+
+
+# Sizes of protobuf encodings (proto3, the UpsertRequest of Pinecone's VectorService): a record's
+# message is what the SDK's gRPC client sends, so a request's size is known before it is built.
+def _varint(value: int) -> int:
+    return max(1, (value.bit_length() + 6) // 7)
+
+
+def _field(number: int, length: int) -> int:
+    """A length-delimited field: its key, its length, its bytes."""
+    return _varint(number << 3) + _varint(length) + length
+
+
+def _value_size(value: Any) -> int:
+    """A google.protobuf.Value holding ``value``."""
+    if isinstance(value, bool):
+        return 2
+    if isinstance(value, int | float):
+        return 9
+    if isinstance(value, str):
+        return _field(3, len(value.encode()))
+    if isinstance(value, list):
+        return _field(6, sum(_field(1, _value_size(item)) for item in value))
+    return 2  # null
+
+
+def _struct_size(values: dict[str, Any]) -> int:
+    return sum(_field(1, _field(1, len(key.encode())) + _field(2, _value_size(value))) for key, value in values.items())
+
+
+def grpc_vector_size(wire: dict[str, Any]) -> int:
+    """Bytes of a Vector message (id 1, values 2, metadata 3, sparse_values 4) for the SDK's dict form."""
+    size = _field(1, len(wire["id"].encode()))
+    if wire["values"]:
+        size += _field(2, 4 * len(wire["values"]))
+    if wire.get("metadata"):
+        size += _field(3, _struct_size(wire["metadata"]))
+    sparse = wire.get("sparse_values")
+    if sparse is not None:
+        indices = sum(_varint(i) for i in sparse["indices"])
+        size += _field(4, _field(1, indices) + _field(2, 4 * len(sparse["values"])))
+    return size
 
 
 def upsert_body(namespace: str, encoded: Sequence[bytes]) -> bytes:
@@ -287,13 +355,14 @@ def narrow(
 
 
 def _pack_upserts(namespace: str, writes: list[Winner]) -> list[PlannedRequest]:
-    overhead = len(upsert_body(namespace, []))
+    first = next((winner.record for winner in writes if winner.record is not None), None)
+    overhead = request_overhead(namespace, "grpc" if first is not None and first.grpc is not None else "rest")
     requests: list[PlannedRequest] = []
     current: PlannedRequest | None = None
     for winner in writes:
         if winner.record is None:
             continue
-        size = len(winner.record.encoded) + 1  # the comma between records (one more than needed: a byte of slack)
+        size = winner.record.size
         if (
             current is None
             or len(current.records) >= MAX_RECORDS_PER_REQUEST

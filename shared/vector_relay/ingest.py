@@ -30,6 +30,7 @@ from vector_relay.batching import (
     EncodedUpsert,
     PlannableWrite,
     PlannedRequest,
+    Transport,
     coalesce,
     encode_upsert,
     narrow,
@@ -67,14 +68,16 @@ def handle_ingest_batch(
     tenants = deps.tenants.current()
     validation = ValidationContext(tenants=tenants, index=deps.index.current())
     if deps.guard is None:
-        batch = sort_batch(records, deps, _parse, validation)
+        batch = sort_batch(records, deps, _parser(deps.settings.pinecone_transport), validation)
         coalesced = coalesce(_writes(batch.valid, tenants))
         outcome = deps.loop.run(_runner(deps, deadline).run(pack(coalesced)))
         summary = None
     else:
         guard = _GuardedRun(deps.guard, _lease_seconds(context, deps), deadline, tenants)
         try:
-            batch = sort_batch(records, deps, _parse, validation, on_valid=guard.submit)
+            batch = sort_batch(
+                records, deps, _parser(deps.settings.pinecone_transport), validation, on_valid=guard.submit
+            )
             coalesced = guard.coalesced = coalesce(_writes(batch.valid, tenants))
             guard.session.seal()
             outcome = deps.loop.run(_runner(deps, deadline, admit=guard.admit).run(pack(coalesced)))
@@ -172,9 +175,13 @@ def _lease_seconds(context: LambdaContext | None, deps: WorkerDependencies) -> f
     )
 
 
-def _parse(body: str, validation: ValidationContext) -> PlannableWrite:
-    """A valid write message, an upsert's records already encoded (see :mod:`vector_relay.batching`)."""
-    return encode_upsert(parse_write_message(body, validation))
+def _parser(transport: Transport) -> Callable[[str, ValidationContext], PlannableWrite]:
+    """Validate a message; encode an upsert's records at once for ``transport`` (see :mod:`vector_relay.batching`)."""
+
+    def parse(body: str, validation: ValidationContext) -> PlannableWrite:
+        return encode_upsert(parse_write_message(body, validation), transport)
+
+    return parse
 
 
 def _writes(

@@ -32,17 +32,14 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-import orjson
 import pinecone
 from pinecone import AsyncIndex
 from pinecone._internal.config import PineconeConfig, RetryConfig
 
-from vector_relay.batching import upsert_body
+from vector_relay.batching import EncodedRecord, Transport, upsert_body
 from vector_relay.contract import IndexShape
-
-type Transport = Literal["rest", "grpc"]
 
 _REJECTED = frozenset({400, 413, 422})
 _AUTH = frozenset({401, 403})
@@ -169,15 +166,15 @@ class PineconeGateway:
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - back-off jitter, not a secret
 
-    async def upsert(self, namespace: str, encoded: Sequence[bytes], *, timeout: float) -> CallResult:
-        """Upsert records already encoded by :func:`~vector_relay.batching.encode_record`.
+    async def upsert(self, namespace: str, records: Sequence[EncodedRecord], *, timeout: float) -> CallResult:
+        """Upsert records encoded for this gateway's transport by :func:`~vector_relay.batching.encode_record`.
 
         The body is those bytes joined, exactly what ``AsyncIndex.upsert`` would build from the
         same records, sent through the index's own HTTP client (its key, headers, connection pool
         and error mapping): the batch planner had to encode every record to measure the 2 MB
         limit, and encoding them a second time in the SDK doubled the worker's JSON work.
         """
-        send = self._plane.upsert_sender(namespace, encoded)
+        send = self._plane.upsert_sender(namespace, records)
         return await self._call(send, timeout)
 
     async def delete_ids(self, namespace: str, ids: Sequence[str], *, timeout: float) -> CallResult:
@@ -280,12 +277,12 @@ class _RestPlane:
         self._index = AsyncIndex(host=host, api_key=api_key, timeout=attempt_timeout, source_tag="vector_relay")
         disable_sdk_retries(self._index)
 
-    def upsert_sender(self, namespace: str, encoded: Sequence[bytes]) -> Callable[[float], Awaitable[None]]:
+    def upsert_sender(self, namespace: str, records: Sequence[EncodedRecord]) -> Callable[[float], Awaitable[None]]:
         """One attempt of the upsert: the records' bytes joined, exactly what ``AsyncIndex.upsert`` would
         build from them, sent through the index's own HTTP client (its key, headers, pool, error
         mapping). The planner encoded every record to measure the 2 MB limit; the SDK would encode
         them again."""
-        body = upsert_body(namespace, encoded)
+        body = upsert_body(namespace, [record.encoded for record in records])
         http = self._index._http  # the SDK's client, as in disable_sdk_retries; a test pins it
 
         async def send(attempt: float) -> None:
@@ -331,8 +328,8 @@ class _GrpcPlane:
             retry_config=RetryConfig(max_retries=0),
         )
 
-    def upsert_sender(self, namespace: str, encoded: Sequence[bytes]) -> Callable[[float], Awaitable[None]]:
-        vectors = [_grpc_record(orjson.loads(record)) for record in encoded]
+    def upsert_sender(self, namespace: str, records: Sequence[EncodedRecord]) -> Callable[[float], Awaitable[None]]:
+        vectors = [record.grpc for record in records if record.grpc is not None]  # all are, over gRPC
 
         async def send(attempt: float) -> None:
             await asyncio.to_thread(
@@ -349,13 +346,6 @@ class _GrpcPlane:
 
     async def close(self) -> None:
         await asyncio.to_thread(self._index.close)
-
-
-def _grpc_record(wire: dict[str, Any]) -> dict[str, Any]:
-    """A record's wire form (camelCase, as sent over REST) as the SDK's upsert takes it."""
-    if "sparseValues" in wire:
-        wire["sparse_values"] = wire.pop("sparseValues")
-    return wire
 
 
 def load_transport() -> None:

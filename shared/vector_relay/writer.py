@@ -187,7 +187,7 @@ class PlanRunner:
                 raise PineconeRequestError(FailureKind.DEADLINE, "the invocation's deadline is too close to start")
             self.outcome.requests += 1
             if request.kind == "upsert":
-                result = await gateway.upsert(request.namespace, [r.encoded for r in request.records], timeout=left)
+                result = await gateway.upsert(request.namespace, request.records, timeout=left)
             elif request.kind == "delete_ids":
                 result = await gateway.delete_ids(request.namespace, request.ids, timeout=left)
             elif request.kind == "delete_by_filter":

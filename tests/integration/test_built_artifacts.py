@@ -95,3 +95,24 @@ def test_every_built_module_has_bytecode_lambda_can_use(built: Path, artifact: s
         if not (path.parent / "__pycache__" / f"{path.stem}.{tag}.pyc").is_file()
     ]
     assert not missing, f"{len(missing)} modules without bytecode, e.g. {missing[:3]}"
+
+
+def test_the_sdks_grpc_client_loads_from_the_built_layer(built: Path) -> None:
+    """PINECONE_TRANSPORT=grpc needs the SDK's Rust extension; the layer carries it (manylinux x86_64 wheel)."""
+    script = (
+        "import sys; sys.path[:0] = sys.argv[1:]; "
+        "from pinecone._grpc import GrpcChannel; import pinecone; "
+        "print(pinecone.__file__, GrpcChannel.__name__)"
+    )
+    layer_dirs = [str(built / layer / "python") for layer in LAYERS]
+    result = subprocess.run(
+        [lambda_python(), "-I", "-S", "-c", script, *layer_dirs],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert str(built / "DependenciesLayer") in result.stdout
+    wheel = next((built / "DependenciesLayer" / "python").glob("pinecone-*.dist-info")) / "WHEEL"
+    assert "manylinux" in wheel.read_text()  # glibc-based: Lambda's Amazon Linux 2023 runtimes

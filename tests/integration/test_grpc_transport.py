@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import random
 
-import orjson
 import pytest
 from pinecone import Pinecone, ServerlessSpec
 
 from pinecone_emulator.pytest_plugin import EmulatorHandle
+from vector_relay.batching import EncodedRecord
 from vector_relay.pinecone_gateway import CallResult, FailureKind, PineconeGateway, PineconeRequestError
 
-RECORDS = [orjson.dumps({"id": "a", "values": [1.0, 0.0], "metadata": {"_relay_version": "1"}})]
+RECORDS = [
+    EncodedRecord("a", 1, None, size=0, grpc={"id": "a", "values": [1.0, 0.0], "metadata": {"_relay_version": "1"}})
+]
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from pinecone import AsyncIndex, Pinecone, ServerlessSpec
 from pinecone._internal.http_client import get_budget_registry
 
 from pinecone_emulator.pytest_plugin import EmulatorHandle
+from vector_relay.batching import EncodedRecord
 from vector_relay.pinecone_gateway import (
     CallResult,
     FailureKind,
@@ -25,6 +26,7 @@ from vector_relay.pinecone_gateway import (
 )
 
 RECORDS = [{"id": "a", "values": [1.0, 0.0]}]
+ENCODED = [EncodedRecord("a", 1, None, size=0, encoded=orjson.dumps(record)) for record in RECORDS]
 
 
 @pytest.fixture
@@ -52,7 +54,7 @@ def upsert(host: str, api_key: str, *, max_attempts: int, waits: Waits, timeout:
             host=host, api_key=api_key, attempt_timeout=5, max_attempts=max_attempts, sleep=waits, rng=random.Random(7)
         )
         try:
-            return await gateway.upsert("ns", [orjson.dumps(r) for r in RECORDS], timeout=timeout)
+            return await gateway.upsert("ns", ENCODED, timeout=timeout)
         finally:
             await gateway.close()
 

@@ -260,3 +260,42 @@ def test_every_upserted_record_carries_its_version_in_its_metadata() -> None:
     biggest = {"t": "x" * (MAX_METADATA_BYTES - VERSION_METADATA_ROOM - len('{"t":""}'))}
     record = UpsertRecord(id="c", version=MAX_VERSION, values=[1.0, 0.0], metadata=biggest)
     assert len(orjson.dumps(wire_record(record)["metadata"])) <= MAX_METADATA_BYTES
+
+
+def test_a_grpc_records_size_is_its_protobuf_encoding() -> None:
+    """The planner's size of a gRPC record is the exact size of the Vector message the SDK sends."""
+    from google.protobuf import json_format
+
+    from pinecone_emulator.grpc_server import messages
+
+    pb, _ = messages()  # the emulator's vector_service.proto: Pinecone's VectorService messages
+    message = msg(
+        "upsert",
+        records=[
+            {"id": "a", "version": 3, "values": [0.1, -2.0, 1e-07], "metadata": {"k": "é", "n": 12, "ok": True}},
+            {"id": "b" * 300, "version": 2**40, "values": [1.5] * 1536, "metadata": {"tags": ["x", "yy", ""]}},
+            {
+                "id": "c",
+                "version": 4,
+                "values": [1, 2, 3],
+                "sparse_values": {"indices": [7, 2**31], "values": [0.5, 2]},
+            },
+        ],
+    )
+    assert isinstance(message, UpsertMessage)
+    records = [encode_record(record, "grpc") for record in message.records]
+    vectors = []
+    for record in records:
+        assert record.grpc is not None
+        wire = dict(record.grpc)
+        sparse = wire.pop("sparse_values", None)
+        vector = json_format.ParseDict(wire, pb.Vector())
+        if sparse is not None:
+            vector.sparse_values.indices.extend(sparse["indices"])
+            vector.sparse_values.values.extend(sparse["values"])
+        vectors.append(vector)
+        assert record.size == len(pb.UpsertRequest(vectors=[vector]).SerializeToString())
+    request = pb.UpsertRequest(vectors=vectors, namespace="tenant-acme")
+    plan = plan_writes([("m1", "tenant-acme", encode_upsert(message, "grpc"))])
+    [[planned]] = plan.stages["tenant-acme"]
+    assert planned.size_bytes == request.ByteSize()

@@ -7,11 +7,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 import pytest
 
 from vector_relay.api_key_cache import ApiKey, ApiKeyCache, GatewaySource
-from vector_relay.batching import plan_writes
+from vector_relay.batching import EncodedRecord, plan_writes
 from vector_relay.contract import ValidationContext
 from vector_relay.errors import AuthError, TransientError
 from vector_relay.pinecone_gateway import CallResult, FailureKind, PineconeRequestError
@@ -27,8 +26,8 @@ class ScriptedGateway:
         self.log = log
         self.script = script
 
-    async def upsert(self, namespace: str, encoded: Sequence[bytes], *, timeout: float) -> CallResult:
-        ids = tuple(orjson.loads(r)["id"] for r in encoded)
+    async def upsert(self, namespace: str, records: Sequence[EncodedRecord], *, timeout: float) -> CallResult:
+        ids = tuple(r.id for r in records)
         return await self._answer("upsert", namespace, ids, timeout)
 
     async def delete_ids(self, namespace: str, ids: Sequence[str], *, timeout: float) -> CallResult:
