@@ -118,6 +118,12 @@ def control(base: str, path: str, payload: object) -> None:
     urllib.request.urlopen(request, timeout=10).close()
 
 
+def grpc_endpoint(base: str, index: str) -> str:
+    """The emulator's gRPC listener for ``index`` (started on this first request)."""
+    with urllib.request.urlopen(f"{base}/_emulator/indexes/{index}/grpc", timeout=30) as response:
+        return str(json.loads(response.read())["host"])
+
+
 def upserts_served(base: str) -> int:
     """Upsert requests the emulator answered with 200 so far."""
     with urllib.request.urlopen(f"{base}/_emulator/counters", timeout=10) as response:

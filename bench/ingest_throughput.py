@@ -28,7 +28,6 @@ import json
 import math
 import os
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -40,6 +39,7 @@ from bench.harness import (
     Context,
     Services,
     control,
+    grpc_endpoint,
     local_services,
     make_bodies,
     sqs_event,
@@ -121,11 +121,6 @@ def packed(index: Any, bodies: list[str], namespace: str) -> int:
     if batch:
         index.upsert(vectors=batch, namespace=namespace)
     return 1
-
-
-def grpc_endpoint(emulator: str, index: str) -> str:
-    with urllib.request.urlopen(f"{emulator}/_emulator/indexes/{index}/grpc", timeout=30) as response:
-        return str(json.loads(response.read())["host"])
 
 
 def orjson_cost(bodies: list[str]) -> float:
