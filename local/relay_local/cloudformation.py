@@ -196,6 +196,11 @@ class LocalTemplate:
             return self.parameters[name]
         if name in self.physical:
             return self.physical[name].ref
+        function, _, attribute = name.partition(".")
+        if attribute == "Alias" and function in self.physical:  # SAM's reference to AutoPublishAlias's alias
+            alias = self.properties(function).get("AutoPublishAlias")
+            if alias:
+                return f"{self._get_att(function, 'Arn')}:{alias}"  # the stack invokes the function itself
         raise TemplateError(f"Ref {name}: not a parameter, and no such resource was created locally")
 
     def _get_att(self, logical_id: str, attribute: str) -> str:

@@ -160,3 +160,11 @@ def test_vector_relay_finds_the_local_stack_by_its_outputs_file(
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["mismatches_total"] == 0
+
+
+def test_the_outputs_name_the_workers_alias_and_the_grpc_endpoint(stack: LocalStack) -> None:
+    info = stack.info
+    assert info is not None
+    assert info.outputs["IngestFunctionArn"].endswith(":live")  # SAM's AutoPublishAlias, as tenant.yaml needs
+    assert info.outputs["QueryFunctionArn"].endswith(":live")
+    assert info.grpc_host.startswith("http://127.0.0.1:")
