@@ -14,7 +14,7 @@ import time
 import pytest
 
 from functions.ingest import app as ingest_app
-from tests.integration.conftest import Pipeline, SqsDriver
+from tests.integration.conftest import Pipeline, SqsDriver, parametrize_transports
 from tests.integration.test_ingest import index_state, upsert_body
 from vector_relay.worker import worker_dependencies
 
@@ -27,6 +27,10 @@ class ShiftedClock:
 
     def __call__(self) -> float:
         return time.time() + self.offset
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_transports(metafunc)  # every test on the pipeline runs over REST and over gRPC
 
 
 def test_a_write_whose_first_copy_may_land_late_keeps_its_lease_and_the_newer_version_waits(

@@ -18,7 +18,7 @@ import pytest
 from functions.ingest import app as ingest_app
 from functions.query import app as query_app
 from tests.conftest import SAMPLE_REPLY_QUEUE
-from tests.integration.conftest import Pipeline, SqsDriver
+from tests.integration.conftest import Pipeline, SqsDriver, parametrize_transports
 from tests.integration.test_ingest import upsert_body, vector
 from vector_relay.settings import get_settings
 from vector_relay.worker import reset_worker_dependencies
@@ -47,6 +47,10 @@ def make_queue(name: str, dead_letter: Queue | None = None) -> Queue:
     url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     return Queue(url, arn)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_transports(metafunc)  # every test on the pipeline runs over REST and over gRPC
 
 
 @pytest.fixture

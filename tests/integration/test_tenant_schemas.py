@@ -16,7 +16,7 @@ import pytest
 from functions.ingest import app as ingest_app
 from functions.query import app as query_app
 from tests.conftest import SAMPLE_REPLY_QUEUE
-from tests.integration.conftest import Pipeline, SqsDriver
+from tests.integration.conftest import Pipeline, SqsDriver, parametrize_transports
 from tests.integration.test_ingest import vector
 from vector_relay.settings import get_settings
 from vector_relay.worker import reset_worker_dependencies
@@ -35,6 +35,10 @@ REGISTRY = {
     },
     "globex": "tenant-globex",
 }
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_transports(metafunc)  # every test on the pipeline runs over REST and over gRPC
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from botocore.exceptions import ReadTimeoutError
 
 from functions.ingest import app as ingest_app
 from tests.conftest import SAMPLE_TENANTS, FakeLambdaContext
-from tests.integration.conftest import Pipeline, SqsDriver, create_version_table
+from tests.integration.conftest import Pipeline, SqsDriver, create_version_table, parametrize_transports
 from tests.integration.test_ingest import upsert_body
 from tests.lambda_events import lambda_sqs_record
 from vector_relay.settings import get_settings
@@ -46,6 +46,10 @@ class Clock:
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_transports(metafunc)  # every test on the pipeline runs over REST and over gRPC
 
 
 @pytest.fixture
