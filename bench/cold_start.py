@@ -22,7 +22,7 @@ import sys
 
 import boto3
 
-from bench.harness import ROOT, local_services, make_bodies, sqs_event, wants_json, write_results
+from bench.harness import ROOT, configure_workers, local_services, make_bodies, sqs_event, wants_json, write_results
 
 API_KEY = "bench-key"
 RUNS = 10
@@ -83,18 +83,8 @@ def main() -> None:
             name="cold", dimension=DIMENSION, metric="cosine", spec=ServerlessSpec(cloud="aws", region="us-east-1")
         )
         host = pc.describe_index("cold").host
-        sqs = boto3.client("sqs")
-        reply_queue = sqs.create_queue(QueueName="replies")["QueueUrl"]
-        secret = boto3.client("secretsmanager").create_secret(Name="k", SecretString=json.dumps({"api_key": API_KEY}))
-        os.environ.update(
-            PINECONE_SECRET_ARN=secret["ARN"],
-            PINECONE_INDEX_HOST=host,
-            PINECONE_INDEX_DIMENSION=str(DIMENSION),
-            PINECONE_INDEX_METRIC="cosine",
-            TENANT_REGISTRY=json.dumps({"relay": "ns-relay"}),
-            DEAD_LETTER_QUEUE_URL=sqs.create_queue(QueueName="dlq")["QueueUrl"],
-            REPLY_QUEUE_ALLOW_LIST=reply_queue,
-        )
+        reply_queue = boto3.client("sqs").create_queue(QueueName="replies")["QueueUrl"]
+        configure_workers(API_KEY, host, DIMENSION, {"relay": "ns-relay"}, reply_queue=reply_queue)
         ingest_event = sqs_event(make_bodies(1, 10, DIMENSION, "relay", seed=7))
         query = {"schema_version": 1, "op": "query", "tenant": "relay", "vector": [0.5] * DIMENSION}
         query_event = sqs_event([json.dumps(query | {"top_k": 3, "reply_to": reply_queue})])

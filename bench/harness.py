@@ -111,6 +111,27 @@ def local_services(api_key: str, *emulator_args: str) -> Iterator[Services]:
         yield Services(emulator, moto, emulator_process.pid)
 
 
+def configure_workers(
+    api_key: str, host: str, dimension: int, tenants: dict[str, str], *, reply_queue: str = ""
+) -> None:
+    """The workers' settings against the local services: the key in a secret, a DLQ, the index, the tenants."""
+    import boto3
+
+    sqs = boto3.client("sqs")
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    secret = boto3.client("secretsmanager").create_secret(Name=name, SecretString=json.dumps({"api_key": api_key}))
+    os.environ.update(
+        PINECONE_SECRET_ARN=secret["ARN"],
+        PINECONE_INDEX_HOST=host,
+        PINECONE_INDEX_DIMENSION=str(dimension),
+        PINECONE_INDEX_METRIC="cosine",
+        TENANT_REGISTRY=json.dumps(tenants),
+        DEAD_LETTER_QUEUE_URL=sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"],
+    )
+    if reply_queue:
+        os.environ["REPLY_QUEUE_ALLOW_LIST"] = reply_queue
+
+
 def control(base: str, path: str, payload: object) -> None:
     request = urllib.request.Request(
         f"{base}/_emulator/{path}", data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}

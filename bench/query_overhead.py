@@ -14,13 +14,12 @@ added CPU per query (the target is at most 2 ms). Run: ``.venv/bin/python bench/
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 
 import boto3
 
-from bench.harness import Context, local_services, sqs_event, wants_json, write_results
+from bench.harness import Context, configure_workers, local_services, sqs_event, wants_json, write_results
 
 DIMENSION = 1536
 RECORDS = 2000
@@ -47,19 +46,8 @@ def main() -> None:
                 for i in range(start, start + 50)
             ]
             index.upsert(vectors=vectors, namespace="tenant-acme")
-        sqs = boto3.client("sqs")
-        reply_queue = sqs.create_queue(QueueName="replies")["QueueUrl"]
-        dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
-        secret = boto3.client("secretsmanager").create_secret(Name="k", SecretString=json.dumps({"api_key": API_KEY}))
-        os.environ.update(
-            PINECONE_SECRET_ARN=secret["ARN"],
-            PINECONE_INDEX_HOST=host,
-            PINECONE_INDEX_DIMENSION=str(DIMENSION),
-            PINECONE_INDEX_METRIC="cosine",
-            TENANT_REGISTRY=json.dumps({"acme": "tenant-acme"}),
-            DEAD_LETTER_QUEUE_URL=dlq,
-            REPLY_QUEUE_ALLOW_LIST=reply_queue,
-        )
+        reply_queue = boto3.client("sqs").create_queue(QueueName="replies")["QueueUrl"]
+        configure_workers(API_KEY, host, DIMENSION, {"acme": "tenant-acme"}, reply_queue=reply_queue)
         probes = [[[rng.uniform(-1, 1) for _ in range(DIMENSION)] for _ in range(BATCH_SIZE)] for _ in range(BATCHES)]
         queries = BATCHES * BATCH_SIZE
 

@@ -78,6 +78,12 @@ def _sparse(message: Any, field: str) -> dict[str, list[Any]] | None:
     return {"indices": list(sparse.indices), "values": list(sparse.values)}
 
 
+def _page_query(request: Any) -> list[tuple[str, Any]]:
+    """The REST query parameters of a listing request's optional prefix, limit and pagination token."""
+    fields = (("prefix", "prefix"), ("limit", "limit"), ("pagination_token", "paginationToken"))
+    return [(name, getattr(request, field)) for field, name in fields if request.HasField(field)]
+
+
 def _drop_none(payload: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in payload.items() if value is not None}
 
@@ -222,23 +228,11 @@ class _Servicer:
         return self._call(context).send("POST", "describe_index_stats", self.pb.DescribeIndexStatsResponse(), body=body)
 
     def List(self, request: Any, context: grpc.ServicerContext) -> Any:
-        query: list[tuple[str, Any]] = [("namespace", request.namespace)]
-        if request.HasField("prefix"):
-            query.append(("prefix", request.prefix))
-        if request.HasField("limit"):
-            query.append(("limit", request.limit))
-        if request.HasField("pagination_token"):
-            query.append(("paginationToken", request.pagination_token))
+        query = [("namespace", request.namespace), *_page_query(request)]
         return self._call(context).send("GET", "vectors/list", self.pb.ListResponse(), query=query)
 
     def ListNamespaces(self, request: Any, context: grpc.ServicerContext) -> Any:
-        query: list[tuple[str, Any]] = []
-        if request.HasField("prefix"):
-            query.append(("prefix", request.prefix))
-        if request.HasField("limit"):
-            query.append(("limit", request.limit))
-        if request.HasField("pagination_token"):
-            query.append(("paginationToken", request.pagination_token))
+        query = _page_query(request)
         return self._call(context).send("GET", "namespaces", self.pb.ListNamespacesResponse(), query=query)
 
     def DescribeNamespace(self, request: Any, context: grpc.ServicerContext) -> Any:
