@@ -6,6 +6,12 @@ TTL re-reads the secret. The key from the rotation before that is revoked in ``f
 only once it has been out of ``AWSCURRENT`` for ``KEY_REVOCATION_GRACE_SECONDS`` (at least the
 workers' cache TTL plus their timeout); otherwise a later rotation revokes it.
 
+Several deployments may share one Pinecone project, so the sweep revokes only keys this secret
+holds: a key named ``vector-relay-rotation-<version>`` is this secret's when ``<version>`` is one
+of its versions and that version stores that key's id. Another deployment's keys are left alone,
+and so is a key of this secret whose retirement time is unknown (logged, and counted as
+``KeysKeptRetirementUnknown``): a key kept is a cost, a key wrongly revoked is an outage.
+
 Entry checks (every step, as in AWS's rotation template): the secret is the one this function
 rotates (``PINECONE_SECRET_ARN``), rotation is enabled on it, the token is one of its versions; a
 token already ``AWSCURRENT`` means the rotation finished and the step does nothing; otherwise the
@@ -21,7 +27,7 @@ Each step checks before it acts, so any step can crash and be run again:
 * ``setSecret``: nothing to set at Pinecone (a key is live when minted); the pending value is
   checked: same project as the current key, a different key, a key id.
 * ``testSecret``: index stats with the pending key only.
-* ``finishSecret``: revoke retired keys, set the rotation marker to the new version, move
+* ``finishSecret``: revoke this secret's retired keys, set the rotation marker to the new version, move
   ``AWSCURRENT``. The label move is the last action: a retried ``finishSecret`` stops at the entry
   checks once the label has moved, so nothing may be left to do after it.
 
@@ -37,11 +43,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from vector_relay.clients import secrets_client, ssm_client
 from vector_relay.errors import ConfigurationError, VectorRelayError
+from vector_relay.observability import METRIC_NAMESPACE
 from vector_relay.pinecone_gateway import (
     ApiKeyInfo,
     CreatedApiKey,
@@ -301,7 +309,7 @@ def finish_secret(deps: RotationDependencies, arn: str, token: str) -> None:
     pending = _require_pending(deps, arn, token)
     if current_version is not None:
         try:
-            _revoke_retired_keys(deps, arn, pending, current_version, previous_version)
+            _revoke_retired_keys(deps, arn, token, pending, current_version, previous_version)
         except (PineconeRequestError, ClientError, RotationError) as error:
             # The new key matters more than the old one's end: promote anyway; a later rotation retries.
             logger.error("revoking retired keys failed; promoting anyway", extra={"error": str(error)})
@@ -320,13 +328,21 @@ def finish_secret(deps: RotationDependencies, arn: str, token: str) -> None:
 
 
 def _revoke_retired_keys(
-    deps: RotationDependencies, arn: str, pending: KeySecret, current_version: str, previous_version: str | None
+    deps: RotationDependencies,
+    arn: str,
+    token: str,
+    pending: KeySecret,
+    current_version: str,
+    previous_version: str | None,
 ) -> None:
-    """Revoke the key from two rotations back, and older keys this function minted, once their grace is over.
+    """Revoke this secret's keys that left AWSCURRENT at least the grace ago (two rotations back, and older).
 
     A key is retired when it left AWSCURRENT; when that happened is read from the rotation marker's
-    history (each promotion writes the promoted version there). Keys in use (pending, current) are
-    never touched; a key whose retirement time is unknown is left alone.
+    history (each promotion writes the promoted version there). Only this secret's keys are
+    candidates: the AWSPREVIOUS version's key, and keys named after a version of this secret that
+    stores that very key (:func:`_owner_of`). Keys in use (pending, current) are never touched,
+    other deployments' keys in the same project are left alone, and a key of this secret whose
+    retirement time is unknown is kept, logged and counted.
     """
     current = _read_current(deps, arn)
     if deps.admin is None:
@@ -343,31 +359,64 @@ def _revoke_retired_keys(
         logger.warning("no rotation marker history: retired keys are not revoked (set ROTATION_MARKER_PARAMETER)")
         return
     considered = {pending.key_id, current.key_id}
-    retired: dict[str, datetime | None] = {}  # key_id -> when it left AWSCURRENT (None: never was current)
+    retired: dict[str, datetime] = {}  # key_id -> when it left AWSCURRENT
+    unknown: dict[str, tuple[str, str]] = {}  # key_id -> (version id, why its retirement time is unknown)
     if previous_version is not None:
         previous = _read_version(deps, arn, previous_version)
         if previous is not None and previous.key_id and previous.key_id not in considered:
             considered.add(previous.key_id)
-            left = _left_current_at(promotions, previous_version) or _promoted_at(promotions, current_version)
+            left = _left_current_at(promotions, previous_version)
+            if left is None and _promoted_at(promotions, previous_version) is None:
+                # Never promoted through the marker (the first key, stored by hand): it left with the current one.
+                left = _promoted_at(promotions, current_version)
             if left is not None:
                 retired[previous.key_id] = left
+            else:
+                unknown[previous.key_id] = (
+                    previous_version,
+                    "the marker history does not say when it left AWSCURRENT (a label moved by hand?)",
+                )
     admin = deps.key_admin()
-    for info in admin.list_keys(current.project_id):
+    listed = admin.list_keys(current.project_id)
+    others: list[str] = []
+    for info in listed:
         if info.key_id in considered or not info.name.startswith(KEY_NAME_PREFIX):
             continue
         version = info.name.removeprefix(KEY_NAME_PREFIX)
-        if version in (current_version, pending.rotation_token):
+        if version in (token, current_version, pending.rotation_token):
             continue
-        if any(value == version for value, _ in promotions):
-            left = _left_current_at(promotions, version)
-            if left is not None:
-                retired[info.key_id] = left
+        owner, why = _owner_of(deps, arn, version, info.key_id)
+        if owner == "another":
+            others.append(info.key_id)
+            continue
+        if owner == "unknown":
+            unknown[info.key_id] = (version, why)
+            continue
+        left = _left_current_at(promotions, version)
+        if left is not None:
+            retired[info.key_id] = left
         else:
-            retired[info.key_id] = None  # minted by a rotation that never promoted it: no worker has it
+            unknown[info.key_id] = (
+                version,
+                "its version was never promoted through the marker, or still is current there",
+            )
+    if others:
+        logger.info(
+            "keys named like this function's but minted for another secret (another deployment): left alone",
+            extra={"key_ids": others},
+        )
+    listed_ids = {info.key_id for info in listed}
+    unknown = {key_id: why for key_id, why in unknown.items() if key_id in listed_ids}  # gone already: nothing kept
+    for key_id, (version, why) in unknown.items():
+        logger.warning(
+            "key kept: when it left AWSCURRENT is unknown; revoke it by hand once no worker can hold it",
+            extra={"key_id": key_id, "version_id": version, "reason": why},
+        )
+    _count_kept_keys(len(unknown))
     grace = deps.settings.key_revocation_grace_seconds
     now = deps.now()
     for key_id, left in retired.items():
-        if left is not None and (now - left).total_seconds() < grace:
+        if (now - left).total_seconds() < grace:
             logger.info(
                 "retired key still in its grace period; a later rotation revokes it",
                 extra={"key_id": key_id, "retired_at": left.isoformat(), "grace_seconds": grace},
@@ -382,6 +431,41 @@ def _revoke_retired_keys(
             )
             continue
         logger.info("revoked a retired key", extra={"key_id": key_id, "already_gone": not revoked})
+
+
+def _count_kept_keys(kept: int) -> None:
+    """The ``KeysKeptRetirementUnknown`` metric, written at once (the rotation handler flushes no ``Metrics``)."""
+    with single_metric(name="KeysKeptRetirementUnknown", unit=MetricUnit.Count, value=kept, namespace=METRIC_NAMESPACE):
+        pass  # written as the block ends
+
+
+_NOT_A_VERSION = frozenset({"ResourceNotFoundException", "ValidationException", "InvalidParameterException"})
+
+
+def _owner_of(
+    deps: RotationDependencies, arn: str, version: str, key_id: str
+) -> tuple[Literal["this", "another", "unknown"], str]:
+    """Whose is the key ``key_id`` named after ``version``: this secret's, another secret's, or unknown (and why).
+
+    This secret's when ``version`` is one of its versions and stores that key id. A version id no
+    other secret has (Secrets Manager's tokens are UUIDs) is the identity: another deployment's
+    keys are named after versions of its own secret. A version Secrets Manager has since deleted
+    looks like another secret's; its key is kept too.
+    """
+    try:
+        response = deps.secrets.get_secret_value(SecretId=arn, VersionId=version)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in _NOT_A_VERSION:
+            return "another", ""
+        return "unknown", f"reading version {version} of this secret failed ({code})"
+    try:
+        stored = parse_key_secret(response.get("SecretString"), f"version {version}")
+    except RotationError as error:
+        return "unknown", str(error)
+    if stored.key_id != key_id:
+        return "unknown", f"version {version} stores another key (this one was minted but never stored)"
+    return "this", ""
 
 
 def _promotions(deps: RotationDependencies) -> list[tuple[str, datetime]] | None:
