@@ -27,7 +27,8 @@ help:
 	@echo "make invoke    one event through one function under awslambdaric: make invoke FN=ingest EVENT=events/ingest-upsert.json"
 	@echo "make status    queue depths, DLQ messages with their reasons, index stats, emulator counters of a running make up"
 	@echo "make test      lint, types, template checks, sam build, the whole pytest suite (what CI runs)"
-	@echo "make test-repeat N=20 BURN=1  integration + reliability tests N times (BURN CPU burners alongside), failures by test id"
+	@echo "make test-repeat N=20 BURN=1  integration + reliability tests N times (BURN CPU burners alongside), failures by test id;"
+	@echo "               SCOPE=all runs the whole suite (e.g. make test-repeat N=5 BURN=2 SCOPE=all)"
 	@echo "make lint      ruff check + ruff format --check"
 	@echo "make format    ruff format + ruff check --fix"
 	@echo "make typecheck mypy --strict on shared/, cli/ and functions/"
@@ -39,14 +40,20 @@ help:
 	@echo "make schema    regenerate docs/contract.schema.json from the contract models"
 	@echo "make clean     remove the venvs and build output"
 
+# Setup shows its steps: tools/step.sh names each one and its time, and pip prints its own progress.
+PIP_FLAGS := --disable-pip-version-check --progress-bar on
+STEP      := tools/step.sh
+
 $(VENV)/.installed: pyproject.toml
 	@py=$$(tools/find-python.sh) || exit 1; \
-	  [ -x $(PY) ] || $$py -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) tools/pinned_requirements.py cli dev > $(VENV)/requirements.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check -r $(VENV)/requirements.txt
+	  [ -x $(PY) ] || $(STEP) "$(VENV): new virtual environment ($$py)" $$py -m venv $(VENV)
+	@$(STEP) "$(VENV): pip itself" $(PY) -m pip install $(PIP_FLAGS) --quiet --upgrade pip
+	@$(PY) tools/pinned_requirements.py cli dev > $(VENV)/requirements.txt
+	@$(STEP) "$(VENV): the project's pinned dependencies ($$(grep -c . $(VENV)/requirements.txt) pins, pyproject.toml)" \
+	  $(PY) -m pip install $(PIP_FLAGS) -r $(VENV)/requirements.txt
 	@# The project itself, editable and without re-resolving its pins: puts the vector-relay command in $(VENV)/bin.
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --editable .
+	@$(STEP) "$(VENV): the project, editable (the vector-relay command)" \
+	  $(PY) -m pip install $(PIP_FLAGS) --quiet --no-deps --editable .
 	@# The venv's interpreter sees the handlers, the first-party layer package (as Lambda's /opt/python would) and local/.
 	@echo "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/vector_relay_paths.pth
 	@echo "$(CURDIR)/shared" >> $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/vector_relay_paths.pth
@@ -57,16 +64,18 @@ $(VENV)/.installed: pyproject.toml
 # SAM CLI pins its own boto3 and pydantic, so it lives in its own venv (with cfn-lint and samtranslator).
 $(SAM_VENV)/.installed:
 	@py=$$(tools/find-python.sh) || exit 1; \
-	  [ -x $(SAM) ] || $$py -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_CLI_VERSION)
+	  [ -x $(SAM) ] || $(STEP) "$(SAM_VENV): new virtual environment ($$py)" $$py -m venv $(SAM_VENV)
+	@$(STEP) "$(SAM_VENV): pip itself" $(SAM_VENV)/bin/python -m pip install $(PIP_FLAGS) --quiet --upgrade pip
+	@$(STEP) "$(SAM_VENV): aws-sam-cli $(SAM_CLI_VERSION) (sam validate, sam build, cfn-lint)" \
+	  $(SAM_VENV)/bin/python -m pip install $(PIP_FLAGS) aws-sam-cli==$(SAM_CLI_VERSION)
 	@touch $@
 
 # checkov pins its own boto3 and pydantic too.
 $(CHECKOV_VENV)/.installed:
 	@py=$$(tools/find-python.sh) || exit 1; \
-	  [ -x $(CHECKOV_VENV)/bin/checkov ] || $$py -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	  [ -x $(CHECKOV_VENV)/bin/checkov ] || $(STEP) "$(CHECKOV_VENV): new virtual environment ($$py)" $$py -m venv $(CHECKOV_VENV)
+	@$(STEP) "$(CHECKOV_VENV): checkov $(CHECKOV_VERSION) (template security checks)" \
+	  $(CHECKOV_VENV)/bin/python -m pip install $(PIP_FLAGS) checkov==$(CHECKOV_VERSION)
 	@touch $@
 
 venv: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
@@ -111,11 +120,13 @@ security: validate $(CHECKOV_VENV)/.installed
 test: lint typecheck validate security build
 	$(VENV)/bin/pytest
 
-# Flaky-test hunt (tools/repeat_tests.py): N fresh pytest runs, optionally with BURN busy cores.
-N    ?= 20
-BURN ?= 0
-test-repeat: $(VENV)/.installed
-	$(PY) -m tools.repeat_tests --runs $(N) --burn $(BURN)
+# Flaky-test hunt (tools/repeat_tests.py): N fresh pytest runs, optionally with BURN busy cores;
+# SCOPE=integration (tests/integration + tests/reliability) or SCOPE=all (the whole suite).
+N     ?= 20
+BURN  ?= 0
+SCOPE ?= integration
+test-repeat: $(VENV)/.installed build
+	$(PY) -m tools.repeat_tests --runs $(N) --burn $(BURN) --scope $(SCOPE)
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache .test-repeat

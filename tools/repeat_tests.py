@@ -1,12 +1,16 @@
-"""Run the integration and reliability tests N times and report every failure with its test id.
+"""Run the tests N times and report every failure with its test id.
 
 A suite that fails one run in ten looks green most days and teaches people to ignore red; this
 finds such tests. Each run is a fresh pytest process (fresh moto server, emulator and ports), so
 runs do not share state. ``--burn K`` keeps K CPU burners busy for the whole time, to play a busy
 CI machine. The log of every failing run is kept in ``--logs`` for diagnosis.
 
-    .venv/bin/python -m tools.repeat_tests --runs 20 --burn 1
+    .venv/bin/python -m tools.repeat_tests --runs 20 --burn 1            # integration + reliability
+    .venv/bin/python -m tools.repeat_tests --runs 5 --burn 2 --scope all  # unit too: the whole suite
     make test-repeat N=20 BURN=1
+    make test-repeat N=5 BURN=2 SCOPE=all
+
+Two burners beside a run on a 2-core machine is what a busy laptop or CI box looks like.
 
 Exit status: 0 when every run passed, 1 otherwise.
 """
@@ -25,7 +29,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_PATHS = ("tests/integration", "tests/reliability")
+SCOPES = {
+    "integration": ("tests/integration", "tests/reliability"),  # everything that runs servers or processes
+    "all": ("tests",),  # the whole pytest suite, as `make test` runs it
+}
+DEFAULT_PATHS = SCOPES["integration"]
 # pytest's short summary (-rfE): "FAILED tests/x.py::test_y[case] - AssertionError: ..."
 _SUMMARY = re.compile(r"^(FAILED|ERROR) (\S+?)(?: - .*)?$")
 
@@ -111,15 +119,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--burn", type=int, default=0, help="CPU burner processes to run meanwhile (default 0)")
     parser.add_argument("--logs", type=Path, default=Path(".test-repeat"), help="where failing runs' logs go")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds before a run counts as hung")
-    parser.add_argument("paths", nargs="*", default=list(DEFAULT_PATHS), help="test paths (default: %(default)s)")
+    parser.add_argument(
+        "--scope",
+        choices=sorted(SCOPES),
+        default="integration",
+        help="integration: tests/integration and tests/reliability (default); all: the whole suite",
+    )
+    parser.add_argument("paths", nargs="*", help="test paths instead of a scope")
     args, extra = parser.parse_known_args(argv)  # anything else goes to pytest, e.g. -k or -x
     if args.runs < 1 or args.burn < 0:
         parser.error("--runs must be at least 1 and --burn at least 0")
 
+    paths = args.paths or list(SCOPES[args.scope])
+    print(f"{args.runs} runs of {' '.join(paths)} with {args.burn} CPU burners", flush=True)
     results = []
     with cpu_burners(args.burn):
         for number in range(1, args.runs + 1):
-            result = run_once(number, args.paths, extra, args.logs, args.timeout)
+            result = run_once(number, paths, extra, args.logs, args.timeout)
             results.append(result)
             verdict = "passed" if result.passed else "FAILED: " + "; ".join(result.failed)
             print(f"run {number}/{args.runs}: {verdict} ({result.seconds:.0f} s)", flush=True)

@@ -71,3 +71,26 @@ def test_a_run_that_fails_without_test_ids_is_still_a_failure(
     )
     out = capsys.readouterr().out
     assert "0/1 runs passed" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "paths"),
+    [
+        ([], ["tests/integration", "tests/reliability"]),
+        (["--scope", "all"], ["tests"]),
+        (["--scope", "all", "tests/unit/test_docs.py"], ["tests/unit/test_docs.py"]),
+    ],
+)
+def test_the_scope_chooses_the_test_paths_and_explicit_paths_win(
+    argv: list[str], paths: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[list[str]] = []
+
+    def run_once(number: int, run_paths: list[str], *_: object) -> repeat_tests.RunResult:
+        asked.append(list(run_paths))
+        return repeat_tests.RunResult(number, 0, (), 0.0, tmp_path / "unused.log")
+
+    monkeypatch.setattr(repeat_tests, "run_once", run_once)
+
+    assert repeat_tests.main(["--runs", "2", *argv]) == 0
+    assert asked == [paths, paths]
