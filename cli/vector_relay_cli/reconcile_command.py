@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from botocore.exceptions import BotoCoreError, ClientError
@@ -14,6 +14,9 @@ from rich.table import Table
 from vector_relay_cli.context import Context
 from vector_relay_cli.errors import EXIT_FOUND, CannotRun
 from vector_relay_cli.progress import spinner
+
+if TYPE_CHECKING:
+    from vector_relay.version_guard import VersionGuard
 
 METRIC_SERVICE = "reconcile"  # the dimension the scheduled function's metrics carry; the alarm watches it
 
@@ -63,6 +66,7 @@ def reconcile(ctx: Context, namespaces: tuple[str, ...], repair: bool, metric: b
     except (ClientError, BotoCoreError, VectorRelayError) as error:
         raise CannotRun(f"cannot read the Pinecone API key from {secret_arn}: {error}") from None
     pages = guard_pages(ctx.dynamodb(), table, namespaces=namespaces or None)
+    guard = _repair_guard(ctx, table) if repair else None
     progress = spinner("checked {task.fields[checked]:,} records ({task.fields[found]:,} mismatches)", quiet=as_json)
     task = progress.add_task("reconcile", total=None, checked=0, found=0)
 
@@ -71,7 +75,7 @@ def reconcile(ctx: Context, namespaces: tuple[str, ...], repair: bool, metric: b
 
     try:
         with progress:
-            report = compare(pages, reader, now_ms=int(time.time() * 1000), repair=repair, on_page=on_page)
+            report = compare(pages, reader, now_ms=int(time.time() * 1000), repair=repair, guard=guard, on_page=on_page)
     except (ClientError, BotoCoreError, VectorRelayError) as error:
         raise CannotRun(f"reconcile stopped: {error}") from None
     finally:
@@ -86,6 +90,26 @@ def reconcile(ctx: Context, namespaces: tuple[str, ...], repair: bool, metric: b
         _print_human(report, values, show, repair)
     if len(report.mismatches) > report.repaired:
         sys.exit(EXIT_FOUND)
+
+
+def _repair_guard(ctx: Context, table: str) -> VersionGuard:
+    """The version guard a repair holds its records through, with the workers' short DynamoDB client.
+
+    The guard's claim lock relies on each call ending within its profile (vector_relay.clients.GUARD_PROFILE).
+    A repair keeps each item's own expiry, so the guard's TTL setting is not used.
+    """
+    import boto3
+
+    from vector_relay.clients import GUARD_CONFIG
+    from vector_relay.settings import Settings
+    from vector_relay.version_guard import VersionGuard
+
+    try:
+        dynamodb = boto3.client("dynamodb", region_name=ctx.region, config=GUARD_CONFIG)
+    except Exception as error:  # no region, no credentials configuration, ...
+        raise CannotRun(f"cannot make an AWS dynamodb client: {error}") from None
+    ttl_seconds = Settings.model_fields["write_version_ttl_seconds"].default
+    return VersionGuard(dynamodb, table, ttl_seconds=ttl_seconds)
 
 
 def publish(ctx: Context, values: dict[str, int]) -> None:

@@ -2,9 +2,11 @@
 
 The guard records, per (namespace, id), the highest version claimed and whether it was an upsert
 or a delete; every upserted record carries its version in metadata (``_relay_version``,
-:data:`vector_relay.contract.VERSION_METADATA_KEY`). For each record whose lease is over (a live
-lease means a write may still be on its way), the index should hold exactly that version, or
-nothing after a delete. Anything else is a mismatch:
+:data:`vector_relay.contract.VERSION_METADATA_KEY`). A record is **settled** once its lease is
+over and its message can no longer come back from SQS (:func:`redelivery_horizon_ms`): until then
+a write may still be on its way, and the record is skipped as in flight. A settled record's index
+entry should be exactly the recorded version, or nothing after a delete. Anything else is a
+mismatch:
 
 * ``missing``: an upsert is recorded and the index has no such record;
 * ``behind``: the index holds an older version than the one recorded (a late write overtook it);
@@ -13,33 +15,64 @@ nothing after a delete. Anything else is a mismatch:
   bypassed the relay);
 * ``unversioned``: the record has no version key (written before the relay recorded it).
 
+A ``missing``, ``behind`` or ``resurrected`` record whose recorded write is in the dead-letter
+queue is not drift: the relay gave up on that write and said so. Such records are reported apart,
+as ``dead_lettered`` (:class:`DeadLetterQueue`), and left out of the mismatch count the alarm
+watches.
+
 Only ``resurrected`` can be repaired here, by deleting the record again (the tombstone says the
-delete is the newest write, so deleting is what the relay itself would do). The others need the
-record's data: republish it from its source (a newer version, or the same one after the lease).
+delete is the newest write, so deleting is what the relay itself would do). The repair is made
+under the guard's own rules (:meth:`VersionGuard.hold_unchanged`): it takes the records' lease as
+a worker's claim would, and only while their state is still the one the verdict was drawn from,
+so it cannot delete a version written since. The others need the record's data: republish it
+from its source (a newer version, or the same one after the lease).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+
+import orjson
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
 
 from vector_relay.contract import VERSION_METADATA_KEY
-from vector_relay.version_guard import LOCK_RECORD_ID, MARKER_NAMESPACE, RecordState
+from vector_relay.errors import VectorRelayError
+from vector_relay.redrive import DeadLetter, read_all, release
+from vector_relay.version_guard import LOCK_RECORD_ID, MARKER_NAMESPACE, GuardedWrite, Lease, RecordState
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
+
+logger = Logger(child=True)
 
 MismatchKind = Literal["missing", "behind", "resurrected", "ahead", "unversioned"]
 MISMATCH_KINDS: tuple[MismatchKind, ...] = ("missing", "behind", "resurrected", "ahead", "unversioned")
+DEAD_LETTERED: Final = "dead_lettered"  # the kind of a record whose recorded write is in the DLQ: not drift
+# The kinds a relay write that never landed leaves behind (its message may be in the DLQ).
+UNLANDED_KINDS = frozenset({"missing", "behind", "resurrected"})
 FETCH_PAGE = 100  # ids per fetch: Pinecone takes ids in the query string, so pages stay short
 # Where a scheduled pass left off, kept in the guard's table beside the landed markers (which no
 # record can collide with: record keys are ASCII). Kept a week: an older cursor starts a new pass.
 CURSOR_RECORD_ID = "§reconcile-cursor"
 CURSOR_KEEP_SECONDS = 7 * 86_400
+# How long a repair holds its records: RecordReader's delete makes up to 4 attempts of 30 s with
+# back-offs of up to 60 s between them (the SDK's defaults), twice when the key is refused and read
+# again, so 600 s at worst; a minute more for a late attempt Pinecone applies after giving up on it.
+# A delete that landed releases the records at once.
+REPAIR_LEASE_SECONDS = 660.0
+# Dead-letter messages read per pass at most (100 receives of 10), and only when a pass found
+# records a dead-lettered write could explain. A fuller DLQ leaves the rest reported as drift.
+DEAD_LETTER_READ_LIMIT = 1000
 
 type TableKey = dict[str, Any]  # a DynamoDB key in the low-level format, as Scan's LastEvaluatedKey
+type WriteKey = tuple[str, str, int, str]  # namespace, record id, version, operation
 
 
 class Index(Protocol):
@@ -48,11 +81,27 @@ class Index(Protocol):
     def delete(self, namespace: str, ids: Sequence[str]) -> None: ...
 
 
+class RepairGuard(Protocol):
+    """What a repair needs of :class:`vector_relay.version_guard.VersionGuard`."""
+
+    def lease(self, seconds: float) -> Lease: ...
+
+    def hold_unchanged(self, namespace: str, expected: Mapping[str, RecordState], lease: Lease) -> set[str]: ...
+
+    def release(self, lease: Lease, claimed: Iterable[GuardedWrite], landed: Collection[tuple[str, str]]) -> None: ...
+
+
+class DeadLetters(Protocol):
+    def dead_lettered(self, writes: Collection[WriteKey]) -> set[WriteKey]:
+        """Those of ``writes`` (namespace, id, version, operation) whose message is in the dead-letter queue."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Mismatch:
     namespace: str
     record_id: str
-    kind: MismatchKind
+    kind: MismatchKind | Literal["dead_lettered"]  # dead_lettered: only in Report.dead_lettered
     recorded_version: int
     recorded_operation: str
     found_version: str | None  # the index's _relay_version; None when absent or unversioned
@@ -67,6 +116,11 @@ class Mismatch:
             "found_version": self.found_version,
         }
 
+    @property
+    def write(self) -> WriteKey:
+        """The recorded write this record should show."""
+        return (self.namespace, self.record_id, self.recorded_version, self.recorded_operation)
+
 
 @dataclass(frozen=True, slots=True)
 class GuardPage:
@@ -79,9 +133,10 @@ class GuardPage:
 @dataclass(slots=True)
 class Report:
     checked: int = 0  # records compared
-    in_flight: int = 0  # records skipped: a lease is still live
+    in_flight: int = 0  # records skipped: a lease is live, or the write's message may still come back
     repaired: int = 0  # resurrected records deleted again
-    mismatches: list[Mismatch] = field(default_factory=list)
+    mismatches: list[Mismatch] = field(default_factory=list)  # drift: what the alarm counts
+    dead_lettered: list[Mismatch] = field(default_factory=list)  # the recorded write is in the DLQ
     pages: int = 0  # pages of the guard's table read
     complete: bool = False  # the scan reached the table's end (False: stopped early, see resume_key)
     resume_key: TableKey | None = None  # where to go on from when not complete
@@ -91,6 +146,19 @@ class Report:
         for mismatch in self.mismatches:
             counts[mismatch.kind] = counts.get(mismatch.kind, 0) + 1
         return counts
+
+
+def redelivery_horizon_ms(visibility_timeout_seconds: float, max_receive_count: int) -> int:
+    """How long after a write's lease ends its message may still be delivered again, or reach the DLQ.
+
+    The lease ends after the delivery that claimed the record was received. Each later delivery
+    comes at most one visibility timeout after the one before (sooner when the worker shortens it),
+    and there are at most ``maxReceiveCount`` - 1 of them; the last one lands or dead-letters its
+    write within one function timeout, which is under a visibility timeout (the template keeps it
+    at least 6 times the function's). So ``visibility timeout x maxReceiveCount`` after the lease
+    end covers every retry, including deliveries that failed before they reached the guard.
+    """
+    return round(visibility_timeout_seconds * max_receive_count * 1000)
 
 
 def guard_pages(
@@ -130,40 +198,56 @@ def compare(
     *,
     now_ms: int,
     repair: bool = False,
+    guard: RepairGuard | None = None,
+    redelivery_ms: int = 0,
+    dead_letters: DeadLetters | None = None,
     on_page: Callable[[Report], None] | None = None,
     stop: Callable[[], bool] | None = None,
     report: Report | None = None,
 ) -> Report:
     """Compare each settled record with the index; with ``repair``, delete resurrected records again.
 
-    ``stop`` is asked before each page; when it says so the pass ends there, incomplete, and
-    ``resume_key`` says where the next one goes on from. ``on_page`` sees the report after each page.
+    A record is settled ``redelivery_ms`` after its lease ended (:func:`redelivery_horizon_ms`; 0:
+    as soon as it ended). ``repair`` needs ``guard``: each repair holds its records under the
+    guard's rules (see the module's docstring). With ``dead_letters``, the pass's ``missing``,
+    ``behind`` and ``resurrected`` records whose recorded write is in the DLQ are moved from
+    ``mismatches`` to ``dead_lettered`` when the pass ends. ``stop`` is asked before each page;
+    when it says so the pass ends there, incomplete, and ``resume_key`` says where the next one
+    goes on from. ``on_page`` sees the report after each page.
     """
+    if repair and guard is None:
+        raise ValueError("a repair needs the version guard, to hold its records the way a worker's claim does")
     report = report if report is not None else Report()
+    repair_guard = guard if repair else None
     for page in pages:
         if stop is not None and stop():
-            return report
+            break
         pending: dict[str, list[tuple[str, RecordState]]] = {}
         for namespace, record_id, state in page.records:
-            if state.until_ms > now_ms:
+            if state.until_ms + redelivery_ms > now_ms:
                 report.in_flight += 1
                 continue
             batch = pending.setdefault(namespace, [])
             batch.append((record_id, state))
             if len(batch) >= FETCH_PAGE:
-                _check(namespace, pending.pop(namespace), index, report, repair)
+                _check(namespace, pending.pop(namespace), index, report, repair_guard)
         for namespace, batch in pending.items():
-            _check(namespace, batch, index, report, repair)
+            _check(namespace, batch, index, report, repair_guard)
         report.pages += 1
         report.resume_key = page.next_key
         report.complete = page.next_key is None
         if on_page is not None:
             on_page(report)
+    if dead_letters is not None:
+        _set_aside_dead_letters(report, dead_letters)
     return report
 
 
 def metric_values(report: Report) -> dict[str, int]:
-    """The pass as metrics (namespace ``VectorRelay``): the total mismatches the alarm watches, and each kind."""
+    """The pass as metrics (namespace ``VectorRelay``): the total mismatches the alarm watches, and each kind.
+
+    Dead-lettered records are counted apart (``ReconcileDeadLettered``): the DLQ's own alarm covers them.
+    """
     counts = report.counts()
     values = {
         "ReconcileChecked": report.checked,
@@ -173,7 +257,54 @@ def metric_values(report: Report) -> dict[str, int]:
     }
     for kind in MISMATCH_KINDS:
         values[f"ReconcileMismatches{kind.capitalize()}"] = counts.get(kind, 0)
+    values["ReconcileDeadLettered"] = len(report.dead_lettered)
     return values
+
+
+class DeadLetterQueue:
+    """The writes in a dead-letter queue, looked up for the records a pass could not account for.
+
+    The guard cannot tell a dead-lettered write from a lost one: both leave the claim recorded and
+    the index without it (the landed marker that names a write as not landed lasts an hour). The
+    DLQ can: its messages are the original bodies. It is read only when a pass has such records,
+    at most ``limit`` messages, and without consuming them (:func:`vector_relay.redrive.read_all`
+    hides them for the read and makes them visible again right after). ``namespace_for`` maps a
+    message's tenant to its namespace (None: not a tenant of this relay). If the queue or the
+    registry cannot be read, what was found so far is returned and the rest stay mismatches:
+    reported too loudly rather than not at all (the pass's pages are behind its cursor by then).
+    """
+
+    def __init__(
+        self,
+        sqs: SQSClient,
+        url: str,
+        namespace_for: Callable[[str], str | None],
+        *,
+        limit: int = DEAD_LETTER_READ_LIMIT,
+    ) -> None:
+        self._sqs, self._url, self._namespace_for, self._limit = sqs, url, namespace_for, limit
+
+    def dead_lettered(self, writes: Collection[WriteKey]) -> set[WriteKey]:
+        wanted = set(writes)
+        found: set[WriteKey] = set()
+        if not wanted:
+            return found
+        letters: list[DeadLetter] = []
+        try:
+            for letter in read_all(self._sqs, self._url, limit=self._limit):
+                letters.append(dataclasses.replace(letter, body=""))  # only its receipt handle is kept
+                found |= wanted.intersection(_message_writes(letter.body, self._namespace_for))
+                if found == wanted:
+                    break
+        except (ClientError, BotoCoreError, VectorRelayError) as error:
+            logger.warning(
+                "could not read the dead-letter queue; its writes stay reported as mismatches",
+                extra={"queue": self._url, "error": str(error)},
+            )
+        finally:
+            with contextlib.suppress(ClientError, BotoCoreError):  # they come back by themselves (read_all)
+                release(self._sqs, self._url, letters)
+        return found
 
 
 def load_cursor(dynamodb: DynamoDBClient, table: str) -> TableKey | None:
@@ -205,6 +336,9 @@ def scheduled_pass(
     repair: bool,
     out_of_time: Callable[[], bool],
     page_size: int | None = None,
+    guard: RepairGuard | None = None,
+    redelivery_ms: int = 0,
+    dead_letters: DeadLetters | None = None,
 ) -> Report:
     """One run of the scheduled reconciler: go on from the saved cursor until the table ends or time runs out.
 
@@ -219,6 +353,9 @@ def scheduled_pass(
         index,
         now_ms=now_ms,
         repair=repair,
+        guard=guard,
+        redelivery_ms=redelivery_ms,
+        dead_letters=dead_letters,
         stop=out_of_time,
         report=report,
         on_page=lambda r: save_cursor(dynamodb, table, r, now_ms),
@@ -229,9 +366,11 @@ def _cursor_key() -> TableKey:
     return {"namespace": {"S": MARKER_NAMESPACE}, "record_id": {"S": CURSOR_RECORD_ID}}
 
 
-def _check(namespace: str, page: list[tuple[str, RecordState]], index: Index, report: Report, repair: bool) -> None:
+def _check(
+    namespace: str, page: list[tuple[str, RecordState]], index: Index, report: Report, guard: RepairGuard | None
+) -> None:
     found = index.metadata(namespace, [record_id for record_id, _ in page])
-    resurrected: list[str] = []
+    resurrected: dict[str, RecordState] = {}
     for record_id, state in page:
         report.checked += 1
         mismatch = _verdict(namespace, record_id, state, found.get(record_id))
@@ -239,10 +378,73 @@ def _check(namespace: str, page: list[tuple[str, RecordState]], index: Index, re
             continue
         report.mismatches.append(mismatch)
         if mismatch.kind == "resurrected":
-            resurrected.append(record_id)
-    if repair and resurrected:
-        index.delete(namespace, resurrected)
-        report.repaired += len(resurrected)
+            resurrected[record_id] = state
+    if guard is not None and resurrected:
+        report.repaired += _repair(namespace, resurrected, index, guard)
+
+
+def _repair(namespace: str, resurrected: dict[str, RecordState], index: Index, guard: RepairGuard) -> int:
+    """Delete resurrected records again under the guard's lease; how many were deleted.
+
+    Only records whose guard state is still the one the verdict was drawn from, and not under a
+    live lease, are held; under the hold no worker can write them, and the index is asked again,
+    so a version written since the verdict (by the relay or from outside) is never deleted.
+    """
+    lease = guard.lease(REPAIR_LEASE_SECONDS)
+    held = sorted(guard.hold_unchanged(namespace, resurrected, lease))
+    if not held:
+        return 0
+    claimed = [GuardedWrite(namespace, record_id, resurrected[record_id].version, "delete") for record_id in held]
+    landed: set[tuple[str, str]] = set()  # a failed call keeps the hold until the lease ends
+    try:
+        found = index.metadata(namespace, held)
+        doomed = [
+            record_id
+            for record_id in held
+            if (again := _verdict(namespace, record_id, resurrected[record_id], found.get(record_id))) is not None
+            and again.kind == "resurrected"
+        ]
+        if doomed:
+            index.delete(namespace, doomed)
+        landed = {(namespace, record_id) for record_id in held}
+    finally:
+        guard.release(lease, claimed, landed)
+    return len(doomed)
+
+
+def _set_aside_dead_letters(report: Report, dead_letters: DeadLetters) -> None:
+    candidates = [m for m in report.mismatches if m.kind in UNLANDED_KINDS]
+    if not candidates:
+        return
+    in_dlq = dead_letters.dead_lettered({m.write for m in candidates})
+    if not in_dlq:
+        return
+    report.dead_lettered += [dataclasses.replace(m, kind=DEAD_LETTERED) for m in candidates if m.write in in_dlq]
+    report.mismatches = [m for m in report.mismatches if m.kind not in UNLANDED_KINDS or m.write not in in_dlq]
+
+
+def _message_writes(body: str, namespace_for: Callable[[str], str | None]) -> Iterator[WriteKey]:
+    """The (namespace, id, version, operation) of each record of a dead-lettered write message.
+
+    Read leniently: a dead-lettered body may be invalid in any way, and anything unreadable is no write.
+    """
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return
+    if not isinstance(message, dict):
+        return
+    operation, tenant, records = message.get("op"), message.get("tenant"), message.get("records")
+    if operation not in ("upsert", "delete") or not isinstance(tenant, str) or not isinstance(records, list):
+        return
+    namespace = namespace_for(tenant)
+    if namespace is None:
+        return
+    for record in records:
+        if isinstance(record, dict):
+            record_id, version = record.get("id"), record.get("version")
+            if isinstance(record_id, str) and type(version) is int:
+                yield (namespace, record_id, version, operation)
 
 
 def _verdict(namespace: str, record_id: str, state: RecordState, metadata: Mapping[str, Any] | None) -> Mismatch | None:

@@ -91,6 +91,13 @@ class Settings(BaseSettings):
         le=1000,
         description="The source queue's `maxReceiveCount`; the last attempt marks `retries_exhausted`.",
     )
+    source_queue_visibility_timeout_seconds: int = Field(
+        default=420,
+        ge=0,
+        le=43_200,
+        description="The ingest queue's visibility timeout; the reconciler waits this x "
+        "`SOURCE_QUEUE_MAX_RECEIVE_COUNT` after a write's lease before judging it (a retry may still come).",
+    )
     reply_queue_allow_list: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset(), description="Comma-separated queue URLs a query may name as `reply_to`."
     )

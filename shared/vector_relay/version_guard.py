@@ -235,6 +235,48 @@ class VersionGuard:
         with contextlib.suppress(ClientError, BotoCoreError):  # the leases expire on their own
             self._call(self._dynamodb.put_item, TableName=self._table, Item=item)
 
+    def hold_unchanged(self, namespace: str, expected: Mapping[str, RecordState], lease: Lease) -> set[str]:
+        """Take ``lease`` on the records of ``namespace`` whose state is still exactly ``expected``; return their ids.
+
+        For a write that only applies again what the guard already records (the reconciler deleting
+        a record that came back after its recorded delete). It is made as a claim is: under the
+        namespace's claim lock, after a strongly consistent read. A record whose state differs from
+        ``expected`` (claimed since, even with the same version) or whose lease is live is left
+        out. The others keep their version, operation and ``expires_at`` and get ``lease``: no
+        worker can claim them until :meth:`release` says the write landed or the lease ends.
+        Empty when the claim lock stays taken for :data:`LOCK_WAIT_SECONDS`.
+        """
+        if not expected:
+            return set()
+        lock = self._lock(namespace)
+        if lock is None:
+            return set()
+        try:
+            items = self._read([{"namespace": {"S": namespace}, "record_id": {"S": rid}} for rid in expected])
+            found = {item["record_id"]["S"]: item for item in items}
+            now_ms = int(self._clock() * 1000)
+            states = {rid: RecordState.from_item(item) for rid, item in found.items() if rid in expected}
+            live_tokens = {t for state in states.values() if state.until_ms >= now_ms for t in state.tokens}
+            markers = self._markers(live_tokens)
+            puts: list[tuple[tuple[str, str], dict[str, Any]]] = []
+            for record_id, state in states.items():
+                if state != expected[record_id]:
+                    continue
+                released = all(_landed(markers.get(token), namespace, record_id) for token in state.tokens)
+                if state.until_ms >= now_ms and not released:
+                    continue
+                held = RecordState(state.version, state.operation, lease.until_ms, (lease.token,))
+                item = {"namespace": {"S": namespace}, "record_id": {"S": record_id}, "state": {"S": held.format()}}
+                if "expires_at" in found[record_id]:
+                    item["expires_at"] = found[record_id]["expires_at"]
+                puts.append(((namespace, record_id), item))
+            written = self._write(puts, lock, lambda: False)
+        except Exception:
+            lock.lost = True  # a hold write may still be applied: let the lock expire (see ClaimSession._claim)
+            raise
+        self._unlock(lock)
+        return {record_id for _, record_id in written}
+
     # ------------------------------------------------------------------ internals
 
     def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:

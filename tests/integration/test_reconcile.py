@@ -25,6 +25,7 @@ from vector_relay.pinecone_gateway import FailureKind, PineconeRequestError, Rec
 from vector_relay.reconcile import Mismatch, Report, compare, guard_pages, load_cursor, scheduled_pass
 from vector_relay.reconcile_run import run_scheduled_reconcile
 from vector_relay.settings import get_settings
+from vector_relay.version_guard import VersionGuard
 
 NAMESPACE = SAMPLE_TENANTS["acme"]
 TABLE = "relay-write-versions"
@@ -61,7 +62,8 @@ def test_each_kind_of_mismatch_is_reported_and_only_a_resurrected_record_is_repa
         index.upsert(vectors=[("c", vector(1), {"_relay_version": "1"})], namespace=NAMESPACE)  # resurrected
         index.upsert(vectors=[("d", vector(1), {"_relay_version": "9"})], namespace=NAMESPACE)  # ahead
         index.upsert(vectors=[("e", vector(1), {"note": "outside"})], namespace=NAMESPACE)  # unversioned
-        report = compare(guard_pages(dynamodb, TABLE), reader, now_ms=settled, repair=True)
+        guard = VersionGuard(dynamodb, TABLE, ttl_seconds=86_400, clock=lambda: settled / 1000)
+        report = compare(guard_pages(dynamodb, TABLE), reader, now_ms=settled, repair=True, guard=guard)
 
         # THEN each is reported by name, and only the resurrected record is deleted again
         assert sorted(report.mismatches, key=lambda m: m.record_id) == [
