@@ -5,12 +5,16 @@ commands. Pinecone's ``create_index`` returns while the index is still ``Initial
 calls before ``Ready`` get 503, so nothing may write before :func:`wait_ready` says so. Dimension,
 metric, vector type, cloud and region never change after creation: a request to change them is
 refused with a reason (:class:`IndexChangeRefused`), never carried out by deleting data.
+
+An *adopted* index (one that existed before, found by :func:`ensure`) is someone else's: its
+deletion protection is only ever raised, never lowered, and its own tags are kept (the asked-for
+tags are merged in); only tags the caller set before and no longer asks for are removed.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -53,7 +57,14 @@ class IndexAdmin(Protocol):
         tags: Mapping[str, str],
     ) -> IndexDescription: ...
 
-    def configure(self, name: str, *, deletion_protection: bool, tags: Mapping[str, str]) -> IndexDescription: ...
+    def configure(
+        self,
+        name: str,
+        *,
+        deletion_protection: bool,
+        tags: Mapping[str, str],
+        remove_tags: Collection[str] | None = None,
+    ) -> IndexDescription: ...
 
     def delete(self, name: str) -> bool: ...
 
@@ -141,24 +152,45 @@ def ensure(admin: IndexAdmin, spec: IndexSpec) -> Ensured:
             f"index {spec.name} already exists with {_describe_shape(_shape_of(found))}; asked for "
             f"{_describe_shape(spec.shape())}: refusing to adopt it (choose another name, or delete it yourself)"
         )
-    if (found.deletion_protection, found.tags) != (spec.deletion_protection, dict(spec.tags)):
-        found = admin.configure(spec.name, deletion_protection=spec.deletion_protection, tags=spec.tags)
+    found = _settle(admin, found, spec, adopted=True)
     return Ensured(found, adopted=True, message=f"adopted the existing index {spec.name} (same shape)")
 
 
-def update(admin: IndexAdmin, old: IndexSpec, new: IndexSpec) -> IndexDescription:
-    """Change deletion protection and tags in place; refuse a change of shape, cloud or region."""
-    if new.name != old.name:
-        raise IndexChangeRefused(f"the index name cannot change ({old.name} -> {new.name}): deploy a new resource")
-    if new.shape() != old.shape():
-        raise IndexChangeRefused(
-            f"index {new.name}: {_describe_shape(old.shape())} cannot change to {_describe_shape(new.shape())} "
-            "(Pinecone fixes dimension, metric, cloud and region at creation); the update is refused"
-        )
+def update(
+    admin: IndexAdmin, new: IndexSpec, *, adopted: bool = False, dropped_tags: Collection[str] = ()
+) -> IndexDescription:
+    """Change deletion protection and tags of index ``new.name`` in place; refuse a change of shape, cloud or region.
+
+    The shape is compared with the index itself, not with what was asked before, so the rollback
+    of a refused change (asking for the index as it is) succeeds. An index the stack created gets
+    exactly ``new.tags``; an ``adopted`` one keeps its own tags (only ``dropped_tags``, tags the
+    stack set before and no longer asks for, are removed) and its protection is never lowered.
+    """
     found = admin.describe(new.name)
     if found is None:
         raise IndexLifecycleError(f"index {new.name} no longer exists in Pinecone")
-    return admin.configure(new.name, deletion_protection=new.deletion_protection, tags=new.tags)
+    if _shape_of(found) != new.shape():
+        raise IndexChangeRefused(
+            f"index {new.name}: {_describe_shape(_shape_of(found))} cannot change to {_describe_shape(new.shape())} "
+            "(Pinecone fixes dimension, metric, cloud and region at creation); the update is refused"
+        )
+    return _settle(admin, found, new, adopted=adopted, dropped_tags=dropped_tags)
+
+
+def _settle(
+    admin: IndexAdmin, found: IndexDescription, spec: IndexSpec, *, adopted: bool, dropped_tags: Collection[str] = ()
+) -> IndexDescription:
+    """Give ``found`` the deletion protection and tags ``spec`` asks for (see the module's note on adopted indexes)."""
+    if adopted:
+        protection = spec.deletion_protection or found.deletion_protection
+        removed = {key for key in dropped_tags if key in found.tags and key not in spec.tags}
+        tags = {key: value for key, value in found.tags.items() if key not in removed} | dict(spec.tags)
+        remove_tags: Collection[str] | None = removed
+    else:
+        protection, tags, remove_tags = spec.deletion_protection, dict(spec.tags), None
+    if (found.deletion_protection, found.tags) == (protection, tags):
+        return found
+    return admin.configure(spec.name, deletion_protection=protection, tags=spec.tags, remove_tags=remove_tags)
 
 
 def wait_ready(
@@ -169,20 +201,32 @@ def wait_ready(
     sleep: Callable[[float], None] = time.sleep,
     on_poll: Callable[[IndexDescription], None] | None = None,
 ) -> IndexDescription:
-    """Poll until the index is Ready, backing off from 1 s to 10 s; :class:`NotReadyInTime` if time runs out."""
+    """Poll until the index is Ready, backing off from 1 s to 10 s; :class:`NotReadyInTime` if time runs out.
+
+    A ``describe`` that fails in a way worth retrying (408, 429, 5xx, no answer) is one more poll
+    that saw nothing: polling goes on while time is left, and :class:`NotReadyInTime` names that
+    error if it was the last thing seen. Any other failure (a refused key, ...) ends the wait.
+    """
     delay = POLL_FIRST_SECONDS
     while True:
-        found = admin.describe(name)
-        if found is None:
-            raise IndexLifecycleError(f"index {name} disappeared while waiting for it to be ready")
-        if on_poll is not None:
-            on_poll(found)
-        if found.ready and found.state == "Ready":
-            return found
-        if found.state in ("InitializationFailed", "Terminating", "Disabled"):
-            raise IndexFailed(f"index {name} is {found.state}; Pinecone will not make it ready")
+        try:
+            found = admin.describe(name)
+        except PineconeRequestError as error:
+            if not error.retryable:
+                raise
+            still = f"index {name} could not be described ({error})"
+        else:
+            if found is None:
+                raise IndexLifecycleError(f"index {name} disappeared while waiting for it to be ready")
+            if on_poll is not None:
+                on_poll(found)
+            if found.ready and found.state == "Ready":
+                return found
+            if found.state in ("InitializationFailed", "Terminating", "Disabled"):
+                raise IndexFailed(f"index {name} is {found.state}; Pinecone will not make it ready")
+            still = f"index {name} is still {found.state or 'not ready'}"
         if time_left() <= delay:
-            raise NotReadyInTime(f"index {name} is still {found.state or 'not ready'}")
+            raise NotReadyInTime(still)
         sleep(delay)
         delay = min(delay * 2, POLL_MAX_SECONDS)
 

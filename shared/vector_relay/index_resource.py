@@ -12,6 +12,18 @@ and answers with ``Host`` (what the workers' ``PINECONE_INDEX_HOST`` takes), ``N
 a new name is a replacement (CloudFormation then deletes the old one); a new dimension, metric,
 cloud or region is refused with the reason, and CloudFormation rolls back. Delete honours
 deletion protection (FAILED with the reason) and ``Retain: "true"`` (the index is kept).
+
+The physical id says whose the index is: its name for an index the stack created, ``adopted:``
+and its name for one it adopted. An adopted index is never deleted by the stack (stack delete,
+rollback, replacement), its deletion protection is never lowered and its own tags are kept. An
+Update of the same index answers with the physical id it had, so CloudFormation never takes it
+for a replacement. A Create that failed before making an index answers ``not-created-...`` (its
+Delete has nothing to do); once the index exists, a failure answers with the index's id, so the
+rollback's Delete finds it.
+
+Time: the wait for the index stops :data:`RESERVE_SECONDS` before the invocation ends, the longest
+a hand-over to the next invocation and then the answer to CloudFormation can take (both derived
+from the calls' own attempts and timeouts, so the reserve cannot fall behind them).
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from vector_relay.clients import AWS_PROFILES
 from vector_relay.index_lifecycle import (
     IndexAdmin,
     IndexLifecycleError,
@@ -40,11 +53,32 @@ from vector_relay.settings import require_https
 
 logger = Logger(child=True)
 
-RESERVE_SECONDS = 20.0  # kept back to answer CloudFormation or hand over to the next invocation
+SEND_ATTEMPTS = 3  # PUTs of the answer to the pre-signed URL
+SEND_TIMEOUT_SECONDS = 15.0  # urlopen's timeout: bounds connecting, and then each wait for the answer
+
+
+def send_pause(attempt: int) -> float:
+    """Seconds :func:`send_response` waits after failed attempt ``attempt`` (1, 2, ...) before the next."""
+    return float(attempt)
+
+
+def send_worst_case_seconds(attempts: int = SEND_ATTEMPTS, timeout: float = SEND_TIMEOUT_SECONDS) -> float:
+    """The longest :func:`send_response` can take: every attempt runs into its timeout twice (connecting,
+    then waiting for the answer; the request and S3's reply are small, each sent and read in one go),
+    and every pause between attempts is taken."""
+    return attempts * 2 * timeout + sum(send_pause(attempt) for attempt in range(1, attempts))
+
+
+# The hand-over is one Lambda Invoke through vector_relay.clients' most patient profile (this
+# function sets no invocation deadline, so lambda_client() uses it); if it fails, the answer
+# (FAILED) still has to go out. So the reserve is the worst case of both, one after the other.
+HAND_OVER_WORST_CASE_SECONDS = AWS_PROFILES[0].worst_case_seconds
+RESERVE_SECONDS = HAND_OVER_WORST_CASE_SECONDS + send_worst_case_seconds()
 MAX_WAIT_SECONDS = 45 * 60  # the custom resource's own limit is an hour
 MAX_REASON_CHARS = 1500  # CloudFormation takes 4 KB for the whole response
 WAIT_KEY = "VectorRelayWait"
 FAILED_PREFIX = "not-created-"  # the physical id of a create that failed: its delete has nothing to do
+ADOPTED_PREFIX = "adopted:"  # the physical id of an index the stack adopted: its delete keeps it
 PLACEHOLDER_KEY = "set-me"  # template.yaml's PineconeApiKeySecret until an operator puts the key in
 
 
@@ -54,6 +88,27 @@ class Answer:
     reason: str
     physical_id: str
     data: Mapping[str, str]
+
+
+def physical_id(name: str, adopted: bool) -> str:
+    """The physical id of index ``name``: ``adopted:<name>`` when the stack adopted it, else the name."""
+    return f"{ADOPTED_PREFIX}{name}" if adopted else name
+
+
+def index_of(resource_id: str) -> tuple[str, bool] | None:
+    """(index name, adopted) that a physical id stands for; None when it stands for no index (a failed create)."""
+    if not resource_id or resource_id.startswith(FAILED_PREFIX):
+        return None
+    if resource_id.startswith(ADOPTED_PREFIX):
+        return resource_id.removeprefix(ADOPTED_PREFIX), True
+    return resource_id, False
+
+
+@dataclass(slots=True)
+class _Progress:
+    """The physical id a failure answers with: it changes once a Create has made (or adopted) the index."""
+
+    physical_id: str
 
 
 def handle(
@@ -67,11 +122,12 @@ def handle(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Answer | None:
     """Carry out one CloudFormation request and answer it; None when a new invocation will answer instead."""
+    progress = _Progress(_failed_id(event))
     try:
-        answer = _carry_out(event, admin, time_left, reinvoke, clock, sleep)
+        answer = _carry_out(event, progress, admin, time_left, reinvoke, clock, sleep)
     except Exception as error:  # every failure is an answer: never leave CloudFormation waiting
         logger.exception("Custom::PineconeIndex request failed", extra={"request_type": event.get("RequestType")})
-        answer = Answer("FAILED", _reason(error), _failed_id(event), {})
+        answer = Answer("FAILED", _reason(error), progress.physical_id, {})
     if answer is not None:
         respond(response_body(event, answer))
     return answer
@@ -79,6 +135,7 @@ def handle(
 
 def _carry_out(
     event: Mapping[str, Any],
+    progress: _Progress,
     admin_factory: Callable[[], IndexAdmin],
     time_left: Callable[[], float],
     reinvoke: Callable[[Mapping[str, Any]], None],
@@ -92,25 +149,16 @@ def _carry_out(
     spec = IndexSpec.from_properties(properties)
     admin = admin_factory()
     waiting = event.get(WAIT_KEY)
-    message = "the index is ready"
-    adopted = False
     if waiting is None:  # the first invocation does the change; the ones after only wait
-        if kind == "Create":
-            ensured = ensure(admin, spec)
-            message, adopted = ensured.message, ensured.adopted
-        else:
-            old = IndexSpec.from_properties(event.get("OldResourceProperties", {}))
-            if spec.name != old.name:  # replacement: a new index; CloudFormation deletes the old one after
-                ensured = ensure(admin, spec)
-                message, adopted = f"replacement: {ensured.message}", ensured.adopted
-            else:
-                update(admin, old, spec)
-                message = f"updated deletion protection and tags of index {spec.name}"
+        message, resource_id = _change(event, spec, admin)
         started = clock()
     else:
         started = float(waiting["started"])
-        adopted = bool(waiting.get("adopted", False))
-        message = str(waiting.get("message", message))
+        message = str(waiting.get("message", "the index is ready"))
+        resource_id = str(waiting.get("physical_id") or physical_id(spec.name, bool(waiting.get("adopted", False))))
+    if kind == "Create":  # the index exists now: a failure from here on answers with its id
+        progress.physical_id = resource_id
+    adopted = index_of(resource_id) == (spec.name, True)
     try:
         ready = wait_ready(admin, spec.name, time_left=lambda: time_left() - RESERVE_SECONDS, sleep=sleep)
     except NotReadyInTime as still:
@@ -118,18 +166,49 @@ def _carry_out(
             raise NotReadyInTime(f"{still} after {MAX_WAIT_SECONDS // 60} minutes") from None
         rounds = int(waiting.get("rounds", 0)) + 1 if waiting else 1
         logger.info("index not ready yet; waiting on in a new invocation", extra={"index": spec.name, "round": rounds})
-        reinvoke({**event, WAIT_KEY: {"started": started, "rounds": rounds, "adopted": adopted, "message": message}})
+        handed_on = {"started": started, "rounds": rounds, "physical_id": resource_id, "adopted": adopted}
+        reinvoke({**event, WAIT_KEY: {**handed_on, "message": message}})
         return None
-    return Answer("SUCCESS", message, spec.name, _data(ready, adopted))
+    return Answer("SUCCESS", message, resource_id, _data(ready, adopted))
+
+
+def _change(event: Mapping[str, Any], spec: IndexSpec, admin: IndexAdmin) -> tuple[str, str]:
+    """Carry out a Create or an Update; returns the reason and the physical id to answer with."""
+    if event["RequestType"] == "Create":
+        ensured = ensure(admin, spec)
+        return ensured.message, physical_id(spec.name, ensured.adopted)
+    current = str(event.get("PhysicalResourceId", ""))
+    named = index_of(current)
+    if named is None or named[0] != spec.name:  # another index: a replacement; CloudFormation deletes the old one
+        ensured = ensure(admin, spec)
+        return f"replacement: {ensured.message}", physical_id(spec.name, ensured.adopted)
+    # The same index (also when a rollback brings the resource back to it): changed in place, and
+    # answered with the physical id it has, so CloudFormation sees no replacement and deletes nothing.
+    adopted = named[1]
+    update(admin, spec, adopted=adopted, dropped_tags=_tags_asked_before(event))
+    whose = " (adopted: its own tags kept, deletion protection never lowered)" if adopted else ""
+    return f"updated deletion protection and tags of index {spec.name}{whose}", current
+
+
+def _tags_asked_before(event: Mapping[str, Any]) -> frozenset[str]:
+    """The tag keys the previous properties asked for (an adopted index loses only those it no longer asks for)."""
+    old = event.get("OldResourceProperties", {})
+    tags = old.get("Tags") if isinstance(old, Mapping) else None
+    return frozenset(str(key) for key in tags) if isinstance(tags, Mapping) else frozenset()
 
 
 def _delete(event: Mapping[str, Any], properties: Mapping[str, Any], admin_factory: Callable[[], IndexAdmin]) -> Answer:
-    physical_id = str(event.get("PhysicalResourceId", ""))
-    if physical_id.startswith(FAILED_PREFIX) or not physical_id:
-        return Answer("SUCCESS", "nothing was created, so nothing to delete", physical_id, {})
+    resource_id = str(event.get("PhysicalResourceId", ""))
+    named = index_of(resource_id)
+    if named is None:
+        return Answer("SUCCESS", "nothing was created, so nothing to delete", resource_id, {})
+    name, adopted = named
+    if adopted:
+        reason = f"kept: adopted index {name} existed before the stack, which never deletes it"
+        return Answer("SUCCESS", reason, resource_id, {})
     if str(properties.get("Retain", "false")).lower() == "true":
-        return Answer("SUCCESS", f"kept index {physical_id} (Retain)", physical_id, {})
-    return Answer("SUCCESS", delete(admin_factory(), physical_id), physical_id, {})
+        return Answer("SUCCESS", f"kept index {name} (Retain)", resource_id, {})
+    return Answer("SUCCESS", delete(admin_factory(), name), resource_id, {})
 
 
 def _data(index: IndexDescription, adopted: bool) -> dict[str, str]:
@@ -167,8 +246,20 @@ def response_body(event: Mapping[str, Any], answer: Answer) -> dict[str, Any]:
     }
 
 
-def send_response(url: str, body: Mapping[str, Any], timeout: float = 15.0, attempts: int = 3) -> None:
-    """PUT the answer to the pre-signed URL (no content type: S3 signed the request without one)."""
+def send_response(
+    url: str,
+    body: Mapping[str, Any],
+    *,
+    timeout: float = SEND_TIMEOUT_SECONDS,
+    attempts: int = SEND_ATTEMPTS,
+    opener: Callable[..., Any] = urllib.request.urlopen,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """PUT the answer to the pre-signed URL (no content type: S3 signed the request without one).
+
+    At most ``attempts`` attempts with :func:`send_pause` between them: at most
+    :func:`send_worst_case_seconds`, which :data:`RESERVE_SECONDS` keeps back.
+    """
     require_https(url)  # CloudFormation's URL is https; plain http only for a loopback stand-in (tests)
     payload = json.dumps(body).encode()
     for attempt in range(1, attempts + 1):
@@ -176,12 +267,12 @@ def send_response(url: str, body: Mapping[str, Any], timeout: float = 15.0, atte
             url, data=payload, method="PUT", headers={"Content-Type": "", "Content-Length": str(len(payload))}
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310
+            with opener(request, timeout=timeout):
                 return
         except OSError:
             if attempt == attempts:
                 raise
-            time.sleep(attempt)
+            sleep(send_pause(attempt))
 
 
 def run(event: Mapping[str, Any], context: Any) -> Answer | None:

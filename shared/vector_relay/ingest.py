@@ -309,6 +309,8 @@ def _report(
     metrics.add_metric(name="TransientFailures", unit=MetricUnit.Count, value=len(outcome.failures))
     if outcome.deadline_cutoffs:
         metrics.add_metric(name="DeadlineCutoffs", unit=MetricUnit.Count, value=outcome.deadline_cutoffs)
+    if outcome.index_not_found:  # alarmed (template.yaml PineconeIndexNotFoundAlarm)
+        metrics.add_metric(name="PineconeIndexNotFound", unit=MetricUnit.Count, value=outcome.index_not_found)
     if outcome.retries:
         metrics.add_metric(name="PineconeRetries", unit=MetricUnit.Count, value=outcome.retries)
     if outcome.uncertain_landings:
@@ -328,6 +330,7 @@ def _report(
             "mean_latency_ms": round(fmean(outcome.latencies_ms), 1) if outcome.latencies_ms else None,
             "rejected_messages": len(outcome.poison),
             "deadline_cutoffs": outcome.deadline_cutoffs,
+            "index_not_found": outcome.index_not_found,
             "stale_writes_dropped": guard.stale if guard else 0,
             "busy_writes": guard.busy if guard else 0,
         },

@@ -6,7 +6,9 @@ class name (those changed between SDK majors):
 * 400, 413, 422: Pinecone refuses these records as sent -> :attr:`FailureKind.REJECTED`
   (the caller splits the request to find the messages at fault; a lone message is poison);
 * 401, 403: the key was refused -> :attr:`FailureKind.AUTH` (refresh the key once, then transient);
-* 404 on a delete: nothing to delete -> success;
+* 404 that is Pinecone's "Namespace not found" on a delete: nothing to delete -> success;
+* any other 404 of a data-plane call (a wrong host, a deleted index) -> :attr:`FailureKind.INDEX_NOT_FOUND`
+  (a deployment problem: the caller retries it later, as transient, and counts it for an alarm);
 * 408, 429, 5xx, timeouts, connection errors, anything unexpected -> :attr:`FailureKind.TRANSIENT`.
 
 The data plane is used through the SDK's ``AsyncIndex``. The SDK retries data-plane requests by
@@ -29,8 +31,9 @@ import asyncio
 import dataclasses
 import enum
 import random
+import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +57,7 @@ class FailureKind(enum.Enum):
     AUTH = "auth"
     TRANSIENT = "transient"
     DEADLINE = "deadline"
+    INDEX_NOT_FOUND = "index_not_found"  # 404 from the data plane, not about a namespace: wrong host, deleted index
 
 
 class PineconeRequestError(Exception):
@@ -124,6 +128,28 @@ def classify(error: BaseException) -> PineconeRequestError:
             uncertain=status >= 500 or status == 408,
         )
     return PineconeRequestError(FailureKind.TRANSIENT, message, uncertain=True)  # no answer: may have landed
+
+
+# Pinecone's answer to a delete in a namespace that does not exist: 404, ``{"code": 5, "message":
+# "Namespace not found", "details": []}`` over REST, NOT_FOUND with that message over gRPC. Only
+# this answer means "nothing to delete"; every other 404 is about the index or the host.
+_NAMESPACE_NOT_FOUND = re.compile(r"namespace\b.*\bnot found\.?", re.IGNORECASE | re.DOTALL)
+
+
+def namespace_not_found(error: BaseException) -> bool:
+    """Whether ``error`` is Pinecone's 404 saying the namespace does not exist (told apart by its message)."""
+    if getattr(error, "status_code", None) != 404:
+        return False
+    message = getattr(error, "message", None)
+    return isinstance(message, str) and _NAMESPACE_NOT_FOUND.fullmatch(message.strip()) is not None
+
+
+def _index_not_found(error: BaseException) -> PineconeRequestError:
+    return PineconeRequestError(
+        FailureKind.INDEX_NOT_FOUND,
+        f"{_describe(error)} (no such index at this host: check PINECONE_INDEX_HOST and that the index exists)",
+        status=404,
+    )
 
 
 def _describe(error: BaseException) -> str:
@@ -250,9 +276,9 @@ class PineconeGateway:
             try:
                 await asyncio.wait_for(call, timeout=left)
             except Exception as error:
-                if missing_is_success and getattr(error, "status_code", None) == 404:
-                    break
-                failure = classify(error)
+                if missing_is_success and namespace_not_found(error):
+                    break  # the namespace does not exist: nothing to delete
+                failure = _index_not_found(error) if getattr(error, "status_code", None) == 404 else classify(error)
                 failure.uncertain = failure.uncertain or uncertain
                 uncertain = failure.uncertain
                 wait = self._backoff(attempt, failure)
@@ -476,10 +502,24 @@ class PineconeIndexAdmin:
             raise classify(error) from None
         return _description(model)
 
-    def configure(self, name: str, *, deletion_protection: bool, tags: Mapping[str, str]) -> IndexDescription:
-        """Set deletion protection and tags; a tag dropped from ``tags`` is removed (Pinecone: an empty value)."""
-        current = self.describe(name)
-        removed = {key: "" for key in (current.tags if current else {}) if key not in tags}
+    def configure(
+        self,
+        name: str,
+        *,
+        deletion_protection: bool,
+        tags: Mapping[str, str],
+        remove_tags: Collection[str] | None = None,
+    ) -> IndexDescription:
+        """Set deletion protection and ``tags``; the caller chooses what happens to the index's other tags.
+
+        ``remove_tags=None``: every tag not in ``tags`` is removed (the index then carries exactly
+        ``tags``). A collection: only those keys are removed, every other tag is kept (an index the
+        caller does not own). Pinecone removes a tag that is sent with an empty value.
+        """
+        if remove_tags is None:
+            current = self.describe(name)
+            remove_tags = [key for key in (current.tags if current else {}) if key not in tags]
+        removed = {key: "" for key in remove_tags if key not in tags}
         try:
             model = self._client.configure_index(
                 name,

@@ -10,6 +10,8 @@
 * A request Pinecone rejects (400/413/422) is split by message until the messages at fault are
   found alone; those are poison (``pinecone_rejected``), the others are retried in the split.
 * On 401/403 the key is re-read once and the request retried once with the new key.
+* A 404 that is not about a namespace (a wrong host, a deleted index) fails the request's messages
+  like any transient failure, as :class:`IndexNotFoundError`, and is counted (``index_not_found``).
 * With an ``admit`` hook (the version guard), each request is first narrowed to the records it
   may write, and waits for that answer; later requests are still being admitted while earlier ones run.
 * Structured: every request runs in a task group that :meth:`PlanRunner.run` waits out, so nothing
@@ -42,6 +44,10 @@ class DeadlineError(TransientError):
     """The invocation ran out of time before this message's request could run."""
 
 
+class IndexNotFoundError(TransientError):
+    """The index host answered 404 for the index itself (wrong host, deleted index): a deployment problem."""
+
+
 class Deadline:
     """A point in time (monotonic) by which all Pinecone work must be finished."""
 
@@ -72,6 +78,7 @@ class WriteOutcome:
     requests: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     deadline_cutoffs: int = 0
+    index_not_found: int = 0  # requests answered 404 for the index itself (not for a namespace)
     auth_refreshes: int = 0
     retries: int = 0  # attempts beyond the first of requests that succeeded
     uncertain_landings: int = 0  # succeeded after an attempt that may also land: leases kept to their end
@@ -147,6 +154,8 @@ class PlanRunner:
             self.outcome.fail(request, _as_failure(error))
             if error.kind is FailureKind.DEADLINE:
                 self.outcome.deadline_cutoffs += 1
+            elif error.kind is FailureKind.INDEX_NOT_FOUND:
+                self.outcome.index_not_found += 1
             return False
         except Exception as error:  # e.g. the secret unreadable during a key refresh
             self.outcome.fail(request, _unexpected(error, request, "sending"))
@@ -238,4 +247,6 @@ def _as_failure(error: PineconeRequestError) -> TransientError:
         return AuthError(f"Pinecone refused the API key after a refresh: {error}")
     if error.kind is FailureKind.DEADLINE:
         return DeadlineError(str(error))
+    if error.kind is FailureKind.INDEX_NOT_FOUND:
+        return IndexNotFoundError(str(error))
     return TransientError(str(error))

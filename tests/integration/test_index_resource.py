@@ -151,8 +151,8 @@ def test_creation_that_outlasts_an_invocation_is_handed_on_and_answered_once(
     assert "created index relay-index" in catcher.bodies[0]["Reason"]
 
 
-def test_an_index_that_fails_to_initialize_is_reported_failed(
-    pinecone_emulator: EmulatorHandle, catcher: ResponseCatcher
+def test_an_index_that_fails_to_initialize_is_reported_failed_and_the_rollback_deletes_it(
+    pinecone_emulator: EmulatorHandle, catcher: ResponseCatcher, pc: Pinecone
 ) -> None:
     pinecone_emulator.control.set_index_ready_after(3600)
 
@@ -162,10 +162,14 @@ def test_an_index_that_fails_to_initialize_is_reported_failed(
     _, handed_on = run(pinecone_emulator, catcher, event("Create", catcher, PROPERTIES), sleep=fail_it)
     assert handed_on == []
 
+    # THEN the Create fails naming the index it made (not "not-created-..."), so the rollback's Delete finds it
     [body] = catcher.bodies
     assert body["Status"] == "FAILED"
     assert body["Reason"] == "index relay-index is InitializationFailed; Pinecone will not make it ready"
-    assert body["PhysicalResourceId"] == f"{FAILED_PREFIX}request-create"
+    assert body["PhysicalResourceId"] == "relay-index"
+    run(pinecone_emulator, catcher, event("Delete", catcher, PROPERTIES, PhysicalResourceId=body["PhysicalResourceId"]))
+    assert (catcher.bodies[1]["Status"], catcher.bodies[1]["Reason"]) == ("SUCCESS", "deleted index relay-index")
+    assert not pc.has_index("relay-index")
 
 
 def test_an_existing_index_of_the_same_shape_is_adopted_and_one_of_another_shape_refused(
@@ -188,6 +192,101 @@ def test_an_existing_index_of_the_same_shape_is_adopted_and_one_of_another_shape
         "index other-shape already exists with dimension 4, metric cosine, aws us-east-1; asked for dimension 8,"
         " metric cosine, aws us-east-1: refusing to adopt it (choose another name, or delete it yourself)"
     )
+
+
+def test_an_adopted_index_keeps_its_deletion_protection_and_its_own_tags_through_create_and_updates(
+    pinecone_emulator: EmulatorHandle, catcher: ResponseCatcher, pc: Pinecone
+) -> None:
+    from pinecone import ServerlessSpec
+
+    # GIVEN someone's index, protected and tagged by its owner
+    pc.create_index(
+        "relay-index",
+        dimension=8,
+        metric="cosine",
+        spec=ServerlessSpec(cloud="aws", region="us-east-1"),
+        deletion_protection="enabled",
+        tags={"owner": "search-team"},
+    )
+
+    # WHEN the stack adopts it with protection off and its own tags, then updates those tags twice
+    asked = PROPERTIES | {"DeletionProtection": "false", "Tags": {"stack": "relay"}}
+    run(pinecone_emulator, catcher, event("Create", catcher, asked))
+    adopted_id = catcher.bodies[0]["PhysicalResourceId"]
+    more = asked | {"Tags": {"stack": "relay", "env": "prod"}}
+    run(
+        pinecone_emulator,
+        catcher,
+        event("Update", catcher, more, PhysicalResourceId=adopted_id, OldResourceProperties=asked),
+    )
+    after_first_update = pc.describe_index("relay-index")
+    run(
+        pinecone_emulator,
+        catcher,
+        event("Update", catcher, asked, PhysicalResourceId=adopted_id, OldResourceProperties=more),
+    )
+
+    # THEN the physical id says "adopted" and never changes (CloudFormation sees no replacement)
+    created, updated, reverted = catcher.bodies
+    assert [b["Status"] for b in catcher.bodies] == ["SUCCESS"] * 3
+    assert adopted_id == "adopted:relay-index"
+    assert (created["Data"]["Adopted"], updated["Data"]["Adopted"]) == ("true", "true")
+    assert updated["PhysicalResourceId"] == reverted["PhysicalResourceId"] == adopted_id
+    # AND protection was never lowered; the owner's tag was kept, the stack's own came and went
+    assert after_first_update.tags == {"owner": "search-team", "stack": "relay", "env": "prod"}
+    model = pc.describe_index("relay-index")
+    assert (model.deletion_protection, model.tags) == ("enabled", {"owner": "search-team", "stack": "relay"})
+
+
+def test_an_adopted_index_is_kept_by_the_rollback_of_the_first_deploy_and_by_stack_delete(
+    pinecone_emulator: EmulatorHandle, catcher: ResponseCatcher, pc: Pinecone
+) -> None:
+    from pinecone import ServerlessSpec
+
+    # GIVEN an index without deletion protection that the stack adopts, with Retain off
+    pc.create_index("relay-index", dimension=8, metric="cosine", spec=ServerlessSpec(cloud="aws", region="us-east-1"))
+    pc.Index(name="relay-index").upsert(vectors=[("kept", [1.0] * 8)], namespace="ns")
+    not_retained = PROPERTIES | {"Retain": "false", "DeletionProtection": "false"}
+    run(pinecone_emulator, catcher, event("Create", catcher, not_retained))
+    adopted_id = catcher.bodies[0]["PhysicalResourceId"]
+
+    # WHEN another resource fails and CloudFormation rolls back (a Delete), and later the stack is deleted
+    run(pinecone_emulator, catcher, event("Delete", catcher, not_retained, PhysicalResourceId=adopted_id))
+    run(pinecone_emulator, catcher, event("Delete", catcher, not_retained, PhysicalResourceId=adopted_id))
+
+    # THEN both answer SUCCESS and the index, with its records, is still there
+    _, rollback, stack_delete = catcher.bodies
+    for body in (rollback, stack_delete):
+        assert body["Status"] == "SUCCESS"
+        assert body["Reason"].startswith("kept: adopted index relay-index")
+    assert pc.has_index("relay-index")
+    assert pc.Index(name="relay-index").describe_index_stats().total_vector_count == 1
+
+
+def test_the_rollback_of_a_refused_change_succeeds(
+    pinecone_emulator: EmulatorHandle, catcher: ResponseCatcher, pc: Pinecone
+) -> None:
+    # GIVEN an Update refused because it asked for another dimension
+    run(pinecone_emulator, catcher, event("Create", catcher, PROPERTIES))
+    bigger = PROPERTIES | {"Dimension": "16"}
+    run(
+        pinecone_emulator,
+        catcher,
+        event("Update", catcher, bigger, PhysicalResourceId="relay-index", OldResourceProperties=PROPERTIES),
+    )
+
+    # WHEN CloudFormation rolls back: an Update asking for the index as it is, the refused one as "old"
+    run(
+        pinecone_emulator,
+        catcher,
+        event("Update", catcher, PROPERTIES, PhysicalResourceId="relay-index", OldResourceProperties=bigger),
+    )
+
+    # THEN the rollback succeeds with the same physical id (were it refused, the stack would be UPDATE_ROLLBACK_FAILED)
+    _, refused, rollback = catcher.bodies
+    assert refused["Status"] == "FAILED"
+    assert (rollback["Status"], rollback["PhysicalResourceId"]) == ("SUCCESS", "relay-index")
+    assert pc.describe_index("relay-index").dimension == 8
 
 
 def test_update_changes_tags_and_protection_in_place_and_refuses_a_new_dimension(
@@ -251,6 +350,7 @@ def test_bad_properties_and_a_failed_create_s_delete_are_answered(
 
     created, deleted = catcher.bodies
     assert created["Status"] == "FAILED"
+    assert created["PhysicalResourceId"] == f"{FAILED_PREFIX}request-create"  # nothing was made
     assert created["Reason"] == (
         "Dimension '0' must be a whole number from 1 to 20000 (empty: sparse); "
         "Metric 'manhattan' must be one of cosine, dotproduct, euclidean"

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from pinecone import Pinecone
 
 from functions.ingest import app as ingest_app
 from tests.conftest import SAMPLE_DIMENSION, FakeLambdaContext, load_event
-from tests.integration.conftest import Pipeline, SqsDriver, parametrize_transports
+from tests.integration.conftest import INDEX_NAME, Pipeline, SqsDriver, parametrize_transports
 from vector_relay.contract import DeadLetterAttributes
 from vector_relay.settings import get_settings
 
@@ -205,3 +206,48 @@ def test_the_last_delivery_of_a_failing_message_goes_to_the_dlq_with_retries_exh
         # the failure is named: REST's 503, gRPC's UNAVAILABLE ("Service unavailable")
         assert ("503" if transport == "rest" else "unavailable") in attributes.error_detail.lower()
         assert attributes.receive_count == 5
+
+
+DELETE_EVENTS = ["ingest-delete", "ingest-delete-by-filter", "ingest-purge-tenant"]  # by id, by filter, all
+
+
+def test_deletes_in_namespaces_never_written_succeed(pipeline: Pipeline, lambda_context: FakeLambdaContext) -> None:
+    # GIVEN a new index: no tenant's namespace exists, so Pinecone answers each delete "Namespace not found"
+    for name in DELETE_EVENTS:
+        # WHEN each kind of delete arrives
+        response = ingest_app.lambda_handler(load_event(name), lambda_context)
+
+        # THEN it is done: there was nothing to delete
+        assert response == {"batchItemFailures": []}, name
+    assert pipeline.emulator.control.count("delete", status=404) == len(DELETE_EVENTS)
+    assert pipeline.drain() == []
+
+
+def test_deletes_on_an_index_that_is_gone_are_retried_and_counted_for_the_alarm(
+    pipeline: Pipeline, lambda_context: FakeLambdaContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the index the workers' host names was deleted (a wrong PINECONE_INDEX_HOST answers the same)
+    with Pinecone(api_key=pipeline.emulator.api_key, host=pipeline.emulator.url) as client:
+        client.delete_index(INDEX_NAME)
+    capsys.readouterr()
+
+    for name in DELETE_EVENTS:
+        # WHEN each kind of delete arrives
+        with pytest.raises(BatchProcessingError):  # every message of the batch failed: all go back to SQS
+            ingest_app.lambda_handler(load_event(name), lambda_context)
+
+    # THEN none was taken for done (the 404 is about the index, not a namespace), none is poison,
+    # and each invocation counted the metric PineconeIndexNotFoundAlarm watches
+    assert pipeline.emulator.control.count("delete", status=404) == len(DELETE_EVENTS)
+    assert pipeline.drain() == []
+    assert emitted(capsys.readouterr().out, "PineconeIndexNotFound") == [1.0] * len(DELETE_EVENTS)
+
+
+def emitted(stdout: str, metric: str) -> list[float]:
+    """The values of ``metric`` in the CloudWatch embedded-metric lines a function printed, in order."""
+    values: list[float] = []
+    for line in stdout.splitlines():
+        if '"_aws"' in line and f'"{metric}"' in line:
+            value = json.loads(line)[metric]
+            values.extend(value if isinstance(value, list) else [value])
+    return values

@@ -159,6 +159,22 @@ def test_more_than_1000_ids_per_fetch_or_delete_is_400(data: httpx.Client) -> No
     rpc_error(delete, 400)
 
 
+def test_a_missing_namespace_and_a_missing_index_answer_404_with_different_bodies(
+    pinecone_emulator: EmulatorHandle, data: httpx.Client
+) -> None:
+    # Pinecone's answer to a delete in a namespace that does not exist (the relay takes it for "nothing to
+    # delete"), and the answer of a host whose index is not there (deleted; the relay raises INDEX_NOT_FOUND)
+    deletes = [{"ids": ["a"], "namespace": "never-written"}, {"deleteAll": True}, {"filter": {"g": {"$eq": 1}}}]
+    with httpx.Client(base_url=pinecone_emulator.index_host("gone"), headers=data.headers) as gone:
+        for body in deletes:
+            missing_namespace = data.post("/vectors/delete", json=body)
+            missing_index = gone.post("/vectors/delete", json=body)
+
+            assert rpc_error(missing_namespace, 404) == "Namespace not found"
+            assert rpc_error(missing_index, 404) == "Index gone not found"
+            assert missing_namespace.json()["code"] == missing_index.json()["code"] == 5  # gRPC NOT_FOUND
+
+
 def test_sdk_fetch_with_the_longest_query_httpx_allows_is_served(make_index: IndexFactory) -> None:
     # 1,000 ids whose query string is exactly httpx's 65,536-character cap: the request line is then longer
     # than the 65,536 bytes the stdlib's http.server accepts, which the emulator must lift.
