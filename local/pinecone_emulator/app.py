@@ -26,6 +26,7 @@ from pinecone_emulator.auth import ROLES, ApiKey, KeyRing, Project, anonymous_la
 from pinecone_emulator.config import EmulatorConfig
 from pinecone_emulator.data_plane import APPLIED_AS
 from pinecone_emulator.faults import FaultPlan, FaultRule, FaultSpecError, FaultStep
+from pinecone_emulator.generations import Generations, Superseded, Ticket
 from pinecone_emulator.store import IndexState
 from pinecone_emulator.wire import ApiError, Request, Response, Surface, render_error
 
@@ -74,6 +75,7 @@ class Emulator:
         self.counters: Counter[tuple[str, int, str]] = Counter()
         self.transports: Counter[str] = Counter()  # data-plane requests by transport: "rest" or "grpc"
         self.counter_lock = threading.Lock()
+        self.generations = Generations()  # a request from before a reset never reaches what follows it
         self.pending_applies = 0  # requests answered with a fault, still to be carried out (apply_after_ms)
         self._delayed: dict[object, tuple[threading.Timer, Route]] = {}
         self.applied_under_faults = 0  # requests carried out although the client was told they failed
@@ -127,25 +129,54 @@ class Emulator:
         route, label = None, "none"
         try:
             route = self._route(request)
+        except ApiError as error:
+            response = render_error(Surface.CONTROL, error)
+        except Exception:
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            response = render_error(Surface.CONTROL, ApiError(500, "Internal error in the emulator"))
+        else:
+            if route.surface is Surface.EMULATOR:  # test control (a reset among them) is in no generation
+                return self._stamp(self._serve(request, route)[0], started)
+            with self.generations.request() as ticket:
+                response, label = self._serve(request, route, ticket)
+                if response is None:  # its generation ended: dropped, as by a restart, and not counted
+                    return Response(status=0, drop=True)
+                with self.counter_lock:
+                    if not ticket.current:
+                        return Response(status=0, drop=True)
+                    self._count(request, route.operation, route.surface, response, label)
+                return self._stamp(response, started)
+        with self.counter_lock:
+            self._count(request, "unknown", None, response, label)
+        return self._stamp(response, started)
+
+    def _serve(self, request: Request, route: Route, ticket: Ticket | None = None) -> tuple[Any, str]:
+        """The route's response and the key label it is counted under; None for a superseded request."""
+        label = "none"
+        try:
             if route.needs_key:
                 key = self._authenticate(request, route)
                 label = key.id
-            response = self._answer(route)
+            response = self._answer(route, ticket)
+        except Superseded:
+            return None, label
         except ApiError as error:
-            surface = route.surface if route is not None else Surface.CONTROL
-            response = render_error(surface, error)
+            response = render_error(route.surface, error)
             if error.status == 401:
                 label = self._key_label(request)
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.path)
-            surface = route.surface if route is not None else Surface.CONTROL
-            response = render_error(surface, ApiError(500, "Internal error in the emulator"))
-        operation = route.operation if route is not None else "unknown"
-        if route is None or route.surface is not Surface.EMULATOR:
-            with self.counter_lock:
-                self.counters[(operation, 0 if response.drop else response.status, label)] += 1
-                if route is not None and route.surface is Surface.DATA:
-                    self.transports["grpc" if request.header(GRPC_MARKER) else "rest"] += 1
+            response = render_error(route.surface, ApiError(500, "Internal error in the emulator"))
+        return response, label
+
+    def _count(self, request: Request, operation: str, surface: Surface | None, response: Response, label: str) -> None:
+        """One request in the counters (the caller holds ``counter_lock``)."""
+        self.counters[(operation, 0 if response.drop else response.status, label)] += 1
+        if surface is Surface.DATA:
+            self.transports["grpc" if request.header(GRPC_MARKER) else "rest"] += 1
+
+    @staticmethod
+    def _stamp(response: Response, started: float) -> Response:
         response.headers.setdefault("x-pinecone-request-id", str(secrets.randbits(62)))
         response.headers.setdefault("x-pinecone-request-latency-ms", str(int((time.monotonic() - started) * 1000)))
         return response
@@ -170,15 +201,19 @@ class Emulator:
             raise ApiError(403, f"The API key's roles ({', '.join(key.roles)}) do not allow {route.operation}")
         return key
 
-    def _answer(self, route: Route) -> Response:
-        """The route's own answer, or the fault in force: before, after or instead of carrying it out."""
-        if route.surface is Surface.EMULATOR:
+    def _answer(self, route: Route, ticket: Ticket | None) -> Response:
+        """The route's own answer, or the fault in force: before, after or instead of carrying it out.
+
+        With a ``ticket`` (every request but test control), a reset during the fault's latency, or
+        before the request is carried out, supersedes it (raises Superseded)."""
+        if route.surface is Surface.EMULATOR or ticket is None:
             return route.handler()
         if route.surface is Surface.DATA and route.index is not None:
             self._require_ready(route.index)
         decision = self.faults.decide(route.operation, route.index)
         if decision.latency_ms:
-            time.sleep(decision.latency_ms / 1000.0)
+            ticket.wait(decision.latency_ms / 1000.0)
+        ticket.check()
         step = decision.answer
         if step is None:
             return route.handler()
@@ -198,6 +233,7 @@ class Emulator:
         """Carry ``route`` out ``seconds`` from now on a timer thread; its answer goes nowhere."""
         ticket = object()
         due = time.monotonic() + seconds
+        scheduled = self.generations.ticket()
 
         def apply() -> None:
             with self.counter_lock:
@@ -205,7 +241,9 @@ class Emulator:
                     return  # flushed or dropped by a reset
                 late_ms = (time.monotonic() - due) * 1000
                 self.max_apply_lateness_ms = max(self.max_apply_lateness_ms, late_ms)
-            self._carry_out(route)
+            with self.generations.request() as now:
+                if now.generation == scheduled.generation:  # a reset since: it belongs to a test that ended
+                    self._carry_out(route)
 
         timer = threading.Timer(seconds, apply)
         timer.daemon = True
@@ -645,6 +683,8 @@ class Emulator:
             by_status[str(status)] = by_status.get(str(status), 0) + count
         return {
             "total": sum(count for _, count in items),
+            "in_flight": self.generations.in_flight(),
+            "generation": self.generations.current,
             "pending_applies": pending,
             "applied_under_faults": applied,
             "max_apply_lateness_ms": round(lateness, 1),
@@ -659,6 +699,9 @@ class Emulator:
         }
 
     def reset(self, *, data: bool = True, faults: bool = True, counters: bool = True, keys: bool = True) -> None:
+        """Start afresh: requests still inside from before are dropped (generations.py), then the parts asked for."""
+        if not self.generations.advance():
+            log.warning("requests from before the reset were still running after 30 s; they are dropped when done")
         if data:
             self.drop_applies()
             with self.lock:

@@ -31,8 +31,11 @@ def grpc_host(pinecone_emulator: EmulatorHandle) -> str:
 
 
 def upsert(
-    host: str, api_key: str, *, max_attempts: int, timeout: float = 30, attempt_timeout: float = 5
+    host: str, api_key: str, *, max_attempts: int, timeout: float = 600, attempt_timeout: float = 300
 ) -> CallResult:
+    """One gateway upsert over gRPC. By default no attempt times out, however busy the machine, so the
+    attempt counts the tests assert are the gateway's retry decisions, not races with a slow answer."""
+
     async def no_wait(seconds: float) -> None:
         await asyncio.sleep(0)
 

@@ -146,13 +146,15 @@ def test_a_long_retry_after_cannot_push_the_handler_past_its_deadline(pipeline: 
     with pytest.raises(BatchProcessingError):  # every message failed: Lambda hands the batch back to SQS
         ingest_app.lambda_handler(event, context)
 
-    # THEN no request waited for a Retry-After that ends past the deadline: over REST one attempt each,
-    # no retry (were it waited, the test would hit its 120 s timeout); gRPC carries no Retry-After, so
-    # there the gateway's own short back-off retries, up to its attempts. Nothing dead-lettered or lost.
+    # THEN no request waited for a Retry-After that ends past the deadline (were it waited, the test
+    # would hit its 120 s timeout): over REST Pinecone's 429 ends the request; gRPC carries no
+    # Retry-After, so there the gateway's own short back-off retries, up to its attempts. Every
+    # namespace was tried and every attempt refused; nothing dead-lettered or lost. (At most, not
+    # exactly: on a busy machine an attempt can outlive its timeout and be tried again.)
     control = pipeline.emulator.control
     namespaces = {json.loads(record["body"])["tenant"] for record in event["Records"]}  # one request each
-    attempts = 1 if transport == "rest" else get_settings().pinecone_max_attempts
-    assert control.count("upsert") == control.count("upsert", status=429) == attempts * len(namespaces)
+    assert control.count("upsert") == control.count("upsert", status=429)
+    assert len(namespaces) <= control.count("upsert") <= get_settings().pinecone_max_attempts * len(namespaces)
     assert pipeline.drain() == []
     assert pipeline.namespace_count("acme") == 0
 
@@ -165,9 +167,12 @@ def test_a_rejected_request_is_split_and_the_rest_lands(pipeline: Pipeline) -> N
 
     response = driver.deliver_once()
 
-    # THEN the request was split per message and both halves landed; nothing is poison
+    # THEN the request was split per message and both halves landed; nothing is poison (unsplit, both
+    # messages would be in the DLQ as pinecone_rejected). The rejection was answered once; how many
+    # attempts the halves took is the machine's timing (an attempt may outlive its timeout).
     assert response == {"batchItemFailures": []}
-    assert pipeline.emulator.control.count("upsert") == 3
+    assert pipeline.emulator.control.count("upsert", status=400) == 1
+    assert pipeline.emulator.control.count("upsert", status=200) >= 2
     assert pipeline.namespace_count("acme") == 3
     assert pipeline.drain() == []
 

@@ -14,7 +14,9 @@ import time
 import pytest
 
 from functions.ingest import app as ingest_app
-from tests.integration.conftest import Pipeline, SqsDriver, parametrize_transports
+from pinecone_emulator.control import EmulatorControl
+from tests.conftest import SAMPLE_TENANTS
+from tests.integration.conftest import INDEX_NAME, Pipeline, SqsDriver, parametrize_transports
 from tests.integration.test_ingest import index_state, upsert_body
 from vector_relay.worker import worker_dependencies
 
@@ -27,6 +29,12 @@ class ShiftedClock:
 
     def __call__(self) -> float:
         return time.time() + self.offset
+
+
+def applied(control: EmulatorControl) -> list[str]:
+    """The versions of record r that the index has carried out, oldest first, repeats collapsed."""
+    versions = [entry["version"] for entry in control.journal(INDEX_NAME, SAMPLE_TENANTS["acme"], "r")]
+    return [v for i, v in enumerate(versions) if i == 0 or versions[i - 1] != v]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -49,7 +57,7 @@ def test_a_write_whose_first_copy_may_land_late_keeps_its_lease_and_the_newer_ve
     driver.publish([upsert_body("acme", ["r"], version=1)])
     assert driver.deliver_once() == {"batchItemFailures": []}
     assert control.pending_applies() == 1
-    assert control.count("upsert") == 2
+    assert applied(control) == ["1"]  # by the retry (an attempt outliving its timeout on a busy box adds a "1")
 
     # WHEN version 2 arrives while the held copy of version 1 has not landed
     driver.publish([upsert_body("acme", ["r"], version=2)])
@@ -59,7 +67,7 @@ def test_a_write_whose_first_copy_may_land_late_keeps_its_lease_and_the_newer_ve
     # then overwritten by the held copy, for good)
     assert busy is not None
     assert len(busy["batchItemFailures"]) == 1
-    assert control.count("upsert") == 2
+    assert "2" not in applied(control)
 
     # WHEN the held copy lands, and later the lease is over
     assert control.flush_applies() == 1

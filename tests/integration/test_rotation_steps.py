@@ -165,7 +165,7 @@ def test_a_rotation_mints_a_key_named_after_the_token_tests_it_and_promotes_it(r
     assert r.steps == ["createSecret", "setSecret", "testSecret", "finishSecret"]
     current = r.secret()
     # testSecret used the new key only, on the data plane
-    assert r.emulator.control.count(operation="describe_index_stats", api_key=current["key_id"]) == 1
+    assert r.emulator.control.count(operation="describe_index_stats", api_key=current["key_id"]) >= 1
     assert current["key_name"] == key_name_for(token) == f"{KEY_NAME_PREFIX}{token}"
     assert current["project_id"] == r.emulator.project_id
     assert r.keys_named(key_name_for(token)) == [current["key_id"]]

@@ -200,9 +200,9 @@ def queue_depth(queue_url: str) -> int:
 def drain_dlq(dlq: str) -> list[dict[str, Any]]:
     sqs = boto3.client("sqs")
     found: list[dict[str, Any]] = []
-    while batch := sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"]).get(
-        "Messages", []
-    ):
+    while batch := sqs.receive_message(
+        QueueUrl=dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"], AttributeNames=["All"]
+    ).get("Messages", []):
         found.extend(batch)
         for message in batch:
             sqs.delete_message(QueueUrl=dlq, ReceiptHandle=message["ReceiptHandle"])
@@ -300,6 +300,19 @@ def guard_item(table: str, namespace: str, record_id: str) -> dict[str, Any]:
         TableName=table, Key={"namespace": {"S": namespace}, "record_id": {"S": record_id}}, ConsistentRead=True
     )
     return item.get("Item", {})
+
+
+def dead_letter_summary(message: dict[str, Any]) -> str:
+    """One DLQ message as a failing run should show it: its code, reason, receive counts and what it carried."""
+    attributes = {name: value.get("StringValue") for name, value in message.get("MessageAttributes", {}).items()}
+    body = json.loads(message["Body"])
+    records = [(r.get("id"), r.get("version")) for r in body.get("records", [])]
+    return (
+        f"  {body.get('op')} {body.get('tenant')} {records}: error_code={attributes.get('error_code')}"
+        f" receive_count={attributes.get('receive_count')}"
+        f" (DLQ receives {message.get('Attributes', {}).get('ApproximateReceiveCount')});"
+        f" detail: {attributes.get('error_detail')}"
+    )
 
 
 def index_state(emulator: EmulatorHandle, host: str, tenants: dict[str, str], keys: list[tuple[str, str]]) -> dict:  # type: ignore[type-arg]
@@ -424,6 +437,9 @@ def test_the_index_converges_to_the_highest_version_of_every_record(
     for key, value in expected.items():
         assert state[key]["values"] == pytest.approx(value["values"], abs=1e-3), key
     # AND every poison message reached the DLQ with its reason, and nothing valid is left there
+    assert [m for m in remaining if m["Body"] not in poison] == [], "valid messages left in the DLQ:\n" + "\n".join(
+        dead_letter_summary(m) for m in remaining if m["Body"] not in poison
+    )
     dead_bodies = [m["Body"] for m in poison_seen + remaining]
     assert sorted(set(dead_bodies)) == sorted(set(stream.poison))
     for message in poison_seen + remaining:

@@ -3,6 +3,7 @@ and apply after a delay (a write held server-side that lands after its client ga
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 from pinecone import Index
 
 from pinecone_emulator.pytest_plugin import EmulatorHandle
+from tests.conftest import wait_until
 from tests.integration.emulator.conftest import IndexFactory
 
 
@@ -119,6 +121,39 @@ def test_a_reset_drops_held_writes_so_none_lands_in_the_next_test(
 
     assert control.pending_applies() == 0
     assert control.flush_applies() == 0
+
+
+def test_a_request_held_by_latency_across_a_reset_is_dropped_not_counted_and_not_carried_out(
+    pinecone_emulator: EmulatorHandle, raw: httpx.Client, make_index: IndexFactory
+) -> None:
+    # GIVEN an upsert held inside the emulator by a 10-minute latency fault (a test that has ended left it)
+    control = pinecone_emulator.control
+    control.add_fault("upsert", latency_ms=600_000)
+    answers: list[BaseException | httpx.Response] = []
+
+    def send() -> None:
+        try:
+            answers.append(upsert(raw, "stale"))
+        except httpx.HTTPError as error:
+            answers.append(error)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    wait_until(lambda: control.counters()["in_flight"] == 1, "the upsert is inside the emulator")
+
+    # WHEN the next test resets and makes an index of the same name
+    control.reset()
+    fresh = make_index(name="applied", dimension=2)
+
+    # THEN the held request was dropped by the reset (its client saw the connection close), never
+    # counted, and never carried out in the new index (before generations, it landed 10 minutes later)
+    sender.join(timeout=120)
+    assert not sender.is_alive()
+    assert isinstance(answers[0], httpx.RemoteProtocolError)
+    assert control.counters()["in_flight"] == 0
+    assert control.count("upsert") == 0
+    assert stored(fresh, "stale") is None
+    assert control.journal("applied", "ns") == []
 
 
 @pytest.mark.parametrize(
