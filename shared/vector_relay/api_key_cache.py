@@ -282,26 +282,35 @@ async def _close(gateway: PineconeGateway) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Refreshed[T]:
+    """What a call returned, how many key refreshes it took, and whether a refused try before the
+    refresh had an attempt that may still be applied (a timeout or 5xx, then the 401): a write
+    that succeeds on the new key is then uncertain all the same (docs/ordering.md, "Releasing")."""
+
     value: T
     refreshes: int
+    uncertain: bool = False
 
 
 async def call_with_key_refresh[T](
     gateways: GatewaySource, call: Callable[[PineconeGateway], Awaitable[T]]
 ) -> Refreshed[T]:
-    """Run ``call``; if Pinecone refuses the key, re-read it and run ``call`` once more with the new one."""
+    """Run ``call``; if Pinecone refuses the key, re-read it and run ``call`` once more with the new one.
+
+    The refused try's uncertainty is kept: on the result, or on the error of the second try."""
     key, gateway = await gateways.current()
     try:
         return Refreshed(await call(gateway), 0)
     except PineconeRequestError as error:
         if error.kind is not FailureKind.AUTH:
             raise
+        uncertain = error.uncertain
     finally:
         await gateways.done(gateway)
     key, gateway = await gateways.after_auth_failure(key)
     try:
-        return Refreshed(await call(gateway), 1)
+        return Refreshed(await call(gateway), 1, uncertain)
     except PineconeRequestError as error:
+        error.uncertain = error.uncertain or uncertain
         if error.kind is FailureKind.AUTH:
             gateways.auth_failed(key)
         raise

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -144,11 +145,16 @@ class PlanRunner:
         landed = admission.request is None or await self._run_request(admission.request)
         return landed and admission.complete
 
-    async def _run_request(self, request: PlannedRequest) -> bool:
-        """Send ``request``; True when everything in it landed (or was correctly found poison)."""
+    async def _run_request(self, request: PlannedRequest, *, uncertain: bool = False) -> bool:
+        """Send ``request``; True when everything in it landed (or was correctly found poison).
+
+        ``uncertain``: a copy of these records may still land from an earlier try (a rejected
+        request whose first attempt timed out or got a 5xx, now split): success is then uncertain too.
+        """
         try:
             result = await self._send_with_auth_retry(request)
         except PineconeRequestError as error:
+            error.uncertain = error.uncertain or uncertain
             if error.kind is FailureKind.REJECTED:
                 return await self._isolate_rejected(request, error)
             self.outcome.fail(request, _as_failure(error))
@@ -161,8 +167,11 @@ class PlanRunner:
             self.outcome.fail(request, _unexpected(error, request, "sending"))
             return False
         # A write is "landed" (its lease may be released) only when no other copy of it can still be
-        # applied: an earlier attempt that timed out or got a 5xx may reach the index after this one.
-        landed = self.outcome.landed if not result.uncertain else set()
+        # applied: an earlier attempt that timed out or got a 5xx may reach the index after this one,
+        # whichever path the retry took (the gateway's attempts, a key refresh, a split).
+        if uncertain and not result.uncertain:
+            self.outcome.uncertain_landings += 1
+        landed = self.outcome.landed if not (result.uncertain or uncertain) else set()
         if request.kind == "upsert":
             self.outcome.records_upserted += len(request.records)
             landed.update((request.namespace, r.id) for r in request.records)
@@ -181,11 +190,14 @@ class PlanRunner:
             for message_id in request.dependents - set(request.origins):
                 self.outcome.failures.setdefault(message_id, retry)
             return True
-        return await _all(self._run_request(part) for part in request.split_by_origin())
+        return await _all(self._run_request(part, uncertain=error.uncertain) for part in request.split_by_origin())
 
     async def _send_with_auth_retry(self, request: PlannedRequest) -> CallResult:
         refreshed = await call_with_key_refresh(self._gateways, lambda gateway: self._send(gateway, request))
         self.outcome.auth_refreshes += refreshed.refreshes
+        if refreshed.uncertain and not refreshed.value.uncertain:
+            self.outcome.uncertain_landings += 1
+            return dataclasses.replace(refreshed.value, uncertain=True)
         return refreshed.value
 
     async def _send(self, gateway: PineconeGateway, request: PlannedRequest) -> CallResult:

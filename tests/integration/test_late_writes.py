@@ -78,3 +78,46 @@ def test_a_write_whose_first_copy_may_land_late_keeps_its_lease_and_the_newer_ve
     # THEN version 2 is what the index holds
     assert index_state(pipeline, "acme", ["r"])["r"][1]["v"] == 2
     assert pipeline.drain() == []
+
+
+@pytest.mark.parametrize(
+    "second_try",
+    [
+        pytest.param({"status": 401}, id="then-a-key-refresh"),
+        pytest.param({"status": 400, "message": "scripted rejection"}, id="then-a-split"),
+    ],
+)
+def test_an_uncertain_first_attempt_keeps_its_lease_whatever_path_the_retry_takes(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, second_try: dict[str, object]
+) -> None:
+    control = pipeline.emulator.control
+    driver = SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler)
+    guard = worker_dependencies(ingest_app.metrics).guard
+    assert guard is not None
+    clock = ShiftedClock()
+    monkeypatch.setattr(guard, "_clock", clock)
+
+    # GIVEN version 1 of r (and of s, coalesced into the same request) whose first attempt Pinecone
+    # answers 503 and applies later; the next try is refused (a 401: the key is re-read and the request
+    # sent again; or a 400: the request is split by message) and then everything succeeds
+    control.script("upsert", {"status": 503, "retry_after": "0", "apply_after_ms": 600_000}, second_try, "ok", "ok")
+    driver.publish([upsert_body("acme", ["r"], version=1), upsert_body("acme", ["s"], version=1)])
+    assert driver.deliver_once() == {"batchItemFailures": []}
+    assert control.pending_applies() == 1
+
+    # WHEN version 2 of r arrives while that first copy has not landed
+    driver.publish([upsert_body("acme", ["r"], version=2)])
+    busy = driver.deliver_once()
+
+    # THEN it waits for the lease of version 1: the success after the refresh or the split did not
+    # make the held copy any less able to land (released, version 2 would be overwritten by it)
+    assert busy is not None
+    assert len(busy["batchItemFailures"]) == 1
+    assert "2" not in applied(control)
+
+    # WHEN the held copy lands and the lease is over, version 2 is what the index holds
+    assert control.flush_applies() == 1
+    clock.offset = 3600
+    driver.run_until_empty()
+    assert index_state(pipeline, "acme", ["r"])["r"][1]["v"] == 2
+    assert pipeline.drain() == []
