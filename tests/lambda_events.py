@@ -7,7 +7,7 @@ from typing import Any
 
 
 def lambda_sqs_record(message: dict[str, Any], queue_arn: str, region: str = "us-east-1") -> dict[str, Any]:
-    """One ``Records`` entry for a message received with ``AttributeNames=["All"]``."""
+    """One ``Records`` entry for a message received with ``AttributeNames=["All"]`` (and its message attributes)."""
     attributes = message["Attributes"]
     return {
         "messageId": message["MessageId"],
@@ -19,7 +19,15 @@ def lambda_sqs_record(message: dict[str, Any], queue_arn: str, region: str = "us
             "SenderId": attributes.get("SenderId", "AIDAIENQZJOLO23YVJ4VO"),
             "ApproximateFirstReceiveTimestamp": attributes["ApproximateFirstReceiveTimestamp"],
         },
-        "messageAttributes": {},
+        "messageAttributes": {
+            name: {
+                "stringValue": value.get("StringValue"),
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": value["DataType"],
+            }
+            for name, value in message.get("MessageAttributes", {}).items()
+        },
         "md5OfBody": hashlib.md5(message["Body"].encode(), usedforsecurity=False).hexdigest(),
         "eventSource": "aws:sqs",
         "eventSourceARN": queue_arn,

@@ -68,6 +68,19 @@ class AuthError(TransientError):
     """Pinecone refused the API key (HTTP 401/403)."""
 
 
+class WaitingError(TransientError):
+    """The message did not fail: it waits for another worker's hold on a record to end, directly or
+    behind an earlier write of its namespace. ``retry_at`` (epoch seconds) is when, if known.
+
+    Waiting is never a failure: on its last delivery such a message is sent again (requeued), not
+    dead-lettered as ``retries_exhausted``.
+    """
+
+    def __init__(self, message: str, retry_at: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
 class ConfigurationError(VectorRelayError):
     """The function's configuration is missing or inconsistent. Raised at first use, with the variable's name."""
 

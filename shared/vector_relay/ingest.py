@@ -39,7 +39,8 @@ from vector_relay.batching import (
 )
 from vector_relay.clients import OutOfTimeError
 from vector_relay.contract import DeleteMessage, UpsertMessage, ValidationContext
-from vector_relay.errors import PoisonMessageError, Problem
+from vector_relay.errors import PoisonMessageError, Problem, WaitingError
+from vector_relay.message_age import expired, first_sent_attribute, first_sent_ms
 from vector_relay.tenancy import TenantRegistry
 from vector_relay.validation import parse_write_message
 from vector_relay.version_guard import BusyWriteError, GuardedWrite, Verdict, VersionGuard
@@ -52,7 +53,7 @@ from vector_relay.worker import (
     queue_url,
     sort_batch,
 )
-from vector_relay.writer import MIN_REQUEST_SECONDS, Admission, Deadline, PlanRunner, WriteOutcome
+from vector_relay.writer import MIN_REQUEST_SECONDS, Admission, Deadline, HeldBehindError, PlanRunner, WriteOutcome
 
 logger = Logger(child=True)
 
@@ -67,6 +68,8 @@ def handle_ingest_batch(
     deadline = Deadline(invocation_budget(context, deps))
     tenants = deps.tenants.current()
     validation = ValidationContext(tenants=tenants, index=deps.index.current())
+    expired: dict[str, BaseException] = {}
+    records = _without_expired(records, deps, expired)
     if deps.guard is None:
         batch = sort_batch(records, deps, _parser(deps.settings.pinecone_transport), validation)
         coalesced = coalesce(_writes(batch.valid, tenants))
@@ -89,16 +92,17 @@ def handle_ingest_batch(
         deps.guard.release(guard.session.lease, summary.claimed, outcome.landed)
     for message_id, error in (summary.failures if summary else {}).items():
         if message_id not in outcome.poison:
-            outcome.failures.setdefault(message_id, error)
+            outcome.failures[message_id] = _own_reason_first(outcome.failures.get(message_id), error)
+    _wait_with_the_busy(outcome.failures)
     by_id = {record.message_id: record for record, _ in batch.valid}
-    failures = dict(batch.failures)
+    failures = dict(batch.failures) | expired
     for message_id, poison in outcome.poison.items():
         dead_letter(deps, by_id[message_id], poison, failures)
-    for message_id, error in outcome.failures.items():
-        record = by_id[message_id]
+    for record in (by_id[message_id] for message_id in by_id if message_id in outcome.failures):  # batch order
+        error = outcome.failures[record.message_id]
         if not last_delivery(record, deps):
-            failures[message_id] = error
-        elif isinstance(error, BusyWriteError) and _requeue(deps, record, error):
+            failures[record.message_id] = error
+        elif isinstance(error, WaitingError) and _requeue(deps, record, error):
             pass  # waiting for another worker is not a failure: a fresh copy waits on, this one is done
         else:
             exhausted = PoisonMessageError([Problem("retries_exhausted", "", f"last delivery failed: {error}")])
@@ -108,19 +112,59 @@ def handle_ingest_batch(
     return failures
 
 
-def _requeue(deps: WorkerDependencies, record: SQSRecord, error: BusyWriteError) -> bool:
-    """Send a busy message again as a new one (its receive count starts over), delayed until the hold ends.
+def _own_reason_first(current: BaseException | None, new: BaseException) -> BaseException:
+    """A message's failure when the run and the guard both gave one: its own reason over being held behind another."""
+    if current is None or (isinstance(current, HeldBehindError) and not isinstance(new, HeldBehindError)):
+        return new
+    return current
 
-    On its last delivery a message that only waits for another worker's hold would otherwise reach
-    the DLQ as retries_exhausted; a record written often can keep a message busy through
-    ``maxReceiveCount`` deliveries. The copy is the same write: the version guard orders it like the
-    original. False when SQS refused the copy (the original is then dead-lettered as before).
+
+def _wait_with_the_busy(failures: dict[str, BaseException]) -> None:
+    """Give messages held behind a waiting write the time the busy records free up (the latest, so a held
+    message never comes back before the write it must follow); unknown when any busy end is unknown."""
+    ends = [error.retry_at for error in failures.values() if isinstance(error, BusyWriteError)]
+    retry_at = None if not ends or None in ends else max(end for end in ends if end is not None)
+    for error in failures.values():
+        if isinstance(error, HeldBehindError):
+            error.retry_at = None if retry_at is None else retry_at + 1  # after the busy write, not with it
+
+
+def _without_expired(
+    records: list[SQSRecord], deps: WorkerDependencies, failures: dict[str, BaseException]
+) -> list[SQSRecord]:
+    """``records`` without the writes first sent longer ago than the version guard remembers versions:
+    those are dead-lettered as ``write_expired`` (:mod:`vector_relay.message_age`)."""
+    if deps.guard is None:
+        return records  # no guard, no tombstones to outlive
+    now = deps.guard.now()
+    kept = []
+    for record in records:
+        problem = expired(record, now=now, remembered_seconds=deps.settings.write_version_ttl_seconds)
+        if problem is None:
+            kept.append(record)
+        else:
+            dead_letter(deps, record, PoisonMessageError([problem]), failures)
+    return kept
+
+
+def _requeue(deps: WorkerDependencies, record: SQSRecord, error: WaitingError) -> bool:
+    """Send a waiting message again as a new one (its receive count starts over), delayed until the hold ends.
+
+    On its last delivery a message that only waits for another worker's hold (or behind a write of
+    its namespace that does) would otherwise reach the DLQ as retries_exhausted; a record written
+    often can keep a message busy through ``maxReceiveCount`` deliveries. The copy is the same
+    write: the version guard orders it like the original. It carries the original's first send
+    time, so the copy is no younger than the write (:mod:`vector_relay.message_age`). False when
+    SQS refused the copy (the original is then dead-lettered as before).
     """
     now = deps.guard.now() if deps.guard is not None else 0.0
     delay = 0 if error.retry_at is None else min(max(math.ceil(error.retry_at - now) + 1, 0), MAX_SQS_DELAY_SECONDS)
     try:
         deps.sqs.send_message(
-            QueueUrl=queue_url(deps.sqs, record.event_source_arn), MessageBody=record.body, DelaySeconds=delay
+            QueueUrl=queue_url(deps.sqs, record.event_source_arn),
+            MessageBody=record.body,
+            DelaySeconds=delay,
+            MessageAttributes=first_sent_attribute(first_sent_ms(record)),
         )
     except (ClientError, BotoCoreError, OutOfTimeError) as failure:
         logger.warning(
@@ -128,7 +172,7 @@ def _requeue(deps: WorkerDependencies, record: SQSRecord, error: BusyWriteError)
         )
         return False
     deps.metrics.add_metric(name="BusyRequeued", unit=MetricUnit.Count, value=1)
-    logger.info("busy on its last delivery: sent again", extra={"message_id": record.message_id, "delay": delay})
+    logger.info("waiting on its last delivery: sent again", extra={"message_id": record.message_id, "delay": delay})
     return True
 
 
@@ -143,7 +187,7 @@ def _retry_busy_sooner(
     now = deps.guard.now() if deps.guard is not None else 0.0
     by_queue: dict[str, list[tuple[SQSRecord, int]]] = {}
     for message_id, error in failures.items():
-        if isinstance(error, BusyWriteError) and error.retry_at is not None and message_id in by_id:
+        if isinstance(error, WaitingError) and error.retry_at is not None and message_id in by_id:
             record = by_id[message_id]
             seconds = min(max(math.ceil(error.retry_at - now) + 1, 1), MAX_RETRY_DELAY_SECONDS)
             by_queue.setdefault(record.event_source_arn, []).append((record, seconds))

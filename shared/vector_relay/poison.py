@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from vector_relay.contract import DeadLetterAttributes
 from vector_relay.dead_letter import send_to_dead_letter_queue
 from vector_relay.errors import PoisonMessageError, TransientError
+from vector_relay.message_age import first_sent_ms
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -25,6 +26,7 @@ def dead_letter_attributes(record: SQSRecord, error: PoisonMessageError) -> Dead
         source_queue=record.event_source_arn,
         source_message_id=record.message_id,
         receive_count=int(record.attributes.approximate_receive_count),
+        first_sent_at=first_sent_ms(record),
     )
 
 

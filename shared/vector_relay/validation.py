@@ -46,6 +46,8 @@ ERROR_CODES: dict[str, str] = {
     "reply_to_not_allowed": "reply_to is not on the reply queue allow-list (or the tenant's own reply_queues)",
     "pinecone_rejected": "Pinecone answered 400/422 for this message's records (set by the worker)",
     "retries_exhausted": "the last delivery before the redrive limit failed transiently (set by the worker)",
+    "write_expired": "the write was first sent longer ago than the version guard remembers versions "
+    "(WRITE_VERSION_TTL_SECONDS less 1 h), so applying it could overtake a forgotten delete (set by the worker)",
 }
 
 _WRITE_OPS = ("upsert", "delete", "delete_by_filter", "purge_tenant")

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vector_relay.clients import GUARD_PROFILE, fits
-from vector_relay.errors import TransientError
+from vector_relay.errors import TransientError, WaitingError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -131,12 +131,8 @@ class GuardUnavailableError(TransientError):
     """DynamoDB could not be asked; the writes it guards are retried by SQS."""
 
 
-class BusyWriteError(TransientError):
+class BusyWriteError(WaitingError):
     """Another invocation holds the record; ``retry_at`` (epoch seconds) is when its hold ends, if known."""
-
-    def __init__(self, message: str, retry_at: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_at = retry_at
 
 
 class VersionGuard:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from aws_lambda_powertools import Logger
 
 from vector_relay.api_key_cache import GatewaySource, call_with_key_refresh
 from vector_relay.batching import PlannedRequest, WritePlan
-from vector_relay.errors import AuthError, PoisonMessageError, Problem, TransientError
+from vector_relay.errors import AuthError, PoisonMessageError, Problem, TransientError, WaitingError
 from vector_relay.pinecone_gateway import CallResult, FailureKind, PineconeGateway, PineconeRequestError
 
 logger = Logger(child=True)
@@ -43,6 +44,22 @@ MIN_REQUEST_SECONDS = 1.0
 
 class DeadlineError(TransientError):
     """The invocation ran out of time before this message's request could run."""
+
+
+class HeldBehindError(WaitingError):
+    """Kept in order behind an earlier write of its namespace that waits for another worker's hold.
+
+    The message itself did not fail; it is retried (or requeued on its last delivery) with the write
+    it waits for, never after it. ``retry_at`` is filled in when the batch is settled."""
+
+
+class _Ended(enum.Enum):
+    """How a request of a stage ended: everything sent landed; some of it must wait (another worker
+    holds a record); or it failed."""
+
+    LANDED = "landed"
+    WAITING = "waiting"
+    FAILED = "failed"
 
 
 class IndexNotFoundError(TransientError):
@@ -119,31 +136,43 @@ class PlanRunner:
         return self.outcome
 
     async def run_namespace(self, stages: list[list[PlannedRequest]]) -> bool:
-        """Run one namespace's stages in order (what :meth:`run` does for every namespace at once)."""
+        """Run one namespace's stages in order (what :meth:`run` does for every namespace at once).
+
+        The stages after one that did not land are not sent: their messages fail as held, and only
+        wait (:class:`HeldBehindError`) when nothing of that stage failed, it only waited.
+        """
         for index, stage in enumerate(stages):
-            if not await _all(self._admit_and_run(request) for request in stage):
+            ends = await _gather(self._admit_and_run(request) for request in stage)
+            if all(end is _Ended.LANDED for end in ends):
+                continue
+            held: TransientError
+            if _Ended.FAILED in ends:
                 held = TransientError("an earlier operation on this namespace failed; kept in order for redelivery")
-                for later in stages[index + 1 :]:
-                    for request in later:
-                        self.outcome.fail(request, held)
-                return False
+            else:
+                held = HeldBehindError("kept in order behind an earlier write of this namespace that waits")
+            for later in stages[index + 1 :]:
+                for request in later:
+                    self.outcome.fail(request, held)
+            return False
         return True
 
-    async def _admit_and_run(self, request: PlannedRequest) -> bool:
+    async def _admit_and_run(self, request: PlannedRequest) -> _Ended:
         """Ask ``admit`` (the version guard) what of ``request`` may be sent, then send that.
 
-        A request admitted only in part (some records must wait for another worker) fails its
-        stage once the rest is sent, so nothing after it in the batch overtakes the records held back.
+        A request admitted only in part (some records must wait for another worker) ends its
+        stage as waiting once the rest is sent, so nothing after it in the batch overtakes the
+        records held back.
         """
         if self._admit is None:
-            return await self._run_request(request)
+            return _Ended.LANDED if await self._run_request(request) else _Ended.FAILED
         try:
             admission = await self._admit(request)
         except Exception as error:
             self.outcome.fail(request, _unexpected(error, request, "admitting"))
-            return False
-        landed = admission.request is None or await self._run_request(admission.request)
-        return landed and admission.complete
+            return _Ended.FAILED
+        if admission.request is not None and not await self._run_request(admission.request):
+            return _Ended.FAILED
+        return _Ended.LANDED if admission.complete else _Ended.WAITING
 
     async def _run_request(self, request: PlannedRequest, *, uncertain: bool = False) -> bool:
         """Send ``request``; True when everything in it landed (or was correctly found poison).
@@ -232,14 +261,19 @@ class PlanRunner:
 
 
 async def _all(runs: Iterable[Coroutine[Any, Any, bool]]) -> bool:
-    """Run ``runs`` concurrently and wait for every one of them; True when all returned True.
+    """Run ``runs`` concurrently and wait for every one of them; True when all returned True."""
+    return all(await _gather(runs))
+
+
+async def _gather[T](runs: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run ``runs`` concurrently and wait for every one of them; their results in order.
 
     The runs catch their own errors, so the group only ever sees cancellation: then every run is
     cancelled and awaited before the cancellation goes on (``gather`` would leave them running).
     """
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(run) for run in runs]
-    return all(task.result() for task in tasks)
+    return [task.result() for task in tasks]
 
 
 def _unexpected(error: Exception, request: PlannedRequest, doing: str) -> TransientError:

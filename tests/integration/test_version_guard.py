@@ -30,7 +30,7 @@ from vector_relay.version_guard import (
     Verdict,
     VersionGuard,
 )
-from vector_relay.worker import reset_worker_dependencies
+from vector_relay.worker import reset_worker_dependencies, worker_dependencies
 
 TABLE = "guard-test"
 
@@ -582,3 +582,87 @@ def test_a_message_still_busy_on_its_last_delivery_is_sent_again_not_dead_letter
         QueueUrl=pipeline.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
     )["Attributes"]
     assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"  # a fresh copy, back when the hold ends
+
+
+def test_messages_held_behind_a_busy_write_on_their_last_delivery_are_sent_again_with_it_after_it(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Waiting is never a failure, also for the messages that wait behind the busy one in its namespace."""
+    monkeypatch.setenv("SOURCE_QUEUE_MAX_RECEIVE_COUNT", "1")  # every delivery is the last
+    get_settings.cache_clear()
+    reset_worker_dependencies()
+    acme = SAMPLE_TENANTS["acme"]
+    other = VersionGuard(boto3.client("dynamodb"), "relay-write-versions", ttl_seconds=3600)
+    other.claim([w("doc", 4, namespace=acme)], other.lease(2))  # another worker holds doc v4 for 2 s
+    purge = json.dumps({"schema_version": 1, "op": "purge_tenant", "tenant": "acme", "confirm": "acme"})
+    bodies = [upsert_body("acme", ["doc"], version=5), purge, upsert_body("acme", ["after"], version=1)]
+    sqs = boto3.client("sqs")
+    for body in bodies:
+        sqs.send_message(QueueUrl=pipeline.queue_url, MessageBody=body)
+    received = sqs.receive_message(QueueUrl=pipeline.queue_url, AttributeNames=["All"], MaxNumberOfMessages=3)
+    by_body = {m["Body"]: m for m in received["Messages"]}
+    assert set(by_body) == set(bodies)
+    # one batch, in this order: the busy upsert, then the purge and the upsert that must follow it
+    event = {"Records": [lambda_sqs_record(by_body[b], pipeline.queue_arn, "us-east-1") for b in bodies]}
+
+    # WHEN the batch's last delivery meets the busy record
+    response = ingest_app.lambda_handler(event, FakeLambdaContext())
+
+    # THEN nothing is dead-lettered: the busy message and both messages held behind it are sent again,
+    # the held ones no sooner than the busy one, each copy carrying when its write was first sent
+    assert response == {"batchItemFailures": []}
+    assert pipeline.drain(pipeline.dlq_url) == []
+    delays = {
+        getattr(record, "message_id", None): getattr(record, "delay", None)
+        for record in caplog.records
+        if record.getMessage() == "waiting on its last delivery: sent again"
+    }
+    ids = [by_body[b]["MessageId"] for b in bodies]
+    assert set(delays) == set(ids)
+    assert delays[ids[1]] >= delays[ids[0]]
+    assert delays[ids[2]] >= delays[ids[0]]
+    copies: list[dict[str, Any]] = []
+    ceiling = time.monotonic() + 120  # the copies are delayed until the 2 s hold has ended
+    while len(copies) < 3:
+        assert time.monotonic() < ceiling, "the requeued copies did not come back"
+        copies += sqs.receive_message(
+            QueueUrl=pipeline.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
+        ).get("Messages", [])
+    first_sent = {m["Body"]: m["Attributes"]["SentTimestamp"] for m in received["Messages"]}
+    assert {m["Body"]: m["MessageAttributes"]["first_sent_at"]["StringValue"] for m in copies} == first_sent
+
+
+def test_a_write_first_sent_longer_ago_than_the_guard_remembers_is_dead_lettered_as_expired(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Poison: applied, it could overtake a delete whose tombstone the guard has let expire."""
+    driver = SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler)
+    guard = worker_dependencies(ingest_app.metrics).guard
+    assert guard is not None
+    ttl = get_settings().write_version_ttl_seconds
+    sqs = boto3.client("sqs")
+    now_ms = int(time.time() * 1000)
+    # GIVEN a copy (requeued or redriven) whose write was first sent 20 days ago, beside a fresh write
+    sqs.send_message(
+        QueueUrl=pipeline.queue_url,
+        MessageBody=upsert_body("acme", ["old"], version=1),
+        MessageAttributes={"first_sent_at": {"DataType": "Number", "StringValue": str(now_ms - 20 * 86_400_000)}},
+    )
+    sqs.send_message(QueueUrl=pipeline.queue_url, MessageBody=upsert_body("acme", ["new"], version=1))
+
+    assert driver.deliver_once() == {"batchItemFailures": []}
+
+    # THEN the old one is in the DLQ with its code, and only the fresh one landed
+    [dead] = pipeline.drain()
+    assert dead["MessageAttributes"]["error_code"]["StringValue"] == "write_expired"
+    assert int(dead["MessageAttributes"]["first_sent_at"]["StringValue"]) == now_ms - 20 * 86_400_000
+    assert set(pipeline.fetch("acme", ["old", "new"])) == {"new"}
+
+    # AND a message that waits on the queue until the guard's memory is nearly over is refused too
+    # (the clock is the guard's, moved on instead of waited out)
+    sqs.send_message(QueueUrl=pipeline.queue_url, MessageBody=upsert_body("acme", ["late"], version=1))
+    monkeypatch.setattr(guard, "_clock", lambda: time.time() + ttl - 1800)
+    assert driver.deliver_once() == {"batchItemFailures": []}
+    [late] = pipeline.drain()
+    assert late["MessageAttributes"]["error_code"]["StringValue"] == "write_expired"
+    assert "late" not in pipeline.fetch("acme", ["late"])

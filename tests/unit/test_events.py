@@ -82,10 +82,12 @@ def test_poison_tables_cover_the_mixed_samples() -> None:
     assert set(tables) == {"ingest-mixed-with-poison", "query-mixed-with-poison"}
     assert all(code in ERROR_CODES for table in tables.values() for code in table.values())
     # every code a message can be dead-lettered with on arrival has a sample
-    # set by the worker: from Pinecone's answer, the delivery count, the source queue, or the tenant's schema
+    # set by the worker: from Pinecone's answer, the delivery count, the source queue, the tenant's schema,
+    # or the time the write was first sent
     worker_codes = {
         "pinecone_rejected",
         "retries_exhausted",
+        "write_expired",
         "tenant_not_bound",
         "metadata_schema_violation",
         "filter_field_not_declared",

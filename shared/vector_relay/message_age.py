@@ -1,0 +1,57 @@
+"""How old a write really is: when it was first sent, however often it was sent again since.
+
+The version guard remembers a record's version (and a delete's tombstone) for
+``WRITE_VERSION_TTL_SECONDS`` after its last claim. That is what keeps an old upsert from
+resurrecting a deleted record, so it holds only for writes applied within that time of being
+sent: a write sent before the delete and applied after the tombstone expired would win.
+SQS's own ``SentTimestamp`` restarts whenever a message is sent again (a busy message requeued on
+its last delivery, a DLQ message redriven), so every copy the relay sends carries the original
+send time in the ``first_sent_at`` message attribute (epoch ms), and a write first sent longer ago
+than the guard remembers, less a margin for clocks, is dead-lettered as ``write_expired`` instead
+of applied (docs/ordering.md, "Deletes are remembered").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vector_relay.errors import Problem
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
+
+FIRST_SENT_ATTRIBUTE = "first_sent_at"
+# Writes must be applied this much before the guard may forget their record: SQS's clock (the send
+# time) and the workers' clocks (the claim) are not the same clock.
+EXPIRY_MARGIN_SECONDS = 3600
+
+
+def first_sent_ms(record: SQSRecord) -> int:
+    """When ``record``'s write was first sent (epoch ms): its ``first_sent_at`` when a copy, else its SentTimestamp."""
+    sent = int(record.attributes.sent_timestamp)
+    carried = record.message_attributes[FIRST_SENT_ATTRIBUTE]
+    value = carried.string_value if carried is not None else None
+    if value is not None and value.isdigit():
+        return min(int(value), sent)
+    return sent
+
+
+def first_sent_attribute(first_sent: int) -> dict[str, MessageAttributeValueTypeDef]:
+    """The ``MessageAttributes`` that carry the original send time onto a copy."""
+    return {FIRST_SENT_ATTRIBUTE: {"DataType": "Number", "StringValue": str(first_sent)}}
+
+
+def expired(record: SQSRecord, *, now: float, remembered_seconds: int) -> Problem | None:
+    """``write_expired`` when the write was first sent longer ago than the guard remembers versions, less the margin."""
+    age = now - first_sent_ms(record) / 1000
+    limit = remembered_seconds - EXPIRY_MARGIN_SECONDS
+    if age <= limit:
+        return None
+    return Problem(
+        "write_expired",
+        "",
+        f"first sent {age / 86_400:.1f} days ago; the version guard remembers versions for "
+        f"{remembered_seconds / 86_400:g} days (WRITE_VERSION_TTL_SECONDS), so applied now it could overtake a "
+        "delete it no longer remembers. Publish it again with its current version if it is still wanted.",
+    )
