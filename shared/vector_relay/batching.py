@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 
 import orjson
 
@@ -289,13 +289,15 @@ def coalesce(messages: Sequence[tuple[str, str, PlannableWrite]]) -> Coalesced:
             batch.segments[namespace] = segment + 1
             continue
         records: Iterable[tuple[str, int, EncodedRecord | None]]
-        if isinstance(message, UpsertMessage | EncodedUpsert):
-            encoded = encode_upsert(message)
-            assert isinstance(encoded, EncodedUpsert)
-            records = ((r.id, r.version, r) for r in encoded.records)
-        else:
-            assert isinstance(message, DeleteMessage)
-            records = ((r.id, r.version, None) for r in message.records)
+        match message:
+            case UpsertMessage() | EncodedUpsert():
+                encoded = encode_upsert(message)
+                assert isinstance(encoded, EncodedUpsert)
+                records = ((r.id, r.version, r) for r in encoded.records)
+            case DeleteMessage():
+                records = ((r.id, r.version, None) for r in message.records)
+            case _:
+                assert_never(message)
         for record_id, version, record in records:
             order += 1
             key = (namespace, record_id)
@@ -334,11 +336,15 @@ def pack(batch: Coalesced, *, exclude: Collection[tuple[str, str]] = ()) -> Writ
 
 def request_keys(request: PlannedRequest) -> list[tuple[str, str]]:
     """The (namespace, id) of every record an upsert or delete-by-id request writes (none for filter ops)."""
-    if request.kind == "upsert":
-        return [(request.namespace, record.id) for record in request.records]
-    if request.kind == "delete_ids":
-        return [(request.namespace, record_id) for record_id in request.ids]
-    return []
+    match request.kind:
+        case "upsert":
+            return [(request.namespace, record.id) for record in request.records]
+        case "delete_ids":
+            return [(request.namespace, record_id) for record_id in request.ids]
+        case "delete_by_filter" | "delete_all":
+            return []
+        case _:
+            assert_never(request.kind)
 
 
 def narrow(
@@ -394,6 +400,12 @@ def _pack_deletes(namespace: str, writes: list[Winner]) -> list[PlannedRequest]:
 def _filter_request(
     namespace: str, message_id: str, message: DeleteByFilterMessage | PurgeTenantMessage
 ) -> PlannedRequest:
-    if isinstance(message, PurgeTenantMessage):
-        return PlannedRequest(kind="delete_all", namespace=namespace, origins={message_id: []})
-    return PlannedRequest(kind="delete_by_filter", namespace=namespace, filter=message.filter, origins={message_id: []})
+    match message:
+        case PurgeTenantMessage():
+            return PlannedRequest(kind="delete_all", namespace=namespace, origins={message_id: []})
+        case DeleteByFilterMessage():
+            return PlannedRequest(
+                kind="delete_by_filter", namespace=namespace, filter=message.filter, origins={message_id: []}
+            )
+        case _:
+            assert_never(message)

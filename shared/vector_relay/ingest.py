@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from statistics import fmean
+from typing import Literal, assert_never
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
@@ -38,7 +39,13 @@ from vector_relay.batching import (
     request_keys,
 )
 from vector_relay.clients import OutOfTimeError
-from vector_relay.contract import DeleteMessage, UpsertMessage, ValidationContext
+from vector_relay.contract import (
+    DeleteByFilterMessage,
+    DeleteMessage,
+    PurgeTenantMessage,
+    UpsertMessage,
+    ValidationContext,
+)
 from vector_relay.errors import PoisonMessageError, Problem, WaitingError
 from vector_relay.message_age import expired, first_sent_attribute, first_sent_ms
 from vector_relay.tenancy import TenantRegistry
@@ -267,12 +274,16 @@ class _GuardedRun:
 
     def submit(self, record: SQSRecord, message: PlannableWrite) -> None:
         """Start claiming a validated message's records (the highest version of each id in it)."""
-        if isinstance(message, UpsertMessage | EncodedUpsert):
-            operation = "upsert"
-        elif isinstance(message, DeleteMessage):
-            operation = "delete"
-        else:
-            return  # filter operations are ordered by their place in the batch, not by the guard
+        operation: Literal["upsert", "delete"]
+        match message:
+            case UpsertMessage() | EncodedUpsert():
+                operation = "upsert"
+            case DeleteMessage():
+                operation = "delete"
+            case DeleteByFilterMessage() | PurgeTenantMessage():
+                return  # filter operations are ordered by their place in the batch, not by the guard
+            case _:
+                assert_never(message)
         namespace = self._tenants.namespace_for(message.tenant)
         latest: dict[str, GuardedWrite] = {}
         for item in message.records:

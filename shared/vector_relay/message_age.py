@@ -4,11 +4,15 @@ The version guard remembers a record's version (and a delete's tombstone) for
 ``WRITE_VERSION_TTL_SECONDS`` after its last claim. That is what keeps an old upsert from
 resurrecting a deleted record, so it holds only for writes applied within that time of being
 sent: a write sent before the delete and applied after the tombstone expired would win.
-SQS's own ``SentTimestamp`` restarts whenever a message is sent again (a busy message requeued on
-its last delivery, a DLQ message redriven), so every copy the relay sends carries the original
-send time in the ``first_sent_at`` message attribute (epoch ms), and a write first sent longer ago
-than the guard remembers, less a margin for clocks, is dead-lettered as ``write_expired`` instead
-of applied (docs/ordering.md, "Deletes are remembered").
+An original message cannot be older than its queue keeps messages (14 days at most, SQS's
+limit, and ``WRITE_VERSION_TTL_SECONDS`` is at least that plus the margin). But SQS's own
+``SentTimestamp`` restarts whenever a message is sent again (a busy message requeued on its last
+delivery, a DLQ message redriven), so every copy the relay sends carries the original send time
+in the ``first_sent_at`` message attribute (epoch ms), and a copy whose write was first sent
+longer ago than the guard remembers, less a margin for clocks, is dead-lettered as
+``write_expired`` instead of applied (docs/ordering.md, "Deletes are remembered"). Originals are
+not judged by their SentTimestamp: a sample event replayed with ``sam local invoke`` carries an
+old one and is still a valid write.
 """
 
 from __future__ import annotations
@@ -43,7 +47,10 @@ def first_sent_attribute(first_sent: int) -> dict[str, MessageAttributeValueType
 
 
 def expired(record: SQSRecord, *, now: float, remembered_seconds: int) -> Problem | None:
-    """``write_expired`` when the write was first sent longer ago than the guard remembers versions, less the margin."""
+    """``write_expired`` when ``record`` is a copy whose write was first sent longer ago than the guard
+    remembers versions, less the margin; None for originals (bounded by their queue's retention)."""
+    if record.message_attributes[FIRST_SENT_ATTRIBUTE] is None:
+        return None
     age = now - first_sent_ms(record) / 1000
     limit = remembered_seconds - EXPIRY_MARGIN_SECONDS
     if age <= limit:

@@ -142,8 +142,10 @@ class Settings(BaseSettings):
     )
     write_version_ttl_seconds: int = Field(
         default=19 * 86_400,
-        ge=3600,
-        description="How long a version (and a delete's tombstone) is kept; above source + DLQ retention.",
+        ge=14 * 86_400 + 3600,  # SQS's longest retention (14 days) + message_age.EXPIRY_MARGIN_SECONDS
+        description="How long a version (and a delete's tombstone) is kept; copies of writes first sent longer "
+        "ago than this less 1 h are dead-lettered as `write_expired`. At least 14 days + 1 h (SQS's longest "
+        "retention): no original message can be older.",
     )
     write_version_lease_slack_seconds: float = Field(
         default=5.0,

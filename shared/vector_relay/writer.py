@@ -28,7 +28,7 @@ import enum
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 from aws_lambda_powertools import Logger
 
@@ -201,12 +201,17 @@ class PlanRunner:
         if uncertain and not result.uncertain:
             self.outcome.uncertain_landings += 1
         landed = self.outcome.landed if not (result.uncertain or uncertain) else set()
-        if request.kind == "upsert":
-            self.outcome.records_upserted += len(request.records)
-            landed.update((request.namespace, r.id) for r in request.records)
-        elif request.kind == "delete_ids":
-            self.outcome.records_deleted += len(request.ids)
-            landed.update((request.namespace, i) for i in request.ids)
+        match request.kind:
+            case "upsert":
+                self.outcome.records_upserted += len(request.records)
+                landed.update((request.namespace, r.id) for r in request.records)
+            case "delete_ids":
+                self.outcome.records_deleted += len(request.ids)
+                landed.update((request.namespace, i) for i in request.ids)
+            case "delete_by_filter" | "delete_all":
+                pass  # filter operations are ordered by their place in the batch, not leased
+            case _:
+                assert_never(request.kind)
         return True
 
     async def _isolate_rejected(self, request: PlannedRequest, error: PineconeRequestError) -> bool:
@@ -236,15 +241,18 @@ class PlanRunner:
             if left < MIN_REQUEST_SECONDS:
                 raise PineconeRequestError(FailureKind.DEADLINE, "the invocation's deadline is too close to start")
             self.outcome.requests += 1
-            if request.kind == "upsert":
-                result = await gateway.upsert(request.namespace, request.records, timeout=left)
-            elif request.kind == "delete_ids":
-                result = await gateway.delete_ids(request.namespace, request.ids, timeout=left)
-            elif request.kind == "delete_by_filter":
-                assert request.filter is not None
-                result = await gateway.delete_by_filter(request.namespace, request.filter, timeout=left)
-            else:
-                result = await gateway.delete_all(request.namespace, timeout=left)
+            match request.kind:
+                case "upsert":
+                    result = await gateway.upsert(request.namespace, request.records, timeout=left)
+                case "delete_ids":
+                    result = await gateway.delete_ids(request.namespace, request.ids, timeout=left)
+                case "delete_by_filter":
+                    assert request.filter is not None
+                    result = await gateway.delete_by_filter(request.namespace, request.filter, timeout=left)
+                case "delete_all":
+                    result = await gateway.delete_all(request.namespace, timeout=left)
+                case _:  # a new kind must be sent here, never as "delete every record" by default
+                    assert_never(request.kind)
             self.outcome.latencies_ms.append(result.elapsed_ms)
             self.outcome.retries += result.attempts - 1
             self.outcome.uncertain_landings += result.uncertain

@@ -658,9 +658,13 @@ def test_a_write_first_sent_longer_ago_than_the_guard_remembers_is_dead_lettered
     assert int(dead["MessageAttributes"]["first_sent_at"]["StringValue"]) == now_ms - 20 * 86_400_000
     assert set(pipeline.fetch("acme", ["old", "new"])) == {"new"}
 
-    # AND a message that waits on the queue until the guard's memory is nearly over is refused too
-    # (the clock is the guard's, moved on instead of waited out)
-    sqs.send_message(QueueUrl=pipeline.queue_url, MessageBody=upsert_body("acme", ["late"], version=1))
+    # AND a copy first sent just now is refused once the guard's memory of that time is nearly over
+    # (the clock is the guard's, moved on instead of waited out); its SentTimestamp is no excuse
+    sqs.send_message(
+        QueueUrl=pipeline.queue_url,
+        MessageBody=upsert_body("acme", ["late"], version=1),
+        MessageAttributes={"first_sent_at": {"DataType": "Number", "StringValue": str(now_ms)}},
+    )
     monkeypatch.setattr(guard, "_clock", lambda: time.time() + ttl - 1800)
     assert driver.deliver_once() == {"batchItemFailures": []}
     [late] = pipeline.drain()
