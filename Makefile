@@ -113,9 +113,10 @@ schema: $(VENV)/.installed
 	$(PY) -m vector_relay.contract_schema > docs/contract.schema.json
 
 # bandit on the code, checkov on the translated template; accepted findings: tools/security_suppressions.toml.
+# The figures docs/security.md quotes are written there by this run (never typed by hand).
 security: validate $(CHECKOV_VENV)/.installed
 	$(PY) -m tools.security_checks --bandit $(VENV)/bin/bandit --checkov $(CHECKOV_VENV)/bin/checkov \
-	  .aws-sam/translated.json templates/tenant.yaml
+	  --figures docs/security.md .aws-sam/translated.json templates/tenant.yaml
 
 test: lint typecheck validate security build
 	$(VENV)/bin/pytest

@@ -13,7 +13,19 @@
   resource ARN whose account, region, or name is ``*``): each names what it may touch;
 * ``no_managed_policies``: no role attaches AWS-managed policies (``AWSLambdaBasicExecutionRole`` and
   SAM's SQS poller policy grant on ``*``); every function has its own role from this template;
-* ``secure_transport``: every queue and bucket has a policy that denies requests without TLS.
+* ``secure_transport``: every queue and bucket has a policy that denies requests without TLS;
+* ``dead_letter_senders``: a DLQ's policy denies ``sqs:SendMessage`` to every principal but the ones
+  it names (the relay's roles: an attribute of a dead letter is only as good as its senders), and
+  denies nobody reading it (the operator who redrives; SQS's own redrive moves are no SendMessage);
+* ``reply_queue_readers``: a queue only named principals may send to that no function consumes and
+  no queue dead-letters into (a tenant's reply queue) denies receiving to all but named readers,
+  unconditionally: no reader list means no reader, never whoever IAM allows;
+* ``principal_parameters``: a parameter that names principals (a statement's ``Principal`` or an
+  ``aws:PrincipalArn`` condition) or resources an allow grants has an ``AllowedPattern`` that
+  refuses wildcards (``*`` makes a queue world-writable or world-readable, or a role reach
+  everything), and no wildcard default;
+* ``object_grants_by_prefix``: no statement allows object actions on a whole bucket of the
+  template (``<bucket>/*``): grants name a key prefix, so one tenant's grant is not every tenant's.
 
 Parameters are checked over their whole allowed range (``MinValue``/``MaxValue``), so no value a
 user may pass at deploy time breaks a rule. Usage: ``python -m tools.template_rules template.yaml``;
@@ -23,6 +35,7 @@ given the translated template (``.json``), it checks the IAM statements SAM gene
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -297,6 +310,207 @@ def _secure_transport(t: _Template) -> Iterator[Violation]:
             yield Violation("secure_transport", name, "no bucket policy denies aws:SecureTransport=false")
 
 
+def _is_everyone(principal: Any) -> bool:
+    return principal == "*" or (isinstance(principal, dict) and principal.get("AWS") == "*")
+
+
+def _actions(statement: dict[str, Any]) -> set[str]:
+    actions = statement.get("Action", [])
+    return {a.lower() for a in ([actions] if isinstance(actions, str) else actions) if isinstance(a, str)}
+
+
+def _named_principals_condition(statement: dict[str, Any]) -> bool:
+    """The statement's condition is ``aws:PrincipalArn`` not matching a list of named principals."""
+    condition = statement.get("Condition")
+    if not isinstance(condition, dict):
+        return False
+    for operator in ("ArnNotLike", "ArnNotEquals"):
+        keys = condition.get(operator)
+        if isinstance(keys, dict) and any(k.lower() == "aws:principalarn" and v for k, v in keys.items()):
+            return True
+    return False
+
+
+def _denies_all_but_named(statement: dict[str, Any], action: str) -> bool:
+    """A deny of ``action`` to every principal whose ARN is not one the statement names."""
+    return (
+        statement.get("Effect") == "Deny"
+        and _is_everyone(statement.get("Principal"))
+        and action.lower() in _actions(statement)
+        and _named_principals_condition(statement)
+    )
+
+
+READ_ACTIONS = {"sqs:receivemessage", "sqs:deletemessage", "sqs:changemessagevisibility", "sqs:*", "*"}
+
+
+def _only_plain_http(statement: dict[str, Any]) -> bool:
+    condition = statement.get("Condition")
+    return condition == {"Bool": {"aws:SecureTransport": "false"}} or condition == {
+        "Bool": {"aws:SecureTransport": False}
+    }
+
+
+def _queue_policy_statements(t: _Template, queue: str) -> Iterator[tuple[dict[str, Any], bool]]:
+    """(statement, unconditional) of every queue policy statement that applies to ``queue``."""
+    for resource in t.resources.values():
+        properties = resource.get("Properties", {})
+        if resource.get("Type") != "AWS::SQS::QueuePolicy":
+            continue
+        targets = properties.get("Queues", [])
+        if not any(isinstance(q, dict) and q.get("Ref") == queue for q in targets):
+            continue
+        listed = properties.get("PolicyDocument", {}).get("Statement", [])
+        for item in listed if isinstance(listed, list) else [listed]:
+            unconditional = isinstance(item, dict) and "Fn::If" not in item
+            for _, statement in _statements(item, ""):
+                named = statement.get("Resource", "*")
+                names = {t.queue_name(r) for r in (named if isinstance(named, list) else [named])}
+                if named == "*" or queue in names:
+                    yield statement, unconditional
+
+
+def _dead_letter_queues(t: _Template) -> set[str]:
+    """Queues a redrive policy moves messages to, or a function sends its poison to (``DEAD_LETTER_QUEUE_URL``)."""
+    found: set[str | None] = set()
+    for resource in t.resources.values():
+        properties = resource.get("Properties", {})
+        redrive = properties.get("RedrivePolicy")
+        if resource.get("Type") == "AWS::SQS::Queue" and isinstance(redrive, dict):
+            found.add(t.queue_name(redrive.get("deadLetterTargetArn")))
+        if resource.get("Type") in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
+            variables = (properties.get("Environment") or {}).get("Variables") or {}
+            found.add(t.queue_name(variables.get("DEAD_LETTER_QUEUE_URL")))
+    return {name for name in found if name is not None}
+
+
+def _consumed_queues(t: _Template) -> set[str]:
+    found = {t.queue_name(source.get("Queue")) for _, _, _, source in t.sqs_event_sources()}
+    for resource in t.resources.values():
+        if resource.get("Type") == "AWS::Lambda::EventSourceMapping":
+            found.add(t.queue_name(resource.get("Properties", {}).get("EventSourceArn")))
+    return {name for name in found if name is not None}
+
+
+def _dead_letter_senders(t: _Template) -> Iterator[Violation]:
+    for dlq in sorted(_dead_letter_queues(t)):
+        statements = list(_queue_policy_statements(t, dlq))
+        if not any(unconditional and _denies_all_but_named(s, "sqs:SendMessage") for s, unconditional in statements):
+            yield Violation(
+                "dead_letter_senders",
+                dlq,
+                "no queue policy denies sqs:SendMessage to every principal but the relay's (aws:PrincipalArn)",
+            )
+        for statement, _ in statements:
+            if (
+                statement.get("Effect") == "Deny"
+                and _actions(statement) & READ_ACTIONS
+                and not _only_plain_http(statement)
+            ):
+                yield Violation(
+                    "dead_letter_senders",
+                    dlq,
+                    f"denies reading ({statement.get('Action')}): an operator must redrive it",
+                )
+
+
+def _reply_queue_readers(t: _Template) -> Iterator[Violation]:
+    others = _dead_letter_queues(t) | _consumed_queues(t)
+    for name, resource in t.resources.items():
+        if resource.get("Type") != "AWS::SQS::Queue" or name in others:
+            continue
+        statements = list(_queue_policy_statements(t, name))
+        answered_by_named = any(u and _denies_all_but_named(s, "sqs:SendMessage") for s, u in statements)
+        if answered_by_named and not any(u and _denies_all_but_named(s, "sqs:ReceiveMessage") for s, u in statements):
+            yield Violation(
+                "reply_queue_readers",
+                name,
+                "only named principals answer here, but receiving is not denied to all but named readers at all times",
+            )
+
+
+def _parameter_references(node: Any, parameters: dict[str, Any]) -> set[str]:
+    """Parameters ``node`` refers to, by ``Ref`` or inside a ``Fn::Sub`` string."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::Sub":
+                text = value[0] if isinstance(value, list) else value
+                if isinstance(text, str):
+                    found.update(re.findall(r"\$\{([^}!.]+)\}", text))
+                if isinstance(value, list):
+                    found |= _parameter_references(value[1:], parameters)
+            else:
+                found |= _parameter_references(value, parameters)
+    elif isinstance(node, list):
+        for item in node:
+            found |= _parameter_references(item, parameters)
+    return {name for name in found if name in parameters}
+
+
+# Wildcard forms a deployer could pass for a principal or a resource ARN; a parameter's pattern refuses them all.
+WILDCARD_PROBES = (
+    "*",
+    "?",
+    "arn:aws:iam::123456789012:*",
+    "arn:aws:iam::123456789012:role/*",
+    "arn:aws:iam::123456789012:role/producer*",
+    "arn:aws:iam::123456789012:role/producer?",
+    "arn:aws:iam::*:role/producer",
+    "arn:aws:sqs:us-east-1:123456789012:*",
+    "arn:aws:sqs:*:123456789012:replies",
+    "arn:aws:sqs:us-east-1:123456789012:replies*",
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:*",
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:pinecone*",
+)
+
+
+def _principal_parameters(t: _Template) -> Iterator[Violation]:
+    named: dict[str, str] = {}
+    for name, resource in t.resources.items():
+        for _, statement in _statements(resource.get("Properties", {}), name):
+            places = [statement.get("Principal"), statement.get("NotPrincipal"), statement.get("Condition")]
+            if statement.get("Effect") != "Deny":
+                places.append(statement.get("Resource"))
+            for parameter in _parameter_references(places, t.parameters):
+                named.setdefault(parameter, name)
+    for parameter, where in sorted(named.items()):
+        spec = t.parameters[parameter]
+        pattern = spec.get("AllowedPattern")
+        default = str(spec.get("Default", ""))
+        if "*" in default or "?" in default:
+            yield Violation("principal_parameters", parameter, f"its default {default!r} is a wildcard")
+        if not isinstance(pattern, str):
+            yield Violation(
+                "principal_parameters", parameter, f"used in a policy of {where} with no AllowedPattern to refuse '*'"
+            )
+            continue
+        admitted = [probe for probe in WILDCARD_PROBES if re.fullmatch(pattern, probe)]
+        if admitted:
+            yield Violation("principal_parameters", parameter, f"its AllowedPattern admits {admitted[0]!r}")
+
+
+def _object_grants_by_prefix(t: _Template) -> Iterator[Violation]:
+    buckets = {name for name, r in t.resources.items() if r.get("Type") == "AWS::S3::Bucket"}
+    for name, resource in t.resources.items():
+        for where, statement in _statements(resource.get("Properties", {}), name):
+            if statement.get("Effect") == "Deny":
+                continue
+            targets = statement.get("Resource", [])
+            for target in targets if isinstance(targets, list) else [targets]:
+                text = target.get("Fn::Sub") if isinstance(target, dict) else None
+                text = text[0] if isinstance(text, list) else text
+                match = re.fullmatch(r"\$\{(\w+)\.Arn\}/(.*)", text) if isinstance(text, str) else None
+                if match and match.group(1) in buckets and match.group(2).startswith("*"):
+                    yield Violation(
+                        "object_grants_by_prefix",
+                        where,
+                        f"allows {statement.get('Action')} on every object of {match.group(1)}; name a key prefix",
+                    )
+
+
 RULES = (
     _visibility_timeout,
     _dead_letter_queue,
@@ -307,6 +521,22 @@ RULES = (
     _no_wildcard_resources,
     _no_managed_policies,
     _secure_transport,
+    _dead_letter_senders,
+    _reply_queue_readers,
+    _principal_parameters,
+    _object_grants_by_prefix,
+)
+
+# The rules that still apply once SAM has expanded the template into roles, policies and event sources.
+TRANSLATED_RULES = (
+    _no_wildcard_actions,
+    _no_wildcard_resources,
+    _no_managed_policies,
+    _secure_transport,
+    _dead_letter_senders,
+    _reply_queue_readers,
+    _principal_parameters,
+    _object_grants_by_prefix,
 )
 
 
@@ -318,8 +548,7 @@ def check(template: dict[str, Any]) -> list[Violation]:
 def check_translated(template: dict[str, Any]) -> list[Violation]:
     """The rules that still apply once SAM has expanded the template into roles, policies and event sources."""
     parsed = _Template(template)
-    rules = (_no_wildcard_actions, _no_wildcard_resources, _no_managed_policies, _secure_transport)
-    return [violation for rule in rules for violation in rule(parsed)]
+    return [violation for rule in TRANSLATED_RULES for violation in rule(parsed)]
 
 
 def main(path: str) -> int:

@@ -2,8 +2,10 @@
 
 Redrive is send-then-delete: a message is sent to its source queue first and deleted from the DLQ
 only after SQS took it, so a crash in between leaves a duplicate (which the version guard makes
-harmless), never a loss. Each message is judged with today's registry, schema and index first;
-what is still poison stays where it is. Queries are never redriven: nobody waits for their answer.
+harmless), never a loss. The source queue is one SQS names as the DLQ's source
+(``ListDeadLetterSourceQueues``), never one a message names on its own. Each message is judged
+with today's registry, schema and index, and its tenant binding against the queue it will be sent
+to; what is still poison stays where it is. Queries are never redriven: nobody waits for their answer.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from botocore.exceptions import BotoCoreError, ClientError
@@ -19,6 +21,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from vector_relay_cli.context import Context
 from vector_relay_cli.errors import EXIT_FOUND, CannotRun
 from vector_relay_cli.progress import bar
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+    from vector_relay.redrive import DeadLetter, SourceQueue
 
 QUEUES = {"ingest": ("IngestDeadLetterQueueUrl", "IngestQueueUrl"), "query": ("QueryDeadLetterQueueUrl", None)}
 CRASH_AFTER_SENDS = "VECTOR_RELAY_REDRIVE_CRASH_AFTER_SENDS"  # a testing aid: die between a send and its delete
@@ -88,7 +95,10 @@ def inspect(ctx: Context, queue: str, url: str | None, samples: int, limit: int 
 @dlq.command()
 @click.option("--queue", type=click.Choice(sorted(QUEUES)), default="ingest", show_default=True)
 @click.option("--url", help="Another DLQ (a tenant's own), instead of --queue.")
-@click.option("--target-url", help="Where messages without a known source queue go (default: the ingest queue).")
+@click.option(
+    "--target-url",
+    help="For a DLQ with several source queues: the one of them that messages naming no source queue go to.",
+)
 @click.option("--code", "codes", multiple=True, help="Only messages dead-lettered with this error_code (repeatable).")
 @click.option("--max", "limit", type=click.IntRange(min=1), help="Look at most at this many messages.")
 @click.option("--dry-run", is_flag=True, help="Judge and report; move nothing.")
@@ -106,31 +116,35 @@ def redrive(
 ) -> None:
     """Send the messages that are valid today back to their source queue; the rest stay, with their new reason.
 
-    Exit 1 when some of the selected messages are still poison.
+    The source queue is the DLQ's, as SQS lists it; when the DLQ has several, the one the message
+    names (a message naming none of them stays). Exit 1 when some selected messages stay.
     """
     from vector_relay.producer import Publisher
-    from vector_relay.redrive import judge, read_all, release
-    from vector_relay.worker import queue_url
+    from vector_relay.redrive import judge, read_all, redrive_target, release
 
     if queue == "query" and not url:
         raise CannotRun("queries are not redriven: whoever asked has stopped waiting; publish the question again")
     sqs = ctx.sqs()
     dlq_url = _dlq_url(ctx, queue, url)
+    sources, unnamed = _source_queues(sqs, dlq_url, target_url)
     registry, shape = _today(ctx)
-    default_target = target_url or ctx.deployment().output("IngestQueueUrl")
     try:
         letters = list(read_all(sqs, dlq_url, limit))
     except (ClientError, BotoCoreError) as error:
         raise CannotRun(f"cannot read {dlq_url}: {error}") from None
     selected = [x for x in letters if not codes or x.error_code in codes]
     still: Counter[str] = Counter()
-    movable: list[tuple[Any, str]] = []
+    no_source = 0
+    movable: list[tuple[DeadLetter, SourceQueue]] = []
     for letter in selected:
-        verdict = judge(letter.body, letter.source_queue, registry, shape)
+        target = redrive_target(letter, sources, unnamed)
+        if target is None:
+            no_source += 1
+            continue
+        verdict = judge(letter.body, target.arn, registry, shape)
         if verdict is not None:
             still[verdict] += 1
         else:
-            target = queue_url(sqs, letter.source_queue) if letter.source_queue else default_target
             movable.append((letter, target))
     moved: list[Any] = []
     failed = 0
@@ -139,8 +153,8 @@ def redrive(
         progress = bar("redrive", quiet=as_json)
         with progress:
             task = progress.add_task("redrive", total=len(movable))
-            for letter, target in movable:
-                sent = Publisher(target, sqs=sqs).publish_bodies([letter.body])
+            for letter, destination in movable:
+                sent = Publisher(destination.url, sqs=sqs).publish_bodies([letter.body])
                 if sent.failed:
                     failed += 1
                     continue
@@ -159,6 +173,7 @@ def redrive(
         "moved": len(moved),
         "failed_to_send": failed,
         "still_poison": dict(still),
+        "no_source_queue": no_source,
         "dry_run": dry_run,
     }
     if as_json:
@@ -169,8 +184,37 @@ def redrive(
         click.echo(f"{dlq_url}: looked at {len(letters)}, selected {len(selected)}; {verb} {done}")
         for code, count in still.most_common():
             click.echo(f"  still poison: {code:28} {count:6} (left in the DLQ)")
-    if still or failed:
+        if no_source:
+            click.echo(
+                f"  no source queue: {no_source} (left in the DLQ: they name none of its source queues"
+                f" {', '.join(q.arn for q in sources)}; --target-url picks one for messages that name none)"
+            )
+    if still or failed or no_source:
         raise SystemExit(EXIT_FOUND)
+
+
+def _source_queues(
+    sqs: SQSClient, dlq_url: str, target_url: str | None
+) -> tuple[list[SourceQueue], SourceQueue | None]:
+    """The DLQ's source queues as SQS lists them, and the one ``--target-url`` names (which must be one of them)."""
+    from vector_relay.redrive import queue_arn, source_queues
+
+    try:
+        sources = source_queues(sqs, dlq_url)
+        target_arn = queue_arn(sqs, target_url) if target_url else None
+    except (ClientError, BotoCoreError) as error:
+        raise CannotRun(f"cannot list the source queues of {dlq_url}: {error}") from None
+    if not sources:
+        raise CannotRun(
+            f"no queue's redrive policy names {dlq_url} (ListDeadLetterSourceQueues): there is nowhere to redrive to"
+        )
+    unnamed = next((q for q in sources if q.arn == target_arn), None)
+    if target_url and unnamed is None:
+        raise CannotRun(
+            f"--target-url {target_url} is not a source queue of {dlq_url}; its source queues are "
+            + ", ".join(q.url for q in sources)
+        )
+    return sources, unnamed
 
 
 def _today(ctx: Context) -> tuple[Any, Any]:

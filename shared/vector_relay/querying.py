@@ -222,7 +222,7 @@ def _store_large_reply(record: SQSRecord, message: QueryMessage, body: str, usag
     from vector_relay.settings import get_settings  # the bucket is only needed for large replies
 
     bucket = get_settings().require("query_results_bucket")
-    key = f"query-results/{message.tenant}/{time.strftime('%Y/%m/%d')}/{record.message_id}.json"
+    key = large_reply_key(message.tenant, record.message_id)
     s3_client().put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
     pointer = QueryReplyOk(
         correlation_id=message.correlation_id,
@@ -232,6 +232,28 @@ def _store_large_reply(record: SQSRecord, message: QueryMessage, body: str, usag
     )
     logger.info("query reply stored in S3", extra={"message_id": record.message_id, "bytes": len(body.encode())})
     return pointer.model_dump_json(exclude_none=True)
+
+
+# Bytes a tenant's name keeps as they are in its key prefix; every other byte is written %XX.
+_KEY_PLAIN_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def results_prefix(tenant: str) -> str:
+    """The key prefix of a tenant's large replies: ``tenants/<the name, percent-encoded>/``.
+
+    Every byte of the name's UTF-8 outside ``A-Z a-z 0-9 _ -`` is written ``%XX`` (``%`` too), so
+    the encoding is one-to-one and holds no ``/``: no tenant's prefix lies inside another's,
+    whatever names the registry holds, and one ``s3:GetObject`` grant on ``<prefix>*`` is one
+    tenant's. Nor does it hold IAM's wildcards (``*``, ``?``). A name made of those characters
+    only, as templates/tenant.yaml requires, is its own encoding (docs/security.md).
+    """
+    encoded = "".join(chr(byte) if byte in _KEY_PLAIN_BYTES else f"%{byte:02X}" for byte in tenant.encode())
+    return f"tenants/{encoded}/"
+
+
+def large_reply_key(tenant: str, message_id: str) -> str:
+    """Where a large reply to query ``message_id`` of ``tenant`` is stored: ``<results_prefix>YYYY/MM/DD/<id>.json``."""
+    return f"{results_prefix(tenant)}{time.strftime('%Y/%m/%d', time.gmtime())}/{message_id}.json"
 
 
 async def _run_queries(

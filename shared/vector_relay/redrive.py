@@ -5,11 +5,16 @@ visible again at once (``ChangeMessageVisibility`` 0); if the reader dies, they 
 themselves when the timeout ends. Nothing is deleted. Judging: a message is checked against
 today's contract, tenant registry (binding and schema) and index shape, as the worker would, so a
 redrive sends back only what would now be accepted.
+
+Where a message goes back to comes from SQS, never from the message: the queues whose redrive
+policy names the DLQ (``ListDeadLetterSourceQueues``). A ``source_queue`` attribute is only a
+choice among those queues, and the tenant binding is judged against the queue the message will
+really be sent to; whoever can send to a DLQ can write any attribute (docs/security.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +38,45 @@ class DeadLetter:
     sent_at_ms: int
     error_code: str  # "" for a message SQS's redrive policy moved (no attributes)
     error_detail: str
-    source_queue: str  # the source queue's ARN, "" when unknown
+    source_queue: str  # the source queue's ARN as the message's attribute says, "" when it has none
+    moved_from: str = ""  # the source queue's ARN as SQS says for a message its redrive policy moved
+
+
+@dataclass(frozen=True, slots=True)
+class SourceQueue:
+    """A queue whose redrive policy names the DLQ: one a dead letter may go back to."""
+
+    url: str
+    arn: str
+
+
+def source_queues(sqs: SQSClient, dlq_url: str) -> list[SourceQueue]:
+    """The queues whose ``RedrivePolicy`` names the DLQ at ``dlq_url``, as SQS lists them, by ARN."""
+    paginator = sqs.get_paginator("list_dead_letter_source_queues")
+    urls = [url for page in paginator.paginate(QueueUrl=dlq_url) for url in page.get("queueUrls", [])]
+    return sorted((SourceQueue(url, queue_arn(sqs, url)) for url in urls), key=lambda queue: queue.arn)
+
+
+def queue_arn(sqs: SQSClient, url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def redrive_target(
+    letter: DeadLetter, sources: Sequence[SourceQueue], unnamed: SourceQueue | None = None
+) -> SourceQueue | None:
+    """The source queue ``letter`` goes back to, or None when it must stay.
+
+    The DLQ's only source queue, whatever the message says. With several: the one SQS moved it
+    from (``DeadLetterQueueSourceArn``), else the one its ``source_queue`` attribute names; a
+    message naming none of them stays, and one naming nothing goes to ``unnamed`` (the operator's
+    choice among them) when given.
+    """
+    if len(sources) == 1:
+        return sources[0]
+    named = letter.moved_from or letter.source_queue
+    if not named:
+        return unnamed
+    return next((queue for queue in sources if queue.arn == named), None)
 
 
 def read_all(sqs: SQSClient, url: str, limit: int | None = None) -> Iterator[DeadLetter]:
@@ -83,14 +126,16 @@ def _dead_letter(message: Mapping[str, Any]) -> DeadLetter:
         error_code=code,
         error_detail=detail,
         source_queue=source,
+        moved_from=message.get("Attributes", {}).get("DeadLetterQueueSourceArn", ""),
     )
 
 
-def judge(body: str, source_queue_arn: str, registry: TenantRegistry, index: IndexShape | None) -> str | None:
-    """The code a write message would be dead-lettered with today, or None when the relay would take it."""
+def judge(body: str, target_queue_arn: str, registry: TenantRegistry, index: IndexShape | None) -> str | None:
+    """The code a write message sent to ``target_queue_arn`` would be dead-lettered with today, or None when the
+    relay would take it from there."""
     try:
         message = parse_write_message(body, ValidationContext(tenants=registry, index=index))
-        problem = registry.binding_problem(source_queue_arn, message.tenant) if source_queue_arn else None
+        problem = registry.binding_problem(target_queue_arn, message.tenant)
         if problem is not None:
             raise PoisonMessageError([problem])
         violations = message_problems(registry.schema_for(message.tenant), message)

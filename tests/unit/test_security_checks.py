@@ -6,7 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from tools.security_checks import Finding, Suppression, load_suppressions, verdict
+from tests.conftest import ROOT
+from tools.security_checks import (
+    FIGURES_BEGIN,
+    FIGURES_END,
+    Figures,
+    Finding,
+    Suppression,
+    load_suppressions,
+    verdict,
+    write_figures,
+)
 
 B101 = Finding("bandit", "B101", "shared/vector_relay/tenancy.py", 105, "Use of assert detected.")
 VPC = Finding("checkov", "CKV_AWS_117", "AWS::Lambda::Function.IngestFunction", 0, "Lambda in a VPC")
@@ -42,3 +52,43 @@ def test_an_entry_without_a_reason_is_refused(tmp_path: Path) -> None:
     path.write_text('[[bandit]]\ntest = "B101"\npaths = ["x"]\nreason = " "\n')
     with pytest.raises(SystemExit, match="has no reason"):
         load_suppressions(path)
+
+
+FIGURES = Figures(
+    bandit_version="1.9.4",
+    checkov_version="3.3.30",
+    bandit=[
+        Finding("bandit", "B101", "shared/vector_relay/tenancy.py", 105, "Use of assert detected.", "LOW"),
+        Finding("bandit", "B310", "local/relay_local/stack.py", 9, "Audit url open.", "MEDIUM"),
+    ],
+    checkov_passed=100,
+    checkov_failed=15,
+    templates=[".aws-sam/translated.json", "templates/tenant.yaml"],
+    accepted=17,
+    open=0,
+)
+
+
+def test_the_figures_are_written_between_the_markers_and_nowhere_else(tmp_path: Path) -> None:
+    page = tmp_path / "security.md"
+    page.write_text(f"before\n\n{FIGURES_BEGIN}\n| bandit | 60 findings |\n{FIGURES_END}\n\nafter\n")
+
+    assert write_figures(page, FIGURES) is True
+
+    text = page.read_text()
+    assert text.startswith("before\n\n")
+    assert text.endswith("\n\nafter\n")
+    assert "60 findings" not in text
+    assert "| bandit 1.9.4 | 2 findings: 0 high, 1 medium, 1 low; 1 in the shipped code (shared/, functions/) |" in text
+    assert "| checkov 3.3.30 | 100 passed, 15 failed (.aws-sam/translated.json, templates/tenant.yaml) |" in text
+    assert write_figures(page, FIGURES) is False  # the same run writes the same figures
+
+
+def test_the_security_page_has_one_figures_block_and_a_page_without_one_is_refused(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "security.md").read_text()
+    assert text.count(FIGURES_BEGIN) == 1
+    assert text.count(FIGURES_END) == 1
+    page = tmp_path / "other.md"
+    page.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="needs exactly one block"):
+        write_figures(page, FIGURES)

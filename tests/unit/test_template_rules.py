@@ -201,3 +201,122 @@ def test_the_index_function_reads_only_its_secret_and_invokes_only_itself() -> N
         ("secretsmanager:GetSecretValue", json.dumps(secret, sort_keys=True)),
         ("lambda:InvokeFunction", json.dumps(itself, sort_keys=True)),
     }
+
+
+# ---------------------------------------------------------------- who may send, read and be named (docs/security.md)
+
+TENANT = load_template(ROOT / "templates" / "tenant.yaml")
+
+
+def broken_tenant(change: Callable[[dict[str, Any]], None]) -> list[str]:
+    template = copy.deepcopy(TENANT)
+    change(template)
+    return [violation.rule for violation in check(template)]
+
+
+def policy_statements(template: dict[str, Any], policy: str) -> list[Any]:
+    return resources(template)[policy]["Properties"]["PolicyDocument"]["Statement"]
+
+
+def without(policy: str, sid: str) -> Callable[[dict[str, Any]], None]:
+    def change(template: dict[str, Any]) -> None:
+        statements = policy_statements(template, policy)
+        statements[:] = [s for s in statements if not (isinstance(s, dict) and s.get("Sid") == sid)]
+
+    return change
+
+
+def test_tenant_yaml_breaks_no_rule() -> None:
+    assert check(TENANT) == []
+
+
+@pytest.mark.parametrize(
+    ("template", "policy", "sid"),
+    [
+        (TEMPLATE, "IngestDeadLetterQueuePolicy", "OnlyTheRelaySends"),
+        (TEMPLATE, "QueryDeadLetterQueuePolicy", "OnlyTheRelaySends"),
+        (TENANT, "DeadLetterQueuesPolicy", "OnlyTheIngestFunctionSends"),
+        (TENANT, "DeadLetterQueuesPolicy", "OnlyTheQueryFunctionSends"),
+    ],
+)
+def test_a_dead_letter_queue_anyone_may_send_to_fails(template: dict[str, Any], policy: str, sid: str) -> None:
+    changed = copy.deepcopy(template)
+    without(policy, sid)(changed)
+    assert [v.rule for v in check(changed)] == ["dead_letter_senders"]
+
+
+def test_a_dead_letter_queue_that_denies_reading_fails() -> None:
+    def deny_reading(template: dict[str, Any]) -> None:
+        statements = policy_statements(template, "IngestDeadLetterQueuePolicy")
+        statements.append({**statements[-1], "Sid": "NoOneElseReads", "Action": ["sqs:ReceiveMessage"]})
+
+    assert broken(deny_reading) == ["dead_letter_senders"]  # the operator who redrives must receive
+
+
+def test_a_tenant_reply_queue_readable_without_named_readers_fails() -> None:
+    assert "Default" not in TENANT["Parameters"]["ReplyReaderPrincipalArns"]  # readers must be named to deploy
+
+    def only_if_readers_given(template: dict[str, Any]) -> None:
+        statements = policy_statements(template, "ReplyQueuePolicy")
+        index = next(i for i, s in enumerate(statements) if s.get("Sid") == "OnlyTheTenantsReadersRead")
+        statements[index] = {"Fn::If": ["HasReplyReaders", statements[index], {"Ref": "AWS::NoValue"}]}
+
+    assert broken_tenant(only_if_readers_given) == ["reply_queue_readers"]
+    assert broken_tenant(without("ReplyQueuePolicy", "OnlyTheTenantsReadersRead")) == ["reply_queue_readers"]
+
+
+PRINCIPAL_PARAMETERS = [
+    (TENANT, "ProducerPrincipalArns"),
+    (TENANT, "ReplyReaderPrincipalArns"),
+    (TENANT, "RedrivePrincipalArns"),
+    (TENANT, "IngestFunctionRoleArn"),
+    (TENANT, "QueryFunctionRoleArn"),
+    (TEMPLATE, "AdditionalReplyQueueArns"),
+    (TEMPLATE, "ExistingApiKeySecretArn"),
+]
+
+
+@pytest.mark.parametrize(("template", "name"), PRINCIPAL_PARAMETERS)
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda spec: spec.pop("AllowedPattern"),
+        lambda spec: spec.update(AllowedPattern=".+"),
+        lambda spec: spec.update(AllowedPattern="^arn:aws:[^,]+$"),
+        lambda spec: spec.update(Default="*"),
+    ],
+    ids=["no-pattern", "any-value", "any-arn", "wildcard-default"],
+)
+def test_a_principal_or_resource_parameter_that_admits_a_wildcard_fails(
+    template: dict[str, Any], name: str, change: Callable[[dict[str, Any]], None]
+) -> None:
+    changed = copy.deepcopy(template)
+    change(changed["Parameters"][name])
+    assert "principal_parameters" in [v.rule for v in check(changed)]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "*",
+        "arn:aws:iam::123456789012:role/*",
+        "arn:aws:iam::123456789012:*",
+        "arn:aws:iam::*:role/producer",
+        "arn:aws:iam::123456789012:role/prod?",
+        "arn:aws:iam::123456789012:root",
+    ],
+)
+def test_a_principal_list_refuses_wildcards_at_deploy(value: str) -> None:
+    for name in ("ProducerPrincipalArns", "ReplyReaderPrincipalArns", "RedrivePrincipalArns"):
+        pattern = TENANT["Parameters"][name]["AllowedPattern"]  # CloudFormation applies it to each item
+        assert re.fullmatch(pattern, value) is None, (name, value)
+        assert re.fullmatch(pattern, "arn:aws:iam::123456789012:role/team/producer")
+        assert re.fullmatch(pattern, "arn:aws:iam::210987654321:user/reader")
+
+
+def test_object_grants_on_a_whole_bucket_fail() -> None:
+    def whole_bucket(template: dict[str, Any]) -> None:
+        write = next(s for s in statements(template, "QueryFunctionRole") if s["Sid"] == "WriteOversizedReplies")
+        write["Resource"] = {"Fn::Sub": "${QueryResultsBucket.Arn}/*"}
+
+    assert broken(whole_bucket) == ["object_grants_by_prefix"]

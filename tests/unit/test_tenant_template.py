@@ -10,6 +10,7 @@ from typing import Any
 
 from tests.conftest import ROOT
 from tools.template_rules import load_template
+from vector_relay.querying import results_prefix
 from vector_relay.tenancy import TenantRegistry
 
 RELAY = load_template(ROOT / "template.yaml")
@@ -23,6 +24,7 @@ VALUES = {
     "AWS::Region": "us-east-1",
     "AWS::AccountId": "123456789012",
 }
+REPLY_ARN = "arn:aws:sqs:us-east-1:123456789012:relay-tenant-acme-replies"
 
 
 def sub(text: str, extra: dict[str, str] | None = None) -> str:
@@ -110,3 +112,57 @@ def test_the_registry_entry_output_is_accepted_by_the_workers() -> None:
     assert registry.namespace_for("acme") == "tenant-acme"
     assert registry.bound_tenant(arns["IngestQueue.Arn"]) == "acme"
     assert registry.reply_queues_for("acme", frozenset()) == frozenset({arns["ReplyQueue"]})
+
+
+def test_a_tenant_s_readers_get_its_bucket_its_prefix_and_a_grant_on_that_prefix_only() -> None:
+    outputs = TENANT["Outputs"]
+    values = {"QueryResultsBucketName": "relay-queryresultsbucket-abc", "ReplyQueue.Arn": REPLY_ARN}
+    assert outputs["QueryResultsBucketName"]["Value"] == {"Ref": "QueryResultsBucketName"}
+    assert sub(outputs["QueryResultsPrefix"]["Value"]["Fn::Sub"]) == results_prefix("acme")
+    has_key, without_key = (
+        json.loads(sub(branch["Fn::Sub"], values | {"KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/k"}))
+        for branch in outputs["ReplyReaderPolicy"]["Value"]["Fn::If"][1:]
+    )
+    grants = {(s["Sid"], json.dumps(s["Action"]), s["Resource"]) for s in without_key["Statement"]}
+    reads = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"]
+    reads += ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+    assert grants == {
+        ("ReadReplies", json.dumps(reads), REPLY_ARN),
+        ("ReadLargeReplies", '"s3:GetObject"', f"arn:aws:s3:::relay-queryresultsbucket-abc/{results_prefix('acme')}*"),
+    }
+    assert has_key["Statement"][:2] == without_key["Statement"]
+    assert has_key["Statement"][2]["Action"] == "kms:Decrypt"
+    # the relay writes nowhere else: its query role may put objects under tenants/ only
+    put = next(
+        s
+        for s in RELAY["Resources"]["QueryFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        if s["Sid"] == "WriteOversizedReplies"
+    )
+    assert put["Resource"] == {"Fn::Sub": "${QueryResultsBucket.Arn}/tenants/*"}
+
+
+def test_only_the_relay_s_roles_send_to_the_dlqs_and_the_named_operators_may_redrive() -> None:
+    statements = TENANT["Resources"]["DeadLetterQueuesPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    senders = {
+        s["Resource"]["Fn::GetAtt"][0]: s["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
+        for s in statements
+        if isinstance(s, dict) and s.get("Action") == "sqs:SendMessage"
+    }
+    assert senders == {
+        "IngestDeadLetterQueue": {"Ref": "IngestFunctionRoleArn"},
+        "QueryDeadLetterQueue": {"Ref": "QueryFunctionRoleArn"},
+    }
+    ingest = TENANT["Resources"]["IngestQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    deny = next(s for s in ingest if isinstance(s, dict) and s.get("Sid") == "OnlyTheTenantsProducersSend")
+    with_operators, without_operators = deny["Condition"]["ArnNotLike"]["aws:PrincipalArn"]["Fn::If"][1:]
+    assert "RedrivePrincipalArns" in json.dumps(with_operators)
+    assert "RedrivePrincipalArns" not in json.dumps(without_operators)  # no empty ARN pattern when none are named
+
+
+def test_the_documented_reader_grant_is_the_template_s() -> None:
+    page = (ROOT / "docs" / "security.md").read_text()
+    documented = re.search(r"<!-- reader-grant:[^>]*-->\n```json\n(.*?)\n```", page, flags=re.DOTALL)
+    assert documented is not None
+    values = {"QueryResultsBucketName": "relay-queryresultsbucket-abc", "ReplyQueue.Arn": REPLY_ARN}
+    without_key = TENANT["Outputs"]["ReplyReaderPolicy"]["Value"]["Fn::If"][2]["Fn::Sub"]
+    assert json.loads(documented.group(1)) == json.loads(sub(without_key, values))

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from functions.ingest import app as ingest_app
 from tests.conftest import SAMPLE_TENANTS
 from tests.integration.conftest import Pipeline, SqsDriver
 from tests.integration.test_ingest import upsert_body, vector
+from vector_relay.contract import DeadLetterAttributes
 from vector_relay.settings import get_settings
 from vector_relay.worker import reset_worker_dependencies
 from vector_relay_cli.dlq_commands import CRASH_AFTER_SENDS
@@ -152,3 +154,105 @@ def test_a_crash_between_send_and_delete_loses_nothing(
     )["Attributes"]
     in_dlq = int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
     assert in_dlq == 2  # the duplicate, and the zero-vector message that --code did not select
+
+
+# ---------------------------------------------------------------- where a redrive may send (docs/security.md)
+
+
+@dataclass(frozen=True)
+class Queue:
+    url: str
+    arn: str
+
+
+def make_queue(name: str, dead_letter: Queue | None = None) -> Queue:
+    """A real moto queue; with ``dead_letter``, SQS's redrive policy moves a message there after 2 receives."""
+    sqs = boto3.client("sqs")
+    attributes = {}
+    if dead_letter is not None:
+        attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dead_letter.arn, "maxReceiveCount": "2"})
+    url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    return Queue(url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
+
+
+@pytest.fixture
+def acme_bound(pipeline: Pipeline, outputs: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Queue, Queue]:
+    """acme bound to an ingest queue of its own with its own DLQ (templates/tenant.yaml), in the registry the CLI
+    reads and in the workers'; globex stays on the shared queues."""
+    dlq = make_queue("relay-tenant-acme-ingest-dlq")
+    ingest = make_queue("relay-tenant-acme-ingest", dlq)
+    registry = {**SAMPLE_TENANTS, "acme": {"namespace": "tenant-acme", "queues": [ingest.arn]}}
+    boto3.client("ssm").put_parameter(Name=PARAMETER, Value=json.dumps(registry), Type="String", Overwrite=True)
+    monkeypatch.setenv("TENANT_REGISTRY", json.dumps(registry))
+    get_settings.cache_clear()
+    reset_worker_dependencies()
+    return ingest, dlq
+
+
+def plant(dlq_url: str, body: str, source_queue: str) -> None:
+    """A message in a DLQ whose attributes claim it came from ``source_queue`` (anyone who may send can write them)."""
+    attributes = DeadLetterAttributes(
+        error_code="retries_exhausted",
+        error_detail="[retries_exhausted] : Pinecone unavailable",
+        source_queue=source_queue,
+        source_message_id="m-1",
+        receive_count=5,
+    )
+    boto3.client("sqs").send_message(
+        QueueUrl=dlq_url,
+        MessageBody=body,
+        MessageAttributes=attributes.to_message_attributes(),  # type: ignore[arg-type]
+    )
+
+
+def test_a_forged_source_queue_cannot_send_a_shared_dlq_message_into_a_bound_tenant_s_queue(
+    pipeline: Pipeline, outputs: Path, acme_bound: tuple[Queue, Queue]
+) -> None:
+    # GIVEN a message for acme planted in the shared ingest DLQ, claiming to come from acme's own queue
+    acme_ingest, _ = acme_bound
+    plant(pipeline.dlq_url, upsert_body("acme", ["forged"]), source_queue=acme_ingest.arn)
+
+    # WHEN the operator redrives the shared DLQ (its source queues, as SQS lists them: ingest and query)
+    code, report = run(outputs, "redrive")
+
+    # THEN whatever the workers take from acme's queue and the shared one, nothing reaches acme's
+    # namespace; the message stays in the DLQ, reported as naming none of its source queues
+    SqsDriver(acme_ingest.url, acme_ingest.arn, ingest_app.lambda_handler).run_until_empty()
+    SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler).run_until_empty()
+    assert pipeline.fetch("acme", ["forged"]) == {}
+    assert bodies_in(pipeline.dlq_url) == [upsert_body("acme", ["forged"])]
+    assert (code, report["moved"], report.get("no_source_queue")) == (1, 0, 1)
+
+
+def test_a_tenant_dlq_redrives_only_into_its_own_queue_whatever_a_message_claims(
+    pipeline: Pipeline, outputs: Path, acme_bound: tuple[Queue, Queue]
+) -> None:
+    acme_ingest, acme_dlq = acme_bound
+    sqs = boto3.client("sqs")
+    # GIVEN acme's DLQ holding a write SQS's redrive policy moved there (no attributes) ...
+    sqs.send_message(QueueUrl=acme_ingest.url, MessageBody=upsert_body("acme", ["a-retried"]))
+    while sqs.receive_message(QueueUrl=acme_ingest.url, VisibilityTimeout=0).get("Messages"):
+        pass  # received and never deleted, until the redrive policy moves it to acme's DLQ
+    # ... and a globex write planted there, claiming to come from the shared ingest queue
+    plant(acme_dlq.url, upsert_body("globex", ["g-forged"]), source_queue=pipeline.queue_arn)
+
+    # WHEN the operator redrives acme's DLQ
+    code, report = run(outputs, "redrive", "--url", acme_dlq.url)
+
+    # THEN acme's write went back to acme's queue (its DLQ's one source queue) and lands; the globex
+    # message, judged against acme's queue, is refused there and stays; the shared queue got nothing
+    SqsDriver(acme_ingest.url, acme_ingest.arn, ingest_app.lambda_handler).run_until_empty()
+    SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler).run_until_empty()
+    assert set(pipeline.fetch("acme", ["a-retried"])) == {"a-retried"}
+    assert pipeline.fetch("globex", ["g-forged"]) == {}
+    assert bodies_in(acme_dlq.url) == [upsert_body("globex", ["g-forged"])]
+    assert (code, report["moved"], report["still_poison"]) == (1, 1, {"tenant_not_bound": 1})
+
+
+def test_target_url_must_be_one_of_the_dlq_s_source_queues(
+    pipeline: Pipeline, outputs: Path, acme_bound: tuple[Queue, Queue]
+) -> None:
+    acme_ingest, _ = acme_bound
+    result = CliRunner().invoke(cli, ["--outputs", str(outputs), "dlq", "redrive", "--target-url", acme_ingest.url])
+    assert result.exit_code == 2
+    assert f"--target-url {acme_ingest.url} is not a source queue of {pipeline.dlq_url}" in result.output
