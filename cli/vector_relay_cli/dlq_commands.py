@@ -119,8 +119,7 @@ def redrive(
     The source queue is the DLQ's, as SQS lists it; when the DLQ has several, the one the message
     names (a message naming none of them stays). Exit 1 when some selected messages stay.
     """
-    from vector_relay.producer import Publisher
-    from vector_relay.redrive import judge, read_all, redrive_target, release
+    from vector_relay.redrive import judge, read_all, redrive_target, release, send_back
 
     if queue == "query" and not url:
         raise CannotRun("queries are not redriven: whoever asked has stopped waiting; publish the question again")
@@ -154,8 +153,10 @@ def redrive(
         with progress:
             task = progress.add_task("redrive", total=len(movable))
             for letter, destination in movable:
-                sent = Publisher(destination.url, sqs=sqs).publish_bodies([letter.body])
-                if sent.failed:
+                try:
+                    send_back(sqs, destination.url, letter)
+                except (ClientError, BotoCoreError) as error:
+                    click.echo(f"could not send {letter.message_id} back (it stays): {error}", err=True)
                     failed += 1
                     continue
                 if crash_after and len(moved) + 1 >= crash_after:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from vector_relay.contract import DeadLetterAttributes, IndexShape, ValidationContext
 from vector_relay.errors import PoisonMessageError
+from vector_relay.message_age import FIRST_SENT_ATTRIBUTE, first_sent_attribute
 from vector_relay.schemas import message_problems
 from vector_relay.tenancy import TenantRegistry
 from vector_relay.validation import parse_write_message
@@ -40,6 +41,7 @@ class DeadLetter:
     error_detail: str
     source_queue: str  # the source queue's ARN as the message's attribute says, "" when it has none
     moved_from: str = ""  # the source queue's ARN as SQS says for a message its redrive policy moved
+    first_sent_ms: int = 0  # when its write was first sent: carried onto the redriven copy (message_age)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,14 @@ def read_all(sqs: SQSClient, url: str, limit: int | None = None) -> Iterator[Dea
             yield _dead_letter(message)
 
 
+def send_back(sqs: SQSClient, url: str, letter: DeadLetter) -> None:
+    """Send ``letter``'s body to queue ``url`` as a new message carrying when its write was first sent, so
+    the copy is judged by the write's age, not its own (``write_expired``). Raises what SQS raises."""
+    sqs.send_message(
+        QueueUrl=url, MessageBody=letter.body, MessageAttributes=first_sent_attribute(letter.first_sent_ms)
+    )
+
+
 def release(sqs: SQSClient, url: str, letters: list[DeadLetter]) -> None:
     """Make messages read by a scan visible again now (best effort: the timeout does it anyway)."""
     for start in range(0, len(letters), 10):
@@ -113,11 +123,16 @@ def release(sqs: SQSClient, url: str, letters: list[DeadLetter]) -> None:
 
 def _dead_letter(message: Mapping[str, Any]) -> DeadLetter:
     attributes = message.get("MessageAttributes", {})
+    sent_at_ms = int(message.get("Attributes", {}).get("SentTimestamp", "0"))
+    first_sent = [sent_at_ms]  # a DLQ message is no younger than its own send (SQS's moves keep that time)
     try:
         parsed = DeadLetterAttributes.from_message_attributes(attributes)
         code, detail, source = parsed.error_code, parsed.error_detail, parsed.source_queue
-    except ValueError:  # moved by SQS's redrive policy: no reasons attached
+        first_sent += [parsed.first_sent_at] if parsed.first_sent_at is not None else []
+    except ValueError:  # moved by SQS's redrive policy: no reasons attached, its own attributes kept
         code, detail, source = "", "", ""
+        carried = attributes.get(FIRST_SENT_ATTRIBUTE, {}).get("StringValue", "")
+        first_sent += [int(carried)] if carried.isdigit() else []
     return DeadLetter(
         message_id=message["MessageId"],
         receipt_handle=message["ReceiptHandle"],
@@ -127,6 +142,7 @@ def _dead_letter(message: Mapping[str, Any]) -> DeadLetter:
         error_detail=detail,
         source_queue=source,
         moved_from=message.get("Attributes", {}).get("DeadLetterQueueSourceArn", ""),
+        first_sent_ms=min(first_sent),
     )
 
 

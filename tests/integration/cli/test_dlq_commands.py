@@ -123,6 +123,25 @@ def test_redrive_moves_exactly_what_is_valid_today_and_it_lands(
     assert bodies_in(pipeline.dlq_url) == [bodies[2]]  # the zero vector stays, still poison
 
 
+def test_a_redriven_copy_carries_when_its_write_was_first_sent(
+    pipeline: Pipeline, outputs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A redrive restarts SQS's SentTimestamp; the copy must not look younger than its write (write_expired)."""
+    sqs = boto3.client("sqs")
+    sqs.send_message(QueueUrl=pipeline.queue_url, MessageBody=upsert_body("initech", ["i1"]))
+    [original] = sqs.receive_message(QueueUrl=pipeline.queue_url, AttributeNames=["All"], VisibilityTimeout=0)[
+        "Messages"
+    ]
+    SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler).run_until_empty()  # unknown tenant
+    register_initech(monkeypatch)
+
+    code, report = run(outputs, "redrive")
+
+    assert (code, report["moved"]) == (0, 1)
+    [copy] = sqs.receive_message(QueueUrl=pipeline.queue_url, MessageAttributeNames=["All"])["Messages"]
+    assert copy["MessageAttributes"]["first_sent_at"]["StringValue"] == original["Attributes"]["SentTimestamp"]
+
+
 def test_redrive_of_the_query_dlq_is_refused(outputs: Path) -> None:
     result = CliRunner().invoke(cli, ["--outputs", str(outputs), "dlq", "redrive", "--queue", "query"])
     assert result.exit_code == 2
