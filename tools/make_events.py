@@ -118,7 +118,38 @@ def ingest_poison() -> list[tuple[str, str]]:
             "sparse_not_supported",
         ),
         (dumps(upsert("acme", ok | {"sparse_values": {"indices": [7, 42], "values": [0.4]}})), "sparse_values_invalid"),
+        (dumps(upsert("acme", ok | {"metadata": {"note": deep(201)}})), "json_too_deep"),
+        (
+            dumps(
+                {
+                    "schema_version": 1,
+                    "op": "delete_by_filter",
+                    "tenant": "acme",
+                    "filter": {"$or": [{"doc_id": {"$exists": True}}, {"doc_id": {"$exists": False}}]},
+                }
+            ),
+            "delete_not_confirmed",
+        ),
+        (
+            dumps(
+                {
+                    "schema_version": 1,
+                    "op": "delete_by_filter",
+                    "tenant": "acme",
+                    "filter": {"_relay_version": {"$exists": True}},
+                }
+            ),
+            "filter_field_reserved",
+        ),
     ]
+
+
+def deep(levels: int) -> Any:
+    """An object nested ``levels`` deep (the whole body then nests deeper still)."""
+    value: Any = 1
+    for _ in range(levels):
+        value = {"a": value}
+    return value
 
 
 def query_poison() -> list[tuple[str, str]]:

@@ -39,6 +39,11 @@ FETCH_BY_METADATA_LIMIT_MAX = 10_000
 NAMESPACE_NAME_MAX = 512
 NAMESPACE_SCHEMA_MAX_FIELDS = 50
 GIB = 1024**3
+# Pinecone's query result limit, "4MB" (docs.pinecone.io/guides/search/semantic-search, "Query limits": a
+# query over it fails; lower top_k or leave out values or metadata). Taken as 4 MiB, like the upsert
+# limit's "2MB", and measured on the response the emulator sends (its JSON): Pinecone does not say
+# how it measures, nor what it answers; the answer here is its data plane's 400 INVALID_ARGUMENT.
+MAX_QUERY_RESULT_BYTES = 4 * 1024 * 1024
 
 
 # How the request being carried out reached the store: "direct", "then-fault" (applied, then answered with
@@ -280,11 +285,17 @@ def query(ctx: DataContext, request: Request) -> Response:
             matches.append(match)
     size = data.record_bytes() if data is not None else 0
     read_units = max(1, math.ceil(size / GIB))
-    return Response.json(
+    response = Response.json(
         200,
         {"matches": matches, "namespace": sent, "usage": {"readUnits": read_units}},
         {"x-pinecone-max-indexed-lsn": str(index.indexed_lsn)},
     )
+    if len(response.body) > MAX_QUERY_RESULT_BYTES:
+        raise bad(
+            f"Query result size of {len(response.body)} bytes exceeds the limit of {MAX_QUERY_RESULT_BYTES} bytes "
+            "(4MB); choose a lower top_k, or set includeValues or includeMetadata to false"
+        )
+    return response
 
 
 def fetch(ctx: DataContext, request: Request) -> Response:

@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from vector_relay.filters import filter_problems
+from vector_relay.filters import field_names, filter_problems, matches_every_record
 
 SCHEMA_VERSION = 1
 
@@ -292,9 +292,7 @@ class DeleteRecord(_Strict):
 def _check_tenant(tenant: str, info: ValidationInfo) -> str:
     tenants = _context(info).tenants
     if tenants is not None and tenant not in tenants:
-        raise PydanticCustomError(
-            "unknown_tenant", "tenant '{tenant}' is not in the tenant registry", {"tenant": tenant}
-        )
+        raise PydanticCustomError("unknown_tenant", "the tenant is not in the tenant registry")
     return tenant
 
 
@@ -334,16 +332,49 @@ class DeleteMessage(_Message):
 
 
 class DeleteByFilterMessage(_Message):
-    """Delete every record of one tenant whose metadata matches a (non-empty) filter."""
+    """Delete every record of one tenant whose metadata matches a (non-empty) filter.
+
+    The filter may not name ``_relay_version``: the relay writes it into every record, so a filter
+    on it selects records by the relay's bookkeeping (``$exists: true`` selects them all). A filter
+    that matches every record, whatever the records hold, empties the namespace like
+    ``purge_tenant``, so it needs the same ``confirm``: the tenant again.
+    """
 
     op: Literal["delete_by_filter"]
     filter: dict[str, Any]
+    confirm: str | None = None
 
     @field_validator("filter")
     @classmethod
     def _valid_filter(cls, filter_: dict[str, Any]) -> dict[str, Any]:
         _check_filter(filter_, allow_empty=False)
+        if VERSION_METADATA_KEY in field_names(filter_):
+            raise PydanticCustomError(
+                "filter_field_reserved",
+                f"{VERSION_METADATA_KEY} is the relay's own field; a delete_by_filter may not filter on it",
+            )
         return filter_
+
+    @model_validator(mode="after")
+    def _confirmed(self) -> Self:
+        if self.confirm is not None and self.confirm != self.tenant:
+            _raise(
+                [("delete_not_confirmed", ("confirm",), "confirm, when given, must equal the tenant")], self, "confirm"
+            )
+        if self.confirm is None and matches_every_record(self.filter):
+            _raise(
+                [
+                    (
+                        "delete_not_confirmed",
+                        ("confirm",),
+                        "the filter matches every record (it would empty the namespace): "
+                        "confirm must equal the tenant, as for purge_tenant",
+                    )
+                ],
+                self,
+                "confirm",
+            )
+        return self
 
 
 class PurgeTenantMessage(_Message):
@@ -401,7 +432,7 @@ class QueryMessage(_Message):
     @classmethod
     def _check_top_k(cls, top_k: int) -> int:
         if not 1 <= top_k <= MAX_TOP_K:
-            raise PydanticCustomError("top_k_out_of_range", "top_k is 1 to 10000, got {top_k}", {"top_k": top_k})
+            raise PydanticCustomError("top_k_out_of_range", "top_k must be an integer from 1 to 10000")
         return top_k
 
     @field_validator("filter")

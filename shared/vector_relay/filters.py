@@ -18,6 +18,7 @@ rejected on vector indexes, so they are rejected here too.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 LOGICAL_OPERATORS = frozenset({"$and", "$or"})
@@ -111,6 +112,62 @@ def _check_operand(operator: str, operand: Any, where: str, problems: list[tuple
                     )
     elif operator == "$exists" and not isinstance(operand, bool):
         problems.append((where, f"$exists takes true or false, got {_json_type(operand)}"))
+
+
+def field_names(filter_: dict[str, Any]) -> set[str]:
+    """Every metadata field a valid filter names, at any depth of ``$and`` / ``$or``."""
+    names: set[str] = set()
+    for key, value in filter_.items():
+        if key in LOGICAL_OPERATORS:
+            for item in value:
+                names |= field_names(item)
+        else:
+            names.add(key)
+    return names
+
+
+def matches_every_record(filter_: dict[str, Any]) -> bool:
+    """Whether a valid filter is true of every record there could be, whatever its metadata.
+
+    Decided from the filter alone, so only what holds for *any* record counts:
+
+    * ``{}`` (no condition), and an implicit or explicit AND whose every part matches every record;
+    * an ``$or`` with a part that matches every record, or whose parts ask both ``$exists: true``
+      and ``$exists: false`` of one field (a record has the field or it has not).
+
+    What depends on the records is not decided here and returns False: ``$exists: true`` on a field
+    every record happens to carry, ``$ne`` / ``$nin`` of a value no record holds, a range that spans
+    every value in use, ``$eq`` on a value all records share, and complements such as ``$eq: v`` or
+    ``$ne: v`` (Pinecone does not document how those treat list fields and values of other types, so
+    calling them complete would be a guess).
+    """
+    return all(_clause_matches_every_record(key, value) for key, value in filter_.items())
+
+
+def _clause_matches_every_record(key: str, value: Any) -> bool:
+    if key == "$and":
+        return all(matches_every_record(item) for item in value)
+    if key == "$or":
+        items = list(_or_items(value))
+        if any(matches_every_record(item) for item in items):
+            return True
+        exists: dict[str, set[bool]] = {}
+        for item in items:
+            if len(item) == 1:
+                [(name, condition)] = item.items()
+                if name not in LOGICAL_OPERATORS and isinstance(condition, dict) and set(condition) == {"$exists"}:
+                    exists.setdefault(name, set()).add(condition["$exists"])
+        return any(seen == {True, False} for seen in exists.values())
+    return False  # a condition on one field: a record without the field, or with another value, fails it
+
+
+def _or_items(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The parts of an ``$or``, with an ``$or`` nested alone in a part taken as parts of this one."""
+    for item in items:
+        if set(item) == {"$or"}:
+            yield from _or_items(item["$or"])
+        else:
+            yield item
 
 
 def _is_number(value: Any) -> bool:

@@ -63,10 +63,12 @@ def delete(tenant: str, records: Iterable[tuple[str, int] | DeleteRecord]) -> De
     return DeleteMessage.model_validate({"schema_version": 1, "op": "delete", "tenant": tenant, "records": plain})
 
 
-def delete_by_filter(tenant: str, filter_: Mapping[str, Any]) -> DeleteByFilterMessage:
-    return DeleteByFilterMessage.model_validate(
-        {"schema_version": 1, "op": "delete_by_filter", "tenant": tenant, "filter": dict(filter_)}
-    )
+def delete_by_filter(tenant: str, filter_: Mapping[str, Any], *, confirm: str | None = None) -> DeleteByFilterMessage:
+    """Every record of the tenant matching ``filter_``. A filter that matches every record needs ``confirm=tenant``."""
+    body: dict[str, Any] = {"schema_version": 1, "op": "delete_by_filter", "tenant": tenant, "filter": dict(filter_)}
+    if confirm is not None:
+        body["confirm"] = confirm
+    return DeleteByFilterMessage.model_validate(body)
 
 
 def purge_tenant(tenant: str) -> PurgeTenantMessage:

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from vector_relay.dead_letter import SQS_MAX_MESSAGE_BYTES
 from vector_relay.errors import PoisonMessageError, Problem, TransientError
 from vector_relay.pinecone_gateway import FailureKind, PineconeRequestError, QueryResult
 from vector_relay.tenancy import TenantRegistry
-from vector_relay.validation import parse_query_message
+from vector_relay.validation import parse_query_message, read_json
 from vector_relay.worker import (
     WorkerDependencies,
     check_timing,
@@ -60,6 +59,11 @@ logger = Logger(child=True)
 
 # Room kept below the SQS limit for the batch entry's id and bookkeeping.
 MAX_INLINE_REPLY_BYTES = SQS_MAX_MESSAGE_BYTES - 1024
+# The relay's bound on one reply (its JSON, inline or stored in S3). Pinecone refuses results over
+# 4 MB itself, but measures them its own way; this bound holds whatever Pinecone returns, so a
+# batch of 10 large answers stays well inside the function's memory. A larger reply is answered
+# with result_too_large, never retried (docs/contract.md, "Replies").
+MAX_REPLY_BYTES = 4 * 1024 * 1024
 MAX_BATCH_SEND_BYTES = SQS_MAX_MESSAGE_BYTES
 MAX_BATCH_SEND_ENTRIES = 10
 
@@ -97,6 +101,10 @@ def handle_query_batch(
         if isinstance(result, QueryResult):
             try:
                 body, stored = _ok_reply(record, message, result)
+            except ReplyTooLargeError as error:  # the same answer on every delivery: an error reply, not a retry
+                body = _error_reply(message.correlation_id, message.tenant, "result_too_large", str(error))
+                replies.append(PendingReply(record, message.reply_to, body, "result_too_large"))
+                continue
             except Exception as error:  # S3 refused, or no time left to store it: this query is retried alone
                 logger.warning(
                     "a large reply could not be stored; the query is retried",
@@ -143,7 +151,7 @@ def _sort_query(
         message = parse_query_message(record.body, validation)
         problem = registry.binding_problem(record.event_source_arn, message.tenant)
         if problem is None and message.reply_to not in _reply_queues(registry, deps, message.tenant):
-            problem = Problem("reply_to_not_allowed", "reply_to", f"not a reply queue of tenant '{message.tenant}'")
+            problem = Problem("reply_to_not_allowed", "reply_to", "not one of the reply queues of the message's tenant")
         if problem is not None:
             dead_letter(deps, record, PoisonMessageError([problem]), failures)
             return
@@ -156,7 +164,14 @@ def _sort_query(
             return
         queries.append((record, message))
     except PoisonMessageError as poison:
-        target = _reply_target(record.body, lambda tenant: _usable_reply_queues(registry, deps, record, tenant))
+        try:
+            target = _reply_target(record.body, lambda tenant: _usable_reply_queues(registry, deps, record, tenant))
+        except Exception as error:  # the message is poison already: whatever fails here, it is dead-lettered
+            logger.warning(
+                "could not read the reply_to of an invalid query; it is dead-lettered",
+                extra={"message_id": record.message_id, "error": type(error).__name__},
+            )
+            target = None
         if target is None:
             dead_letter(deps, record, poison, failures)
         else:
@@ -182,9 +197,13 @@ def _usable_reply_queues(
 def _reply_target(
     body: str, allowed_for: Callable[[object], frozenset[str]]
 ) -> tuple[str, str | None, str | None] | None:
-    """``(reply_to, correlation_id, tenant)`` of an invalid query, when its reply_to is usable for its tenant."""
+    """``(reply_to, correlation_id, tenant)`` of an invalid query, when its reply_to is usable for its tenant.
+
+    The body is read as the contract reads it (same parser, same depth limit): one the contract
+    could not read has no reply_to to answer on.
+    """
     try:
-        raw = json.loads(body)
+        raw = read_json(body)
     except ValueError:
         return None
     if not isinstance(raw, dict):
@@ -207,13 +226,26 @@ def _error_reply(correlation_id: str | None, tenant: str | None, code: str, mess
     return reply.model_dump_json(exclude_none=True)
 
 
+class ReplyTooLargeError(Exception):
+    """The reply to a query would exceed :data:`MAX_REPLY_BYTES`."""
+
+
 def _ok_reply(record: SQSRecord, message: QueryMessage, result: QueryResult) -> tuple[str, bool]:
-    """The reply body, and whether the matches went to S3 because they exceed one SQS message."""
+    """The reply body, and whether the matches went to S3 because they exceed one SQS message.
+
+    Raises :class:`ReplyTooLargeError` past the relay's bound on a reply.
+    """
     usage = Usage(read_units=result.read_units) if result.read_units is not None else None
     matches = [Match.model_construct(**match) for match in result.matches]
     reply = QueryReplyOk(correlation_id=message.correlation_id, tenant=message.tenant, matches=matches, usage=usage)
     body = reply.model_dump_json(exclude_none=True)
-    if len(body.encode()) <= MAX_INLINE_REPLY_BYTES:
+    size = len(body.encode())
+    if size > MAX_REPLY_BYTES:
+        raise ReplyTooLargeError(
+            f"the reply would be {size} bytes; the relay answers at most {MAX_REPLY_BYTES} bytes (4 MiB): "
+            "ask for a lower top_k, or leave out values or metadata"
+        )
+    if size <= MAX_INLINE_REPLY_BYTES:
         return body, False
     return _store_large_reply(record, message, body, usage), True
 

@@ -67,27 +67,24 @@ class TenantSchema:
                 specs[name] = parsed
         return cls(specs, extra if extra in ("allow", "forbid") else "allow")
 
-    def record_problems(self, index: int, record_id: str, metadata: Mapping[str, Any] | None) -> list[Problem]:
-        """Why a record's metadata breaks the schema (empty: it conforms)."""
+    def record_problems(self, index: int, metadata: Mapping[str, Any] | None) -> list[Problem]:
+        """Why the metadata of record ``index`` breaks the schema (empty: it conforms).
+
+        A reason names the record by its position, the field, the type expected and the type found;
+        never a value of the message (its id included), which stays in the dead-lettered body.
+        """
         metadata = metadata or {}
         problems: list[Problem] = []
         where = f"records[{index}].metadata"
         for name, spec in self.fields.items():
             if name not in metadata:
                 if spec.required:
-                    problems.append(
-                        _violation(
-                            f"{where}.{name}", f"record '{record_id}': required field '{name}' ({spec.type}) is missing"
-                        )
-                    )
+                    problems.append(_violation(f"{where}.{name}", f"required field '{name}' ({spec.type}) is missing"))
                 continue
             found = metadata[name]
             if not conforms(spec.type, found):
                 problems.append(
-                    _violation(
-                        f"{where}.{name}",
-                        f"record '{record_id}': field '{name}' must be {spec.type}, found {describe(found)}",
-                    )
+                    _violation(f"{where}.{name}", f"field '{name}' must be {spec.type}, found {describe(found)}")
                 )
         if self.extra == "forbid":
             for name in metadata:
@@ -95,8 +92,7 @@ class TenantSchema:
                     problems.append(
                         _violation(
                             f"{where}.{name}",
-                            f"record '{record_id}': field '{name}' is not "
-                            "declared, and the tenant's schema forbids undeclared fields",
+                            f"field '{name}' is not declared, and the tenant's schema forbids undeclared fields",
                         )
                     )
         return problems
@@ -180,13 +176,13 @@ def _comparable(kind: FieldType, value: Any) -> bool:
 
 
 def describe(value: Any) -> str:
+    """The JSON type of a value, never the value: reasons say what was found, not what it held."""
     if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
+        return "a boolean"
     if isinstance(value, int | float):
-        return f"number {value}"
+        return "a number"
     if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:40] + "…"
-        return f"string {shown!r}"
+        return "a string"
     if isinstance(value, list):
         return "a list"
     if value is None:
@@ -207,11 +203,7 @@ def message_problems(schema: TenantSchema | None, message: object) -> list[Probl
         return []
     if isinstance(message, UpsertMessage | EncodedUpsert):
         records: Sequence[UpsertRecord | EncodedRecord] = message.records
-        return [
-            problem
-            for i, record in enumerate(records)
-            for problem in schema.record_problems(i, record.id, record.metadata)
-        ]
+        return [problem for i, record in enumerate(records) for problem in schema.record_problems(i, record.metadata)]
     if isinstance(message, DeleteByFilterMessage):
         return schema.filter_problems(message.filter)
     return []

@@ -19,6 +19,7 @@ producers, is the proof. ``reply_queues`` replaces the global reply allow-list f
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -111,11 +112,11 @@ class TenantRegistry(Mapping[str, str]):
         owner = self.bound_tenant(queue_arn)
         if owner is not None and owner != tenant:
             return Problem(
-                "tenant_not_bound", "tenant", f"this queue is bound to tenant '{owner}'; the message names '{tenant}'"
+                "tenant_not_bound", "tenant", f"this queue is bound to tenant '{owner}'; the message names another"
             )
         if owner is None and tenant in self._queues:
             return Problem(
-                "tenant_not_bound", "tenant", f"tenant '{tenant}' takes messages only from its own queues, not this one"
+                "tenant_not_bound", "tenant", "the tenant takes messages only from its own queues, not this one"
             )
         return None
 
@@ -176,12 +177,20 @@ def _valid_namespace(namespace: str) -> bool:
     return 1 <= len(namespace) <= MAX_NAMESPACE_CHARS and namespace.isascii() and "\x00" not in namespace
 
 
+REREAD_INTERVAL_SECONDS = 5.0  # a container reads the registry to confirm a refusal at most this often
+
+
 class TenantRegistrySource:
     """Gives the current registry: parsed once when inline, re-read from SSM after ``ttl_seconds``.
 
-    ``read_parameter`` returns the parameter's value (the worker passes an SSM call); ``clock`` is
-    injectable for tests. A failed re-read keeps serving the last good registry and raises only
-    when there has never been one.
+    ``read_parameter`` returns the parameter's value (the worker passes an SSM call); ``clock``
+    (monotonic) and ``wall_clock`` (epoch seconds) are injectable for tests. A failed re-read keeps
+    serving the last good registry and raises only when there has never been one.
+
+    Before a worker refuses a message for its tenant it may read the parameter again at once
+    (:meth:`reread`), but no more often than every ``reread_interval_seconds``; :meth:`read_at`
+    says when the registry in hand was read, so a refusal can be weighed against the time the
+    message was sent.
     """
 
     def __init__(
@@ -192,6 +201,8 @@ class TenantRegistrySource:
         read_parameter: Callable[[str], str],
         ttl_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        reread_interval_seconds: float = REREAD_INTERVAL_SECONDS,
     ) -> None:
         if bool(inline) == bool(parameter_name):
             raise ConfigurationError("set exactly one of TENANT_REGISTRY and TENANT_REGISTRY_PARAMETER")
@@ -199,11 +210,26 @@ class TenantRegistrySource:
         self._read_parameter = read_parameter
         self._ttl_seconds = ttl_seconds
         self._clock = clock
+        self._wall_clock = wall_clock
+        self._reread_interval = reread_interval_seconds
         self._lock = threading.Lock()
         self._registry: TenantRegistry | None = None
         self._loaded_at = 0.0
+        self._read_at = -math.inf  # epoch seconds at which the registry in hand was read
+        self._reread_at = -math.inf  # monotonic time of the last reread()
         if inline:
             self._registry = TenantRegistry.from_json(inline, source="TENANT_REGISTRY")
+            self._read_at = math.inf  # configuration: no later read can differ
+
+    @property
+    def reread_interval(self) -> float:
+        """The least time between two :meth:`reread` calls that read the parameter."""
+        return self._reread_interval
+
+    @property
+    def rereadable(self) -> bool:
+        """Whether reading again could give another registry (it lives in SSM, not inline)."""
+        return self._parameter_name is not None
 
     def current(self) -> TenantRegistry:
         if self._parameter_name is None:
@@ -215,7 +241,35 @@ class TenantRegistrySource:
             assert self._registry is not None
             return self._registry
 
+    def read_at(self) -> float:
+        """When the registry in hand was read (epoch seconds; infinity when inline, -infinity before the first read)."""
+        with self._lock:
+            return self._read_at
+
+    def age(self) -> float:
+        """Seconds since the registry in hand was read (0 when inline)."""
+        with self._lock:
+            if self._parameter_name is None:
+                return 0.0
+            return self._clock() - self._loaded_at if self._registry is not None else math.inf
+
+    def reread_wait(self) -> float:
+        """Seconds until :meth:`reread` may read the parameter again (0: now)."""
+        with self._lock:
+            return max(0.0, self._reread_at + self._reread_interval - self._clock())
+
+    def reread(self) -> TenantRegistry:
+        """Read the parameter now, whatever the cache's age; the last good registry if that read fails."""
+        if self._parameter_name is None:
+            return self.current()
+        with self._lock:
+            self._reread_at = self._clock()
+            self._refresh(self._parameter_name)
+            assert self._registry is not None
+            return self._registry
+
     def _refresh(self, name: str) -> None:
+        started = self._wall_clock()  # the value read is at least as new as this
         try:
             text = self._read_parameter(name)
             registry = TenantRegistry.from_json(text, source=f"SSM parameter {name}")
@@ -225,3 +279,4 @@ class TenantRegistrySource:
             return  # keep serving the last good registry; the next call tries the parameter again
         self._registry = registry
         self._loaded_at = self._clock()
+        self._read_at = started

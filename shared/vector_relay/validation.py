@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import from_json
 
 from vector_relay.contract import QueryMessage, ValidationContext, WriteMessage
 from vector_relay.errors import PoisonMessageError, Problem
@@ -18,6 +19,8 @@ from vector_relay.errors import PoisonMessageError, Problem
 # Every code a message can be dead-lettered or answered with, and what it means.
 ERROR_CODES: dict[str, str] = {
     "invalid_json": "the body is not valid JSON",
+    "json_too_deep": "the body nests arrays and objects more than 200 levels deep (valid JSON, but more than the "
+    "relay reads; no message of the contract needs more than about 40)",
     "schema_violation": "a field is missing, unknown, or of the wrong type or size",
     "unsupported_schema_version": "schema_version is not 1",
     "unknown_op": "op is missing or not an operation this queue accepts",
@@ -41,14 +44,28 @@ ERROR_CODES: dict[str, str] = {
     "filter_type_mismatch": "a filter compares a field of the tenant's schema with a value of another type "
     "(set by the worker)",
     "purge_not_confirmed": "purge_tenant's confirm does not repeat the tenant",
+    "delete_not_confirmed": "delete_by_filter's filter matches every record and confirm does not repeat the tenant, "
+    "or confirm is given and names another tenant",
+    "filter_field_reserved": "a delete_by_filter's filter names _relay_version, the field the relay writes itself",
     "query_target_invalid": "a query has both or neither of vector and id",
     "top_k_out_of_range": "top_k is outside 1-10,000",
+    "result_too_large": "the reply would exceed the relay's 4 MiB bound on one reply (set by the worker)",
     "reply_to_not_allowed": "reply_to is not on the reply queue allow-list (or the tenant's own reply_queues)",
     "pinecone_rejected": "Pinecone answered 400/422 for this message's records (set by the worker)",
     "retries_exhausted": "the last delivery before the redrive limit failed transiently (set by the worker)",
     "write_expired": "the write was first sent longer ago than the version guard remembers versions "
     "(WRITE_VERSION_TTL_SECONDS less 1 h), so applying it could overtake a forgotten delete (set by the worker)",
 }
+
+# The JSON parser of pydantic-core (jiter) reads at most this many nested arrays and objects and
+# refuses a deeper body as it reads it, with no Python recursion (tests/unit/test_contract.py pins
+# the figure). Nothing in the contract nests more than about 40 levels (a filter of 16).
+MAX_JSON_DEPTH = 200
+_TOO_DEEP = Problem(
+    "json_too_deep",
+    "",
+    f"the body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep, more than the relay reads",
+)
 
 _WRITE_OPS = ("upsert", "delete", "delete_by_filter", "purge_tenant")
 _QUERY_OPS = ("query",)
@@ -57,19 +74,38 @@ _write_adapter: TypeAdapter[WriteMessage] = TypeAdapter(WriteMessage)
 
 
 def parse_write_message(body: str, context: ValidationContext) -> WriteMessage:
-    """Validate an ingest-queue body. Raises :class:`PoisonMessageError` with every problem."""
+    """Validate an ingest-queue body. Raises :class:`PoisonMessageError` with every problem.
+
+    However the body fails to be read it is poison: a ``RecursionError`` (a part nested deeper than
+    some check can follow) is ``json_too_deep`` like a body the parser refuses for its depth.
+    """
     try:
         return _write_adapter.validate_json(body, context=context.as_pydantic_context())
     except ValidationError as error:
         raise PoisonMessageError(problems_from(error, _WRITE_OPS)) from None
+    except RecursionError:
+        raise PoisonMessageError([_TOO_DEEP]) from None
 
 
 def parse_query_message(body: str, context: ValidationContext) -> QueryMessage:
-    """Validate a query-queue body. Raises :class:`PoisonMessageError` with every problem."""
+    """Validate a query-queue body. Raises :class:`PoisonMessageError` with every problem (as parse_write_message)."""
     try:
         return QueryMessage.model_validate_json(body, context=context.as_pydantic_context())
     except ValidationError as error:
         raise PoisonMessageError(problems_from(error, _QUERY_OPS)) from None
+    except RecursionError:
+        raise PoisonMessageError([_TOO_DEEP]) from None
+
+
+def read_json(body: str) -> Any:
+    """``body`` as Python values, read by the same parser and within the same depth as the contract's models.
+
+    Raises ``ValueError`` for anything the models could not read either (invalid JSON, too deep).
+    """
+    try:
+        return from_json(body)
+    except RecursionError:
+        raise ValueError(_TOO_DEEP.message) from None
 
 
 def problems_from(error: ValidationError, ops: tuple[str, ...]) -> list[Problem]:
@@ -85,6 +121,11 @@ def problems_from(error: ValidationError, ops: tuple[str, ...]) -> list[Problem]
             if not positions:
                 problems.append(None)  # filled in below, once every position of this vector is known
             positions.append(loc[-1])
+            continue
+        if detail["type"] == "json_invalid" and str(detail.get("ctx", {}).get("error", "")).startswith(
+            "recursion limit exceeded"
+        ):
+            problems.append(_TOO_DEEP)
             continue
         problems.append(Problem(_code_for(detail["type"], loc, ops), _format_location(loc), _message_for(detail, ops)))
     for vector, (slot, positions) in non_finite.items():

@@ -9,6 +9,7 @@ builds them, successes deleted, failures made visible again, redrive by receive 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,15 @@ from pinecone_emulator.pytest_plugin import EmulatorHandle, pinecone_emulator, p
 from tests.conftest import SAMPLE_DIMENSION, SAMPLE_REPLY_QUEUE, SAMPLE_TENANTS, FakeLambdaContext
 from tests.lambda_events import lambda_sqs_record
 
-__all__ = ["Pipeline", "SqsDriver", "pinecone_emulator", "pinecone_emulator_server", "pipeline"]
+__all__ = [
+    "Pipeline",
+    "SqsDriver",
+    "debug_logging",
+    "log_level",
+    "pinecone_emulator",
+    "pinecone_emulator_server",
+    "pipeline",
+]
 
 INDEX_NAME = "relay-test"
 REGION = "us-east-1"
@@ -71,6 +80,36 @@ class Pipeline:
                 QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)]
             )
         return messages
+
+
+@pytest.fixture
+def debug_logging(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Every log level a deployment can turn to DEBUG, at DEBUG, with every record captured by ``caplog``.
+
+    Lambda's advanced logging controls (``ApplicationLogLevel=DEBUG``) set ``AWS_LAMBDA_LOG_LEVEL``
+    and the runtime sets the root logger from it; the template's ``LogLevel`` is Powertools'
+    ``POWERTOOLS_LOG_LEVEL``. The functions' Powertools loggers were built when their modules were
+    imported, so their level is set here as the environment would have set it. The Pinecone SDK's
+    own switch for logging requests (``PINECONE_DEBUG_CURL``) is on too.
+    """
+    from functions.ingest import app as ingest_app
+    from functions.query import app as query_app
+    from functions.rotate_key import app as rotate_app
+
+    monkeypatch.setenv("AWS_LAMBDA_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("PINECONE_DEBUG_CURL", "1")
+    caplog.set_level(logging.DEBUG)  # the root logger, as Lambda's runtime sets it from AWS_LAMBDA_LOG_LEVEL
+    for app in (ingest_app, query_app, rotate_app):
+        caplog.set_level(logging.DEBUG, logger=app.logger.name)
+
+
+@pytest.fixture(params=["default", "DEBUG"])
+def log_level(request: pytest.FixtureRequest) -> str:
+    """Runs a test at the functions' default log level and again with every level at DEBUG (``debug_logging``)."""
+    if request.param == "DEBUG":
+        request.getfixturevalue("debug_logging")
+    return str(request.param)
 
 
 @pytest.fixture

@@ -2,10 +2,14 @@
 its first receive, and never disturbs its batch-mates (moto's server and the emulator, over HTTP).
 
 Each example is one batch of up to 10 messages: valid batch-mates (tenant globex) mixed with fuzzed
-bodies (raw text, arbitrary JSON, or a valid acme message with one field replaced, dropped or added).
+bodies (raw text, arbitrary JSON, a valid acme message with one field replaced, dropped or added,
+one with a value nested up to twice as deep as the parser reads, or one with a generated filter of
+nested ``$and`` / ``$or``, some of which reach every record or name ``_relay_version``).
 The oracle is the contract's own parser with the deployment's facts: a body it refuses must be in
 the DLQ with the parser's first error code (or, for a query with a usable reply_to, answered with
-it); a body it accepts must not be dead-lettered.
+it); a body it accepts must not be dead-lettered. Bodies nested far deeper than that (the 10,000
+levels of the attack in issue #29) have tests of their own below; tests/reliability/ sends bodies
+near SQS's 1 MiB.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from tests.integration.test_ingest import upsert_body, vector
 from vector_relay import ingest, querying
 from vector_relay.contract import IndexShape, ValidationContext
 from vector_relay.errors import PoisonMessageError
-from vector_relay.validation import ERROR_CODES, parse_query_message, parse_write_message
+from vector_relay.validation import ERROR_CODES, MAX_JSON_DEPTH, parse_query_message, parse_write_message, read_json
 
 CONTEXT = ValidationContext(
     tenants=SAMPLE_TENANTS,
@@ -90,8 +94,54 @@ def mutated(draw: st.DrawFn, skeletons: list[dict[str, Any]]) -> str:
     return json.dumps(message)
 
 
+@st.composite
+def deepened(draw: st.DrawFn, skeletons: list[dict[str, Any]]) -> str:
+    """A valid message with one field's value nested in arrays and objects, around the parser's depth limit."""
+    message = copy.deepcopy(draw(st.sampled_from(skeletons)))
+    key = draw(st.sampled_from(sorted(message)))
+    value: Any = message[key]
+    levels = draw(st.integers(1, 40) | st.integers(MAX_JSON_DEPTH - 10, 2 * MAX_JSON_DEPTH))
+    rng = draw(st.randoms(use_true_random=False))
+    for _ in range(levels):
+        value = [value] if rng.random() < 0.5 else {rng.choice(["$and", "$or", "a", key]): value}
+    message[key] = value
+    return json.dumps(message)
+
+
+FIELD = st.sampled_from(["genre", "year", "doc_id", "_relay_version"])
+CONDITION = st.one_of(
+    st.fixed_dictionaries({"$exists": st.booleans()}),
+    st.fixed_dictionaries({"$eq": st.sampled_from(["x", 1, True])}),
+    st.fixed_dictionaries({"$in": st.lists(st.sampled_from(["x", "y", 2]), min_size=1, max_size=3)}),
+    st.fixed_dictionaries({"$gt": st.sampled_from([1, "1"])}),
+)
+FILTER = st.recursive(
+    st.dictionaries(FIELD, CONDITION, min_size=1, max_size=2),
+    lambda inner: st.builds(
+        lambda operator, parts: {operator: parts},
+        st.sampled_from(["$and", "$or"]),
+        st.lists(inner, min_size=1, max_size=3),
+    ),
+    max_leaves=40,
+)
+
+
+@st.composite
+def filtered(draw: st.DrawFn, skeletons: list[dict[str, Any]]) -> str:
+    """A message whose filter is generated: nested $and / $or, sometimes past 16 levels, sometimes matching every
+    record or naming _relay_version, sometimes with a confirm."""
+    message = copy.deepcopy(draw(st.sampled_from([s for s in skeletons if "filter" in s or s["op"] == "query"])))
+    filter_ = draw(FILTER)
+    for _ in range(draw(st.integers(0, 20))):
+        filter_ = {draw(st.sampled_from(["$and", "$or"])): [filter_]}
+    message["filter"] = filter_
+    if message["op"] == "delete_by_filter" and draw(st.booleans()):
+        message["confirm"] = draw(st.sampled_from(["acme", "globex"]))
+    return json.dumps(message)
+
+
 def bodies(skeletons: list[dict[str, Any]]) -> st.SearchStrategy[str]:
-    return SQS_TEXT | JSON.map(json.dumps) | mutated(skeletons)
+    return SQS_TEXT | JSON.map(json.dumps) | mutated(skeletons) | deepened(skeletons) | filtered(skeletons)
 
 
 def first_code(parse: Any, body: str) -> str | None:
@@ -169,10 +219,72 @@ def test_every_query_is_answered_or_dead_lettered_and_batch_mates_are_answered(
 
 
 def _loads(body: str) -> Any:
+    """The body as the relay reads it for a reply_to: nothing when its parser cannot read the body."""
     try:
-        return json.loads(body)
+        return read_json(body)
     except ValueError:
         return None
+
+
+ATTACK_LEVELS = 10_000  # issue #29: ~60 KB, never answered, retried 5 times over 16 minutes, no error_code
+
+
+def nest(levels: int, inner: str, opening: str = '{"a":', closing: str = "}") -> str:
+    """JSON text ``levels`` deep around ``inner``, built as text: json.dumps itself cannot write it."""
+    return opening * levels + inner + closing * levels
+
+
+def attack_bodies(handler: str) -> dict[str, str]:
+    """Bodies 10,000 levels deep: whole, in a filter, in a vector or metadata; the messages around them are valid."""
+    if handler == "query":
+        skeleton = json.dumps(query_skeleton())[:-1]  # the valid query's fields, reply_to among them, then one more
+        return {
+            "objects": nest(ATTACK_LEVELS, "1"),
+            "arrays": nest(ATTACK_LEVELS, "", "[", "]"),
+            "filter": skeleton + ', "filter": ' + nest(ATTACK_LEVELS, '{"genre": "x"}', '{"$and": [', "]}") + "}",
+            "sparse_vector": skeleton + ', "sparse_vector": ' + nest(ATTACK_LEVELS, "", "[", "]") + "}",
+        }
+    upsert, _, by_filter = (json.dumps(m) for m in ingest_skeletons())
+    return {
+        "objects": nest(ATTACK_LEVELS, "1"),
+        "arrays": nest(ATTACK_LEVELS, "", "[", "]"),
+        "filter": by_filter[:-1] + ', "confirm": ' + nest(ATTACK_LEVELS, '"acme"', '{"$or": [', "]}") + "}",
+        "metadata": upsert.replace('"genre": "x"', '"genre": ' + nest(ATTACK_LEVELS, '"x"', '{"$in": [', "]}")),
+    }
+
+
+@pytest.mark.parametrize(
+    ("handler", "where"),
+    [(handler, where) for handler in ("ingest", "query") for where in attack_bodies(handler)],
+)
+def test_a_body_nested_far_deeper_than_the_parser_reads_is_dead_lettered_on_first_receive(
+    pipeline: Pipeline, handler: str, where: str
+) -> None:
+    deep = attack_bodies(handler)[where]
+    if handler == "ingest":
+        driver = SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler)
+        mate = upsert_body("globex", ["mate"])
+    else:
+        driver = SqsDriver(pipeline.query_queue_url, pipeline.query_queue_arn, query_app.lambda_handler)
+        mate = json.dumps({**query_skeleton(), "tenant": "globex", "correlation_id": "mate"})
+    driver.publish([deep, mate])
+
+    # WHEN the batch is delivered once
+    response = driver.deliver_once()
+
+    # THEN nothing is left for SQS to retry: the deep body is in the DLQ with its code, unchanged, and unanswered
+    assert response == {"batchItemFailures": []}
+    [letter] = dead_letters(pipeline)
+    assert letter["Body"] == deep
+    assert letter["MessageAttributes"]["error_code"]["StringValue"] == "json_too_deep"
+    assert letter["MessageAttributes"]["receive_count"]["StringValue"] == "1"
+    # AND the batch-mate was carried out
+    if handler == "ingest":
+        assert set(pipeline.fetch("globex", ["mate"])) == {"mate"}
+    else:
+        assert [
+            r["correlation_id"] for r in (json.loads(m["Body"]) for m in pipeline.drain(pipeline.reply_queue_url))
+        ] == ["mate"]
 
 
 @pytest.mark.parametrize("reply_to", [[], {}, 5, None, [SAMPLE_REPLY_QUEUE]])

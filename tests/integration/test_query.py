@@ -21,6 +21,7 @@ from tests.conftest import SAMPLE_DIMENSION, SAMPLE_REPLY_QUEUE, FakeLambdaConte
 from tests.integration.conftest import Pipeline, SqsDriver, parametrize_transports
 from tests.integration.test_ingest import upsert_body, vector
 from tests.unit.test_events import documented_poison
+from vector_relay import querying
 from vector_relay.contract import DeadLetterAttributes
 
 
@@ -146,6 +147,65 @@ def test_a_reply_too_large_for_sqs_is_stored_in_s3(pipeline: Pipeline, lambda_co
     assert full["correlation_id"] == "big"
     assert len(full["matches"]) == 400
     assert len(full["matches"][0]["values"]) == SAMPLE_DIMENSION
+
+
+def results_stored() -> list[str]:
+    s3 = boto3.client("s3")
+    return [o["Key"] for o in s3.list_objects_v2(Bucket="vector-relay-query-results").get("Contents", [])]
+
+
+def test_a_query_over_pinecone_s_4_mb_result_limit_gets_an_error_reply_not_a_retry(pipeline: Pipeline) -> None:
+    # GIVEN 120 records of ~33 KB of metadata each: with values and metadata, all of them are ~4.4 MB of result
+    driver = SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler)
+    padding = "x" * 33_000
+    driver.publish([upsert_body("acme", [f"wide{n}-{i}" for i in range(20)], pad=padding) for n in range(6)])
+    driver.run_until_empty()
+    queries = SqsDriver(pipeline.query_queue_url, pipeline.query_queue_arn, query_app.lambda_handler)
+    everything = {"vector": vector(1), "top_k": 10_000, "include_values": True, "include_metadata": True}
+    queries.publish(
+        [
+            query_body(**everything, correlation_id="everything"),
+            query_body(**everything | {"include_metadata": False}, correlation_id="no-metadata"),
+        ]
+    )
+
+    # WHEN the queries are delivered
+    response = queries.deliver_once()
+
+    # THEN the one over the limit is answered with an error at once (Pinecone refuses it the same way every
+    # time: no retry, nothing stored), and the other is answered in full
+    assert response == {"batchItemFailures": []}
+    answers = {reply["correlation_id"]: reply for reply in replies(pipeline)}
+    assert answers["everything"]["status"] == "error"
+    assert answers["everything"]["error"]["code"] == "pinecone_rejected"
+    assert "exceeds the limit of 4194304 bytes" in answers["everything"]["error"]["message"]
+    assert len(answers["no-metadata"]["matches"]) == 120
+    assert results_stored() == []
+    assert pipeline.drain() == []
+
+
+def test_a_reply_over_the_relay_s_bound_is_answered_result_too_large(
+    pipeline: Pipeline, loaded: dict[str, dict[str, list[float]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the relay's bound on one reply lowered from 4 MiB to 100,000 bytes (30 matches with values are
+    # ~110 KB), far below what Pinecone refuses: the relay's bound holds whatever Pinecone returns
+    monkeypatch.setattr(querying, "MAX_REPLY_BYTES", 100_000)
+    driver = SqsDriver(pipeline.query_queue_url, pipeline.query_queue_arn, query_app.lambda_handler)
+    driver.publish(
+        [
+            query_body(vector=vector(1), top_k=30, include_values=True, correlation_id="large"),
+            query_body(vector=vector(1), top_k=3, include_values=True, correlation_id="small"),
+        ]
+    )
+
+    # WHEN delivered THEN the large one gets an error reply with its code, once, and the small one its matches
+    assert driver.deliver_once() == {"batchItemFailures": []}
+    answers = {reply["correlation_id"]: reply for reply in replies(pipeline)}
+    assert answers["large"]["error"]["code"] == "result_too_large"
+    assert "at most 100000 bytes" in answers["large"]["error"]["message"]
+    assert len(answers["small"]["matches"]) == 3
+    assert results_stored() == []
+    assert pipeline.drain() == []
 
 
 def test_throttling_ends_in_results_after_redelivery(

@@ -179,7 +179,10 @@ def test_the_sweep_revokes_this_stack_s_older_keys_and_leaves_another_stack_s_al
 
 
 def test_a_key_whose_retirement_time_is_unknown_is_never_revoked(
-    stack_a: Stack, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    stack_a: Stack,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    log_level: str,  # and again with every level at DEBUG: no minted key may reach a log either way
 ) -> None:
     a = stack_a
     r = a.rotation

@@ -106,7 +106,7 @@ def test_ingest_through_a_tenant_s_own_queue_and_the_shared_one(pipeline: Pipeli
     in_acme_dlq = drain(pipeline, acme.ingest_dlq)
     assert codes(in_acme_dlq) == ["tenant_not_bound"]
     assert (
-        "this queue is bound to tenant 'acme'; the message names 'globex'"
+        "this queue is bound to tenant 'acme'; the message names another"
         in (in_acme_dlq[0]["MessageAttributes"]["error_detail"]["StringValue"])
     )
     in_shared_dlq = drain(pipeline, pipeline.dlq_url)

@@ -82,17 +82,15 @@ def test_records_breaking_the_schema_are_dead_lettered_with_what_is_wrong_and_ba
     assert letters == {
         "no-year": (
             "metadata_schema_violation",
-            "[metadata_schema_violation] records[0].metadata.year: record 'no-year': required field 'year' (number)"
-            " is missing",
+            "[metadata_schema_violation] records[0].metadata.year: required field 'year' (number) is missing",
         ),
         "str-year": (
             "metadata_schema_violation",
-            "[metadata_schema_violation] records[0].metadata.year: record 'str-year': field 'year' must be number,"
-            " found string '2021'",
+            "[metadata_schema_violation] records[0].metadata.year: field 'year' must be number, found a string",
         ),
         "extra": (
             "metadata_schema_violation",
-            "[metadata_schema_violation] records[0].metadata.colour: record 'extra': field 'colour' is not declared,"
+            "[metadata_schema_violation] records[0].metadata.colour: field 'colour' is not declared,"
             " and the tenant's schema forbids undeclared fields",
         ),
         "by-filter": (
@@ -135,7 +133,7 @@ def test_refused_filters_are_answered_with_the_field_and_pinecone_is_not_asked(p
     assert "field 'colour' is not declared" in replies["undeclared"]["message"]
     assert replies["mismatch"] == {
         "code": "filter_type_mismatch",
-        "message": "[filter_type_mismatch] filter.year.$in: field 'year' is number; $in compares it with string '2021'",
+        "message": "[filter_type_mismatch] filter.year.$in: field 'year' is number; $in compares it with a string",
     }
     assert control.count(operation="query") == 0
 
@@ -158,7 +156,8 @@ def test_a_valid_filter_on_a_declared_field_returns_exactly_the_brute_force_matc
     def cosine(a: list[float], b: list[float]) -> float:
         return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
 
-    reference = sorted(expected, key=lambda i: -cosine(probe, vector(hash(i) % 1000)))
+    # ties (two ids whose hash gives the same vector, with some PYTHONHASHSEEDs) come by id, as the emulator sorts them
+    reference = sorted(expected, key=lambda i: (-cosine(probe, vector(hash(i) % 1000)), i))
     assert [m["id"] for m in reply["matches"]] == reference
 
 

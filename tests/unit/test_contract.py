@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from vector_relay import producer, validation
 from vector_relay.contract import (
     MAX_METADATA_BYTES,
     DeadLetterAttributes,
@@ -23,7 +25,7 @@ from vector_relay.contract import (
     ValidationContext,
 )
 from vector_relay.errors import PoisonMessageError
-from vector_relay.validation import ERROR_CODES, parse_query_message, parse_write_message
+from vector_relay.validation import ERROR_CODES, MAX_JSON_DEPTH, parse_query_message, parse_write_message, read_json
 
 REPLY = "https://sqs.us-east-1.amazonaws.com/123456789012/replies"
 CONTEXT = ValidationContext(
@@ -234,7 +236,7 @@ def test_every_problem_of_a_message_is_reported_in_order() -> None:
         ("metadata_type", "records[2].metadata.deep"),
     ]
     assert error.error_code == "unknown_tenant"
-    assert error.detail.splitlines()[0] == "[unknown_tenant] tenant: tenant 'initech' is not in the tenant registry"
+    assert error.detail.splitlines()[0] == "[unknown_tenant] tenant: the tenant is not in the tenant registry"
 
 
 def test_dimension_mismatch_names_both_dimensions() -> None:
@@ -361,3 +363,78 @@ def test_a_vectors_non_finite_values_are_one_problem_naming_the_first_position()
         ("non_finite_value", "records[1].sparse_values.values"),
     ]
     assert "position 1 and 2 more" in error.problems[0].message
+
+
+# ------------------------------------------------------------------ bodies nested deeply
+
+
+def nested(levels: int, inner: str = "1") -> str:
+    return '{"a":' * levels + inner + "}" * levels
+
+
+@pytest.mark.parametrize("parse", [parse_write_message, parse_query_message])
+def test_the_parser_reads_200_levels_and_a_deeper_body_is_json_too_deep(parse: Any) -> None:
+    # pins pydantic-core's depth limit, which docs/contract.md states (MAX_JSON_DEPTH)
+    assert poison(nested(MAX_JSON_DEPTH), parse=parse).error_code in {"schema_violation", "unknown_op"}  # read
+    for levels in (MAX_JSON_DEPTH + 1, 10_000):
+        refused = poison(nested(levels), parse=parse)
+        assert (refused.error_code, refused.problems[0].location) == ("json_too_deep", "")
+    assert poison("[" * 10_000 + "]" * 10_000, parse=parse).error_code == "json_too_deep"
+
+
+@pytest.mark.parametrize("parse", [parse_write_message, parse_query_message])
+def test_a_recursion_error_while_validating_is_json_too_deep_not_a_crash(
+    parse: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a check that recurses past Python's limit on some body (none does today: this is the guarantee)
+    def recurse(*_: Any, **__: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(validation._write_adapter, "validate_json", recurse)
+    monkeypatch.setattr(validation.QueryMessage, "model_validate_json", recurse)
+    # THEN the body is poison with a code, on its first receive
+    assert poison(query(vector=[0.1, 0.2, 0.3]), parse=parse).error_code == "json_too_deep"
+
+
+def test_read_json_reads_what_the_models_read_and_refuses_the_rest_with_value_error() -> None:
+    assert read_json(nested(MAX_JSON_DEPTH)) is not None
+    for body in (nested(MAX_JSON_DEPTH + 1), nested(10_000), "[" * 10_000, '{"a": '):
+        with pytest.raises(ValueError):  # noqa: PT011 - any ValueError: the callers treat them alike
+            read_json(body)
+
+
+# ------------------------------------------------------------------ deletes by filter that reach every record
+
+
+def delete_by_filter(filter_: Any, **fields: Any) -> str:
+    return json.dumps({"schema_version": 1, "op": "delete_by_filter", "tenant": "acme", "filter": filter_} | fields)
+
+
+MATCH_ALL = {"$or": [{"doc_id": {"$exists": True}}, {"doc_id": {"$exists": False}}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (delete_by_filter({"_relay_version": {"$exists": True}}), "filter_field_reserved"),
+        (delete_by_filter({"_relay_version": {"$exists": True}}, confirm="acme"), "filter_field_reserved"),
+        (delete_by_filter({"$and": [{"a": 1}, {"$or": [{"_relay_version": "3"}]}]}), "filter_field_reserved"),
+        (delete_by_filter(MATCH_ALL), "delete_not_confirmed"),
+        (delete_by_filter(MATCH_ALL, confirm="globex"), "delete_not_confirmed"),
+        (delete_by_filter({"doc_id": "doc-42"}, confirm="globex"), "delete_not_confirmed"),
+        (delete_by_filter({}, confirm="acme"), "invalid_filter"),  # Pinecone refuses {}: purge_tenant is the way
+    ],
+)
+def test_a_delete_by_filter_on_the_relay_s_field_or_of_every_record_unconfirmed_is_poison(body: str, code: str) -> None:
+    assert poison(body).error_code == code
+
+
+def test_a_confirmed_match_all_delete_by_filter_and_a_selective_one_parse() -> None:
+    confirmed = parse_write_message(delete_by_filter(MATCH_ALL, confirm="acme"), CONTEXT)
+    selective = parse_write_message(delete_by_filter({"doc_id": {"$exists": True}}), CONTEXT)
+    assert isinstance(confirmed, DeleteByFilterMessage)
+    assert isinstance(selective, DeleteByFilterMessage)
+    assert (confirmed.confirm, selective.confirm) == ("acme", None)
+    assert producer.delete_by_filter("acme", MATCH_ALL, confirm="acme") == confirmed
+    with pytest.raises(ValidationError, match="matches every record"):
+        producer.delete_by_filter("acme", MATCH_ALL)

@@ -83,7 +83,7 @@ def test_poison_tables_cover_the_mixed_samples() -> None:
     assert all(code in ERROR_CODES for table in tables.values() for code in table.values())
     # every code a message can be dead-lettered with on arrival has a sample
     # set by the worker: from Pinecone's answer, the delivery count, the source queue, the tenant's schema,
-    # or the time the write was first sent
+    # the time the write was first sent, or the size of the reply
     worker_codes = {
         "pinecone_rejected",
         "retries_exhausted",
@@ -92,6 +92,7 @@ def test_poison_tables_cover_the_mixed_samples() -> None:
         "metadata_schema_violation",
         "filter_field_not_declared",
         "filter_type_mismatch",
+        "result_too_large",
     }
     assert set(ERROR_CODES) - worker_codes == {code for table in tables.values() for code in table.values()}
 

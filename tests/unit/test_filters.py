@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from vector_relay.filters import MAX_FILTER_DEPTH, filter_problems
+from vector_relay.filters import MAX_FILTER_DEPTH, field_names, filter_problems, matches_every_record
 
 
 @pytest.mark.parametrize(
@@ -79,3 +79,49 @@ def test_deep_nesting_is_refused_without_recursion_errors() -> None:
     problems = filter_problems(deep, allow_empty=True)
     assert len(problems) == 1
     assert "nest at most" in problems[0][1]
+
+
+BOTH = [{"f": {"$exists": True}}, {"f": {"$exists": False}}]
+
+
+@pytest.mark.parametrize(
+    "filter_",
+    [
+        {},
+        {"$or": BOTH},
+        {"$or": [*BOTH, {"g": 1}]},
+        {"$or": [{"g": 1}, {"$or": BOTH}]},  # a nested $or counts as parts of the outer one
+        {"$or": [{"$or": [BOTH[0]]}, {"$or": [BOTH[1]]}]},
+        {"$and": [{"$or": BOTH}, {"$or": [{"g": {"$exists": False}}, {"g": {"$exists": True}}]}]},
+        {"$or": [{"g": 1}, {"$and": [{"$or": BOTH}]}]},  # a part that matches every record
+    ],
+)
+def test_filters_true_of_every_possible_record_are_recognised(filter_: dict[str, Any]) -> None:
+    assert filter_problems(filter_, allow_empty=True) == []
+    assert matches_every_record(filter_)
+
+
+@pytest.mark.parametrize(
+    "filter_",
+    [
+        {"f": {"$exists": True}},  # records without f
+        {"f": {"$exists": False}},  # records with f
+        {"$or": [BOTH[0], {"g": {"$exists": False}}]},  # two different fields
+        {"$and": [{"$or": BOTH}, {"g": 1}]},  # AND with a selective part
+        {"$or": [{"f": {"$exists": True, "$ne": "x"}}, BOTH[1]]},  # the first part asks more than existence
+        {"f": {"$exists": True}, "g": {"$exists": False}},
+        # not decidable from the filter alone, so not claimed (docs/contract.md, "delete_by_filter"):
+        {"f": {"$ne": "a value no record holds"}},
+        {"f": {"$nin": ["x"]}},
+        {"n": {"$gte": -1e308}},
+        {"$or": [{"f": "x"}, {"f": {"$ne": "x"}}, BOTH[1]]},
+    ],
+)
+def test_filters_that_depend_on_the_records_are_not_claimed_to_match_every_record(filter_: dict[str, Any]) -> None:
+    assert filter_problems(filter_, allow_empty=True) == []
+    assert not matches_every_record(filter_)
+
+
+def test_field_names_are_found_at_every_depth() -> None:
+    filter_ = {"a": 1, "$or": [{"b": {"$exists": True}}, {"$and": [{"c": {"$in": ["x"]}}, {"a": 2}]}]}
+    assert field_names(filter_) == {"a", "b", "c"}

@@ -148,6 +148,30 @@ def test_top_k_10000_is_accepted(data: httpx.Client) -> None:
     assert response.status_code == 200
 
 
+def test_a_query_result_over_4_mb_is_400_and_one_under_it_is_served(data: httpx.Client) -> None:
+    # 120 records of ~36 KB of metadata each: ~4.3 MB as a result with metadata, ~6 KB without
+    padding = "x" * 36_000
+    for start in range(0, 120, 40):
+        upserted = data.post(
+            "/vectors/upsert",
+            json={"vectors": [vector(f"v{i}", metadata={"pad": padding}) for i in range(start, start + 40)]},
+        )
+        assert upserted.status_code == 200, upserted.text
+    query = {"topK": 10_000, "vector": [0.1, 0.2, 0.3, 0.4], "includeValues": True}
+
+    too_large = data.post("/query", json=query | {"includeMetadata": True})
+    served = data.post("/query", json=query)
+    fewer = data.post("/query", json=query | {"includeMetadata": True, "topK": 100})
+
+    message = rpc_error(too_large, 400)
+    assert too_large.json()["code"] == 3  # INVALID_ARGUMENT: the request must change, not be retried
+    assert "exceeds the limit of 4194304 bytes (4MB)" in message
+    assert "lower top_k" in message
+    assert len(served.json()["matches"]) == 120
+    assert served.status_code == fewer.status_code == 200
+    assert len(fewer.content) < 4 * 1024 * 1024
+
+
 def test_more_than_1000_ids_per_fetch_or_delete_is_400(data: httpx.Client) -> None:
     data.post("/vectors/upsert", json={"vectors": [vector("a")]})
     ids = [f"id-{i}" for i in range(1001)]
