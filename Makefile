@@ -12,6 +12,8 @@ CHECKOV_VERSION := 3.3.30
 BUILD_DIR := .aws-sam/build
 REGION    ?= us-east-1
 DATA_DIR  ?= .local-stack/pinecone-data
+AWS_PORT  ?= 4566
+PINECONE_PORT ?= 5080
 
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= $(REGION)
@@ -19,11 +21,12 @@ export AWS_DEFAULT_REGION ?= $(REGION)
 # The Lambda runtime's interpreter; found once, or make stops with what to install.
 PYTHON313 = $(shell tools/find-python.sh)
 
-.PHONY: bench bench-plot help venv test test-repeat lint format typecheck validate security build schema clean demo up invoke status
+.PHONY: bench bench-plot help venv test test-repeat lint format typecheck validate security build schema clean demo up down invoke status
 
 help:
 	@echo "make demo      the whole product on this machine: local stack from template.yaml, a dataset in, queries out, checked"
-	@echo "make up        the local stack in the foreground until Ctrl-C (DATA_DIR=$(DATA_DIR) keeps the index data)"
+	@echo "make up        the local stack in the foreground until Ctrl-C or make down (DATA_DIR=$(DATA_DIR) keeps its data)"
+	@echo "make down      stop the running make up of this checkout (by its recorded process ids)"
 	@echo "make invoke    one event through one function under awslambdaric: make invoke FN=ingest EVENT=events/ingest-upsert.json"
 	@echo "make status    queue depths, DLQ messages with their reasons, index stats, emulator counters of a running make up"
 	@echo "make test      lint, types, template checks, sam build, the whole pytest suite (what CI runs)"
@@ -152,7 +155,10 @@ demo: $(VENV)/.installed
 	$(PY) -m relay_local demo
 
 up: $(VENV)/.installed
-	$(PY) -m relay_local up $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(PY) -m relay_local up --aws-port $(AWS_PORT) --pinecone-port $(PINECONE_PORT) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+down: $(VENV)/.installed
+	$(PY) -m relay_local down
 
 invoke: $(VENV)/.installed
 	@[ -n "$(FN)" ] && [ -n "$(EVENT)" ] || { echo "usage: make invoke FN=ingest|query|rotate_key EVENT=events/<file>.json"; exit 2; }

@@ -131,8 +131,13 @@ def describe(ctx: Context, name: str, as_json: bool) -> None:
 
 @index.command()
 @click.argument("name")
-@click.option("--dimension", type=click.IntRange(1, 20_000), help="Dense dimension; leave out for a sparse index.")
-@click.option("--metric", type=click.Choice(["cosine", "dotproduct", "euclidean"]), help="Default: cosine (dense).")
+@click.option("--dimension", type=click.IntRange(1, 20_000), help="A dense index of this dimension (or --sparse).")
+@click.option("--sparse", is_flag=True, help="A sparse-only index (or --dimension N); its metric is dotproduct.")
+@click.option(
+    "--metric",
+    type=click.Choice(["cosine", "dotproduct", "euclidean"]),
+    help="Default: cosine for a dense index, dotproduct for a sparse one.",
+)
 @click.option("--cloud", default="aws", show_default=True)
 @click.option("--region", "region_name", default="us-east-1", show_default=True)
 @click.option("--deletion-protection/--no-deletion-protection", default=True, show_default=True)
@@ -145,6 +150,7 @@ def create(
     ctx: Context,
     name: str,
     dimension: int | None,
+    sparse: bool,
     metric: str | None,
     cloud: str,
     region_name: str,
@@ -154,9 +160,19 @@ def create(
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Create the index, or adopt an existing one of the same shape (exit 1 if it has another)."""
+    """Create the index, or adopt an existing one of the same shape (exit 1 if it has another).
+
+    Dense or sparse is said, never assumed: --dimension N (dense) or --sparse.
+    """
     from vector_relay.index_lifecycle import IndexSpec, ensure
 
+    if (dimension is None) == (not sparse):
+        raise click.UsageError(
+            "say which kind of index: --dimension N for dense vectors (the dimension of your embeddings, "
+            "e.g. 384), or --sparse for sparse vectors only"
+            if dimension is None
+            else "--dimension and --sparse exclude each other: a dense index has a dimension, a sparse one none"
+        )
     metric = metric or ("dotproduct" if dimension is None else "cosine")
     properties = {
         "Name": name,

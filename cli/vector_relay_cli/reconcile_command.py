@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -16,6 +18,7 @@ from vector_relay_cli.errors import EXIT_FOUND, CannotRun
 from vector_relay_cli.progress import spinner
 
 if TYPE_CHECKING:
+    from vector_relay.reconcile import GuardPage
     from vector_relay.version_guard import VersionGuard
 
 METRIC_SERVICE = "reconcile"  # the dimension the scheduled function's metrics carry; the alarm watches it
@@ -50,6 +53,9 @@ def reconcile(ctx: Context, namespaces: tuple[str, ...], repair: bool, metric: b
     older version), resurrected (a delete is recorded, the record is back), ahead (the index holds a
     newer version than recorded), unversioned (no _relay_version). Records still under a write's
     lease are skipped and counted as in flight. Exit 1 when a mismatch is left unrepaired.
+
+    Only what the table records is checked: a warning names each tenant namespace whose index
+    holds more records than the table knows (a table emptied or expired, writes around the relay).
     """
     from vector_relay.api_key_cache import read_api_key
     from vector_relay.errors import VectorRelayError
@@ -65,7 +71,8 @@ def reconcile(ctx: Context, namespaces: tuple[str, ...], repair: bool, metric: b
         reader = RecordReader(host=host, read_key=lambda: read_api_key(secrets, secret_arn).value)
     except (ClientError, BotoCoreError, VectorRelayError) as error:
         raise CannotRun(f"cannot read the Pinecone API key from {secret_arn}: {error}") from None
-    pages = guard_pages(ctx.dynamodb(), table, namespaces=namespaces or None)
+    recorded: Counter[str] = Counter()  # upserts the table records, per namespace
+    pages = _counting(guard_pages(ctx.dynamodb(), table, namespaces=namespaces or None), recorded)
     guard = _repair_guard(ctx, table) if repair else None
     progress = spinner("checked {task.fields[checked]:,} records ({task.fields[found]:,} mismatches)", quiet=as_json)
     task = progress.add_task("reconcile", total=None, checked=0, found=0)
@@ -84,12 +91,62 @@ def reconcile(ctx: Context, namespaces: tuple[str, ...], repair: bool, metric: b
     values = metric_values(report)
     if metric:
         publish(ctx, values)
+    unknown = _not_in_table(ctx, host, recorded, namespaces)
     if as_json:
-        click.echo(_json(report, values))
+        click.echo(_json(report, values, unknown))
     else:
         _print_human(report, values, show, repair)
+        for namespace, (in_index, in_table) in sorted(unknown.items()):
+            click.echo(
+                f"warning: namespace {namespace} holds {in_index:,} records in the index, but the version guard's "
+                f"table records {in_table:,}: at least {in_index - in_table:,} records were not checked. The table "
+                "was emptied (a local stack restarted without its data?) or its items expired "
+                "(WRITE_VERSION_TTL_SECONDS), or records were written around the relay"
+            )
     if len(report.mismatches) > report.repaired:
         sys.exit(EXIT_FOUND)
+
+
+def _counting(pages: Iterable[GuardPage], recorded: Counter[str]) -> Iterator[GuardPage]:
+    """The pages as they are, counting the upserts the table records in each namespace on the way."""
+    for page in pages:
+        recorded.update(namespace for namespace, _, state in page.records if state.operation == "upsert")
+        yield page
+
+
+def _not_in_table(
+    ctx: Context, host: str, recorded: Counter[str], namespaces: tuple[str, ...]
+) -> dict[str, tuple[int, int]]:
+    """Tenant namespaces whose index holds more records than the table records: namespace -> (index, table).
+
+    A lower bound (Pinecone's counts may lag a few seconds behind writes); best effort: when the
+    registry or the index cannot be read, the reconcile report stands on its own and a note says so.
+    """
+    from vector_relay.errors import ConfigurationError
+    from vector_relay.pinecone_gateway import NamespaceAdmin, PineconeRequestError
+    from vector_relay.tenancy import TenantRegistry
+
+    try:
+        parameter, text = ctx.read_registry()
+        registry = TenantRegistry.from_json(text, source=f"SSM parameter {parameter}")
+        admin = NamespaceAdmin(host=host, api_key=ctx.api_key())
+    except (CannotRun, ConfigurationError) as error:
+        click.echo(f"note: records the table does not know were not looked for: {error}", err=True)
+        return {}
+    found: dict[str, tuple[int, int]] = {}
+    try:
+        for namespace in sorted(set(registry.values()) | set(recorded)):
+            if namespaces and namespace not in namespaces:
+                continue
+            described = admin.describe(namespace)
+            in_index = described.record_count if described is not None else 0
+            if in_index > recorded[namespace]:
+                found[namespace] = (in_index, recorded[namespace])
+    except PineconeRequestError as error:
+        click.echo(f"note: records the table does not know were not looked for: {error}", err=True)
+    finally:
+        admin.close()
+    return found
 
 
 def _repair_guard(ctx: Context, table: str) -> VersionGuard:
@@ -130,7 +187,7 @@ def publish(ctx: Context, values: dict[str, int]) -> None:
         raise CannotRun(f"cannot publish the metrics: {error}") from None
 
 
-def _json(report: Any, values: dict[str, int]) -> str:
+def _json(report: Any, values: dict[str, int], unknown: dict[str, tuple[int, int]]) -> str:
     import json
 
     from vector_relay.reconcile import MISMATCH_KINDS
@@ -144,6 +201,7 @@ def _json(report: Any, values: dict[str, int]) -> str:
             "mismatches_total": values["ReconcileMismatches"],
             "counts": {kind: counts.get(kind, 0) for kind in MISMATCH_KINDS},
             "mismatches": [m.as_json() for m in report.mismatches],
+            "not_in_table": {ns: {"index": index, "table": table} for ns, (index, table) in sorted(unknown.items())},
         },
         indent=2,
     )

@@ -1,7 +1,8 @@
 """``vector-relay tenant``: onboard a tenant (registry entry, namespace with its schema's indexing) and list them.
 
 The registry is the deployment's SSM parameter (output ``TenantRegistryParameterName``); the
-workers re-read it within ``TENANT_REGISTRY_TTL_SECONDS``. The namespace is created in the
+workers re-read it within ``TENANT_REGISTRY_TTL_SECONDS``, and the ingest workers also before
+refusing a message for its tenant, so a tenant just added is taken at once. The namespace is created in the
 deployment's index (``PineconeIndexHost``) before any record arrives, because Pinecone fixes a
 namespace's metadata indexing when it is created (docs/contract.md, tenant metadata schemas).
 """
@@ -106,6 +107,10 @@ def add(
         raise CannotRun(f"cannot write the tenant registry {parameter}: {error}") from None
     for message in result.messages:
         click.echo(message)
+    click.echo(
+        f"the ingest workers take {name}'s messages at once (they read the registry again before refusing one); "
+        "queries may still be refused for up to TENANT_REGISTRY_TTL_SECONDS (60 s by default)"
+    )
 
 
 class _ReadOnly:

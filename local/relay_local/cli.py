@@ -1,10 +1,11 @@
-"""Command line of the local stack: ``demo``, ``up``, ``status``, ``invoke``, ``env-vars``."""
+"""Command line of the local stack: ``demo``, ``up``, ``down``, ``status``, ``invoke``, ``env-vars``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -17,8 +18,12 @@ from relay_local.stack import (
     DEFAULT_PINECONE_PORT,
     DEFAULT_STATE_DIR,
     LocalStack,
+    StackInfo,
     StackOptions,
+    StartupError,
+    ensure_state_dir,
     mask,
+    running_stack,
 )
 
 
@@ -41,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", type=Path, default=None, help="keep the emulator's indexes here across restarts")
     up.add_argument("--function-logs", choices=["file", "stderr"], default="file")
 
+    down = commands.add_parser("down", help="stop the running `make up` of this checkout (and what a killed one left)")
+    down.add_argument(
+        "--timeout", type=float, default=90.0, help="seconds to wait for a clean stop before insisting (default 90)"
+    )
+
     status = commands.add_parser("status", help="queue depths, DLQ messages, index stats, emulator counters")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
 
@@ -49,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("event", type=Path, help="an event file, e.g. events/ingest-upsert.json")
 
     commands.add_parser("env-vars", help="print SAM --env-vars JSON for a `make up` stack (env.local.json)")
-    for sub in (demo, up, status, invoke):
+    for sub in (demo, up, down, status, invoke):
         sub.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help=argparse.SUPPRESS)
     return parser
 
@@ -60,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         return command_demo(args)
     if args.command == "up":
         return command_up(args)
+    if args.command == "down":
+        return command_down(args)
     if args.command == "status":
         from relay_local.status import print_status
 
@@ -99,18 +111,26 @@ def command_demo(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+class StopRequested(BaseException):
+    """Ctrl-C or SIGTERM: raised where the main thread is, so a start-up that waits stops too."""
+
+
+ENV_FILE = "env"  # the export lines of a running `make up`, for `source .local-stack/env`
+
+
 def command_up(args: argparse.Namespace) -> int:
-    stopping = threading.Event()
+    from relay_local.instance import StartRefused, claim
 
-    def stop(signum: int, frame: Any) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    state_dir = ensure_state_dir(args.state_dir)
+    try:
+        held = claim(state_dir, args.aws_port, args.pinecone_port, describe_running=lambda: describe_running(state_dir))
+    except StartRefused as refused:
+        print(f"make up: {refused}", file=sys.stderr)
+        return 1
     options = StackOptions(
         aws_port=args.aws_port,
         pinecone_port=args.pinecone_port,
-        state_dir=args.state_dir,
+        state_dir=state_dir,
         data_dir=args.data_dir,
         function_logs=args.function_logs,
         parameters=transport_parameter(),
@@ -119,15 +139,30 @@ def command_up(args: argparse.Namespace) -> int:
     def on_batch(outcome: Any) -> None:
         print(f"{time.strftime('%H:%M:%S')} {outcome.describe()}", flush=True)
 
-    stack = LocalStack(options, on_batch=on_batch)
+    stack = LocalStack(options, on_batch=on_batch, on_child=held.record_child)
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: Any) -> None:
+        if stopping.is_set():  # asked again while stopping: do not wait for running invocations
+            print("\nstopping now: the functions' environments are ended", flush=True)
+            threading.Thread(target=stack.hurry, daemon=True).start()
+            return
+        stopping.set()
+        raise StopRequested
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    env_file = state_dir / ENV_FILE
     try:
         stack.start()
         info = stack.info
         assert info is not None
+        lines = export_lines(info)
+        env_file.write_text("\n".join(lines) + "\n")
         print()
-        print("The local stack is up. For an upstream service:")
-        for name, value in info.upstream_environment().items():
-            print(f"  export {name}={value}")
+        print(f"The local stack is up. For an upstream service and `vector-relay` (or: source {env_file}):")
+        for line in lines:
+            print(f"  {line}")
         print(f"Pinecone emulator: {info.pinecone_url} (index {info.index_name}, data plane {info.index_host})")
         transport = options.parameters.get("PineconeTransport", "rest")
         print(f"  gRPC data plane: {info.grpc_host} (grpc_scheme=http; the workers use {transport})")
@@ -137,14 +172,52 @@ def command_up(args: argparse.Namespace) -> int:
             print(f"  {source} -> {url}")
         if options.function_logs == "file":
             print(f"Function logs: {options.state_dir / 'logs'}/<function>.log")
-        print("Try: make status | make invoke FN=ingest EVENT=events/ingest-upsert.json | Ctrl-C to stop", flush=True)
-        while not stopping.wait(0.5):
-            pass
-        print("\nstopping: pollers finish their invocations, the emulator writes its snapshot", flush=True)
+        print(
+            "Try: make status | make invoke FN=ingest EVENT=events/ingest-upsert.json | make down (or Ctrl-C) to stop"
+        )
+        sys.stdout.flush()
+        while True:
+            time.sleep(0.5)
+    except StopRequested:
+        print("\nstopping: pollers finish their invocations, the data is saved (Ctrl-C again: do not wait)", flush=True)
+    except Exception as error:  # a start-up failure: say it, stop what started, exit
+        reason = str(error) if isinstance(error, StartupError) else f"{type(error).__name__}: {error}"
+        print(f"make up: could not start: {reason}", file=sys.stderr, flush=True)
+        return 1
     finally:
+        stopping.set()  # from here on a signal hurries the stop instead of interrupting it
         stack.stop()
+        env_file.unlink(missing_ok=True)
+        held.release()
     print("stopped", flush=True)
     return 0
+
+
+def export_lines(info: StackInfo) -> list[str]:
+    """Shell lines that point an upstream service, and `vector-relay` on PATH, at this stack."""
+    lines = [f"export {name}={shlex.quote(value)}" for name, value in info.upstream_environment().items()]
+    commands = Path(sys.executable).parent
+    if (commands / "vector-relay").exists():
+        lines.append(f'export PATH={shlex.quote(str(commands))}:"$PATH"  # vector-relay')
+    return lines
+
+
+def describe_running(state_dir: Path) -> str:
+    """How to reach the stack a `make up` in this checkout runs (or that it is still starting)."""
+    info = running_stack(state_dir)
+    if info is None:
+        return "It is still starting (or not answering yet); `make status` shows it once it is up."
+    env_file = state_dir / ENV_FILE
+    return (
+        f"Reach it: AWS {info.aws_endpoint}, Pinecone {info.pinecone_url}; `source {env_file}` sets the "
+        "environment (and PATH) for vector-relay and an upstream service; `make status` shows it."
+    )
+
+
+def command_down(args: argparse.Namespace) -> int:
+    from relay_local.instance import stop_running
+
+    return stop_running(args.state_dir, timeout=args.timeout)
 
 
 if __name__ == "__main__":

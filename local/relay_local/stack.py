@@ -7,7 +7,10 @@ not to) starts one :class:`~relay_local.event_source.EventSourcePoller` per SQS 
 template, each running the function under ``awslambdaric`` in its own processes.
 
 It writes ``<state dir>/stack.json`` (endpoints, queue URLs, the functions' environments; never the
-API key) so ``status`` and ``invoke`` can find a running stack.
+API key) so ``status`` and ``invoke`` can find a running stack. With a data directory the emulator
+keeps its indexes there, and the stack keeps the tenant registry, the version guard's table and the
+results bucket beside them (:mod:`relay_local.aws_state`); it says at start what it kept and what
+starts empty.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -27,12 +31,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from pinecone_emulator.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PROJECT_ID
 from pinecone_emulator.control import EmulatorControl
+from relay_local.aws_state import AwsState, registry_tenants
 from relay_local.cloudformation import ACCOUNT_ID, REGION, ROOT, FunctionSpec, LocalTemplate, PhysicalResource
 from relay_local.event_source import BatchOutcome, EnvironmentPool, EventSourceConfig, EventSourcePoller
+from relay_local.inspection import namespace_counts
 from relay_local.provisioning import CreatedResource, Provisioner, aws_client
 from relay_local.runtime import FunctionRuntimeConfig, RuntimeEnvironment
 
@@ -196,6 +203,49 @@ def _env_name(logical_id: str) -> str:
     return out
 
 
+class StartupError(RuntimeError):
+    """The stack could not start; the message says why (a port taken, a process that did not start)."""
+
+
+class _MotoServer:
+    """moto's server in a thread, as moto's ``ThreadedMotoServer`` runs it, on a socket bound first.
+
+    ``ThreadedMotoServer`` binds in its thread and waits without a timeout for that to succeed, so a
+    port in use left it waiting for ever (deaf to Ctrl-C); here the bind fails in the caller.
+    """
+
+    def __init__(self, port: int) -> None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind(("127.0.0.1", port))
+            listener.listen(128)
+            self._server: BaseWSGIServer = make_server(
+                "127.0.0.1",
+                port,
+                DomainDispatcherApplication(create_backend_app),
+                threaded=True,
+                request_handler=MotoRequestHandler,
+                fd=listener.fileno(),
+            )
+        except OSError as error:
+            raise StartupError(f"moto cannot listen on 127.0.0.1:{port}: {error.strerror}") from None
+        finally:
+            listener.close()  # the server holds its own duplicate of the socket
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=10)
+        self._server.server_close()
+
+
 class LocalStack:
     def __init__(
         self,
@@ -203,12 +253,15 @@ class LocalStack:
         *,
         progress: Callable[[str], None] = print,
         on_batch: Callable[[BatchOutcome], None] | None = None,
+        on_child: Callable[[str, int], None] | None = None,
     ) -> None:
         self.options = options or StackOptions()
         self.progress = progress
         self.on_batch = on_batch
+        self.on_child = on_child  # told of each process started in a session of its own (make down's record)
         self.api_key = "pclocal-" + secrets.token_urlsafe(18)
-        self.moto: ThreadedMotoServer | None = None
+        self.moto: _MotoServer | None = None
+        self.aws_state: AwsState | None = None
         self.emulator: subprocess.Popen[str] | None = None
         self.template: LocalTemplate | None = None
         self.provisioner: Provisioner | None = None
@@ -229,8 +282,11 @@ class LocalStack:
             index_host = self._provision(aws_endpoint, pinecone_url)
             self._grpc_host = EmulatorControl(pinecone_url).grpc_host(options.index_name)
             self.info = self._describe(aws_endpoint, pinecone_url, index_host)
+            self._keep_aws_state()
             if options.pollers:
                 self._start_pollers(state_dir)
+            if self.aws_state is not None:
+                self.aws_state.start_saving(on_error=self.progress)
             if options.write_state_file:
                 self._state_file = state_dir / STATE_FILE
                 outputs_file = state_dir / OUTPUTS_FILE
@@ -245,9 +301,8 @@ class LocalStack:
     def _start_moto(self) -> str:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
         started = time.monotonic()
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.options.aws_port, verbose=False)
-        self.moto.start()
-        host, port = self.moto.get_host_and_port()
+        self.moto = _MotoServer(self.options.aws_port)
+        host, port = self.moto.address
         endpoint = f"http://{host}:{port}"
         self.progress(f"moto's AWS server on {endpoint} ({time.monotonic() - started:.1f} s)")
         return endpoint
@@ -277,10 +332,14 @@ class LocalStack:
             text=True,
             start_new_session=True,  # Ctrl-C goes to the stack, which stops the emulator with SIGTERM
         )
+        if self.on_child is not None:
+            self.on_child("pinecone-emulator", self.emulator.pid)
         assert self.emulator.stdout is not None
         line = self.emulator.stdout.readline().strip()
         if not line.startswith("pinecone-emulator listening on "):
-            raise RuntimeError(f"the Pinecone emulator did not start: {line or 'no output'} (log: {log.name})")
+            log.flush()
+            last = (Path(log.name).read_text().strip().splitlines() or ["no output"])[-1]
+            raise StartupError(f"the Pinecone emulator did not start: {line or last} (log: {log.name})")
         stdout = self.emulator.stdout
         threading.Thread(target=lambda: [None for _ in stdout], daemon=True).start()  # keep the pipe drained
         url = line.rsplit(" ", 1)[1]
@@ -361,11 +420,48 @@ class LocalStack:
         self.provisioner.put_secret_value(
             "PineconeAdminSecret", {"client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET}
         )
-        self.progress(f"secret PineconeApiKeySecret holds the emulator's key; tenants registered: {o.tenants}")
+        self.progress("secret PineconeApiKeySecret holds the emulator's key")
         indexes = self.template.resources_of_type("Custom::PineconeIndex")
         if not indexes:  # a PineconeIndexHost given in o.parameters: the index is the operator's
             return str(self.template.parameters["PineconeIndexHost"])
         return self._create_index(pinecone_url, indexes[0])
+
+    def _keep_aws_state(self) -> None:
+        """With a data directory, put back the saved registry, table and bucket; say plainly what starts empty."""
+        info, data_dir = self.info, self.options.data_dir
+        assert info is not None
+        assert self.provisioner is not None
+        if data_dir is None:
+            self.progress(
+                "nothing is kept across restarts (no data directory): the index, the tenant registry, the version "
+                "guard's table and the results bucket start as the template makes them"
+            )
+        else:
+            state = AwsState(data_dir / "aws", self.provisioner, self.created)
+            restored = state.restore()
+            self.aws_state = state  # saved from now on (never a half-restored state)
+            if restored is None:
+                records = sum(namespace_counts(info.pinecone_url, info.index_name).values())
+                kept = f", while the index kept {records:,} records (reconcile warns of them)" if records else ""
+                self.progress(
+                    f"no AWS state saved in {state.path.parent} yet: the tenant registry is the template's, the "
+                    f"version guard's table and the results bucket start empty{kept}"
+                )
+            else:
+                registry = info.outputs.get("TenantRegistryParameterName", "")
+                if registry in restored.parameters:
+                    info.tenants = registry_tenants(restored.parameters[registry])
+                kept_parts = [f"the tenant registry ({', '.join(sorted(info.tenants)) or 'no tenants'})"]
+                kept_parts += [f"{count:,} items in table {table}" for table, count in restored.items.items()]
+                kept_parts += [f"{count:,} objects in bucket {bucket}" for bucket, count in restored.objects.items()]
+                saved = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(restored.saved_at))
+                self.progress(f"kept from the last run (saved {saved} in {state.path}): " + "; ".join(kept_parts))
+                if restored.not_in_template:
+                    self.progress(
+                        f"  not put back (the template has them no more): {', '.join(restored.not_in_template)}"
+                    )
+        self.progress("queues and dead-letter queues start empty (moto keeps no messages across restarts)")
+        self.progress(f"tenants registered: {info.tenants}")
 
     def _describe(self, aws_endpoint: str, pinecone_url: str, index_host: str) -> StackInfo:
         t = self.template
@@ -509,6 +605,16 @@ class LocalStack:
         for poller in self.pollers.values():
             poller.stop()
         self.pollers = {}
+        if self.aws_state is not None:
+            self.aws_state.stop_saving()
+            try:
+                self.aws_state.save()
+                self.progress(
+                    f"saved the tenant registry, the version guard's table and the bucket to {self.aws_state.path}"
+                )
+            except Exception as error:  # moto gone: the last periodic save stays
+                self.progress(f"could not save the AWS state to {self.aws_state.path}: {error}")
+            self.aws_state = None
         if self.emulator is not None and self.emulator.poll() is None:
             self.emulator.terminate()
             try:
@@ -529,6 +635,11 @@ class LocalStack:
             handle.close()
         self._logs = []
 
+    def hurry(self) -> None:
+        """Stop the functions' environments now, without waiting for their invocations (a second Ctrl-C)."""
+        for poller in list(self.pollers.values()):
+            poller.pool.close()
+
     def __enter__(self) -> LocalStack:
         return self.start()
 
@@ -539,9 +650,10 @@ class LocalStack:
 def running_stack(state_dir: Path = DEFAULT_STATE_DIR) -> StackInfo | None:
     """The stack a ``make up`` in this checkout is running, if it answers."""
     path = state_dir / STATE_FILE
-    if not path.exists():
+    try:
+        info = StackInfo.load(path)
+    except (OSError, ValueError, TypeError):  # none, or one being written
         return None
-    info = StackInfo.load(path)
     try:
         with urllib.request.urlopen(f"{info.pinecone_url}/_emulator/health", timeout=2):  # noqa: S310 - loopback
             pass

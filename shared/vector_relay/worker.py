@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import TYPE_CHECKING, Protocol
 
@@ -26,13 +27,14 @@ from vector_relay.api_key_cache import ApiKey, ApiKeyCache, GatewaySource, read_
 from vector_relay.clients import (
     FINISH_SECONDS,
     GUARD_PROFILE,
+    OutOfTimeError,
     dynamodb_client,
     secrets_client,
     sqs_client,
     ssm_client,
 )
 from vector_relay.contract import IndexShape, ValidationContext
-from vector_relay.errors import ConfigurationError, PoisonMessageError, TransientError
+from vector_relay.errors import ConfigurationError, PoisonMessageError, Problem, TransientError
 from vector_relay.pinecone_gateway import PineconeGateway, describe_index_shape
 from vector_relay.poison import route_poison
 from vector_relay.schemas import message_problems
@@ -197,21 +199,37 @@ def sort_batch[M: HasTenant](
 
     A valid message must also come from a queue allowed to act for its tenant (tenant binding:
     :meth:`TenantRegistry.binding_problem`). ``on_valid`` sees each valid message as soon as it is
-    parsed (the version guard starts claiming it).
+    parsed (the version guard starts claiming it). A refusal for the tenant (``unknown_tenant``,
+    ``tenant_not_bound``) gets a second look first (:class:`SecondLook`): a message the registry
+    as it is now would take is retried at once rather than dead-lettered.
     """
     batch: SortedBatch[M] = SortedBatch()
     tenants = validation.tenants if isinstance(validation.tenants, TenantRegistry) else None
+    second_look = SecondLook(deps.tenants) if tenants is not None and deps.tenants.rereadable else None
+    retry_in: list[tuple[SQSRecord, float]] = []
     for record in records:
         try:
-            message = parse(record.body, validation)
-            problem = tenants.binding_problem(record.event_source_arn, message.tenant) if tenants else None
-            if problem is not None:
-                raise PoisonMessageError([problem])
-            violations = message_problems(tenants.schema_for(message.tenant), message) if tenants else []
-            if violations:
-                raise PoisonMessageError(violations)
+            message = _judge(record, parse, validation)
         except PoisonMessageError as poison:
-            dead_letter(deps, record, poison, batch.failures)
+            verdict: PoisonMessageError | float = poison
+            if second_look is not None and poison.error_code in REGISTRY_REFUSALS:
+                try:
+                    verdict = second_look.confirm(
+                        record, poison, lambda late, fresh: _judge(late, parse, replace(validation, tenants=fresh))
+                    )
+                except Exception as error:  # a defect here must not fail the batch-mates
+                    retry_alone(record, error, batch.failures)
+                    continue
+            if isinstance(verdict, PoisonMessageError):
+                dead_letter(deps, record, verdict, batch.failures)
+            elif last_delivery(record, deps):  # SQS would move it on without a reason: say why
+                why = f"last delivery: {_unconfirmed(poison, verdict)}"
+                dead_letter(
+                    deps, record, PoisonMessageError([Problem("retries_exhausted", "tenant", why)]), batch.failures
+                )
+            else:
+                batch.failures[record.message_id] = TransientError(_unconfirmed(poison, verdict))
+                retry_in.append((record, verdict))
             continue
         except Exception as error:  # a defect here must not fail the batch-mates
             retry_alone(record, error, batch.failures)
@@ -219,7 +237,104 @@ def sort_batch[M: HasTenant](
         batch.valid.append((record, message))
         if on_valid is not None:
             on_valid(record, message)
+    if retry_in:
+        _retry_soon(deps, retry_in)
     return batch
+
+
+def _judge[M: HasTenant](
+    record: SQSRecord, parse: Callable[[str, ValidationContext], M], validation: ValidationContext
+) -> M:
+    """The message if ``validation``'s registry takes it (contract, binding, schema); else PoisonMessageError."""
+    message = parse(record.body, validation)
+    tenants = validation.tenants if isinstance(validation.tenants, TenantRegistry) else None
+    problem = tenants.binding_problem(record.event_source_arn, message.tenant) if tenants else None
+    if problem is not None:
+        raise PoisonMessageError([problem])
+    violations = message_problems(tenants.schema_for(message.tenant), message) if tenants else []
+    if violations:
+        raise PoisonMessageError(violations)
+    return message
+
+
+# The refusals that depend on the tenant registry alone: a tenant added or bound a moment ago.
+REGISTRY_REFUSALS = frozenset({"unknown_tenant", "tenant_not_bound"})
+# How much SQS's clock (SentTimestamp) and the worker's may differ: a registry read less than this
+# after a message was sent is not taken as knowing everything that was registered before the send.
+CLOCK_SKEW_SECONDS = 1.0
+
+
+class SecondLook:
+    """Before a message is refused for its tenant, the registry is read again, within bounds.
+
+    The worker's registry is a cache (``TENANT_REGISTRY_TTL_SECONDS``); a tenant added or bound
+    since it was read (``vector-relay tenant add``, then a redrive) must not be refused. So a
+    refusal for the tenant stands only when the registry it was judged with was read after the
+    message was sent (SQS's ``SentTimestamp``, less :data:`CLOCK_SKEW_SECONDS`) and is younger than
+    the re-read interval. Otherwise the parameter is read again (:meth:`TenantRegistrySource.reread`)
+    and the message judged with that, at most once per invocation (one ``SecondLook`` per batch)
+    and at most every few seconds per container (``REREAD_INTERVAL_SECONDS``). When that interval has not passed
+    yet, the message is retried once it has.
+
+    A message the fresh registry takes is retried at once rather than written now: the rest of the
+    invocation holds the registry it started with, and the next invocation starts with the fresh one.
+    """
+
+    def __init__(self, source: TenantRegistrySource) -> None:
+        self._source = source
+        self._fresh: TenantRegistry | None = None
+
+    def confirm(
+        self, record: SQSRecord, poison: PoisonMessageError, judge: Callable[[SQSRecord, TenantRegistry], object]
+    ) -> PoisonMessageError | float:
+        """The refusal to dead-letter with, or the seconds after which the message should be judged again."""
+        if self._fresh is None:
+            sent = int(record.attributes.get("SentTimestamp") or 0) / 1000 or math.inf  # unknown: as if just now
+            knows_the_send = self._source.read_at() >= sent + CLOCK_SKEW_SECONDS
+            wait = self._source.reread_wait()
+            if knows_the_send and (wait > 0 or self._source.age() < self._source.reread_interval):
+                return poison  # read after the message was sent, and recently: the refusal stands
+            if wait > 0:
+                return wait
+            self._fresh = self._source.reread()
+            logger.info("tenant registry read again to confirm a refusal", extra={"message_id": record.message_id})
+        try:
+            judge(record, self._fresh)
+        except PoisonMessageError as again:
+            return again
+        return 0.0
+
+
+def _unconfirmed(poison: PoisonMessageError, verdict: float) -> str:
+    """Why a refusal for the tenant was not made: the registry as read now takes the message, or is read soon."""
+    if verdict == 0:
+        return (
+            f"the tenant registry as read now takes the message ({poison.error_code} was an older registry's verdict)"
+        )
+    return f"{poison.error_code} is confirmed only with the tenant registry read again, in {math.ceil(verdict)} s"
+
+
+def _retry_soon(deps: WorkerDependencies, entries: list[tuple[SQSRecord, float]]) -> None:
+    """Make messages visible again after the given seconds instead of the queue's visibility timeout.
+
+    Best effort: if SQS refuses, they come back when the visibility timeout ends (still not refused).
+    """
+    by_queue: dict[str, list[tuple[SQSRecord, int]]] = {}
+    for record, seconds in entries:
+        by_queue.setdefault(record.event_source_arn, []).append((record, math.ceil(seconds)))
+    for arn, waiting in by_queue.items():
+        try:
+            url = queue_url(deps.sqs, arn)
+            for start in range(0, len(waiting), 10):
+                deps.sqs.change_message_visibility_batch(
+                    QueueUrl=url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": record.receipt_handle, "VisibilityTimeout": seconds}
+                        for i, (record, seconds) in enumerate(waiting[start : start + 10])
+                    ],
+                )
+        except (ClientError, BotoCoreError, OutOfTimeError) as error:
+            logger.warning("could not bring messages back sooner", extra={"queue": arn, "error": str(error)})
 
 
 def dead_letter_url(deps: WorkerDependencies, record: SQSRecord) -> str:

@@ -108,3 +108,18 @@ def test_the_key_comes_from_the_deployment_s_secret_and_its_absence_is_explained
     assert code == 2
     assert "Pinecone refused the API key" in out
     assert "pcsk_not_a_key" not in out
+
+
+def test_create_without_dense_or_sparse_said_is_refused_and_creates_nothing(env: EmulatorHandle) -> None:
+    code, out = run("index", "create", "docs")
+
+    assert code == 2
+    assert "say which kind of index: --dimension N for dense vectors" in " ".join(out.split())
+    assert run("index", "describe", "docs")[0] == 2  # no index named docs
+    code, out = run("index", "create", "docs", "--sparse", "--dimension", "8")
+    assert code == 2
+    assert "--dimension and --sparse exclude each other" in " ".join(out.split())
+
+    code, out = run("index", "create", "docs", "--sparse", "--json")
+    assert code == 0, out
+    assert (as_json(out)["dimension"], as_json(out)["metric"]) == (None, "dotproduct")

@@ -1,5 +1,9 @@
 """``vector-relay load``: 10,000 records from JSONL land exactly (fetched back from the emulator), in close to
-the fewest SQS requests, and a load killed mid-way resumes from its checkpoint without losing or doubling."""
+the fewest SQS requests, and a load killed mid-way resumes from its checkpoint without losing or doubling.
+
+A load the relay would dead-letter (another dimension, an unknown or misspelt tenant, a tenant bound to
+queues of its own, metadata its schema refuses) is refused before anything is sent; a checkpoint is
+never taken for another tenant's load, another file or another deployment."""
 
 from __future__ import annotations
 
@@ -12,12 +16,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from click.testing import CliRunner
 from pinecone import Pinecone, ServerlessSpec
 
 from functions.ingest import app as ingest_app
-from tests.integration.conftest import Pipeline, SqsDriver
+from tests.conftest import SAMPLE_DIMENSION, SAMPLE_TENANTS
+from tests.integration.conftest import INDEX_NAME, Pipeline, SqsDriver
 from vector_relay.settings import get_settings
 from vector_relay.worker import reset_worker_dependencies
 from vector_relay_cli.load_command import CRASH_AFTER_BATCHES
@@ -25,6 +31,7 @@ from vector_relay_cli.main import cli
 
 RECORDS = 10_000
 DIMENSION = 8
+PARAMETER = "relay-tenant-registry"
 
 
 @pytest.fixture
@@ -54,11 +61,29 @@ def corpus(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def outputs(pipeline: Pipeline, tmp_path: Path) -> Path:
-    path = tmp_path / "outputs.json"
-    path.write_text(json.dumps({"IngestQueueUrl": pipeline.queue_url}))
+def write_outputs(pipeline: Pipeline, path: Path, index_name: str, registry: dict[str, Any] | None = None) -> Path:
+    """The deployment's outputs (the load's queue, registry, index and key), and its tenant registry in SSM."""
+    ssm = boto3.client("ssm")
+    value = json.dumps(registry or SAMPLE_TENANTS)
+    ssm.put_parameter(Name=PARAMETER, Value=value, Type="String", Overwrite=True)
+    path.write_text(
+        json.dumps(
+            {
+                "IngestQueueUrl": pipeline.queue_url,
+                "IngestQueueArn": pipeline.queue_arn,
+                "TenantRegistryParameterName": PARAMETER,
+                "PineconeIndexName": index_name,
+                "PineconeApiKeySecretArn": pipeline.secret_arn,
+            }
+        )
+    )
     return path
+
+
+@pytest.fixture
+def outputs(pipeline: Pipeline, small_index: Any, tmp_path: Path) -> Path:
+    """A deployment whose index is the 8-dimensional one."""
+    return write_outputs(pipeline, tmp_path / "outputs.json", "load")
 
 
 def drain(pipeline: Pipeline) -> None:
@@ -99,7 +124,7 @@ def test_a_killed_load_resumes_from_its_checkpoint(
 
     killed = subprocess.run(command, env={**os.environ, CRASH_AFTER_BATCHES: "1"}, capture_output=True, text=True)
     assert killed.returncode == 75, killed.stderr
-    checkpoint = json.loads(corpus.with_name(corpus.name + ".checkpoint").read_text())
+    checkpoint = json.loads(corpus.with_name(corpus.name + ".acme.checkpoint").read_text())
     assert 0 < checkpoint["last_line"] < RECORDS
 
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
@@ -112,9 +137,7 @@ def test_a_killed_load_resumes_from_its_checkpoint(
     assert len(landed(small_index)) == RECORDS
 
 
-def test_an_invalid_line_stops_the_load_with_its_number_unless_skipped(
-    pipeline: Pipeline, outputs: Path, tmp_path: Path
-) -> None:
+def test_an_invalid_line_stops_the_load_with_its_number_unless_skipped(outputs: Path, tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(
         json.dumps({"id": "ok", "version": 1, "values": [0.1] * DIMENSION})
@@ -159,3 +182,113 @@ def test_a_parquet_file_loads_like_jsonl(pipeline: Pipeline, small_index: Any, o
     found = small_index.fetch(ids=[f"p{i}" for i in range(50)], namespace="tenant-acme").vectors
     assert len(found) == 50
     assert found["p7"].metadata == {"n": 7, "_relay_version": "2"}
+
+
+def sent_to(url: str) -> int:
+    """Messages on a queue, visible or not: what a load sent."""
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def jsonl(path: Path, count: int, dimension: int, metadata: dict[str, Any] | None = None) -> Path:
+    with path.open("w") as out:
+        for i in range(count):
+            record = {"id": f"doc-{i}", "version": 1, "values": [0.1 + i / 1000] * dimension}
+            out.write(json.dumps(record | ({"metadata": metadata} if metadata else {})) + "\n")
+    return path
+
+
+BOUND_QUEUE = "arn:aws:sqs:us-east-1:123456789012:relay-tenant-acme-ingest"
+SCHEMA = {"fields": {"year": {"type": "number", "required": True}}}
+
+
+@pytest.mark.parametrize(
+    ("dimension", "tenant", "registry", "fragment"),
+    [
+        (
+            256,
+            "acme",
+            SAMPLE_TENANTS,
+            f"vector dimension 256 does not match the dimension of the index {SAMPLE_DIMENSION}",
+        ),
+        (SAMPLE_DIMENSION, "acmee", SAMPLE_TENANTS, "tenant 'acmee' is not in the tenant registry"),
+        (
+            SAMPLE_DIMENSION,
+            "acme",
+            {"acme": {"namespace": "tenant-acme", "queues": [BOUND_QUEUE]}},
+            "tenant 'acme' may not send through",
+        ),
+        (
+            SAMPLE_DIMENSION,
+            "acme",
+            {"acme": {"namespace": "tenant-acme", "schema": SCHEMA}},
+            "required field 'year' (number) is missing",
+        ),
+    ],
+    ids=["another-dimension", "misspelt-tenant", "tenant-bound-to-its-own-queues", "metadata-against-the-schema"],
+)
+def test_a_load_the_relay_would_dead_letter_is_refused_before_anything_is_sent(
+    pipeline: Pipeline, tmp_path: Path, dimension: int, tenant: str, registry: dict[str, Any], fragment: str
+) -> None:
+    outputs = write_outputs(pipeline, tmp_path / "outputs.json", INDEX_NAME, registry)  # the 384-dimensional index
+    corpus = jsonl(tmp_path / "corpus.jsonl", 50, dimension)
+
+    result = CliRunner().invoke(cli, ["--outputs", str(outputs), "load", str(corpus), "--tenant", tenant])
+
+    assert result.exit_code == 2, result.output
+    assert fragment in " ".join(result.output.split()), result.output
+    assert sent_to(pipeline.queue_url) == 0  # refused before the first message
+    assert not list(tmp_path.glob("*.checkpoint"))
+
+
+def test_a_misspelt_tenant_is_answered_with_the_registered_one(pipeline: Pipeline, tmp_path: Path) -> None:
+    outputs = write_outputs(pipeline, tmp_path / "outputs.json", INDEX_NAME)
+    corpus = jsonl(tmp_path / "corpus.jsonl", 1, SAMPLE_DIMENSION)
+
+    result = CliRunner().invoke(cli, ["--outputs", str(outputs), "load", str(corpus), "--tenant", "acmee"])
+
+    assert result.exit_code == 2
+    assert "did you mean 'acme'?" in result.output
+    assert "vector-relay tenant add acmee --namespace" in " ".join(result.output.split())
+
+
+def test_a_checkpoint_is_never_taken_for_another_tenant_or_another_file(pipeline: Pipeline, tmp_path: Path) -> None:
+    outputs = write_outputs(pipeline, tmp_path / "outputs.json", INDEX_NAME)
+    corpus = jsonl(tmp_path / "corpus.jsonl", 50, SAMPLE_DIMENSION)
+    shared = str(tmp_path / "corpus.checkpoint")
+
+    def load(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(cli, ["--outputs", str(outputs), "load", str(corpus), *args, "--json"])
+        return result.exit_code, result.output
+
+    def records(out: str) -> int:
+        return int(json.loads(out[out.index("{") :])["records"])
+
+    code, out = load("--tenant", "globex", "--checkpoint", shared)
+    assert (code, records(out)) == (0, 50)
+    finished = Path(shared).read_text()
+
+    # the same file resumed for another tenant: globex's finished checkpoint is not acme's
+    code, out = load("--tenant", "acme", "--resume", "--checkpoint", shared)
+    assert code == 2, out
+    assert "belongs to another load: tenant 'globex' (this load: 'acme')" in " ".join(out.split())
+    code, out = load("--tenant", "acme", "--checkpoint", shared)  # nor is it overwritten by a load for acme
+    assert code == 2, out
+    assert Path(shared).read_text() == finished
+    assert sent_to(pipeline.queue_url) == 1  # the globex load's one message, nothing more
+
+    # by default each tenant's load of the file has a checkpoint of its own
+    assert records(load("--tenant", "globex")[1]) == 50
+    globex = corpus.with_name("corpus.jsonl.globex.checkpoint").read_text()
+    code, out = load("--tenant", "acme", "--resume")  # acme's own checkpoint: there is none yet
+    assert (code, records(out)) == (0, 50)
+    assert corpus.with_name("corpus.jsonl.globex.checkpoint").read_text() == globex
+
+    # the file changed since globex's load: its checkpoint does not fit it any more
+    with corpus.open("a") as more:
+        more.write(json.dumps({"id": "late", "version": 1, "values": [0.5] * SAMPLE_DIMENSION}) + "\n")
+    code, out = load("--tenant", "globex", "--resume")
+    assert code == 2
+    assert "another file content" in out

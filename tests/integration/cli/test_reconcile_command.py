@@ -16,6 +16,7 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import SAMPLE_TENANTS
 from tests.integration.conftest import Pipeline, create_version_table
 from tests.integration.test_ingest import vector
 from vector_relay.version_guard import RecordState
@@ -23,6 +24,7 @@ from vector_relay_cli.main import cli
 
 TABLE = "relay-write-versions"
 NAMESPACE = "tenant-acme"
+PARAMETER = "relay-tenant-registry"
 
 
 def record(record_id: str, version: int, operation: str = "upsert", until_ms: int = 1) -> dict[str, dict[str, str]]:
@@ -32,7 +34,8 @@ def record(record_id: str, version: int, operation: str = "upsert", until_ms: in
 
 @pytest.fixture
 def outputs(pipeline: Pipeline, tmp_path: Path) -> Path:
-    """The stack outputs the command reads, as `make up` writes them (the pipeline's table, index and secret)."""
+    """The stack outputs the command reads, as `make up` writes them (the pipeline's table, index, secret, registry)."""
+    boto3.client("ssm").put_parameter(Name=PARAMETER, Value=json.dumps(SAMPLE_TENANTS), Type="String")
     path = tmp_path / "outputs.json"
     path.write_text(
         json.dumps(
@@ -40,6 +43,7 @@ def outputs(pipeline: Pipeline, tmp_path: Path) -> Path:
                 "WriteVersionTableName": TABLE,
                 "PineconeIndexHost": pipeline.emulator.index_host("relay-test"),
                 "PineconeApiKeySecretArn": pipeline.secret_arn,
+                "TenantRegistryParameterName": PARAMETER,
             }
         )
     )
@@ -90,6 +94,7 @@ def test_a_clean_index_exits_0_and_the_json_has_every_kind(pipeline: Pipeline, o
         "mismatches_total": 0,
         "counts": {"missing": 0, "behind": 0, "resurrected": 0, "ahead": 0, "unversioned": 0},
         "mismatches": [],
+        "not_in_table": {},
     }
 
 
@@ -126,6 +131,26 @@ def test_human_output_names_each_mismatch_and_the_way_to_repair(pipeline: Pipeli
     assert any(line.split() == ["missing", "1"] for line in lines)
     assert "... and 1 more (--show N, or --json for all)" in lines
     assert lines[-1].startswith("resurrected records can be deleted again with --repair")
+
+
+def test_records_the_table_does_not_know_are_named_in_a_warning(pipeline: Pipeline, outputs: Path) -> None:
+    # GIVEN an index that holds records and a guard table that lost them (a local stack restarted without its data)
+    pipeline.index.upsert(
+        vectors=[(f"r{i}", vector(i + 1), {"_relay_version": "1"}) for i in range(3)], namespace=NAMESPACE
+    )
+    boto3.client("dynamodb").put_item(TableName=TABLE, Item=record("r0", 1))
+
+    code, out = run(outputs, "reconcile")
+
+    assert code == 0  # nothing the table records is wrong ...
+    assert out.splitlines()[0] == "checked 1 records; 0 skipped (a write's lease is still live); 0 mismatches"
+    # ... but the index holds records it never checked, and says so
+    assert (
+        "warning: namespace tenant-acme holds 3 records in the index, but the version guard's table records 1: "
+        "at least 2 records were not checked" in " ".join(out.split())
+    )
+    code, out = run(outputs, "reconcile", "--json")
+    assert json.loads(out)["not_in_table"] == {NAMESPACE: {"index": 3, "table": 1}}
 
 
 def test_a_namespace_filter_checks_only_that_namespace(pipeline: Pipeline, outputs: Path) -> None:

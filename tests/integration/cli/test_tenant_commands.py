@@ -67,6 +67,8 @@ def test_onboarding_creates_the_namespace_indexing_only_filterable_fields_and_wr
     assert out.splitlines() == [
         "created namespace tenant-acme, indexing only year",
         "registry entry for acme written",
+        "the ingest workers take acme's messages at once (they read the registry again before refusing one); "
+        "queries may still be refused for up to TENANT_REGISTRY_TTL_SECONDS (60 s by default)",
     ]
     assert registry() == {"acme": {"namespace": "tenant-acme", "schema": SCHEMA}, "globex": "tenant-globex"}
     described = index.describe_namespace(name="tenant-acme")
