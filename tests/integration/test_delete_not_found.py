@@ -37,7 +37,7 @@ def gateway(emulator: EmulatorHandle, transport: str, host: str | None = None) -
     return PineconeGateway(
         host=host or emulator.index_host("idx"),
         api_key=emulator.api_key,
-        attempt_timeout=5,
+        attempt_timeout=300,  # no attempt times out however busy the machine: attempts are retry decisions
         transport="grpc" if transport == "grpc" else "rest",
         grpc_host=emulator.control.grpc_host("idx") if transport == "grpc" else None,
     )

@@ -286,7 +286,9 @@ def test_deletes_in_namespaces_never_written_succeed(pipeline: Pipeline, lambda_
 
         # THEN it is done: there was nothing to delete
         assert response == {"batchItemFailures": []}, name
-    assert pipeline.emulator.control.count("delete", status=404) == len(DELETE_EVENTS)
+    # every delete attempt answered 404, at least one per event (a busy machine may retry a timed-out one)
+    assert pipeline.emulator.control.count("delete") == pipeline.emulator.control.count("delete", status=404)
+    assert pipeline.emulator.control.count("delete", status=404) >= len(DELETE_EVENTS)
     assert pipeline.drain() == []
 
 
@@ -305,7 +307,9 @@ def test_deletes_on_an_index_that_is_gone_are_retried_and_counted_for_the_alarm(
 
     # THEN none was taken for done (the 404 is about the index, not a namespace), none is poison,
     # and each invocation counted the metric PineconeIndexNotFoundAlarm watches
-    assert pipeline.emulator.control.count("delete", status=404) == len(DELETE_EVENTS)
+    # every delete attempt answered 404, at least one per event (a busy machine may retry a timed-out one)
+    assert pipeline.emulator.control.count("delete") == pipeline.emulator.control.count("delete", status=404)
+    assert pipeline.emulator.control.count("delete", status=404) >= len(DELETE_EVENTS)
     assert pipeline.drain() == []
     assert emitted(capsys.readouterr().out, "PineconeIndexNotFound") == [1.0] * len(DELETE_EVENTS)
 
