@@ -58,6 +58,7 @@ from vector_relay.worker import (
     invocation_budget,
     last_delivery,
     queue_url,
+    retry_soon,
     sort_batch,
 )
 from vector_relay.writer import MIN_REQUEST_SECONDS, Admission, Deadline, HeldBehindError, PlanRunner, WriteOutcome
@@ -192,25 +193,14 @@ def _retry_busy_sooner(
     minutes for a record that is written often. Best effort: if SQS refuses, that timeout applies.
     """
     now = deps.guard.now() if deps.guard is not None else 0.0
-    by_queue: dict[str, list[tuple[SQSRecord, int]]] = {}
-    for message_id, error in failures.items():
-        if isinstance(error, WaitingError) and error.retry_at is not None and message_id in by_id:
-            record = by_id[message_id]
-            seconds = min(max(math.ceil(error.retry_at - now) + 1, 1), MAX_RETRY_DELAY_SECONDS)
-            by_queue.setdefault(record.event_source_arn, []).append((record, seconds))
-    for arn, entries in by_queue.items():
-        try:
-            url = queue_url(deps.sqs, arn)
-            for start in range(0, len(entries), 10):
-                deps.sqs.change_message_visibility_batch(
-                    QueueUrl=url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": record.receipt_handle, "VisibilityTimeout": seconds}
-                        for i, (record, seconds) in enumerate(entries[start : start + 10])
-                    ],
-                )
-        except (ClientError, BotoCoreError, OutOfTimeError) as error:
-            logger.warning("could not bring busy messages back sooner", extra={"queue": arn, "error": str(error)})
+    retry_soon(
+        deps,
+        [
+            (by_id[message_id], min(max(math.ceil(error.retry_at - now) + 1, 1), MAX_RETRY_DELAY_SECONDS))
+            for message_id, error in failures.items()
+            if isinstance(error, WaitingError) and error.retry_at is not None and message_id in by_id
+        ],
+    )
 
 
 MAX_SQS_DELAY_SECONDS = 900  # SendMessage's DelaySeconds limit

@@ -238,7 +238,7 @@ def sort_batch[M: HasTenant](
         if on_valid is not None:
             on_valid(record, message)
     if retry_in:
-        _retry_soon(deps, retry_in)
+        retry_soon(deps, retry_in)
     return batch
 
 
@@ -314,7 +314,7 @@ def _unconfirmed(poison: PoisonMessageError, verdict: float) -> str:
     return f"{poison.error_code} is confirmed only with the tenant registry read again, in {math.ceil(verdict)} s"
 
 
-def _retry_soon(deps: WorkerDependencies, entries: list[tuple[SQSRecord, float]]) -> None:
+def retry_soon(deps: WorkerDependencies, entries: list[tuple[SQSRecord, float]]) -> None:
     """Make messages visible again after the given seconds instead of the queue's visibility timeout.
 
     Best effort: if SQS refuses, they come back when the visibility timeout ends (still not refused).
