@@ -29,7 +29,7 @@ help:
 	@echo "make down      stop the running make up of this checkout (by its recorded process ids)"
 	@echo "make invoke    one event through one function under awslambdaric: make invoke FN=ingest EVENT=events/ingest-upsert.json"
 	@echo "make status    queue depths, DLQ messages with their reasons, index stats, emulator counters of a running make up"
-	@echo "make test      lint, types, template checks, sam build, the whole pytest suite (what CI runs)"
+	@echo "make test      lint, types, template checks, sam build, the whole pytest suite on every core (what CI runs)"
 	@echo "make test-repeat N=20 BURN=1  integration + reliability tests N times (BURN CPU burners alongside), failures by test id;"
 	@echo "               SCOPE=all runs the whole suite (e.g. make test-repeat N=5 BURN=2 SCOPE=all)"
 	@echo "make lint      ruff check + ruff format --check"
@@ -121,8 +121,11 @@ security: validate $(CHECKOV_VENV)/.installed
 	$(PY) -m tools.security_checks --bandit $(VENV)/bin/bandit --checkov $(CHECKOV_VENV)/bin/checkov \
 	  --figures docs/security.md .aws-sam/translated.json templates/tenant.yaml
 
+# The suite runs on every core (pytest-xdist): each worker process has its own moto server and emulator on
+# ports the OS picks, and every test's state lives in its own tmp_path. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= auto
 test: lint typecheck validate security build
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS)
 
 # Flaky-test hunt (tools/repeat_tests.py): N fresh pytest runs, optionally with BURN busy cores;
 # SCOPE=integration (tests/integration + tests/reliability) or SCOPE=all (the whole suite).
