@@ -32,6 +32,7 @@ help:
 	@echo "make test      lint, types, template checks, sam build, the whole pytest suite on every core (what CI runs)"
 	@echo "make test-repeat N=20 BURN=1  integration + reliability tests N times (BURN CPU burners alongside), failures by test id;"
 	@echo "               SCOPE=all runs the whole suite (e.g. make test-repeat N=5 BURN=2 SCOPE=all)"
+	@echo "               WORKERS=auto runs each repetition on every core, as make test does"
 	@echo "make lint      ruff check + ruff format --check"
 	@echo "make format    ruff format + ruff check --fix"
 	@echo "make typecheck mypy --strict on shared/, cli/ and functions/"
@@ -132,8 +133,10 @@ test: lint typecheck validate security build
 N     ?= 20
 BURN  ?= 0
 SCOPE ?= integration
+# WORKERS=auto runs each repetition on every core, as make test does (default: one process).
+WORKERS ?= 0
 test-repeat: $(VENV)/.installed build
-	$(PY) -m tools.repeat_tests --runs $(N) --burn $(BURN) --scope $(SCOPE)
+	$(PY) -m tools.repeat_tests --runs $(N) --burn $(BURN) --scope $(SCOPE) --numprocesses=$(WORKERS)
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache .test-repeat
