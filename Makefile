@@ -21,7 +21,7 @@ export AWS_DEFAULT_REGION ?= $(REGION)
 # The Lambda runtime's interpreter; found once, or make stops with what to install.
 PYTHON313 = $(shell tools/find-python.sh)
 
-.PHONY: bench bench-plot help venv test test-repeat lint format typecheck validate security build schema clean demo up down invoke status
+.PHONY: bench bench-plot help venv test test-repeat lint format typecheck validate security build schema clean demo up down invoke status rotate
 
 help:
 	@echo "make demo      the whole product on this machine: local stack from template.yaml, a dataset in, queries out, checked"
@@ -29,6 +29,8 @@ help:
 	@echo "make down      stop the running make up of this checkout (by its recorded process ids)"
 	@echo "make invoke    one event through one function under awslambdaric: make invoke FN=ingest EVENT=events/ingest-upsert.json"
 	@echo "make status    queue depths, DLQ messages with their reasons, index stats, emulator counters of a running make up"
+	@echo "make rotate    one rotation of the running make up's Pinecone key through RotateKeyFunction (4 steps, awslambdaric);"
+	@echo "               TOKEN=<version> runs the steps again for a rotation that stopped part-way"
 	@echo "make test      lint, types, template checks, sam build, the whole pytest suite on every core (what CI runs)"
 	@echo "make test-repeat N=20 BURN=1  integration + reliability tests N times (BURN CPU burners alongside), failures by test id;"
 	@echo "               SCOPE=all runs the whole suite (e.g. make test-repeat N=5 BURN=2 SCOPE=all)"
@@ -172,3 +174,6 @@ invoke: $(VENV)/.installed
 
 status: $(VENV)/.installed
 	$(PY) -m relay_local status
+
+rotate: $(VENV)/.installed
+	$(PY) -m relay_local rotate $(if $(TOKEN),--token $(TOKEN))

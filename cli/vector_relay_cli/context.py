@@ -12,9 +12,16 @@ import click
 from vector_relay_cli.deployment import Deployment, from_file, from_stack
 from vector_relay_cli.errors import CannotRun
 
+NAME_A_RELAY = (
+    "for the local stack, paste the export lines `make up` prints (or `source .local-stack/env`); for a deployed "
+    "one, give --stack NAME (or VECTOR_RELAY_STACK), or its outputs with --outputs FILE (or VECTOR_RELAY_OUTPUTS)"
+)
+WHICH_RELAY = f"which relay? none is named: {NAME_A_RELAY}"  # also what a missing region means then
+
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
@@ -38,10 +45,7 @@ class Context:
             elif self.stack:
                 self._deployment = from_stack(self._client("cloudformation"), self.stack)
             else:
-                raise click.UsageError(
-                    "which relay? give --stack NAME (or VECTOR_RELAY_STACK), or --outputs FILE "
-                    "(or VECTOR_RELAY_OUTPUTS; `make up` exports it for the local stack)"
-                )
+                raise CannotRun(WHICH_RELAY)
         return self._deployment
 
     def environment(self, name: str) -> str:
@@ -62,8 +66,8 @@ class Context:
             return key
         if not self.stack and not self.outputs:
             raise CannotRun(
-                "no Pinecone API key: set PINECONE_API_KEY, or name a deployment (--stack / --outputs) "
-                "whose secret holds it"
+                "no Pinecone API key and no relay named: set PINECONE_API_KEY, or name the relay whose secret "
+                f"holds it: {NAME_A_RELAY}"
             )
         arn = self.deployment().output("PineconeApiKeySecretArn")
         try:
@@ -96,8 +100,19 @@ class Context:
     def cloudwatch(self) -> CloudWatchClient:
         return self._client("cloudwatch")  # type: ignore[no-any-return]
 
+    def s3(self) -> S3Client:
+        return self._client("s3")  # type: ignore[no-any-return]
+
     def _client(self, service: str) -> Any:
+        from botocore.exceptions import NoRegionError
+
         try:
             return boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
-        except Exception as error:  # no region, no credentials configuration, ...
+        except NoRegionError:
+            if not self.stack and not self.outputs:  # a shell without the export lines: the region is not the news
+                raise CannotRun(WHICH_RELAY) from None
+            raise CannotRun(
+                "no AWS region: give --region, or set AWS_DEFAULT_REGION (or a region in your AWS profile)"
+            ) from None
+        except Exception as error:  # no credentials configuration, ...
             raise CannotRun(f"cannot make an AWS {service} client: {error}") from None

@@ -6,12 +6,17 @@ harmless), never a loss. The source queue is one SQS names as the DLQ's source
 (``ListDeadLetterSourceQueues``), never one a message names on its own. Each message is judged
 with today's registry, schema and index, and its tenant binding against the queue it will be sent
 to; what is still poison stays where it is. Queries are never redriven: nobody waits for their answer.
+
+Purge deletes what an operator selected (by ``error_code``, by age) after showing the counts and
+asking; only the messages counted are deleted, never one that arrived while the question was open.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -29,11 +34,12 @@ if TYPE_CHECKING:
 
 QUEUES = {"ingest": ("IngestDeadLetterQueueUrl", "IngestQueueUrl"), "query": ("QueryDeadLetterQueueUrl", None)}
 CRASH_AFTER_SENDS = "VECTOR_RELAY_REDRIVE_CRASH_AFTER_SENDS"  # a testing aid: die between a send and its delete
+PURGE_NOW_MS = "VECTOR_RELAY_PURGE_NOW_MS"  # a testing aid: the clock --older-than is measured by (epoch ms)
 
 
 @click.group()
 def dlq() -> None:
-    """Inspect a dead-letter queue, and redrive what is valid now to its source queue."""
+    """Inspect a dead-letter queue, redrive what is valid now to its source queue, purge what is not wanted."""
 
 
 def _dlq_url(ctx: Context, queue: str, url: str | None) -> str:
@@ -64,7 +70,7 @@ def inspect(ctx: Context, queue: str, url: str | None, samples: int, limit: int 
         raise CannotRun(f"cannot read {dlq_url}: {error}") from None
     by_code: dict[str, list[Any]] = {}
     for letter in letters:
-        by_code.setdefault(letter.error_code or "(moved by SQS, no reason)", []).append(letter)
+        by_code.setdefault(_code_name(letter.error_code), []).append(letter)
     report: dict[str, Any] = {
         "queue": dlq_url,
         "messages": len(letters),
@@ -194,6 +200,130 @@ def redrive(
         raise SystemExit(EXIT_FOUND)
 
 
+@dlq.command()
+@click.option("--queue", type=click.Choice(sorted(QUEUES)), default="ingest", show_default=True)
+@click.option("--url", help="Another DLQ (a tenant's own), instead of --queue.")
+@click.option(
+    "--code",
+    "codes",
+    multiple=True,
+    help="Only messages dead-lettered with this error_code (repeatable; '' for those SQS moved without one).",
+)
+@click.option(
+    "--older-than",
+    metavar="AGE",
+    help="Only messages in the DLQ at least this long: 90s, 30m, 12h, 7d.",
+)
+@click.option("--max", "limit", type=click.IntRange(min=1), help="Look at most at this many messages.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed when stdin is not a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
+@click.pass_obj
+def purge(
+    ctx: Context,
+    queue: str,
+    url: str | None,
+    codes: tuple[str, ...],
+    older_than: str | None,
+    limit: int | None,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """Delete the selected messages for good, after saying how many of which codes and asking.
+
+    With neither --code nor --older-than, every message is selected. The DLQ is read as inspect
+    reads it (nothing is hidden while you answer); after a yes only the messages counted are
+    deleted, never one that arrived since. Exit 1 when you answer no (nothing is deleted) or some
+    deletes failed; 2 when stdin is not a terminal and --yes is not given.
+    """
+    from vector_relay.redrive import read_all, release
+
+    min_age_ms = _age_ms(older_than) if older_than is not None else None
+    dlq_url = _dlq_url(ctx, queue, url)
+    sqs = ctx.sqs()
+    now_ms = int(ctx.environment(PURGE_NOW_MS) or time.time() * 1000)
+
+    def selected_from(letters: list[DeadLetter]) -> list[DeadLetter]:
+        return [
+            x
+            for x in letters
+            if (not codes or x.error_code in codes) and (min_age_ms is None or now_ms - x.sent_at_ms >= min_age_ms)
+        ]
+
+    try:
+        letters = list(read_all(sqs, dlq_url, limit))
+        release(sqs, dlq_url, letters)
+    except (ClientError, BotoCoreError) as error:
+        raise CannotRun(f"cannot read {dlq_url}: {error}") from None
+    chosen = selected_from(letters)
+    by_code = Counter(_code_name(x.error_code) for x in chosen)
+    listing = ", ".join(f"{code} {count}" for code, count in by_code.most_common())
+    if chosen and not yes:
+        if not sys.stdin.isatty():
+            raise CannotRun(
+                f"purge would delete {len(chosen)} messages from {dlq_url} ({listing}); without a terminal to ask "
+                "on, give --yes to delete them (nothing was deleted)"
+            )
+        click.echo(f"{dlq_url}: {len(chosen)} of {len(letters)} messages selected: {listing}", err=True)
+        if not click.confirm(f"Delete these {len(chosen)} messages for good?", default=False, err=True):
+            click.echo("nothing was deleted", err=True)
+            raise SystemExit(EXIT_FOUND)
+    deleted: Counter[str] = Counter()
+    failed = 0
+    confirmed = {x.message_id for x in chosen}
+    if confirmed:
+        try:  # read again, all of it (--max could miss a counted one): the first read's receipts may be stale
+            again = list(read_all(sqs, dlq_url))
+        except (ClientError, BotoCoreError) as error:
+            raise CannotRun(f"cannot read {dlq_url}: {error}; nothing was deleted") from None
+        doomed = [x for x in again if x.message_id in confirmed]
+        kept = [x for x in again if x.message_id not in confirmed]
+        for letter in doomed:
+            try:
+                sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=letter.receipt_handle)
+            except (ClientError, BotoCoreError) as error:
+                click.echo(f"could not delete {letter.message_id} (it stays): {error}", err=True)
+                failed += 1
+                kept.append(letter)
+                continue
+            deleted[_code_name(letter.error_code)] += 1
+        release(sqs, dlq_url, kept)
+    gone = len(confirmed) - sum(deleted.values()) - failed  # taken by someone else since the count
+    report = {
+        "queue": dlq_url,
+        "looked_at": len(letters),
+        "selected": dict(by_code),
+        "deleted": dict(deleted),
+        "already_gone": gone,
+        "failed": failed,
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        done = ", ".join(f"{code} {count}" for code, count in deleted.most_common()) or "nothing"
+        click.echo(f"{dlq_url}: looked at {len(letters)}; deleted {sum(deleted.values())} ({done})")
+        if gone:
+            click.echo(f"  {gone} selected messages were gone before the delete (redriven or deleted meanwhile)")
+    if failed:
+        raise SystemExit(EXIT_FOUND)
+
+
+UNNAMED_CODE = "(moved by SQS, no reason)"
+
+
+def _code_name(code: str) -> str:
+    return code or UNNAMED_CODE
+
+
+def _age_ms(text: str) -> int:
+    """``90s``, ``30m``, ``12h``, ``7d`` in milliseconds."""
+    unit = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}.get(text[-1:])
+    if unit is None or not text[:-1].isdigit():
+        raise click.BadParameter(
+            f"{text!r}: a whole number and a unit, s m h or d (90s, 30m, 12h, 7d)", param_hint="--older-than"
+        )
+    return int(text[:-1]) * unit
+
+
 def _source_queues(
     sqs: SQSClient, dlq_url: str, target_url: str | None
 ) -> tuple[list[SourceQueue], SourceQueue | None]:
@@ -220,11 +350,15 @@ def _source_queues(
 
 def _today(ctx: Context) -> tuple[Any, Any]:
     """Today's tenant registry and the index's shape (None when the deployment does not name the index)."""
+    from vector_relay.errors import ConfigurationError
     from vector_relay.pinecone_gateway import PineconeRequestError, describe_index_shape
     from vector_relay.tenancy import TenantRegistry
 
     parameter, text = ctx.read_registry()
-    registry = TenantRegistry.from_json(text, source=f"SSM parameter {parameter}")
+    try:
+        registry = TenantRegistry.from_json(text, source=f"SSM parameter {parameter}")
+    except ConfigurationError as error:  # nothing can be judged against it: the workers refuse everything too
+        raise CannotRun(f"{error}; nothing was moved") from None
     name = ctx.deployment().outputs.get("PineconeIndexName")
     if not name:
         return registry, None

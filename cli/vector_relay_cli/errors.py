@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 EXIT_OK = 0
@@ -13,3 +15,25 @@ class CannotRun(click.ClickException):
     """The command could not do its work; the message says why (never a secret)."""
 
     exit_code = EXIT_CANNOT_RUN
+
+
+class ServiceErrorsExit2(click.Group):
+    """A service that failed where no command caught it is exit 2 with one line, never a traceback and exit 1.
+
+    Exit 1 says the command ran and found a problem (``reconcile``: mismatches); a script must not
+    read an unreachable table or index as that.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return super().invoke(ctx)
+        except (ClientError, BotoCoreError) as error:
+            raise CannotRun(f"AWS: {error}") from None
+        except Exception as error:
+            from vector_relay.pinecone_gateway import PineconeRequestError  # the SDK is imported only when needed
+
+            if isinstance(error, PineconeRequestError):
+                raise CannotRun(f"Pinecone: {error}") from None
+            raise

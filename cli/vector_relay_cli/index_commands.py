@@ -164,7 +164,7 @@ def create(
 
     Dense or sparse is said, never assumed: --dimension N (dense) or --sparse.
     """
-    from vector_relay.index_lifecycle import IndexSpec, ensure
+    from vector_relay.index_lifecycle import IndexLifecycleError, IndexSpec, ensure
 
     if (dimension is None) == (not sparse):
         raise click.UsageError(
@@ -183,8 +183,11 @@ def create(
         "DeletionProtection": "true" if deletion_protection else "false",
         "Tags": _tags(tags),
     }
-    with _admin(ctx) as admin, _errors():
+    try:
         spec = IndexSpec.from_properties(properties)
+    except IndexLifecycleError as error:  # a name Pinecone does not allow, ...: bad usage, nothing asked of Pinecone
+        raise click.UsageError(str(error)) from None
+    with _admin(ctx) as admin, _errors():
         ensured = ensure(admin, spec)
         if not as_json:
             click.echo(ensured.message)
@@ -200,6 +203,8 @@ def create(
 def wait_command(ctx: Context, name: str, timeout: float, as_json: bool) -> None:
     """Wait until the index is Ready (exit 1 if it fails or time runs out)."""
     with _admin(ctx) as admin, _errors():
+        if admin.describe(name) is None:
+            raise CannotRun(f"no index named {name} in this project")
         found = _wait(admin, name, timeout, as_json)
     _show(found, as_json)
 
@@ -235,10 +240,24 @@ def configure(
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
 def delete(ctx: Context, name: str, yes: bool) -> None:
-    """Delete the index and all its records (exit 1 when deletion protection refuses)."""
+    """Delete the index and all its records (exit 1 when deletion protection refuses, 2 when there is no such index)."""
+    from vector_relay.index_lifecycle import DeletionProtected
     from vector_relay.index_lifecycle import delete as delete_index
 
-    if not yes:
-        click.confirm(f"Delete index {name} and every record in it?", abort=True)
     with _admin(ctx) as admin, _errors():
-        click.echo(delete_index(admin, name))
+        found = admin.describe(name)
+        if found is None:  # a misspelt name is not "already gone"
+            raise CannotRun(f"no index named {name} in this project: nothing was deleted")
+        try:
+            if found.deletion_protection:  # refused before asking, as Pinecone would refuse after
+                raise DeletionProtected(name)
+            if not yes:
+                click.confirm(f"Delete index {name} and every record in it?", abort=True)
+            click.echo(delete_index(admin, name))
+        except DeletionProtected as refused:  # said in the command's terms (the stack's resource says it in its own)
+            click.echo(
+                f"Error: {refused}: turn it off first with `vector-relay index configure {name} "
+                "--no-deletion-protection`, then delete again",
+                err=True,
+            )
+            raise SystemExit(EXIT_FOUND) from None

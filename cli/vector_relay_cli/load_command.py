@@ -122,7 +122,10 @@ def load(
     progress = spinner("{task.fields[records]:,} records published, {task.fields[rate]:,.0f}/s", quiet=as_json)
     task = progress.add_task("load", total=None, records=0, rate=0.0)
 
+    checkpointed = start_after
+
     def send(batch: list[tuple[str, int, int]], last_line: int) -> None:
+        nonlocal checkpointed
         result = publisher.publish_bodies([body for body, _, _ in batch])
         totals["requests"] += result.requests
         totals["retried"] += result.retried
@@ -130,12 +133,14 @@ def load(
             totals["failed"] += len(result.failed)
             raise CannotRun(
                 f"SQS refused {len(result.failed)} messages for good ({result.failed[0].code}: "
-                f"{result.failed[0].reason}); nothing after line {start_after} is checkpointed past them"
+                f"{result.failed[0].reason}); the checkpoint stands at line {checkpointed} ({checkpoint}): "
+                "--resume goes on from there"
             )
         totals["records"] += sum(count for _, count, _ in batch)
         totals["messages"] += len(batch)
         totals["batches"] += 1
         _write_checkpoint(checkpoint, identity, last_line, finished=False)
+        checkpointed = last_line
         elapsed = max(time.monotonic() - began, 1e-6)
         progress.update(task, records=totals["records"], rate=totals["records"] / elapsed)
         if crash_after and totals["batches"] >= crash_after:
@@ -168,9 +173,10 @@ def load(
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
+        resumed = f" after line {start_after} (--resume)" if start_after else ""
         click.echo(
-            f"published {totals['records']:,} records for tenant {tenant} in {totals['messages']:,} messages with "
-            f"{totals['requests']:,} SQS requests ({totals['retried']} entries retried) in {elapsed:.1f} s"
+            f"published {totals['records']:,} records{resumed} for tenant {tenant} in {totals['messages']:,} messages "
+            f"with {totals['requests']:,} SQS requests ({totals['retried']} entries retried) in {elapsed:.1f} s"
         )
         for line in invalid[:20]:
             click.echo(f"  line {line['line']}: {line['reason']}")

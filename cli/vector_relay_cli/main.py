@@ -8,13 +8,15 @@ import click
 
 from vector_relay_cli.context import Context
 from vector_relay_cli.dlq_commands import dlq
+from vector_relay_cli.errors import EXIT_CANNOT_RUN, ServiceErrorsExit2
 from vector_relay_cli.index_commands import index
 from vector_relay_cli.load_command import load
+from vector_relay_cli.query_command import query
 from vector_relay_cli.reconcile_command import reconcile
 from vector_relay_cli.tenant_commands import tenant
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=ServiceErrorsExit2, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--stack", envvar="VECTOR_RELAY_STACK", help="The relay's CloudFormation stack [env VECTOR_RELAY_STACK].")
 @click.option(
     "--outputs",
@@ -38,9 +40,16 @@ def cli(ctx: click.Context, stack: str | None, outputs: Path | None, region: str
 cli.add_command(dlq)
 cli.add_command(index)
 cli.add_command(load)
+cli.add_command(query)
 cli.add_command(reconcile)
 cli.add_command(tenant)
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except Exception:  # a bug: the traceback for the report, and exit 2 (could not run), never 1 (found a problem)
+        import traceback
+
+        traceback.print_exc()
+        raise SystemExit(EXIT_CANNOT_RUN) from None

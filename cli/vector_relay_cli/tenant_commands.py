@@ -30,7 +30,14 @@ def tenant() -> None:
 @click.pass_obj
 def list_tenants(ctx: Context, as_json: bool) -> None:
     """The registry: each tenant, its namespace, whether it is bound to queues and has a schema."""
-    _, text = ctx.read_registry()
+    from vector_relay.errors import ConfigurationError
+    from vector_relay.tenancy import TenantRegistry
+
+    parameter, text = ctx.read_registry()
+    try:
+        TenantRegistry.from_json(text or "{}", source=f"SSM parameter {parameter}")  # as the workers read it
+    except ConfigurationError as error:
+        raise CannotRun(str(error)) from None
     registry: dict[str, Any] = json.loads(text or "{}")
     if as_json:
         click.echo(json.dumps(registry, indent=2, sort_keys=True))

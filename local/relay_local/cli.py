@@ -1,4 +1,4 @@
-"""Command line of the local stack: ``demo``, ``up``, ``down``, ``status``, ``invoke``, ``env-vars``."""
+"""Command line of the local stack: ``demo``, ``up``, ``down``, ``status``, ``invoke``, ``rotate``, ``env-vars``."""
 
 from __future__ import annotations
 
@@ -58,8 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("function", help="ingest, query or rotate_key (or the logical id)")
     invoke.add_argument("event", type=Path, help="an event file, e.g. events/ingest-upsert.json")
 
+    rotate = commands.add_parser(
+        "rotate", help="one rotation of the API-key secret of the running `make up`, through the rotation function"
+    )
+    rotate.add_argument(
+        "--token", default=None, help="run the steps again for the unfinished rotation of this version (AWSPENDING)"
+    )
+
     commands.add_parser("env-vars", help="print SAM --env-vars JSON for a `make up` stack (env.local.json)")
-    for sub in (demo, up, down, status, invoke):
+    for sub in (demo, up, down, status, invoke, rotate):
         sub.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help=argparse.SUPPRESS)
     return parser
 
@@ -80,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         from relay_local.invoke import command_invoke
 
         return command_invoke(args.function, args.event, state_dir=args.state_dir)
+    if args.command == "rotate":
+        from relay_local.rotation import command_rotate
+
+        return command_rotate(state_dir=args.state_dir, token=args.token)
     if args.command == "env-vars":
         from relay_local.env_vars import sam_env_vars
 
@@ -170,10 +181,17 @@ def command_up(args: argparse.Namespace) -> int:
         print("Dead-letter queues:")
         for source, url in info.dead_letter_queues.items():
             print(f"  {source} -> {url}")
+        print(
+            "Reply queues a query may name as reply_to (REPLY_QUEUE_ALLOW_LIST; a tenant's own reply_queues replace "
+            "it; `vector-relay query --reply-queue` picks one):"
+        )
+        for url in reply_queues(info):
+            print(f"  {url}")
         if options.function_logs == "file":
             print(f"Function logs: {options.state_dir / 'logs'}/<function>.log")
         print(
-            "Try: make status | make invoke FN=ingest EVENT=events/ingest-upsert.json | make down (or Ctrl-C) to stop"
+            "Try: make status | make invoke FN=ingest EVENT=events/ingest-upsert.json | make rotate | "
+            "make down (or Ctrl-C) to stop"
         )
         sys.stdout.flush()
         while True:
@@ -200,6 +218,12 @@ def export_lines(info: StackInfo) -> list[str]:
     if (commands / "vector-relay").exists():
         lines.append(f'export PATH={shlex.quote(str(commands))}:"$PATH"  # vector-relay')
     return lines
+
+
+def reply_queues(info: StackInfo) -> list[str]:
+    """The query function's reply allow-list, as the worker reads it (a tenant's own ``reply_queues`` replace it)."""
+    listed = info.functions.get("query", {}).get("environment", {}).get("REPLY_QUEUE_ALLOW_LIST", "")
+    return [url.strip() for url in str(listed).split(",") if url.strip()]
 
 
 def describe_running(state_dir: Path) -> str:

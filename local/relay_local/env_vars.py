@@ -19,6 +19,7 @@ from relay_local.stack import (
     INDEX_NAME,
     MOTO_FUNCTION_SETTINGS,
     local_parameters,
+    oauth_url,
 )
 
 AWS_ENDPOINT = f"http://127.0.0.1:{DEFAULT_AWS_PORT}"
@@ -48,6 +49,7 @@ def sam_env_vars() -> dict[str, dict[str, str]]:
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "PINECONE_CONTROL_HOST": PINECONE_URL,
+            "PINECONE_OAUTH_URL": oauth_url(PINECONE_URL),
             **MOTO_FUNCTION_SETTINGS,
         }
     return result

@@ -5,7 +5,9 @@ with the environment the template gives it, against a running ``make up`` stack 
 in this checkout, else against a local stack started for this one invocation (without pollers).
 The response (or Lambda's error object) goes to stdout as JSON; the function's logs and a
 ``REPORT`` line go to stderr. As with ``sam local invoke``, a function error is an answer (exit 0);
-a timeout or a runtime that dies is not (exit 1).
+a timeout or a runtime that dies is not (exit 1). A function the template does not have, or an
+event file that is missing or not JSON, is one line on stderr naming what exists (exit 2), before
+any stack starts.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from relay_local.cloudformation import LocalTemplate
+from relay_local.cloudformation import ROOT, LocalTemplate, TemplateError
 from relay_local.runtime import InvocationResult, RuntimeEnvironment
 from relay_local.stack import DEFAULT_STATE_DIR, LocalStack, StackInfo, StackOptions, running_stack
 
@@ -37,8 +39,19 @@ def invoke_event(
 
 
 def command_invoke(function: str, event_path: Path, *, state_dir: Path = DEFAULT_STATE_DIR) -> int:
-    event = json.loads(event_path.read_text())
-    name = function_short_name(function)
+    try:
+        name = function_short_name(function)
+    except TemplateError as error:
+        return _refuse(f"FN={function}: {error}")
+    try:
+        event = json.loads(event_path.read_text())
+    except OSError as error:
+        samples = ", ".join(path.name for path in sorted((ROOT / "events").glob("*.json")))
+        return _refuse(
+            f"EVENT={event_path}: cannot read it ({error.strerror}); the sample events in events/: {samples}"
+        )
+    except ValueError as error:
+        return _refuse(f"EVENT={event_path} is not JSON: {error}")
     info = running_stack(state_dir)
     if info is not None:
         print(f"invoking {name} against the running local stack ({info.aws_endpoint})", file=sys.stderr)
@@ -55,3 +68,9 @@ def command_invoke(function: str, event_path: Path, *, state_dir: Path = DEFAULT
     )
     print(json.dumps(result.payload, indent=2))
     return 0 if result.outcome in {"ok", "error"} else 1
+
+
+def _refuse(reason: str) -> int:
+    """One line on stderr, no traceback: what was asked for that does not exist, and what does (exit 2)."""
+    print(f"make invoke: {reason}", file=sys.stderr)
+    return 2

@@ -2,20 +2,30 @@
 
 Every property comes from template.yaml (through :class:`LocalTemplate`), so a change there (a
 visibility timeout, a redrive policy, a retention period, a key schema) changes the local stack
-too. Resources that do nothing on one machine (IAM, log groups, alarms, layers, the rotation
-schedule) are listed as skipped rather than imitated.
+too. Resources that do nothing on one machine (IAM, log groups, alarms, layers, the Lambda
+permission) are listed as skipped rather than imitated.
+
+The rotation schedule enables rotation on its secret with the template's rotation function, as
+CloudFormation does. moto's ``RotateSecret`` accepts only the ARN of a function its Lambda knows,
+and moto runs no Lambda code: the function is registered there as a stand-in (moto's Lambda
+without Docker), and ``make rotate`` (:mod:`relay_local.rotation`) invokes the real one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
+import urllib.request
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-from relay_local.cloudformation import LocalTemplate, PhysicalResource, TemplateError
+from relay_local.cloudformation import FunctionSpec, LocalTemplate, PhysicalResource, TemplateError
 
 # CloudFormation AWS::SQS::Queue properties that are SQS queue attributes under the same name.
 _QUEUE_ATTRIBUTES = (
@@ -36,12 +46,18 @@ CREATED_TYPES = (
     "AWS::SSM::Parameter",
     "AWS::DynamoDB::Table",
     "AWS::S3::Bucket",
+    "AWS::SecretsManager::RotationSchedule",  # rotation enabled on the secret; `make rotate` runs one
 )
 MODELLED_TYPES = (
     "AWS::Serverless::Function",  # run by the local stack's pollers and runtimes
     "Custom::PineconeIndex",  # carried out by the index function's own code, in process (LocalStack._create_index)
 )
 
+
+_LAMBDA_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
 
 # A stopped local stack should be noticed in seconds, not after botocore's default retries.
 _CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=30)
@@ -75,6 +91,7 @@ class Provisioner:
         self.endpoint_url = endpoint_url
         self.created: list[CreatedResource] = []
         self.skipped: list[tuple[str, str]] = []
+        self.moto_lambda_config: dict[str, Any] | None = None  # moto's Lambda setting before this stack changed it
 
     def client(self, service: str) -> Any:
         return aws_client(service, self.endpoint_url, self.template.region)
@@ -97,6 +114,8 @@ class Provisioner:
             t.physical[spec.logical_id] = PhysicalResource(
                 ref=t.function_name(spec), attributes={"Arn": t.function_arn(spec)}
             )
+        for logical_id in t.resources_of_type("AWS::SecretsManager::RotationSchedule"):
+            self._rotation_schedule(logical_id)
         for logical_id, resource in t.resources.items():
             kind = str(resource.get("Type"))
             if kind not in CREATED_TYPES and kind not in MODELLED_TYPES:
@@ -150,6 +169,96 @@ class Provisioner:
         """A new AWSCURRENT value, as an operator does after deploying (README "Deploy", step 1)."""
         arn = self.template.physical[logical_id].ref
         self.client("secretsmanager").put_secret_value(SecretId=arn, SecretString=json.dumps(value))
+
+    def _rotation_schedule(self, logical_id: str) -> None:
+        """Rotation enabled on the secret with the template's function, as CloudFormation's RotationSchedule does.
+
+        CloudFormation calls ``RotateSecret`` with ``RotateImmediately`` = ``RotateImmediatelyOnUpdate``;
+        locally it is always false (the first rotation is ``make rotate``'s): Secrets Manager then only
+        tests the configuration, with an AWSPENDING version it removes afterwards. moto keeps that
+        label (and would refuse nothing, but the rotation function would take it for a rotation in
+        progress), so it is removed here. moto needs ``AutomaticallyAfterDays`` to report
+        ``RotationEnabled``: the template's ``ScheduleExpression`` is translated (it never fires locally).
+        """
+        t = self.template
+        properties = t.resolve(t.properties(logical_id))
+        secret_arn, function_arn = str(properties["SecretId"]), str(properties["RotationLambdaARN"])
+        spec = next((s for s in t.functions() if t.function_arn(s) == function_arn), None)
+        if spec is None:
+            raise TemplateError(f"{logical_id}: RotationLambdaARN {function_arn} is not a function of the template")
+        self.register_function_stand_in(spec)
+        schedule = str((properties.get("RotationRules") or {}).get("ScheduleExpression") or "rate(30 days)")
+        secrets = self.client("secretsmanager")
+        secrets.rotate_secret(
+            SecretId=secret_arn,
+            RotationLambdaARN=function_arn,
+            RotationRules={"AutomaticallyAfterDays": schedule_days(schedule)},
+            RotateImmediately=False,
+        )
+        stages = secrets.describe_secret(SecretId=secret_arn).get("VersionIdsToStages", {})
+        for version, labels in stages.items():
+            if "AWSPENDING" in labels:
+                secrets.update_secret_version_stage(
+                    SecretId=secret_arn, VersionStage="AWSPENDING", RemoveFromVersionId=version
+                )
+        t.physical[logical_id] = PhysicalResource(ref=secret_arn)
+        summary = f"rotation enabled with {spec.logical_id}, {schedule} (never fires locally: `make rotate` runs one)"
+        self.created.append(CreatedResource(logical_id, "AWS::SecretsManager::RotationSchedule", secret_arn, summary))
+
+    def register_function_stand_in(self, spec: FunctionSpec) -> None:
+        """The function in moto's Lambda, so that APIs naming its ARN accept it; moto runs none of its code.
+
+        moto's Lambda is switched to its Docker-less backend first (``/moto-api/config``): with Docker it
+        would try to run the stand-in's empty code in a container; without it an invocation answers at
+        once and does nothing. The setting is moto's, process-wide: :meth:`restore_moto_config` puts it back.
+        """
+        if self.moto_lambda_config is None:
+            self.moto_lambda_config = dict(self._moto_config()["lambda"])
+            self._moto_config({"lambda": {"use_docker": False}})
+        t = self.template
+        iam = self.client("iam")
+        role = t.properties(spec.logical_id).get("Role")
+        target = role.get("Fn::GetAtt") if isinstance(role, dict) else None
+        role_id = (target[0] if isinstance(target, list) else str(target).split(".", 1)[0]) if target else ""
+        role_name = t.default_name(role_id or f"{spec.logical_id}Role")[:64]
+        trust = _LAMBDA_TRUST
+        if role_id in t.resources:
+            trust = t.resolve(t.properties(role_id).get("AssumeRolePolicyDocument")) or _LAMBDA_TRUST
+        try:
+            role_arn = iam.get_role(RoleName=role_name)["Role"]["Arn"]
+        except iam.exceptions.NoSuchEntityException:
+            role_arn = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("README", "a stand-in: the local stack runs the function's CodeUri under awslambdaric\n")
+        functions = self.client("lambda")
+        with contextlib.suppress(functions.exceptions.ResourceConflictException):  # an earlier stack on this moto
+            functions.create_function(
+                FunctionName=t.function_name(spec),
+                Runtime=spec.runtime,
+                Role=role_arn,
+                Handler=spec.handler,
+                Code={"ZipFile": code.getvalue()},
+                Timeout=spec.timeout_seconds,
+                MemorySize=spec.memory_mb,
+            )
+
+    def _moto_config(self, change: dict[str, Any] | None = None) -> dict[str, Any]:
+        """moto's server-wide settings (``/moto-api/config``), after applying ``change`` if given."""
+        request = urllib.request.Request(  # noqa: S310 - the local stack's own moto endpoint
+            f"{self.endpoint_url}/moto-api/config",
+            data=None if change is None else json.dumps(change).encode(),
+            method="GET" if change is None else "POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - http://127.0.0.1
+            return dict(json.loads(response.read()))
+
+    def restore_moto_config(self) -> None:
+        """Put moto's Lambda setting back as it was (tests share moto's process-wide state with the stack)."""
+        if self.moto_lambda_config is not None:
+            self._moto_config({"lambda": self.moto_lambda_config})
+            self.moto_lambda_config = None
 
     # ------------------------------------------------------------------ SSM
     def _parameter(self, logical_id: str) -> None:
@@ -234,6 +343,16 @@ class Provisioner:
         )
         summary = f"expires objects after {rules[0]['ExpirationInDays']} day(s)" if rules else "no lifecycle rules"
         self.created.append(CreatedResource(logical_id, "AWS::S3::Bucket", name, summary))
+
+
+def schedule_days(expression: str) -> int:
+    """``AutomaticallyAfterDays`` for a ``ScheduleExpression`` (moto reports rotation enabled only with it)."""
+    rate = re.fullmatch(r"rate\((\d+) (hours?|days?)\)", expression.strip())
+    if rate is None:  # cron(...): the schedule never fires locally anyway
+        return 1
+    count = int(rate.group(1))
+    days = count if rate.group(2).startswith("day") else count // 24
+    return min(max(days, 1), 1000)
 
 
 def _attribute(value: Any) -> str:

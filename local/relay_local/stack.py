@@ -111,6 +111,11 @@ def registry_entries(tenants: dict[str, str], schemas: dict[str, dict[str, Any]]
     }
 
 
+def oauth_url(pinecone_url: str) -> str:
+    """The emulator's OAuth token endpoint: where the rotation function signs in to the Admin API."""
+    return f"{pinecone_url}/oauth/token"
+
+
 def mask(secret: str) -> str:
     """Enough of a secret to tell two apart, never the secret."""
     return f"{secret[:4]}…({len(secret)} chars)"
@@ -510,6 +515,7 @@ class LocalStack:
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "PINECONE_CONTROL_HOST": pinecone_url,
+            "PINECONE_OAUTH_URL": oauth_url(pinecone_url),  # the rotation function's Admin API sign-in
             **MOTO_FUNCTION_SETTINGS,
         }
         if (
@@ -623,6 +629,9 @@ class LocalStack:
                 self.emulator.kill()
                 self.emulator.wait(timeout=5)
         self.emulator = None
+        if self.provisioner is not None:
+            with contextlib.suppress(Exception):  # moto's Lambda setting is process-wide: put it back
+                self.provisioner.restore_moto_config()
         if self.moto is not None:
             with contextlib.suppress(Exception):
                 self.moto.stop()

@@ -34,6 +34,14 @@ class IndexChangeRefused(IndexLifecycleError):
     """A change Pinecone cannot make in place (shape, cloud, region), or an index of another shape."""
 
 
+class DeletionProtected(IndexChangeRefused):
+    """A delete Pinecone refused because the index has deletion protection; each caller says how to turn it off."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"index {name} has deletion protection enabled, so it was not deleted")
+        self.name = name
+
+
 class IndexFailed(IndexLifecycleError):
     """Pinecone reports the index as InitializationFailed, Terminating or Disabled."""
 
@@ -232,14 +240,14 @@ def wait_ready(
 
 
 def delete(admin: IndexAdmin, name: str) -> str:
-    """Delete the index (a missing one is fine); deletion protection is an :class:`IndexChangeRefused`."""
+    """Delete the index (a missing one is fine); deletion protection is a :class:`DeletionProtected`.
+
+    The refusal does not say how to turn protection off: the stack's resource and the command each say it their way.
+    """
     try:
         existed = admin.delete(name)
     except PineconeRequestError as error:
         if error.kind is FailureKind.REJECTED and error.status == 403:
-            raise IndexChangeRefused(
-                f"index {name} has deletion protection enabled, so it was not deleted: turn DeletionProtection "
-                "off first, or keep the index (Retain)"
-            ) from None
+            raise DeletionProtected(name) from None
         raise
     return f"deleted index {name}" if existed else f"index {name} was already gone"

@@ -39,7 +39,9 @@ from aws_lambda_powertools import Logger
 
 from vector_relay.clients import AWS_PROFILES
 from vector_relay.index_lifecycle import (
+    DeletionProtected,
     IndexAdmin,
+    IndexChangeRefused,
     IndexLifecycleError,
     IndexSpec,
     NotReadyInTime,
@@ -208,7 +210,10 @@ def _delete(event: Mapping[str, Any], properties: Mapping[str, Any], admin_facto
         return Answer("SUCCESS", reason, resource_id, {})
     if str(properties.get("Retain", "false")).lower() == "true":
         return Answer("SUCCESS", f"kept index {name} (Retain)", resource_id, {})
-    return Answer("SUCCESS", delete(admin_factory(), name), resource_id, {})
+    try:
+        return Answer("SUCCESS", delete(admin_factory(), name), resource_id, {})
+    except DeletionProtected as refused:  # said in the stack's terms; `vector-relay index delete` says it in its own
+        raise IndexChangeRefused(f"{refused}: turn DeletionProtection off first, or keep the index (Retain)") from None
 
 
 def _data(index: IndexDescription, adopted: bool) -> dict[str, str]:

@@ -18,10 +18,17 @@ in the producer, not in the DLQ; what only the relay knows (its tenants, the ind
 a tenant's schema) is still checked there. :class:`Publisher` packs bodies into
 ``SendMessageBatch`` calls (at most 10 entries and 1 MiB together), splits an upsert too large for
 one SQS message into several, retries failed entries with back-off and returns what finally failed.
+
+Replies to queries: :func:`read_reply` reads one reply body as the contract does and follows a
+large reply's pointer into S3 (``result_location``), so the reply it returns always carries its
+matches; :func:`wait_for_reply` waits on a reply queue for one correlation id, leaving every other
+reply there for whoever waits for it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 import time
 import uuid
@@ -29,17 +36,23 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pydantic import TypeAdapter
+
 from vector_relay.contract import (
     DeleteByFilterMessage,
     DeleteMessage,
     DeleteRecord,
     PurgeTenantMessage,
     QueryMessage,
+    QueryReply,
+    QueryReplyError,
+    QueryReplyOk,
     UpsertMessage,
     UpsertRecord,
 )
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
 SQS_MAX_BYTES = 1_048_576  # one message, and one SendMessageBatch's bodies together (SQS, since 2025)
@@ -253,3 +266,105 @@ class Publisher:
                 return
             result.retried += len(pending)
             self._sleep(self._base_delay * 2 ** (attempt - 1))
+
+
+# ------------------------------------------------------------------ replies to queries
+
+_REPLY: TypeAdapter[QueryReplyOk | QueryReplyError] = TypeAdapter(QueryReply)
+REPLY_HOLD_SECONDS = 30  # how long a reply read by wait_for_reply stays hidden if the waiter dies
+REPLY_POLL_SECONDS = 2  # one long poll; others' replies are made visible again at least this often
+
+
+def read_reply(body: str | bytes, *, s3: S3Client | None = None) -> QueryReplyOk | QueryReplyError:
+    """One reply body, checked against the contract; a large reply's pointer (``result_location``) is followed.
+
+    The relay stores a reply that would not fit in one SQS message in S3 and sends a pointer
+    instead (docs/contract.md, "Replies"); with ``s3`` given, the stored reply is read, so an ok
+    reply returned here always has its ``matches``. Raises pydantic's ``ValidationError`` for a
+    body that is no reply, ``ValueError`` for a pointer without ``s3``, and what S3 raises.
+    """
+    reply = _REPLY.validate_json(body)
+    if not isinstance(reply, QueryReplyOk) or reply.result_location is None:
+        return reply
+    location = reply.result_location
+    if s3 is None:
+        raise ValueError(
+            f"the reply is stored in S3 (s3://{location.bucket}/{location.key}): pass an S3 client (s3=) to read it"
+        )
+    stored = _REPLY.validate_json(s3.get_object(Bucket=location.bucket, Key=location.key)["Body"].read())
+    if not isinstance(stored, QueryReplyOk) or stored.matches is None:
+        raise ValueError(f"s3://{location.bucket}/{location.key} holds no matches")
+    return stored
+
+
+def correlation_id_of(body: str) -> str | None:
+    """The ``correlation_id`` a reply body names (None when it names none or is not a JSON object)."""
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        return None
+    value = raw.get("correlation_id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def wait_for_reply(
+    sqs: SQSClient,
+    reply_queue_url: str,
+    correlation_id: str,
+    *,
+    timeout: float = 30.0,
+    s3: S3Client | None = None,
+    poll_seconds: int = REPLY_POLL_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> QueryReplyOk | QueryReplyError | None:
+    """The reply to the query ``correlation_id`` on ``reply_queue_url``, or None after ``timeout`` seconds.
+
+    The reply is deleted once read (through S3 when it was stored there: :func:`read_reply`).
+    Replies to other queries are not consumed: each stays hidden only while this scan looks past
+    it (at most about ``poll_seconds`` after the queue has nothing more to show, or
+    :data:`REPLY_HOLD_SECONDS` if the waiter dies) and is then made visible again
+    (``ChangeMessageVisibility`` 0). Each look still counts as a receive of that reply: a reply
+    queue with a redrive policy should allow for it in its ``maxReceiveCount``. For one answer at
+    a time (scripts, ``vector-relay query``); a service with many queries in flight consumes its
+    reply queue and matches replies by ``correlation_id``.
+    """
+    deadline = clock() + timeout
+    held: dict[str, str] = {}  # others' replies this scan holds: message id -> receipt handle
+    try:
+        while (left := deadline - clock()) > 0:
+            messages = sqs.receive_message(
+                QueueUrl=reply_queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=max(0, min(poll_seconds, int(left))),
+                VisibilityTimeout=REPLY_HOLD_SECONDS,
+            ).get("Messages", [])
+            if not messages:  # nothing more to look past: let the others' replies go
+                _release(sqs, reply_queue_url, held)
+                continue
+            ours = [m for m in messages if correlation_id_of(m["Body"]) == correlation_id]
+            held.update({m["MessageId"]: m["ReceiptHandle"] for m in messages if m not in ours})
+            if ours:
+                try:
+                    reply = read_reply(ours[0]["Body"], s3=s3)
+                except Exception:  # not readable here: it stays for another try, or another reader
+                    held.update({m["MessageId"]: m["ReceiptHandle"] for m in ours})
+                    raise
+                for message in ours:  # with a second copy, if the query was answered twice
+                    sqs.delete_message(QueueUrl=reply_queue_url, ReceiptHandle=message["ReceiptHandle"])
+                return reply
+        return None
+    finally:
+        _release(sqs, reply_queue_url, held)
+
+
+def _release(sqs: SQSClient, queue_url: str, held: dict[str, str]) -> None:
+    """Make held messages visible again now; each entry is cleared whether SQS took it or not (it times out)."""
+    handles = list(held.values())
+    held.clear()
+    for start in range(0, len(handles), BATCH_ENTRIES):
+        entries: Any = [
+            {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+            for i, handle in enumerate(handles[start : start + BATCH_ENTRIES])
+        ]
+        with contextlib.suppress(Exception):  # best effort: REPLY_HOLD_SECONDS brings them back anyway
+            sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)

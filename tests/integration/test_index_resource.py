@@ -334,7 +334,10 @@ def test_delete_honours_deletion_protection_and_retain(
 
     _, refused, kept, deleted, again = catcher.bodies
     assert refused["Status"] == "FAILED"
-    assert refused["Reason"].startswith("index relay-index has deletion protection enabled, so it was not deleted")
+    assert refused["Reason"] == (  # in the stack's terms (`vector-relay index delete` says it in the command's)
+        "index relay-index has deletion protection enabled, so it was not deleted: turn DeletionProtection off first, "
+        "or keep the index (Retain)"
+    )
     assert (kept["Status"], kept["Reason"]) == ("SUCCESS", "kept index relay-index (Retain)")
     assert (deleted["Status"], deleted["Reason"]) == ("SUCCESS", "deleted index relay-index")
     assert (again["Status"], again["Reason"]) == ("SUCCESS", "index relay-index was already gone")

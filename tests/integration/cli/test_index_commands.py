@@ -64,15 +64,33 @@ def test_create_adopts_the_same_shape_and_refuses_another(env: EmulatorHandle) -
     assert "already exists with dimension 8, metric cosine, aws us-east-1; asked for dimension 16" in out
 
 
-def test_delete_asks_and_deletion_protection_refuses(env: EmulatorHandle) -> None:
+def test_deletion_protection_refuses_before_asking_and_names_the_configure_flag(env: EmulatorHandle) -> None:
     run("index", "create", "docs", "--dimension", "8")  # protected by default
 
-    assert run("index", "delete", "docs", stdin="n\n")[0] == 1  # aborted at the prompt
-    code, out = run("index", "delete", "docs", "--yes")
+    code, out = run("index", "delete", "docs")  # no --yes, no answer: refused before the prompt
     assert code == 1
-    assert "has deletion protection enabled, so it was not deleted" in out
+    assert out == (
+        "Error: index docs has deletion protection enabled, so it was not deleted: turn it off first with "
+        "`vector-relay index configure docs --no-deletion-protection`, then delete again\n"
+    )
+    assert run("index", "describe", "docs")[0] == 0
+
     run("index", "configure", "docs", "--no-deletion-protection")
+    assert run("index", "delete", "docs", stdin="n\n")[0] == 1  # aborted at the prompt
     assert run("index", "delete", "docs", "--yes") == (0, "deleted index docs\n")
+
+
+def test_an_unknown_index_is_exit_2_for_wait_and_delete_and_a_bad_name_is_bad_usage(env: EmulatorHandle) -> None:
+    code, out = run("index", "wait", "nope", "--timeout", "5")
+    assert (code, out) == (2, "Error: no index named nope in this project\n")  # not "disappeared", exit 1
+
+    code, out = run("index", "delete", "nope", "--yes")  # a misspelt name is not "already gone", exit 0
+    assert (code, out) == (2, "Error: no index named nope in this project: nothing was deleted\n")
+
+    code, out = run("index", "create", "Docs_1", "--dimension", "8")
+    assert code == 2  # bad usage, not a refusal (exit 1)
+    assert "Name 'Docs_1' must be 1-45 lower-case letters, digits or hyphens" in out
+    assert run("index", "describe", "docs-1")[0] == 2
 
 
 def test_wait_reports_a_failed_index_and_describe_an_unknown_one(env: EmulatorHandle) -> None:
@@ -93,7 +111,8 @@ def test_the_key_comes_from_the_deployment_s_secret_and_its_absence_is_explained
     monkeypatch.setenv("PINECONE_CONTROL_HOST", pinecone_emulator.url)
     code, out = run("index", "describe", "docs")
     assert code == 2
-    assert "no Pinecone API key: set PINECONE_API_KEY, or name a deployment" in out
+    assert out.startswith("Error: no Pinecone API key and no relay named: set PINECONE_API_KEY, or name the relay")
+    assert "paste the export lines `make up` prints" in out
 
     secret = json.dumps({"api_key": pinecone_emulator.api_key})
     arn = boto3.client("secretsmanager").create_secret(Name="key", SecretString=secret)["ARN"]

@@ -137,6 +137,29 @@ def test_a_killed_load_resumes_from_its_checkpoint(
     assert len(landed(small_index)) == RECORDS
 
 
+def test_a_resumed_load_says_after_which_line_it_went_on_and_a_finished_one_that_nothing_is_left(
+    pipeline: Pipeline, small_index: Any, corpus: Path, outputs: Path
+) -> None:
+    script = Path(sys.executable).parent / "vector-relay"
+    command = ["--outputs", str(outputs), "load", str(corpus), "--tenant", "acme"]
+    killed = subprocess.run(
+        [str(script), *command], env={**os.environ, CRASH_AFTER_BATCHES: "1"}, capture_output=True, text=True
+    )
+    assert killed.returncode == 75, killed.stderr
+    last = json.loads(corpus.with_name(corpus.name + ".acme.checkpoint").read_text())["last_line"]
+
+    resumed = CliRunner().invoke(cli, [*command, "--resume"])
+    finished = CliRunner().invoke(cli, [*command, "--resume"])
+
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.stdout.startswith(
+        f"published {RECORDS - last:,} records after line {last} (--resume) for tenant acme in "
+    )
+    assert finished.exit_code == 0, finished.output
+    assert finished.stderr == f"this load finished at line {RECORDS}: nothing is left to publish\n"
+    assert finished.stdout.startswith(f"published 0 records after line {RECORDS} (--resume) for tenant acme in ")
+
+
 def test_an_invalid_line_stops_the_load_with_its_number_unless_skipped(outputs: Path, tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(

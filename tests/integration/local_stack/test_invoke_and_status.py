@@ -94,6 +94,35 @@ def test_make_invoke_uses_the_running_stack_and_prints_the_response(
     assert "REPORT RequestId:" in captured.err
 
 
+def test_make_invoke_names_the_functions_for_a_wrong_fn_and_the_samples_for_a_missing_event(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state_dir = str(tmp_path / "no-stack")  # refused before any stack is looked for or started
+
+    wrong_function = main(["invoke", "wrong", str(EVENTS / "ingest-upsert.json"), "--state-dir", state_dir])
+    wrong = capsys.readouterr()
+    missing_event = main(["invoke", "ingest", "no/such/file.json", "--state-dir", state_dir])
+    missing = capsys.readouterr()
+    (tmp_path / "broken.json").write_text("{not json")
+    broken_event = main(["invoke", "ingest", str(tmp_path / "broken.json"), "--state-dir", state_dir])
+    broken = capsys.readouterr()
+
+    assert (wrong_function, wrong.out) == (2, "")
+    assert wrong.err.splitlines() == [
+        "make invoke: FN=wrong: no function 'wrong' in the template; known: ingest (IngestFunction), "
+        "query (QueryFunction), rotate_key (RotateKeyFunction), reconcile (ReconcileFunction)"
+    ]
+    assert (missing_event, missing.out, len(missing.err.splitlines())) == (2, "", 1)
+    assert missing.err.startswith(
+        "make invoke: EVENT=no/such/file.json: cannot read it (No such file or directory); the sample events in "
+        "events/: ingest-delete-by-filter.json, "
+    )
+    assert "ingest-upsert.json" in missing.err
+    assert (broken_event, broken.out, len(broken.err.splitlines())) == (2, "", 1)
+    assert broken.err.startswith(f"make invoke: EVENT={tmp_path / 'broken.json'} is not JSON: ")
+    assert not (tmp_path / "no-stack").exists()
+
+
 def test_status_shows_queue_depths_dead_letters_with_reasons_and_index_stats(stack: LocalStack) -> None:
     info = stack.info
     assert info is not None
@@ -135,7 +164,9 @@ def test_env_local_json_is_what_the_local_stack_gives_each_function(stack: Local
         running = info.functions[short_name]["environment"]
         assert set(committed[logical_id]) <= set(running)
         for name, value in committed[logical_id].items():
-            if name in {"AWS_ENDPOINT_URL", "PINECONE_CONTROL_HOST", "PINECONE_INDEX_HOST"} or "QUEUE" in name:
+            if name in {"AWS_ENDPOINT_URL", "PINECONE_CONTROL_HOST", "PINECONE_OAUTH_URL", "PINECONE_INDEX_HOST"} or (
+                "QUEUE" in name
+            ):
                 continue  # the same services on the fixed ports of `make up`
             if name.endswith("SECRET_ARN"):
                 assert running[name].rsplit(":", 1)[1].startswith(value)  # a name instead of moto's suffixed ARN
