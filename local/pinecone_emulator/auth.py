@@ -22,6 +22,28 @@ ROLES = (
     "DataPlaneViewer",
 )
 TOKEN_LIFETIME_SECONDS = 1800
+READ_OPERATIONS = frozenset(
+    {
+        "list_indexes",
+        "describe_index",
+        "query",
+        "fetch",
+        "fetch_by_metadata",
+        "describe_index_stats",
+        "list",
+        "describe_namespace",
+        "list_namespaces",
+    }
+)
+CONTROL_OPERATIONS = frozenset({"create_index", "list_indexes", "describe_index", "configure_index", "delete_index"})
+ROLE_GRANTS: dict[str, set[tuple[str, str]]] = {
+    "ProjectEditor": {("control", "write"), ("control", "read"), ("data", "write"), ("data", "read")},
+    "ProjectViewer": {("control", "read"), ("data", "read")},
+    "ControlPlaneEditor": {("control", "write"), ("control", "read")},
+    "ControlPlaneViewer": {("control", "read")},
+    "DataPlaneEditor": {("data", "write"), ("data", "read")},
+    "DataPlaneViewer": {("data", "read")},
+}
 
 
 def digest(secret: str) -> str:
@@ -31,6 +53,13 @@ def digest(secret: str) -> str:
 def anonymous_label(secret: str) -> str:
     """How an unknown key appears in counters: a short hash, never the key."""
     return f"unknown:{digest(secret)[:8]}"
+
+
+def permits(roles: list[str], operation: str) -> bool:
+    """Whether a key with ``roles`` may call ``operation``: its plane (control or data) and access (read or write)."""
+    plane = "control" if operation in CONTROL_OPERATIONS else "data"
+    access = "read" if operation in READ_OPERATIONS else "write"
+    return any((plane, access) in ROLE_GRANTS.get(role, set()) for role in roles)
 
 
 @dataclass

@@ -114,8 +114,9 @@ class EmulatorControl:
         return str(self._call("GET", f"indexes/{index}/grpc")["host"])
 
     def journal(self, index: str, namespace: str, record_id: str | None = None) -> list[dict[str, Any]]:
-        """What was applied to ``namespace`` (or one record), oldest first: op, version, how ("direct",
-        "then-fault", "held") and when (the emulator's monotonic clock)."""
+        """What was applied to ``namespace`` (or one record), oldest first: op (upsert, delete), id, the
+        record's metadata as stored (None for a delete), how ("direct", "then-fault", "held") and when
+        ("at", the emulator's monotonic clock)."""
         query = f"?id={urllib.parse.quote(record_id)}" if record_id is not None else ""
         path = f"journal/{urllib.parse.quote(index)}/{urllib.parse.quote(namespace)}{query}"
         return list(self._call("GET", path)["entries"])

@@ -1,13 +1,18 @@
-"""Control plane (API 2026-07): create, describe, list, configure and delete indexes. snake_case JSON."""
+"""Control plane (API 2026-07): create, describe, list, configure and delete indexes. snake_case JSON.
+
+The handlers come first; below them, the validation of the request bodies and the index model.
+"""
 
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
+from pinecone_emulator.app import Emulator
 from pinecone_emulator.records import MAX_DIMENSION
 from pinecone_emulator.store import IndexState
-from pinecone_emulator.wire import ApiError
+from pinecone_emulator.wire import ApiError, Request, Response
 
 INDEX_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,43}[a-z0-9])?$")
 TAG_KEY = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
@@ -26,6 +31,52 @@ CREATE_KEYS = {
     "cmek_id",
 }
 CONFIGURE_KEYS = {"deletion_protection", "tags", "read_capacity", "deployment", "schema", "embed"}
+
+
+def list_indexes(emulator: Emulator, request: Request) -> Response:
+    with emulator.lock:
+        states = list(emulator.indexes.values())
+    return Response.json(200, {"indexes": [index_model(s, emulator.index_host(s.name)) for s in states]})
+
+
+def create_index(emulator: Emulator, request: Request) -> Response:
+    state = new_index(request.json_object())
+    state.ready_at = time.monotonic() + emulator.faults.index_ready_after_ms / 1000.0
+    with emulator.lock:
+        if state.name in emulator.indexes:
+            raise ApiError(409, f"Resource {state.name} already exists")
+        emulator.indexes[state.name] = state
+    emulator.changed()
+    return Response.json(201, index_model(state, emulator.index_host(state.name)))
+
+
+def describe_index(emulator: Emulator, request: Request, *, index: str) -> Response:
+    state = emulator.get_index(index)
+    return Response.json(200, index_model(state, emulator.index_host(index)))
+
+
+def configure_index(emulator: Emulator, request: Request, *, index: str) -> Response:
+    state = emulator.get_index(index)
+    body = request.json_object()
+    with state.lock:
+        configure(state, body)
+        state.version += 1
+    emulator.changed()
+    return Response.json(200, index_model(state, emulator.index_host(index)))
+
+
+def delete_index(emulator: Emulator, request: Request, *, index: str) -> Response:
+    state = emulator.get_index(index)
+    if state.deletion_protection == "enabled":
+        raise ApiError(
+            403,
+            f"Deletion protection is enabled for this index. Disable deletion protection before retrying: {index}",
+        )
+    with emulator.lock:
+        emulator.indexes.pop(index, None)
+        emulator.deleted_version += 1
+    emulator.changed()
+    return Response(status=202, body=b"", content_type=None)
 
 
 def unprocessable(message: str) -> ApiError:
@@ -167,7 +218,7 @@ def new_index(body: dict[str, Any]) -> IndexState:
     return state
 
 
-def configure_index(state: IndexState, body: dict[str, Any]) -> None:
+def configure(state: IndexState, body: dict[str, Any]) -> None:
     unknown = set(body) - CONFIGURE_KEYS
     if unknown:
         raise unprocessable(f"unknown field `{sorted(unknown)[0]}`")

@@ -1,54 +1,54 @@
-"""The data plane of one index: vector operations (camelCase JSON) and namespaces (snake_case JSON)."""
+"""The data plane of one index (camelCase JSON): what every operation shares, and the reads.
+
+:func:`serve` finds the index and carries an operation out under its lock; the operations take a
+:class:`DataContext` (the index, the indexing lag, the rate limit) and know nothing else of the
+emulator. The writes (upsert, delete, update) are in writes.py, the namespaces (snake_case JSON)
+in namespaces.py; both read their requests with the helpers here.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import math
-import time
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from pinecone_emulator.app import Emulator
+from pinecone_emulator.auth import READ_OPERATIONS
 from pinecone_emulator.filters import FilterError, Predicate, compile_filter
 from pinecone_emulator.records import (
     MAX_IDS_PER_REQUEST,
-    MAX_UPSERT_BYTES,
-    MAX_VECTORS_PER_UPSERT,
-    MIN_NONZERO,
-    Record,
     Sparse,
     bad,
-    check_dense_nonzero,
-    check_dimension,
     float32_list,
     parse_dense,
-    parse_metadata,
     parse_sparse,
     parse_top_k,
     validate_id,
 )
-from pinecone_emulator.store import DEFAULT_NAMESPACE, IndexState, NamespaceData, namespace_key, score_rows, top_k
+from pinecone_emulator.store import (
+    DEFAULT_NAMESPACE,
+    IndexState,
+    NamespaceData,
+    namespace_key,
+    score_rows,
+    top_k,
+)
 from pinecone_emulator.wire import ApiError, Request, Response
 
 LIST_LIMIT_MAX = 100
 FETCH_BY_METADATA_LIMIT_MAX = 10_000
 NAMESPACE_NAME_MAX = 512
-NAMESPACE_SCHEMA_MAX_FIELDS = 50
 GIB = 1024**3
 # Pinecone's query result limit, "4MB" (docs.pinecone.io/guides/search/semantic-search, "Query limits": a
 # query over it fails; lower top_k or leave out values or metadata). Taken as 4 MiB, like the upsert
 # limit's "2MB", and measured on the response the emulator sends (its JSON): Pinecone does not say
 # how it measures, nor what it answers; the answer here is its data plane's 400 INVALID_ARGUMENT.
 MAX_QUERY_RESULT_BYTES = 4 * 1024 * 1024
-
-
-# How the request being carried out reached the store: "direct", "then-fault" (applied, then answered with
-# an error or a dropped connection) or "held" (applied later on a timer); kept in each index's journal.
-APPLIED_AS: ContextVar[str] = ContextVar("applied_as", default="direct")
 
 
 @dataclass
@@ -58,7 +58,22 @@ class DataContext:
     admit: Callable[[str], None]  # raises the 429 when the namespace is over its rate limit
 
 
-def _indexed_only(index: IndexState, key: str, predicate: Predicate | None) -> Predicate | None:
+def serve(emulator: Emulator, name: str, operation: str, answer: Callable[[DataContext], Response]) -> Response:
+    """``answer`` on index ``name``, under the index's lock; a write marks the emulator changed (persistence)."""
+    with emulator.lock:
+        index = emulator.indexes.get(name)
+    if index is None:
+        raise ApiError(404, f"Index {name} not found")
+    if not index.serves_vectors:
+        raise ApiError(400, "This index has no vector fields; the vectors API cannot be used with it")
+    with index.lock:
+        response = answer(DataContext(index, emulator.faults.lag_seconds, emulator.admit(operation, name)))
+    if operation not in READ_OPERATIONS:
+        emulator.changed()
+    return response
+
+
+def indexed_only(index: IndexState, key: str, predicate: Predicate | None) -> Predicate | None:
     """With a namespace schema Pinecone indexes only the fields it lists as filterable ("when schema is present,
     only fields which are present in the fields object with filterable: true are indexed", db_data 2026-07
     MetadataSchema); a filter cannot see the others, so here they are absent from what a filter evaluates."""
@@ -69,11 +84,7 @@ def _indexed_only(index: IndexState, key: str, predicate: Predicate | None) -> P
     return lambda metadata: predicate({k: v for k, v in metadata.items() if k in indexed})
 
 
-def _lsn_headers(lsn: int) -> dict[str, str]:
-    return {"x-pinecone-request-lsn": str(lsn)}
-
-
-def _namespace_param(raw: object) -> tuple[str, str]:
+def namespace_param(raw: object) -> tuple[str, str]:
     """(storage key, name as the client sent it)."""
     if raw is None:
         return DEFAULT_NAMESPACE, ""
@@ -84,7 +95,7 @@ def _namespace_param(raw: object) -> tuple[str, str]:
     return namespace_key(raw), raw
 
 
-def _compile(expression: object, *, empty_message: str | None = None) -> Predicate | None:
+def filter_param(expression: object, *, empty_message: str | None = None) -> Predicate | None:
     if expression is None:
         return None
     if empty_message is not None and expression == {}:
@@ -97,11 +108,43 @@ def _compile(expression: object, *, empty_message: str | None = None) -> Predica
         raise bad(str(error)) from None
 
 
-def _bool(body: dict[str, Any], key: str) -> bool:
+def bool_param(body: dict[str, Any], key: str) -> bool:
     value = body.get(key, False)
     if not isinstance(value, bool):
         raise bad(f"{key} must be a boolean")
     return value
+
+
+def encode_token(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise bad(f"Invalid pagination token: {token!r}") from None
+
+
+def _limit(raw: object, *, default: int, maximum: int) -> int:
+    if raw is None:
+        return default
+    if isinstance(raw, str):
+        try:
+            raw = int(raw)
+        except ValueError:
+            raise bad(f"limit must be an integer, got '{raw}'") from None
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 1 <= raw <= maximum:
+        raise bad(f"Invalid value for limit: {raw}. limit must be between 1 and {maximum}")
+    return raw
+
+
+def page_params(params: dict[str, list[str]]) -> tuple[str, int, Any]:
+    """``prefix``, ``limit`` and the decoded ``paginationToken`` of a list request."""
+    prefix = params.get("prefix", [""])[0]
+    limit = _limit(params.get("limit", [None])[0], default=LIST_LIMIT_MAX, maximum=LIST_LIMIT_MAX)
+    token = params.get("paginationToken", [""])[0]
+    return prefix, limit, decode_token(token) if token else None
 
 
 def _vector_json(data: NamespaceData, row: int, *, values: bool, metadata: bool) -> dict[str, Any]:
@@ -114,106 +157,6 @@ def _vector_json(data: NamespaceData, row: int, *, values: bool, metadata: bool)
     if metadata and md is not None:
         out["metadata"] = md
     return out
-
-
-def _dense_block(ctx: DataContext, vectors: list[Any]) -> np.ndarray | None:
-    """Every record's dense values as one float32 matrix, when all of them are valid; else None.
-
-    One numpy conversion for the whole request instead of one per record (the emulator's upsert
-    was a third numpy per-record overhead). Anything unusual (a missing or ragged array, a wrong
-    dimension, a non-finite or all-zero vector) returns None, and the record-by-record path finds
-    the record at fault and says what Pinecone says.
-    """
-    index = ctx.index
-    if index.dense_field is None:
-        return None
-    try:
-        rows = [raw["values"] for raw in vectors]
-        if not all(type(row) is list and len(row) == index.dimension for row in rows):
-            return None
-        block = np.array(rows, dtype=np.float64)
-    except (TypeError, ValueError, KeyError):
-        return None
-    if block.ndim != 2 or not np.isfinite(block).all() or not (np.abs(block) >= MIN_NONZERO).any(axis=1).all():
-        return None
-    return block.astype(np.float32)
-
-
-def _parse_record(ctx: DataContext, raw: object, dense: np.ndarray | None = None) -> Record:
-    """One record of an upsert; ``dense`` is its values already checked by :func:`_dense_block`."""
-    index = ctx.index
-    if not isinstance(raw, dict):
-        raise bad("Each vector must be an object with an 'id'")
-    vector_id = validate_id(raw.get("id"))
-    values_raw = raw.get("values", [])
-    sparse_raw = raw.get("sparseValues")
-    sparse = parse_sparse(sparse_raw, vector_id) if sparse_raw is not None else None
-    values: np.ndarray | None = None
-    if index.dense_field is not None and dense is not None:
-        values = dense
-    elif index.dense_field is not None:
-        values = parse_dense(values_raw, vector_id)
-        check_dimension(values, index.dimension)
-        check_dense_nonzero(values, vector_id)
-        if sparse is not None and sparse.indices.size and index.metric != "dotproduct":
-            raise bad(
-                f"Sparse values are only supported for indexes with the dotproduct metric; this index uses "
-                f"{index.metric}"
-            )
-    else:
-        if isinstance(values_raw, list) and values_raw:
-            raise bad(f"Vector ID '{vector_id}' has dense values, but the index is sparse; send sparseValues only")
-        if sparse is None or sparse.indices.size == 0:
-            raise bad(f"Sparse vector for ID '{vector_id}' must contain at least one value")
-        if not np.any(np.abs(sparse.values) >= 1e-8):
-            raise bad(
-                f"Sparse vectors must contain at least one non-zero value. Vector ID '{vector_id}' contains only zeros"
-            )
-    metadata_raw = raw.get("metadata")
-    metadata = parse_metadata(metadata_raw) if metadata_raw is not None else None
-    unknown = set(raw) - {"id", "values", "sparseValues", "metadata"}
-    if unknown:
-        raise bad(f"Unknown field(s) in vector '{vector_id}': {', '.join(sorted(unknown))}")
-    return Record(id=vector_id, values=values, sparse=sparse, metadata=metadata or None)
-
-
-def upsert(ctx: DataContext, request: Request) -> Response:
-    size = request.wire_size if request.wire_size is not None else len(request.body)
-    if size > MAX_UPSERT_BYTES:
-        size_mb = math.ceil(size / (1024 * 1024))
-        raise ApiError(413, f"Request size {size_mb}MB exceeds the maximum supported size of 2MB")
-    body = request.json_object()
-    key, _ = _namespace_param(body.get("namespace"))
-    ctx.admit(key)
-    vectors = body.get("vectors")
-    if not isinstance(vectors, list) or not vectors:
-        raise bad("vectors must be a non-empty array")
-    if len(vectors) > MAX_VECTORS_PER_UPSERT:
-        raise bad(
-            f"Upsert request contains {len(vectors)} vectors, which exceeds the limit of "
-            f"{MAX_VECTORS_PER_UPSERT} vectors per request"
-        )
-    block = _dense_block(ctx, vectors)
-    if block is None:
-        records = [_parse_record(ctx, raw) for raw in vectors]
-    else:
-        records = [_parse_record(ctx, raw, row) for raw, row in zip(vectors, block, strict=True)]
-    index = ctx.index
-
-    how = APPLIED_AS.get()
-
-    def apply() -> None:
-        data = index.namespace(key, create=True)
-        assert data is not None
-        data.put_many(records)
-        now = time.monotonic()
-        for record in records:
-            version = (record.metadata or {}).get("_relay_version")
-            index.journal.append((now, "upsert", key, record.id, version if isinstance(version, str) else None, how))
-
-    index.known_namespaces.add(key)
-    lsn = index.write(apply, ctx.lag_seconds)
-    return Response.json(200, {"upsertedCount": len(records)}, _lsn_headers(lsn))
 
 
 def _query_vector(
@@ -263,13 +206,13 @@ def _query_vector(
 
 def query(ctx: DataContext, request: Request) -> Response:
     body = request.json_object()
-    key, sent = _namespace_param(body.get("namespace"))
+    key, sent = namespace_param(body.get("namespace"))
     ctx.admit(key)
     k = parse_top_k(body.get("topK"))
-    include_values = _bool(body, "includeValues")
-    include_metadata = _bool(body, "includeMetadata")
+    include_values = bool_param(body, "includeValues")
+    include_metadata = bool_param(body, "includeMetadata")
     index = ctx.index
-    predicate = _indexed_only(index, key, _compile(body.get("filter")))
+    predicate = indexed_only(index, key, filter_param(body.get("filter")))
     index.catch_up(ctx.lag_seconds)
     data = index.namespaces.get(key)
     dense, sparse, found = _query_vector(ctx, body, data)
@@ -300,7 +243,7 @@ def query(ctx: DataContext, request: Request) -> Response:
 
 def fetch(ctx: DataContext, request: Request) -> Response:
     params = request.query
-    key, sent = _namespace_param(params.get("namespace", [None])[0])
+    key, sent = namespace_param(params.get("namespace", [None])[0])
     ids = params.get("ids", [])
     if not ids:
         raise bad("ids must contain at least one id")
@@ -323,42 +266,17 @@ def fetch(ctx: DataContext, request: Request) -> Response:
     )
 
 
-def _encode_token(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise bad(f"Invalid pagination token: {token!r}") from None
-
-
-def _limit(raw: object, *, default: int, maximum: int) -> int:
-    if raw is None:
-        return default
-    if isinstance(raw, str):
-        try:
-            raw = int(raw)
-        except ValueError:
-            raise bad(f"limit must be an integer, got '{raw}'") from None
-    if not isinstance(raw, int) or isinstance(raw, bool) or not 1 <= raw <= maximum:
-        raise bad(f"Invalid value for limit: {raw}. limit must be between 1 and {maximum}")
-    return raw
-
-
 def fetch_by_metadata(ctx: DataContext, request: Request) -> Response:
     body = request.json_object()
-    key, sent = _namespace_param(body.get("namespace"))
+    key, sent = namespace_param(body.get("namespace"))
     if body.get("filter") is None:
         raise bad("Empty filter provided for fetch by metadata request")
     index = ctx.index
-    predicate = _indexed_only(
-        index, key, _compile(body.get("filter"), empty_message="Empty filter provided for fetch by metadata request")
-    )
+    expression = filter_param(body.get("filter"), empty_message="Empty filter provided for fetch by metadata request")
+    predicate = indexed_only(index, key, expression)
     limit = _limit(body.get("limit"), default=100, maximum=FETCH_BY_METADATA_LIMIT_MAX)
     token = body.get("paginationToken")
-    after = _decode_token(token) if isinstance(token, str) and token else None
+    after = decode_token(token) if isinstance(token, str) and token else None
     index.catch_up(ctx.lag_seconds)
     data = index.namespaces.get(key)
     vectors: dict[str, Any] = {}
@@ -372,7 +290,7 @@ def fetch_by_metadata(ctx: DataContext, request: Request) -> Response:
         for row in page:
             vectors[data.ids[row]] = _vector_json(data, row, values=True, metadata=True)
         if len(ordered) > limit:
-            pagination = {"next": _encode_token(data.ids[page[-1]])}
+            pagination = {"next": encode_token(data.ids[page[-1]])}
     payload: dict[str, Any] = {
         "vectors": vectors,
         "namespace": sent,
@@ -381,135 +299,6 @@ def fetch_by_metadata(ctx: DataContext, request: Request) -> Response:
     if pagination:
         payload["pagination"] = pagination
     return Response.json(200, payload)
-
-
-def _require_namespace(index: IndexState, key: str) -> None:
-    if key not in index.known_namespaces:
-        raise ApiError(404, "Namespace not found")
-
-
-def delete(ctx: DataContext, request: Request) -> Response:
-    body = request.json_object()
-    key, _ = _namespace_param(body.get("namespace"))
-    ctx.admit(key)
-    ids, delete_all, filter_raw = body.get("ids"), _bool(body, "deleteAll"), body.get("filter")
-    selectors = sum(1 for present in (ids is not None, delete_all, filter_raw is not None) if present)
-    if selectors != 1:
-        raise bad("Exactly one of 'ids', 'deleteAll' or 'filter' must be provided")
-    index = ctx.index
-    index.catch_up(ctx.lag_seconds)
-    apply: Callable[[], None]
-    if ids is not None:
-        if not isinstance(ids, list) or not ids:
-            raise bad("ids must be a non-empty array")
-        if len(ids) > MAX_IDS_PER_REQUEST:
-            raise bad(f"Delete request contains {len(ids)} ids, which exceeds the limit of {MAX_IDS_PER_REQUEST}")
-        id_list = [validate_id(i) for i in ids]
-        _require_namespace(index, key)
-
-        how = APPLIED_AS.get()
-
-        def apply() -> None:
-            data = index.namespaces.get(key)
-            if data is not None:
-                for vector_id in id_list:
-                    data.remove(vector_id)
-            now = time.monotonic()
-            for vector_id in id_list:
-                index.journal.append((now, "delete", key, vector_id, None, how))
-
-    elif delete_all:
-        _require_namespace(index, key)
-        index.known_namespaces.discard(key)
-
-        def apply() -> None:
-            index.namespaces.pop(key, None)
-
-    else:
-        predicate = _indexed_only(
-            index, key, _compile(filter_raw, empty_message="Delete with empty metadata filter is not allowed")
-        )
-        _require_namespace(index, key)
-
-        def apply() -> None:
-            data = index.namespaces.get(key)
-            if data is not None:
-                for row in sorted(data.matching_rows(predicate).tolist(), reverse=True):
-                    data.remove(data.ids[row])
-
-    lsn = index.write(apply, ctx.lag_seconds)
-    return Response.json(200, {}, _lsn_headers(lsn))
-
-
-def update(ctx: DataContext, request: Request) -> Response:
-    body = request.json_object()
-    key, _ = _namespace_param(body.get("namespace"))
-    ctx.admit(key)
-    index = ctx.index
-    id_raw, filter_raw = body.get("id"), body.get("filter")
-    values_raw, sparse_raw, set_raw = body.get("values"), body.get("sparseValues"), body.get("setMetadata")
-    dry_run = _bool(body, "dryRun")
-    if (id_raw is None) == (filter_raw is None):
-        raise bad("Exactly one of 'id' or 'filter' must be provided")
-    set_metadata = parse_metadata(set_raw) if set_raw is not None else None
-    index.catch_up(ctx.lag_seconds)
-    if id_raw is not None:
-        vector_id = validate_id(id_raw)
-        values = None
-        if values_raw is not None:
-            if index.dense_field is None:
-                raise bad("Cannot update dense values on a sparse index")
-            values = parse_dense(values_raw, vector_id)
-            check_dimension(values, index.dimension)
-            check_dense_nonzero(values, vector_id)
-        sparse = parse_sparse(sparse_raw, vector_id) if sparse_raw is not None else None
-        if sparse is not None and index.dense_field is not None and index.metric != "dotproduct":
-            raise bad(
-                f"Sparse values are only supported for indexes with the dotproduct metric; this index uses "
-                f"{index.metric}"
-            )
-        data_now = index.namespaces.get(key)
-        current = data_now.get(vector_id) if data_now is not None else None
-        if current is not None and set_metadata:
-            parse_metadata({**(current.metadata or {}), **set_metadata})  # re-check the 40 KB limit after the merge
-
-        def apply() -> None:
-            data = index.namespaces.get(key)
-            stored = data.get(vector_id) if data is not None else None
-            if data is None or stored is None:
-                return
-            if values is not None:
-                stored.values = values
-            if sparse is not None:
-                stored.sparse = sparse
-            if set_metadata:
-                stored.metadata = {**(stored.metadata or {}), **set_metadata}
-            data.put(stored)
-
-        lsn = index.write(apply, ctx.lag_seconds)
-        return Response.json(200, {}, _lsn_headers(lsn))
-
-    if values_raw is not None or sparse_raw is not None:
-        raise bad("An update by filter can only set metadata; 'values' and 'sparseValues' need an 'id'")
-    predicate = _indexed_only(
-        index, key, _compile(filter_raw, empty_message="Update with empty metadata filter is not allowed")
-    )
-    if not set_metadata:
-        raise bad("An update by filter requires 'setMetadata'")
-    data_now = index.namespaces.get(key)
-    matched = len(data_now.matching_rows(predicate)) if data_now is not None else 0
-    if dry_run:
-        return Response.json(200, {"matchedRecords": matched})
-
-    def apply_filter() -> None:
-        data = index.namespaces.get(key)
-        if data is None:
-            return
-        for row in data.matching_rows(predicate).tolist():
-            data.metadata[row] = {**(data.metadata[row] or {}), **set_metadata}
-
-    lsn = index.write(apply_filter, ctx.lag_seconds)
-    return Response.json(200, {"matchedRecords": matched}, _lsn_headers(lsn))
 
 
 def describe_index_stats(ctx: DataContext, request: Request) -> Response:
@@ -531,18 +320,10 @@ def describe_index_stats(ctx: DataContext, request: Request) -> Response:
     return Response.json(200, payload)
 
 
-def _page_params(params: dict[str, list[str]]) -> tuple[str, int, Any]:
-    """``prefix``, ``limit`` and the decoded ``paginationToken`` of a list request."""
-    prefix = params.get("prefix", [""])[0]
-    limit = _limit(params.get("limit", [None])[0], default=LIST_LIMIT_MAX, maximum=LIST_LIMIT_MAX)
-    token = params.get("paginationToken", [""])[0]
-    return prefix, limit, _decode_token(token) if token else None
-
-
 def list_vectors(ctx: DataContext, request: Request) -> Response:
     params = request.query
-    key, sent = _namespace_param(params.get("namespace", [None])[0])
-    prefix, limit, after = _page_params(params)
+    key, sent = namespace_param(params.get("namespace", [None])[0])
+    prefix, limit, after = page_params(params)
     index = ctx.index
     index.catch_up(ctx.lag_seconds)
     data = index.namespaces.get(key)
@@ -556,95 +337,5 @@ def list_vectors(ctx: DataContext, request: Request) -> Response:
         "usage": {"readUnits": 1},
     }
     if len(ids) > limit:
-        payload["pagination"] = {"next": _encode_token(page[-1])}
+        payload["pagination"] = {"next": encode_token(page[-1])}
     return Response.json(200, payload)
-
-
-def _namespace_description(index: IndexState, name: str) -> dict[str, Any]:
-    data = index.namespaces.get(name)
-    count = len(data) if data is not None else 0
-    out: dict[str, Any] = {
-        "name": name,
-        "record_count": str(count),
-        "size_bytes": str(data.record_bytes() if data is not None else 0),
-    }
-    schema = index.namespace_schemas.get(name)
-    if schema is not None:
-        out["schema"] = schema
-        out["indexed_fields"] = {"fields": sorted(schema.get("fields", {}))}
-    return out
-
-
-def _namespace_path_name(raw: str) -> str:
-    if not raw:
-        raise bad("Namespace name must not be empty")
-    return raw
-
-
-def create_namespace(ctx: DataContext, request: Request) -> Response:
-    body = request.json_object()
-    name = body.get("name")
-    if not isinstance(name, str) or not name:
-        raise bad("name must be a non-empty string")
-    if name == DEFAULT_NAMESPACE:
-        raise bad("The namespace name '__default__' is reserved")
-    _namespace_param(name)
-    schema = body.get("schema")
-    if schema is not None:
-        fields = schema.get("fields") if isinstance(schema, dict) else None
-        if not isinstance(fields, dict) or not all(isinstance(v, dict) for v in fields.values()):
-            raise bad("schema must be an object with a 'fields' object")
-        if len(fields) > NAMESPACE_SCHEMA_MAX_FIELDS:
-            raise bad(f"A namespace schema can have at most {NAMESPACE_SCHEMA_MAX_FIELDS} fields")
-        schema = {"fields": {f: {"filterable": bool(cfg.get("filterable", False))} for f, cfg in fields.items()}}
-    index = ctx.index
-    index.catch_up(ctx.lag_seconds)
-    if name in index.known_namespaces or name in index.namespaces:
-        raise ApiError(409, f"Namespace {name} already exists")
-    index.namespace(name, create=True)
-    index.known_namespaces.add(name)
-    if schema is not None:
-        index.namespace_schemas[name] = schema
-    index.version += 1
-    return Response.json(201, _namespace_description(index, name))
-
-
-def describe_namespace(ctx: DataContext, request: Request, name: str) -> Response:
-    index = ctx.index
-    index.catch_up(ctx.lag_seconds)
-    name = _namespace_path_name(name)
-    if name not in index.namespaces:
-        raise ApiError(404, "Namespace not found")
-    return Response.json(200, _namespace_description(index, name))
-
-
-def delete_namespace(ctx: DataContext, request: Request, name: str) -> Response:
-    index = ctx.index
-    index.catch_up(ctx.lag_seconds)
-    name = _namespace_path_name(name)
-    if name not in index.namespaces and name not in index.known_namespaces:
-        raise ApiError(404, "Namespace not found")
-    index.namespaces.pop(name, None)
-    index.namespace_schemas.pop(name, None)
-    index.known_namespaces.discard(name)
-    index.version += 1
-    return Response.json(202, {})
-
-
-def list_namespaces(ctx: DataContext, request: Request) -> Response:
-    prefix, limit, after = _page_params(request.query)
-    index = ctx.index
-    index.catch_up(ctx.lag_seconds)
-    names = sorted(n for n in index.namespaces if n.startswith(prefix))
-    total = len(names)
-    if after is not None:
-        names = [n for n in names if n > after]
-    page = names[:limit]
-    return Response.json(
-        200,
-        {
-            "namespaces": [_namespace_description(index, n) for n in page],
-            "pagination": {"next": _encode_token(page[-1])} if len(names) > limit else None,
-            "total_count": total,
-        },
-    )

@@ -1,7 +1,8 @@
 """Pinecone's data-plane gRPC service (``VectorService``) in front of the same emulator.
 
 Every call is turned into the REST request the SDK's REST client would send for it and answered
-by :meth:`Emulator.handle`, so both transports share one store, the key checks (the ``api-key``
+by the emulator's front door (:func:`pinecone_emulator.routes.handle`, given to :class:`GrpcFrontEnd`
+by server.py, which owns the sockets), so both transports share one store, the key checks (the ``api-key``
 metadata), the limits, the counters and the fault injection; the REST answer is turned back into
 the gRPC response, or into a gRPC status: the data plane's error bodies already carry their gRPC
 code (``rpcStatus``), 401 is UNAUTHENTICATED and a dropped connection UNAVAILABLE.
@@ -18,20 +19,17 @@ An upsert's 2 MB limit is measured on the protobuf message, as Pinecone measures
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import grpc
 import orjson
 from google.protobuf import json_format
 
-from pinecone_emulator.app import GRPC_MARKER
-from pinecone_emulator.wire import Request
-
-if TYPE_CHECKING:
-    from pinecone_emulator.app import Emulator
+from pinecone_emulator.wire import GRPC_MARKER, Request, Response
 
 PROTO = Path(__file__).with_name("vector_service.proto")
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # the emulator's own limits answer first, as over REST
@@ -53,6 +51,8 @@ _STATUS_FOR_HTTP = {
 _STATUS_BY_CODE = {status.value[0]: status for status in grpc.StatusCode}
 
 _compiled: list[Any] = []
+
+type Handle = Callable[[Request], Response]  # the emulator's front door
 
 
 def messages() -> tuple[Any, Any]:
@@ -91,8 +91,8 @@ def _drop_none(payload: dict[str, Any]) -> dict[str, Any]:
 class _Call:
     """One gRPC call as a REST request to the emulator."""
 
-    def __init__(self, emulator: Emulator, index: str, context: grpc.ServicerContext) -> None:
-        self.emulator, self.index, self.context = emulator, index, context
+    def __init__(self, handle: Handle, index: str, context: grpc.ServicerContext) -> None:
+        self.handle, self.index, self.context = handle, index, context
         metadata = dict(context.invocation_metadata())
         self.headers = {"Api-Key": metadata.get("api-key", ""), "Content-Type": "application/json", GRPC_MARKER: "grpc"}
         if "x-pinecone-api-version" in metadata:
@@ -116,7 +116,7 @@ class _Call:
             parsed=body,  # the decoded body, as the REST path would have it: no JSON round trip
             wire_size=wire_size,
         )
-        response = self.emulator.handle(request)
+        response = self.handle(request)
         if response.drop:
             self.context.abort(grpc.StatusCode.UNAVAILABLE, "connection dropped by the emulator's fault plan")
         if response.status >= 400:
@@ -142,11 +142,11 @@ def _status(http_status: int, body: bytes) -> tuple[grpc.StatusCode, str]:
 class _Servicer:
     """``VectorService``'s methods for one index."""
 
-    def __init__(self, emulator: Emulator, index: str, pb: Any) -> None:
-        self.emulator, self.index, self.pb = emulator, index, pb
+    def __init__(self, handle: Handle, index: str, pb: Any) -> None:
+        self.handle, self.index, self.pb = handle, index, pb
 
     def _call(self, context: grpc.ServicerContext) -> _Call:
-        return _Call(self.emulator, self.index, context)
+        return _Call(self.handle, self.index, context)
 
     def Upsert(self, request: Any, context: grpc.ServicerContext) -> Any:
         vectors = []
@@ -251,10 +251,10 @@ class _Servicer:
 
 
 class GrpcFrontEnd:
-    """One gRPC listener per index, started on first use; all answered by the same emulator."""
+    """One gRPC listener per index, started on first use; all answered by the same front door."""
 
-    def __init__(self, emulator: Emulator, host: str = "127.0.0.1", workers: int = 16) -> None:
-        self.emulator, self.host, self.workers = emulator, host, workers
+    def __init__(self, handle: Handle, host: str = "127.0.0.1", workers: int = 16) -> None:
+        self.handle, self.host, self.workers = handle, host, workers
         self._servers: dict[str, tuple[grpc.Server, int]] = {}
         self._lock = threading.Lock()
 
@@ -275,7 +275,7 @@ class GrpcFrontEnd:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ],
         )
-        services.add_VectorServiceServicer_to_server(_Servicer(self.emulator, index, pb), server)
+        services.add_VectorServiceServicer_to_server(_Servicer(self.handle, index, pb), server)
         port = server.add_insecure_port(f"{self.host}:0")
         server.start()
         return server, port

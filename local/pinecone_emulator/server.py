@@ -1,18 +1,28 @@
-"""HTTP/1.1 over the standard library's ThreadingHTTPServer, plus a start/stop handle for tests."""
+"""The sockets: HTTP/1.1 over the standard library's ThreadingHTTPServer, and the gRPC front end's listeners.
+
+:class:`EmulatorServer` owns both and sends every request to the front door (:func:`routes.handle`);
+it starts the gRPC front end (grpc_server.py, grpcio loaded only then) on the first request for an
+index's gRPC endpoint (``GET /_emulator/indexes/<name>/grpc``).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pinecone_emulator.app import Emulator
 from pinecone_emulator.config import EmulatorConfig
+from pinecone_emulator.routes import handle
 from pinecone_emulator.wire import Request, Response
+
+if TYPE_CHECKING:
+    from pinecone_emulator.grpc_server import GrpcFrontEnd
 
 log = logging.getLogger("pinecone_emulator")
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -60,7 +70,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         path, _, query = self.path.partition("?")
         request = Request(method=self.command, path=path, query_string=query, headers=self.headers, body=body)
-        response = self.server.emulator.handle(request)
+        response = handle(self.server.emulator, request)
         if response.drop:
             self.close_connection = True
             with contextlib.suppress(OSError):
@@ -104,7 +114,10 @@ class EmulatorServer:
         self.emulator = emulator or Emulator(self.config)
         self._server = _Server((self.config.host, self.config.port), self.emulator)
         self.emulator.port = self._server.server_address[1]
+        self.emulator.grpc_endpoint = self.grpc_endpoint
         self._thread: threading.Thread | None = None
+        self._grpc: GrpcFrontEnd | None = None  # made on first use (grpcio loads only then)
+        self._grpc_lock = threading.Lock()
 
     @property
     def port(self) -> int:
@@ -113,6 +126,17 @@ class EmulatorServer:
     @property
     def url(self) -> str:
         return self.emulator.base_url
+
+    def grpc_endpoint(self, index: str) -> str:
+        """``http://host:port`` serving the index's data plane over gRPC (its listener started now if it was not)."""
+        with self._grpc_lock:
+            if self._grpc is None:
+                from pinecone_emulator.grpc_server import GrpcFrontEnd
+
+                host = self.emulator.config.advertise_host or self.emulator.config.host
+                self._grpc = GrpcFrontEnd(functools.partial(handle, self.emulator), host=host)
+            front_end = self._grpc
+        return front_end.endpoint(index)
 
     def start(self) -> EmulatorServer:
         self._thread = threading.Thread(target=self._server.serve_forever, name="pinecone-emulator", daemon=True)
@@ -123,7 +147,10 @@ class EmulatorServer:
         self._server.serve_forever()
 
     def stop(self) -> None:
-        self.emulator.close()
+        with self._grpc_lock:
+            front_end, self._grpc = self._grpc, None
+        if front_end is not None:
+            front_end.stop()
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:

@@ -2,7 +2,8 @@
 
 Writes go through :meth:`IndexState.write`, which stamps a log sequence number (LSN). With an
 indexing lag the write is queued and applied to the readable state only once the lag has passed,
-so reads see what a lagging Pinecone index would show.
+so reads see what a lagging Pinecone index would show. Each index keeps a journal of what was
+applied to which record, and how (:data:`APPLIED_AS`), for tests that diagnose ordering.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -22,6 +24,10 @@ from pinecone_emulator.records import Record, Sparse
 DEFAULT_NAMESPACE = "__default__"
 # Below this many matrix elements scores are computed in float64 (exact for tests); above, in float32 (fast).
 EXACT_SCORING_ELEMENTS = 4_000_000
+
+# How the request being carried out reached the store: "direct", "then-fault" (applied, then answered with
+# an error or a dropped connection) or "held" (applied later on a timer); kept in each index's journal.
+APPLIED_AS: ContextVar[str] = ContextVar("applied_as", default="direct")
 
 
 def namespace_key(name: object) -> str:
@@ -197,6 +203,24 @@ class PendingWrite:
     apply: Callable[[], None]
 
 
+class Applied(NamedTuple):
+    """One journal entry: an upsert or a delete by id, carried out on one record.
+
+    ``metadata`` is the record's metadata as stored, whatever fields the client uses (the store
+    never changes a metadata object in place, so the entry shares it rather than copying it).
+    """
+
+    at: float  # the emulator's monotonic clock
+    op: str
+    namespace: str
+    id: str
+    metadata: dict[str, Any] | None
+    how: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"at": self.at, "op": self.op, "id": self.id, "metadata": self.metadata, "how": self.how}
+
+
 @dataclass
 class IndexState:
     """One index: its control-plane description and its data."""
@@ -220,8 +244,7 @@ class IndexState:
     version: int = 0  # bumped on every applied change, for persistence
     ready_at: float = 0.0  # monotonic time from which the index is Ready (Initializing before)
     forced_state: str | None = None  # "InitializationFailed" / "Terminating" / "Disabled", set through the control API
-    # what was applied to which record, and how: (monotonic time, op, namespace, id, _relay_version, how)
-    journal: deque[tuple[float, str, str, str, str | None, str]] = field(default_factory=lambda: deque(maxlen=200_000))
+    journal: deque[Applied] = field(default_factory=lambda: deque(maxlen=200_000))  # what was applied, oldest first
 
     @property
     def status(self) -> str:

@@ -18,6 +18,9 @@ from urllib.parse import parse_qs
 
 import orjson
 
+# Set by the gRPC front end on the REST requests it makes of gRPC calls, so the counters can tell the transports apart.
+GRPC_MARKER = "X-Emulator-Transport"
+
 
 class Surface(StrEnum):
     """Which API answered, which decides the error body shape."""

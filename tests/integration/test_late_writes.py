@@ -33,7 +33,8 @@ class ShiftedClock:
 
 def applied(control: EmulatorControl) -> list[str]:
     """The versions of record r that the index has carried out, oldest first, repeats collapsed."""
-    versions = [entry["version"] for entry in control.journal(INDEX_NAME, SAMPLE_TENANTS["acme"], "r")]
+    entries = control.journal(INDEX_NAME, SAMPLE_TENANTS["acme"], "r")
+    versions = [(entry["metadata"] or {}).get("_relay_version") for entry in entries]
     return [v for i, v in enumerate(versions) if i == 0 or versions[i - 1] != v]
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from pinecone import Admin, Pinecone, ServerlessSpec, UnauthorizedError
 
-from pinecone_emulator import Emulator, EmulatorConfig
+from pinecone_emulator import Emulator, EmulatorConfig, handle
 from pinecone_emulator.persistence import attach_persistence
 from pinecone_emulator.wire import Request
 
@@ -117,8 +117,8 @@ def test_deleted_index_stays_deleted_after_a_reload(tmp_path: Path) -> None:
     schema = {"fields": {"_values": {"type": "dense_vector", "dimension": 2, "metric": "cosine"}}}
     for name in ("stay", "go"):
         body = json.dumps({"name": name, "schema": schema}).encode()
-        assert first.handle(Request("POST", "/indexes", "", headers, body)).status == 201
-    assert first.handle(Request("DELETE", "/indexes/go", "", headers)).status == 202
+        assert handle(first, Request("POST", "/indexes", "", headers, body)).status == 201
+    assert handle(first, Request("DELETE", "/indexes/go", "", headers)).status == 202
     persistence.close()
 
     second = Emulator(config)

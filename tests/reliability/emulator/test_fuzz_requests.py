@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pinecone_emulator import Emulator, EmulatorConfig
+from pinecone_emulator import Emulator, EmulatorConfig, handle
 from pinecone_emulator.wire import Request
 
 KEY = {"Api-Key": "pclocal"}
@@ -71,10 +71,10 @@ def _emulator() -> Emulator:
             }
         },
     }
-    assert emulator.handle(Request("POST", "/indexes", "", KEY, json.dumps(body).encode())).status == 201
+    assert handle(emulator, Request("POST", "/indexes", "", KEY, json.dumps(body).encode())).status == 201
     seed = {"vectors": [{"id": "a", "values": [1.0, 0.0, 0.5], "metadata": {"genre": "x", "n": 1}}]}
     assert (
-        emulator.handle(Request("POST", "/data/fuzz/vectors/upsert", "", KEY, json.dumps(seed).encode())).status == 200
+        handle(emulator, Request("POST", "/data/fuzz/vectors/upsert", "", KEY, json.dumps(seed).encode())).status == 200
     )
     return emulator
 
@@ -91,7 +91,7 @@ EMULATOR = _emulator()
     ),
 )
 def test_data_plane_answers_every_body_with_success_or_an_rpc_status(path: str, body: object) -> None:
-    response = EMULATOR.handle(Request("POST", f"/data/fuzz/{path}", "", KEY, json.dumps(body).encode()))
+    response = handle(EMULATOR, Request("POST", f"/data/fuzz/{path}", "", KEY, json.dumps(body).encode()))
 
     payload = json.loads(response.body) if response.body else {}
     assert response.status < 500, payload
@@ -131,7 +131,7 @@ def test_data_plane_answers_every_body_with_success_or_an_rpc_status(path: str, 
 )
 def test_control_plane_answers_every_body_with_success_or_an_error_object(body: dict[str, Any], method: str) -> None:
     path = "/indexes" if method == "POST" else "/indexes/fuzz"
-    response = EMULATOR.handle(Request(method, path, "", KEY, json.dumps(body).encode()))
+    response = handle(EMULATOR, Request(method, path, "", KEY, json.dumps(body).encode()))
 
     payload = json.loads(response.body) if response.body else {}
     assert response.status < 500, payload
@@ -139,4 +139,4 @@ def test_control_plane_answers_every_body_with_success_or_an_error_object(body: 
         assert set(payload) == {"error", "status"}
         assert payload["status"] == response.status
     elif method == "POST":
-        EMULATOR.handle(Request("DELETE", f"/indexes/{payload['name']}", "", KEY))
+        handle(EMULATOR, Request("DELETE", f"/indexes/{payload['name']}", "", KEY))
