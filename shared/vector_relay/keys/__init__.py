@@ -1,0 +1,1 @@
+"""The Pinecone API key: the workers' cache and its rotation."""

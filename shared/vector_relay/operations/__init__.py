@@ -1,0 +1,1 @@
+"""Operator tasks: redrive, tenant onboarding, reconcile, the index's lifecycle and resource."""

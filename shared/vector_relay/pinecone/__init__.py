@@ -1,0 +1,1 @@
+"""The only folder that imports the Pinecone SDK (the lint fence in pyproject.toml)."""
