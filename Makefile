@@ -116,7 +116,7 @@ build: $(SAM_VENV)/.installed
 	  $$py tools/precompile.py $(BUILD_DIR)
 
 schema: $(VENV)/.installed
-	$(PY) -m vector_relay.contract_schema > docs/contract.schema.json
+	$(PY) -m vector_relay.contract.json_schema > docs/contract.schema.json
 
 # bandit on the code, checkov on the translated template; accepted findings: tools/security_suppressions.toml.
 # The figures docs/security.md quotes are written there by this run (never typed by hand).

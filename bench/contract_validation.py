@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 
 from bench.harness import wants_json, write_results
-from vector_relay.contract import IndexShape, ValidationContext
-from vector_relay.validation import parse_write_message
+from vector_relay.contract.messages import IndexShape, ValidationContext
+from vector_relay.contract.parsing import parse_write_message
 
 DIMENSION = 1536
 RECORDS_PER_MESSAGE = 30  # about 0.9 MiB of JSON at 1536 dimensions

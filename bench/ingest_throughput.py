@@ -189,7 +189,7 @@ def main() -> None:
             )
             from functions.ingest import app
             from vector_relay.settings import get_settings
-            from vector_relay.worker import reset_worker_dependencies
+            from vector_relay.sqs.worker import reset_worker_dependencies
 
             vectors = messages * records
             grpc_host = grpc_endpoint(services.emulator, name)

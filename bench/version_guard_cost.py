@@ -63,7 +63,7 @@ def main() -> None:
         )
         from functions.ingest import app
         from vector_relay.settings import get_settings
-        from vector_relay.worker import reset_worker_dependencies, worker_dependencies
+        from vector_relay.sqs.worker import reset_worker_dependencies, worker_dependencies
 
         warmups = iter(range(10_000, 20_000))
 

@@ -58,8 +58,8 @@ class Context:
         """``PINECONE_API_KEY``, else the deployment's secret; exit 2 saying where it should have come from."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from vector_relay.api_key_cache import read_api_key
         from vector_relay.errors import VectorRelayError
+        from vector_relay.keys.api_key_cache import read_api_key
 
         key = self.environment("PINECONE_API_KEY")
         if key:

@@ -30,7 +30,7 @@ from vector_relay_cli.progress import bar
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-    from vector_relay.redrive import DeadLetter, SourceQueue
+    from vector_relay.operations.redrive import DeadLetter, SourceQueue
 
 QUEUES = {"ingest": ("IngestDeadLetterQueueUrl", "IngestQueueUrl"), "query": ("QueryDeadLetterQueueUrl", None)}
 CRASH_AFTER_SENDS = "VECTOR_RELAY_REDRIVE_CRASH_AFTER_SENDS"  # a testing aid: die between a send and its delete
@@ -59,7 +59,7 @@ def inspect(ctx: Context, queue: str, url: str | None, samples: int, limit: int 
     Messages are read with a 60 s visibility timeout and made visible again when the scan ends;
     if the command dies, they come back by themselves after those 60 s.
     """
-    from vector_relay.redrive import read_all, release
+    from vector_relay.operations.redrive import read_all, release
 
     sqs = ctx.sqs()
     dlq_url = _dlq_url(ctx, queue, url)
@@ -125,7 +125,7 @@ def redrive(
     The source queue is the DLQ's, as SQS lists it; when the DLQ has several, the one the message
     names (a message naming none of them stays). Exit 1 when some selected messages stay.
     """
-    from vector_relay.redrive import judge, read_all, redrive_target, release, send_back
+    from vector_relay.operations.redrive import judge, read_all, redrive_target, release, send_back
 
     if queue == "query" and not url:
         raise CannotRun("queries are not redriven: whoever asked has stopped waiting; publish the question again")
@@ -235,7 +235,7 @@ def purge(
     deleted, never one that arrived since. Exit 1 when you answer no (nothing is deleted) or some
     deletes failed; 2 when stdin is not a terminal and --yes is not given.
     """
-    from vector_relay.redrive import read_all, release
+    from vector_relay.operations.redrive import read_all, release
 
     min_age_ms = _age_ms(older_than) if older_than is not None else None
     dlq_url = _dlq_url(ctx, queue, url)
@@ -328,7 +328,7 @@ def _source_queues(
     sqs: SQSClient, dlq_url: str, target_url: str | None
 ) -> tuple[list[SourceQueue], SourceQueue | None]:
     """The DLQ's source queues as SQS lists them, and the one ``--target-url`` names (which must be one of them)."""
-    from vector_relay.redrive import queue_arn, source_queues
+    from vector_relay.operations.redrive import queue_arn, source_queues
 
     try:
         sources = source_queues(sqs, dlq_url)
@@ -351,7 +351,7 @@ def _source_queues(
 def _today(ctx: Context) -> tuple[Any, Any]:
     """Today's tenant registry and the index's shape (None when the deployment does not name the index)."""
     from vector_relay.errors import ConfigurationError
-    from vector_relay.pinecone_gateway import PineconeRequestError, describe_index_shape
+    from vector_relay.pinecone.gateway import PineconeRequestError, describe_index_shape
     from vector_relay.tenancy import TenantRegistry
 
     parameter, text = ctx.read_registry()

@@ -32,7 +32,7 @@ class ServiceErrorsExit2(click.Group):
         except (ClientError, BotoCoreError) as error:
             raise CannotRun(f"AWS: {error}") from None
         except Exception as error:
-            from vector_relay.pinecone_gateway import PineconeRequestError  # the SDK is imported only when needed
+            from vector_relay.pinecone.gateway import PineconeRequestError  # the SDK is imported only when needed
 
             if isinstance(error, PineconeRequestError):
                 raise CannotRun(f"Pinecone: {error}") from None

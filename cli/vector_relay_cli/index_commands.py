@@ -1,6 +1,6 @@
 """``vector-relay index``: create, describe, wait for, configure and delete the index (docs/index-lifecycle.md).
 
-The same code as the ``Custom::PineconeIndex`` resource (vector_relay.index_lifecycle). The key is
+The same code as the ``Custom::PineconeIndex`` resource (vector_relay.operations.index_lifecycle). The key is
 ``PINECONE_API_KEY`` when set, else the deployment's secret (``--stack`` / ``--outputs``); the
 control plane is Pinecone's, or ``PINECONE_CONTROL_HOST`` (the local stack's emulator).
 """
@@ -20,8 +20,8 @@ from vector_relay_cli.errors import EXIT_FOUND, CannotRun
 from vector_relay_cli.progress import spinner
 
 if TYPE_CHECKING:
-    from vector_relay.index_lifecycle import IndexAdmin
-    from vector_relay.pinecone_gateway import IndexDescription
+    from vector_relay.operations.index_lifecycle import IndexAdmin
+    from vector_relay.pinecone.gateway import IndexDescription
 
 
 @click.group()
@@ -42,7 +42,7 @@ def _tags(pairs: tuple[str, ...]) -> dict[str, str]:
 @contextmanager
 def _admin(ctx: Context) -> Iterator[IndexAdmin]:
     """An index admin with the key, or exit 2 saying where the key should have come from."""
-    from vector_relay.pinecone_gateway import PineconeIndexAdmin
+    from vector_relay.pinecone.gateway import PineconeIndexAdmin
 
     key = ctx.api_key()
     admin = PineconeIndexAdmin(api_key=key, control_host=ctx.environment("PINECONE_CONTROL_HOST") or None)
@@ -55,8 +55,8 @@ def _admin(ctx: Context) -> Iterator[IndexAdmin]:
 @contextmanager
 def _errors() -> Iterator[None]:
     """Pinecone's and the lifecycle's errors as exit codes: 1 refused or failed, 2 could not run."""
-    from vector_relay.index_lifecycle import IndexLifecycleError
-    from vector_relay.pinecone_gateway import FailureKind, PineconeRequestError
+    from vector_relay.operations.index_lifecycle import IndexLifecycleError
+    from vector_relay.pinecone.gateway import FailureKind, PineconeRequestError
 
     try:
         yield
@@ -97,7 +97,7 @@ def _show(found: IndexDescription, as_json: bool) -> None:
 
 
 def _wait(admin: IndexAdmin, name: str, timeout: float, quiet: bool) -> IndexDescription:
-    from vector_relay.index_lifecycle import wait_ready
+    from vector_relay.operations.index_lifecycle import wait_ready
 
     deadline = time.monotonic() + timeout
     progress = spinner("index {task.fields[name]}: {task.fields[state]}", quiet=quiet)
@@ -164,7 +164,7 @@ def create(
 
     Dense or sparse is said, never assumed: --dimension N (dense) or --sparse.
     """
-    from vector_relay.index_lifecycle import IndexLifecycleError, IndexSpec, ensure
+    from vector_relay.operations.index_lifecycle import IndexLifecycleError, IndexSpec, ensure
 
     if (dimension is None) == (not sparse):
         raise click.UsageError(
@@ -241,8 +241,8 @@ def configure(
 @click.pass_obj
 def delete(ctx: Context, name: str, yes: bool) -> None:
     """Delete the index and all its records (exit 1 when deletion protection refuses, 2 when there is no such index)."""
-    from vector_relay.index_lifecycle import DeletionProtected
-    from vector_relay.index_lifecycle import delete as delete_index
+    from vector_relay.operations.index_lifecycle import DeletionProtected
+    from vector_relay.operations.index_lifecycle import delete as delete_index
 
     with _admin(ctx) as admin, _errors():
         found = admin.describe(name)

@@ -35,8 +35,8 @@ from vector_relay_cli.errors import EXIT_FOUND, CannotRun
 from vector_relay_cli.progress import spinner
 
 if TYPE_CHECKING:
-    from vector_relay.contract import IndexShape
-    from vector_relay.schemas import TenantSchema
+    from vector_relay.contract.messages import IndexShape
+    from vector_relay.contract.tenant_schemas import TenantSchema
 
 MESSAGE_BYTES = 1_000_000  # below SQS's 1 MiB (1,048,576), leaving room for the envelope
 BATCH_BYTES = 1_040_000  # the bodies of one SendMessageBatch together
@@ -187,7 +187,7 @@ def load(
 def _check_deployment(ctx: Context, tenant: str, queue_url: str | None) -> Target:
     """The queue, index shape and schema the load is checked against; exit 2 if the relay would refuse the tenant."""
     from vector_relay.errors import ConfigurationError
-    from vector_relay.pinecone_gateway import PineconeRequestError, describe_index_shape
+    from vector_relay.pinecone.gateway import PineconeRequestError, describe_index_shape
     from vector_relay.tenancy import TenantRegistry
 
     deployment = ctx.deployment()
@@ -253,8 +253,8 @@ def _messages(
     """Upsert bodies packed near the limits: (body, records in it, the last line it holds)."""
     from pydantic import ValidationError
 
-    from vector_relay.contract import UpsertRecord, ValidationContext
-    from vector_relay.validation import problems_from
+    from vector_relay.contract.messages import UpsertRecord, ValidationContext
+    from vector_relay.contract.parsing import problems_from
 
     context = ValidationContext(index=target.shape).as_pydantic_context()
     head = json.dumps({"schema_version": 1, "op": "upsert", "tenant": tenant, "records": []})[:-3]  # up to "records":

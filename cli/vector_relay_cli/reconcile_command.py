@@ -18,8 +18,8 @@ from vector_relay_cli.errors import EXIT_FOUND, CannotRun
 from vector_relay_cli.progress import spinner
 
 if TYPE_CHECKING:
-    from vector_relay.reconcile import GuardPage
-    from vector_relay.version_guard import VersionGuard
+    from vector_relay.ingest.version_guard import VersionGuard
+    from vector_relay.operations.reconcile import GuardPage
 
 METRIC_SERVICE = "reconcile"  # the dimension the scheduled function's metrics carry; the alarm watches it
 
@@ -57,10 +57,10 @@ def reconcile(ctx: Context, namespaces: tuple[str, ...], repair: bool, metric: b
     Only what the table records is checked: a warning names each tenant namespace whose index
     holds more records than the table knows (a table emptied or expired, writes around the relay).
     """
-    from vector_relay.api_key_cache import read_api_key
     from vector_relay.errors import VectorRelayError
-    from vector_relay.pinecone_gateway import RecordReader
-    from vector_relay.reconcile import Report, compare, guard_pages, metric_values
+    from vector_relay.keys.api_key_cache import read_api_key
+    from vector_relay.operations.reconcile import Report, compare, guard_pages, metric_values
+    from vector_relay.pinecone.gateway import RecordReader
 
     deployment = ctx.deployment()
     table = deployment.output("WriteVersionTableName")
@@ -123,7 +123,7 @@ def _not_in_table(
     registry or the index cannot be read, the reconcile report stands on its own and a note says so.
     """
     from vector_relay.errors import ConfigurationError
-    from vector_relay.pinecone_gateway import NamespaceAdmin, PineconeRequestError
+    from vector_relay.pinecone.gateway import NamespaceAdmin, PineconeRequestError
     from vector_relay.tenancy import TenantRegistry
 
     try:
@@ -152,14 +152,14 @@ def _not_in_table(
 def _repair_guard(ctx: Context, table: str) -> VersionGuard:
     """The version guard a repair holds its records through, with the workers' short DynamoDB client.
 
-    The guard's claim lock relies on each call ending within its profile (vector_relay.clients.GUARD_PROFILE).
+    The guard's claim lock relies on each call ending within its profile (vector_relay.aws_clients.GUARD_PROFILE).
     A repair keeps each item's own expiry, so the guard's TTL setting is not used.
     """
     import boto3
 
-    from vector_relay.clients import GUARD_CONFIG
+    from vector_relay.aws_clients import GUARD_CONFIG
+    from vector_relay.ingest.version_guard import VersionGuard
     from vector_relay.settings import Settings
-    from vector_relay.version_guard import VersionGuard
 
     try:
         dynamodb = boto3.client("dynamodb", region_name=ctx.region, config=GUARD_CONFIG)
@@ -170,7 +170,7 @@ def _repair_guard(ctx: Context, table: str) -> VersionGuard:
 
 
 def publish(ctx: Context, values: dict[str, int]) -> None:
-    from vector_relay.observability import METRIC_NAMESPACE
+    from vector_relay.metrics import METRIC_NAMESPACE
 
     data: Any = [
         {
@@ -190,7 +190,7 @@ def publish(ctx: Context, values: dict[str, int]) -> None:
 def _json(report: Any, values: dict[str, int], unknown: dict[str, tuple[int, int]]) -> str:
     import json
 
-    from vector_relay.reconcile import MISMATCH_KINDS
+    from vector_relay.operations.reconcile import MISMATCH_KINDS
 
     counts = report.counts()
     return json.dumps(

@@ -77,8 +77,8 @@ def add(
 ) -> None:
     """Add or update a tenant: the namespace is created with its schema's indexing, then the entry is written."""
     from vector_relay.errors import ConfigurationError
-    from vector_relay.onboarding import OnboardingRefused, onboard
-    from vector_relay.pinecone_gateway import NamespaceAdmin, PineconeRequestError
+    from vector_relay.operations.onboarding import OnboardingRefused, onboard
+    from vector_relay.pinecone.gateway import NamespaceAdmin, PineconeRequestError
 
     entry: dict[str, Any] = {"namespace": namespace}
     if schema_file is not None:

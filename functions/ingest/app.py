@@ -9,10 +9,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vector_relay import snapstart
-from vector_relay.ingest import handle_ingest_batch
-from vector_relay.observability import function_metrics
-from vector_relay.sqs_batch import WholeBatchProcessor
-from vector_relay.worker import worker_dependencies
+from vector_relay.ingest.service import handle_ingest_batch
+from vector_relay.metrics import function_metrics
+from vector_relay.sqs.processor import WholeBatchProcessor
+from vector_relay.sqs.worker import worker_dependencies
 
 logger = Logger()
 metrics = function_metrics()

@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vector_relay.index_resource import run
+from vector_relay.operations.index_resource import run
 
 logger = Logger()
 

@@ -6,9 +6,9 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vector_relay.observability import function_metrics
-from vector_relay.reconcile import metric_values
-from vector_relay.reconcile_run import run_scheduled_reconcile
+from vector_relay.metrics import function_metrics
+from vector_relay.operations.reconcile import metric_values
+from vector_relay.operations.reconcile_run import run_scheduled_reconcile
 
 logger = Logger()
 metrics = function_metrics()

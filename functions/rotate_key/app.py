@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vector_relay.rotation import RotationEvent, run_rotation_step
+from vector_relay.keys.rotation import RotationEvent, run_rotation_step
 
 logger = Logger()
 

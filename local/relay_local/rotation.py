@@ -241,7 +241,7 @@ class LocalRotation:
 
     def project_keys(self, project_id: str) -> set[str] | None:
         """The ids of the project's API keys (Admin API, the stack's service account); None if unreadable."""
-        from vector_relay.pinecone_gateway import PineconeKeyAdmin, PineconeRequestError
+        from vector_relay.pinecone.gateway import PineconeKeyAdmin, PineconeRequestError
 
         try:
             arn = self.info.outputs.get("PineconeAdminSecretArn") or self.info.resources["PineconeAdminSecret"]

@@ -356,8 +356,8 @@ class LocalStack:
 
     def _create_index(self, pinecone_url: str, logical_id: str) -> str:
         """Custom::PineconeIndex, through the function's own code path: create or adopt, wait until Ready."""
-        from vector_relay.index_resource import handle
-        from vector_relay.pinecone_gateway import PineconeIndexAdmin
+        from vector_relay.operations.index_resource import handle
+        from vector_relay.pinecone.gateway import PineconeIndexAdmin
 
         t = self.template
         assert t is not None

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
-from vector_relay.contract import (
+from vector_relay.contract.messages import (
     DeleteByFilterMessage,
     DeleteMessage,
     DeleteRecord,

@@ -50,8 +50,8 @@ def register(*, before_snapshot: Hook, after_restore: Hook) -> None:
 
 def prime() -> None:
     """Load what the first invocation needs without opening a connection (run before the snapshot)."""
-    from vector_relay.clients import load_service_models
-    from vector_relay.pinecone_gateway import load_transport
+    from vector_relay.aws_clients import load_service_models
+    from vector_relay.pinecone.gateway import load_transport
 
     load_transport()
     load_service_models(("secretsmanager", "sqs", "ssm", "dynamodb"))
@@ -59,8 +59,8 @@ def prime() -> None:
 
 def refresh() -> None:
     """Forget connections, clients, the key and random state that came from the snapshot."""
-    from vector_relay.clients import forget_clients
-    from vector_relay.worker import reset_worker_dependencies
+    from vector_relay.aws_clients import forget_clients
+    from vector_relay.sqs.worker import reset_worker_dependencies
 
     reset_worker_dependencies()
     forget_clients()

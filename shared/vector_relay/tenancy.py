@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from vector_relay.contract.tenant_schemas import TenantSchema
 from vector_relay.errors import ConfigurationError, Problem
-from vector_relay.schemas import TenantSchema
 
 MAX_NAMESPACE_CHARS = 512
 DEFAULT_NAMESPACE = "__default__"

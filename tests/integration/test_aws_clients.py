@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from botocore.exceptions import ClientError
 
-from vector_relay.clients import AWS_ATTEMPTS, dynamodb_client, sqs_client
+from vector_relay.aws_clients import AWS_ATTEMPTS, dynamodb_client, sqs_client
 
 
 class AlwaysFailing(BaseHTTPRequestHandler):

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from functions.ingest import app as ingest_app
 from tests.conftest import FakeLambdaContext, load_event
 from tests.integration.conftest import Pipeline
-from vector_relay.clients import clear_client_caches
+from vector_relay.aws_clients import clear_client_caches
 
 
 def poison_event(count: int) -> dict[str, Any]:

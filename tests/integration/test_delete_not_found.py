@@ -14,7 +14,7 @@ import pytest
 from pinecone import Pinecone, ServerlessSpec
 
 from pinecone_emulator.pytest_plugin import EmulatorHandle
-from vector_relay.pinecone_gateway import CallResult, FailureKind, PineconeGateway, PineconeRequestError
+from vector_relay.pinecone.gateway import CallResult, FailureKind, PineconeGateway, PineconeRequestError
 
 Delete = Callable[[PineconeGateway], Awaitable[CallResult]]
 DELETES: dict[str, Delete] = {

@@ -29,10 +29,17 @@ from functions.query import app as query_app
 from tests.conftest import SAMPLE_DIMENSION, SAMPLE_REPLY_QUEUE, SAMPLE_TENANTS
 from tests.integration.conftest import Pipeline, SqsDriver
 from tests.integration.test_ingest import upsert_body, vector
-from vector_relay import ingest, querying
-from vector_relay.contract import IndexShape, ValidationContext
+from vector_relay.contract.messages import IndexShape, ValidationContext
+from vector_relay.contract.parsing import (
+    ERROR_CODES,
+    MAX_JSON_DEPTH,
+    parse_query_message,
+    parse_write_message,
+    read_json,
+)
 from vector_relay.errors import PoisonMessageError
-from vector_relay.validation import ERROR_CODES, MAX_JSON_DEPTH, parse_query_message, parse_write_message, read_json
+from vector_relay.ingest import service as ingest
+from vector_relay.query import service as querying
 
 CONTEXT = ValidationContext(
     tenants=SAMPLE_TENANTS,

@@ -16,8 +16,8 @@ from pinecone import Pinecone
 from functions.pinecone_index import app as index_app
 from pinecone_emulator.pytest_plugin import EmulatorHandle
 from tests.conftest import FakeLambdaContext
-from vector_relay.index_resource import FAILED_PREFIX, WAIT_KEY, Answer, handle, send_response
-from vector_relay.pinecone_gateway import PineconeIndexAdmin
+from vector_relay.operations.index_resource import FAILED_PREFIX, WAIT_KEY, Answer, handle, send_response
+from vector_relay.pinecone.gateway import PineconeIndexAdmin
 
 PROPERTIES = {"Name": "relay-index", "Dimension": "8", "Metric": "cosine", "Cloud": "aws", "Region": "us-east-1"}
 

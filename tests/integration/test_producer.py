@@ -14,9 +14,9 @@ import pytest
 from pydantic import ValidationError
 
 from tests.integration.test_ingest import vector
-from vector_relay.contract import ValidationContext
+from vector_relay.contract.messages import ValidationContext
+from vector_relay.contract.parsing import parse_query_message, parse_write_message
 from vector_relay.producer import Publisher, VersionClock, delete, delete_by_filter, purge_tenant, query, upsert
-from vector_relay.validation import parse_query_message, parse_write_message
 
 
 @pytest.fixture

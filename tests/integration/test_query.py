@@ -21,8 +21,8 @@ from tests.conftest import SAMPLE_DIMENSION, SAMPLE_REPLY_QUEUE, FakeLambdaConte
 from tests.integration.conftest import Pipeline, SqsDriver, parametrize_transports
 from tests.integration.test_ingest import upsert_body, vector
 from tests.unit.test_events import documented_poison
-from vector_relay import querying
-from vector_relay.contract import DeadLetterAttributes
+from vector_relay.contract.messages import DeadLetterAttributes
+from vector_relay.query import service as querying
 
 
 def query_body(**fields: Any) -> str:

@@ -24,9 +24,9 @@ from functions.rotate_key import app as rotate_app
 from pinecone_emulator.pytest_plugin import EmulatorHandle
 from tests.conftest import FakeLambdaContext
 from tests.integration.conftest import Pipeline
-from vector_relay import rotation
-from vector_relay.pinecone_gateway import PineconeRequestError, check_api_key
-from vector_relay.rotation import KEY_NAME_PREFIX, RotationError, key_name_for
+from vector_relay.keys import rotation
+from vector_relay.keys.rotation import KEY_NAME_PREFIX, RotationError, key_name_for
+from vector_relay.pinecone.gateway import PineconeRequestError, check_api_key
 from vector_relay.settings import get_settings
 
 INITIAL_KEY_ID = "initial-key-0"  # the emulator's id for its first --api-key

@@ -21,7 +21,7 @@ from tests.conftest import SAMPLE_REPLY_QUEUE
 from tests.integration.conftest import Pipeline, SqsDriver, parametrize_transports
 from tests.integration.test_ingest import upsert_body, vector
 from vector_relay.settings import get_settings
-from vector_relay.worker import reset_worker_dependencies
+from vector_relay.sqs.worker import reset_worker_dependencies
 
 
 @dataclass(frozen=True)

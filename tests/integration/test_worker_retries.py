@@ -16,8 +16,8 @@ from pinecone import AsyncIndex, Pinecone, ServerlessSpec
 from pinecone._internal.http_client import get_budget_registry
 
 from pinecone_emulator.pytest_plugin import EmulatorHandle
-from vector_relay.batching import EncodedRecord
-from vector_relay.pinecone_gateway import (
+from vector_relay.ingest.planning import EncodedRecord
+from vector_relay.pinecone.gateway import (
     CallResult,
     FailureKind,
     PineconeGateway,

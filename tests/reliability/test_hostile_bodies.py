@@ -24,8 +24,8 @@ from tests.conftest import SAMPLE_REPLY_QUEUE
 from tests.integration.conftest import Pipeline, SqsDriver, pipeline, transport
 from tests.integration.test_fuzz_handlers import _loads, first_code, ingest_skeletons, query_skeleton
 from tests.integration.test_ingest import upsert_body
+from vector_relay.contract.parsing import ERROR_CODES, MAX_JSON_DEPTH, parse_query_message, parse_write_message
 from vector_relay.errors import MAX_DETAIL_CHARS
-from vector_relay.validation import ERROR_CODES, MAX_JSON_DEPTH, parse_query_message, parse_write_message
 
 __all__ = ["pinecone_emulator", "pinecone_emulator_server", "pipeline", "transport"]
 

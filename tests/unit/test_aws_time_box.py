@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from vector_relay.clients import (
+from vector_relay.aws_clients import (
     AWS_PROFILES,
     GUARD_PROFILE,
     OutOfTimeError,

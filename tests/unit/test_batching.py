@@ -10,7 +10,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vector_relay.batching import (
+from vector_relay.contract.messages import UpsertMessage, ValidationContext, WriteMessage
+from vector_relay.contract.parsing import parse_write_message
+from vector_relay.ingest.planning import (
     MAX_IDS_PER_DELETE,
     MAX_RECORDS_PER_REQUEST,
     MAX_UPSERT_REQUEST_BYTES,
@@ -23,8 +25,6 @@ from vector_relay.batching import (
     upsert_body,
     wire_record,
 )
-from vector_relay.contract import UpsertMessage, ValidationContext, WriteMessage
-from vector_relay.validation import parse_write_message
 
 CONTEXT = ValidationContext()
 
@@ -241,14 +241,14 @@ def test_packing_respects_limits_and_is_near_minimal(batch: list[tuple[str, str,
 
 
 def test_every_upserted_record_carries_its_version_in_its_metadata() -> None:
-    from vector_relay.batching import wire_record
-    from vector_relay.contract import (
+    from vector_relay.contract.messages import (
         MAX_METADATA_BYTES,
         MAX_VERSION,
         VERSION_METADATA_KEY,
         VERSION_METADATA_ROOM,
         UpsertRecord,
     )
+    from vector_relay.ingest.planning import wire_record
 
     plain = UpsertRecord(id="a", version=MAX_VERSION, values=[1.0, 0.0])
     tagged = UpsertRecord(id="b", version=7, values=[1.0, 0.0], metadata={"k": "v"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vector_relay.clients import (
+from vector_relay.aws_clients import (
     AWS_ATTEMPTS,
     dynamodb_client,
     s3_client,

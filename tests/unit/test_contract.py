@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from vector_relay import producer, validation
-from vector_relay.contract import (
+from vector_relay import producer
+from vector_relay.contract import parsing as validation
+from vector_relay.contract.messages import (
     MAX_METADATA_BYTES,
     DeadLetterAttributes,
     DeleteByFilterMessage,
@@ -24,8 +25,14 @@ from vector_relay.contract import (
     UpsertMessage,
     ValidationContext,
 )
+from vector_relay.contract.parsing import (
+    ERROR_CODES,
+    MAX_JSON_DEPTH,
+    parse_query_message,
+    parse_write_message,
+    read_json,
+)
 from vector_relay.errors import PoisonMessageError
-from vector_relay.validation import ERROR_CODES, MAX_JSON_DEPTH, parse_query_message, parse_write_message, read_json
 
 REPLY = "https://sqs.us-east-1.amazonaws.com/123456789012/replies"
 CONTEXT = ValidationContext(

@@ -6,9 +6,9 @@ import json
 import re
 
 from tests.conftest import ROOT
-from vector_relay.contract import DeadLetterAttributes, QueryMessage, UpsertRecord
-from vector_relay.contract_schema import render
-from vector_relay.validation import ERROR_CODES
+from vector_relay.contract.json_schema import render
+from vector_relay.contract.messages import DeadLetterAttributes, QueryMessage, UpsertRecord
+from vector_relay.contract.parsing import ERROR_CODES
 
 CONTRACT_DOC = (ROOT / "docs" / "contract.md").read_text()
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from vector_relay.filters import MAX_FILTER_DEPTH, field_names, filter_problems, matches_every_record
+from vector_relay.contract.filters import MAX_FILTER_DEPTH, field_names, filter_problems, matches_every_record
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.unit.index_fakes import INVOCATION_SECONDS, URL, Clock, FakeIndexes, create_event
-from vector_relay.index_resource import (
+from vector_relay.operations.index_resource import (
     HAND_OVER_WORST_CASE_SECONDS,
     RESERVE_SECONDS,
     SEND_ATTEMPTS,

@@ -9,7 +9,8 @@ import pytest
 
 from tests.conftest import ROOT
 from tools.template_rules import load_template
-from vector_relay.reconcile import (
+from vector_relay.ingest.version_guard import GuardedWrite, Lease, RecordState
+from vector_relay.operations.reconcile import (
     FETCH_PAGE,
     GuardPage,
     Mismatch,
@@ -19,7 +20,6 @@ from vector_relay.reconcile import (
     metric_values,
     redelivery_horizon_ms,
 )
-from vector_relay.version_guard import GuardedWrite, Lease, RecordState
 
 
 class FakeIndex:

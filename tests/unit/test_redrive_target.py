@@ -3,7 +3,7 @@ names on its own (the integration tests drive the same through moto's queues).""
 
 from __future__ import annotations
 
-from vector_relay.redrive import DeadLetter, SourceQueue, redrive_target
+from vector_relay.operations.redrive import DeadLetter, SourceQueue, redrive_target
 
 INGEST = SourceQueue("https://sqs.us-east-1.amazonaws.com/1/ingest", "arn:aws:sqs:us-east-1:1:ingest")
 QUERY = SourceQueue("https://sqs.us-east-1.amazonaws.com/1/query", "arn:aws:sqs:us-east-1:1:query")

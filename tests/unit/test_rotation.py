@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tools.template_rules import load_template
-from vector_relay.rotation import (
+from vector_relay.keys.rotation import (
     KEY_NAME_PREFIX,
     KeySecret,
     RotationError,

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vector_relay.contract.tenant_schemas import FIELD_TYPES, FieldSpec, TenantSchema, conforms
 from vector_relay.errors import ConfigurationError
-from vector_relay.schemas import FIELD_TYPES, FieldSpec, TenantSchema, conforms
 from vector_relay.tenancy import TenantRegistry
 
 SCHEMA = TenantSchema(

@@ -172,7 +172,7 @@ def test_a_queue_or_bucket_that_takes_plain_http_fails() -> None:
 
 
 def test_the_ingest_role_allows_exactly_the_dynamodb_calls_the_version_guard_makes() -> None:
-    source = (ROOT / "shared" / "vector_relay" / "version_guard.py").read_text()
+    source = (ROOT / "shared" / "vector_relay" / "ingest" / "version_guard.py").read_text()
     calls = {"".join(part.capitalize() for part in name.split("_")) for name in re.findall(r"_dynamodb\.(\w+)", source)}
     granted = {
         action.removeprefix("dynamodb:")

@@ -13,8 +13,8 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from vector_relay.errors import PoisonMessageError, Problem
+from vector_relay.sqs.worker import SecondLook
 from vector_relay.tenancy import TenantRegistry, TenantRegistrySource
-from vector_relay.worker import SecondLook
 
 INTERVAL = 5.0
 REFUSED = PoisonMessageError([Problem("unknown_tenant", "tenant", "tenant 'hooli' is not in the tenant registry")])

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import FakeLambdaContext
-from vector_relay.clients import GUARD_PROFILE
+from vector_relay.aws_clients import GUARD_PROFILE
 from vector_relay.errors import ConfigurationError
 from vector_relay.settings import Settings
-from vector_relay.worker import check_timing, timing_problems
+from vector_relay.sqs.worker import check_timing, timing_problems
 
 BASE = {"pinecone_secret_arn": "arn:aws:secretsmanager:us-east-1:1:secret:k", "pinecone_index_host": "https://h"}
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from vector_relay.api_key_cache import ApiKey, ApiKeyCache, GatewaySource
-from vector_relay.batching import EncodedRecord, plan_writes
-from vector_relay.contract import ValidationContext
+from vector_relay.contract.messages import ValidationContext
+from vector_relay.contract.parsing import parse_write_message
 from vector_relay.errors import AuthError, TransientError
-from vector_relay.pinecone_gateway import CallResult, FailureKind, PineconeRequestError
-from vector_relay.validation import parse_write_message
-from vector_relay.writer import Deadline, DeadlineError, PlanRunner, WriteOutcome
+from vector_relay.ingest.planning import EncodedRecord, plan_writes
+from vector_relay.ingest.runner import Deadline, DeadlineError, PlanRunner, WriteOutcome
+from vector_relay.keys.api_key_cache import ApiKey, ApiKeyCache, GatewaySource
+from vector_relay.pinecone.gateway import CallResult, FailureKind, PineconeRequestError
 
 
 class ScriptedGateway:

@@ -1,4 +1,4 @@
-"""The contract's JSON Schema, generated from the models: ``python -m vector_relay.contract_schema``.
+"""The contract's JSON Schema, generated from the models: ``python -m vector_relay.contract.json_schema``.
 
 ``make schema`` writes it to ``docs/contract.schema.json``; a test fails when the committed file and
 the models differ. The schema states the structure; the rules that need the deployment (tenant
@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from vector_relay.contract import DeadLetterAttributes, QueryMessage, QueryReply, WriteMessage
+from vector_relay.contract.messages import DeadLetterAttributes, QueryMessage, QueryReply, WriteMessage
 
 
 def contract_schema() -> dict[str, Any]:

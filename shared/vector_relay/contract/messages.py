@@ -4,7 +4,7 @@ Every model forbids unknown fields. Structural rules (types, required fields, si
 field types; the rules that depend on the deployment (the tenant registry, the index's dimension
 and metric, the reply allow-list) read a :class:`ValidationContext` passed at validation time, so
 one pass over a message finds every problem. Validation errors carry stable codes (the pydantic
-error ``type`` is the code for the project's own checks); :mod:`vector_relay.validation` turns them
+error ``type`` is the code for the project's own checks); :mod:`vector_relay.contract.parsing` turns them
 into :class:`~vector_relay.errors.Problem` lists. ``docs/contract.md`` explains every field and code.
 """
 
@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from vector_relay.filters import field_names, filter_problems, matches_every_record
+from vector_relay.contract.filters import field_names, filter_problems, matches_every_record
 
 SCHEMA_VERSION = 1
 
@@ -525,7 +525,7 @@ class DeadLetterAttributes(_Strict):
     source_queue: str
     source_message_id: str
     receive_count: Annotated[int, Field(ge=1)]
-    # When the write was first sent (epoch ms), carried onto every copy (vector_relay.message_age);
+    # When the write was first sent (epoch ms), carried onto every copy (vector_relay.sqs.message_age);
     # absent on DLQ messages from before it existed.
     first_sent_at: Annotated[int, Field(ge=0)] | None = None
 

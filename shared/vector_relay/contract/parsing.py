@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import from_json
 
-from vector_relay.contract import QueryMessage, ValidationContext, WriteMessage
+from vector_relay.contract.messages import QueryMessage, ValidationContext, WriteMessage
 from vector_relay.errors import PoisonMessageError, Problem
 
 # Every code a message can be dead-lettered or answered with, and what it means.

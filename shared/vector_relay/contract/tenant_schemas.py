@@ -196,8 +196,8 @@ def _violation(location: str, message: str) -> Problem:
 
 def message_problems(schema: TenantSchema | None, message: object) -> list[Problem]:
     """Why a valid write message breaks its tenant's schema: an upsert's records, a delete_by_filter's filter."""
-    from vector_relay.batching import EncodedRecord, EncodedUpsert
-    from vector_relay.contract import DeleteByFilterMessage, UpsertMessage, UpsertRecord
+    from vector_relay.contract.messages import DeleteByFilterMessage, UpsertMessage, UpsertRecord
+    from vector_relay.ingest.planning import EncodedRecord, EncodedUpsert
 
     if schema is None:
         return []

@@ -32,7 +32,7 @@ from typing import Any, Literal, assert_never
 
 import orjson
 
-from vector_relay.contract import (
+from vector_relay.contract.messages import (
     VERSION_METADATA_KEY,
     DeleteByFilterMessage,
     DeleteMessage,

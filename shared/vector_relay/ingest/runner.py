@@ -1,4 +1,4 @@
-"""Run a :class:`~vector_relay.batching.WritePlan` against Pinecone: concurrent, bounded, ordered, deadline-aware.
+"""Run a :class:`~vector_relay.ingest.planning.WritePlan` against Pinecone: concurrent, bounded, ordered, in time.
 
 * Namespaces run concurrently; inside a namespace the stages run in order, and a stage starts
   only when every request of the one before it succeeded (a failed stage fails the later ones, so
@@ -32,10 +32,10 @@ from typing import Any, assert_never
 
 from aws_lambda_powertools import Logger
 
-from vector_relay.api_key_cache import GatewaySource, call_with_key_refresh
-from vector_relay.batching import PlannedRequest, WritePlan
 from vector_relay.errors import AuthError, PoisonMessageError, Problem, TransientError, WaitingError
-from vector_relay.pinecone_gateway import CallResult, FailureKind, PineconeGateway, PineconeRequestError
+from vector_relay.ingest.planning import PlannedRequest, WritePlan
+from vector_relay.keys.api_key_cache import GatewaySource, call_with_key_refresh
+from vector_relay.pinecone.gateway import CallResult, FailureKind, PineconeGateway, PineconeRequestError
 
 logger = Logger(child=True)
 

@@ -3,8 +3,8 @@
 1. Every message is validated on its own (contract, tenant, index shape); poison is sent to the
    DLQ with its reasons and acknowledged.
 2. The valid messages are planned into as few Pinecone requests as allowed
-   (:mod:`vector_relay.batching`) and run concurrently under the invocation's deadline
-   (:mod:`vector_relay.writer`).
+   (:mod:`vector_relay.ingest.planning`) and run concurrently under the invocation's deadline
+   (:mod:`vector_relay.ingest.runner`).
 3. Messages Pinecone rejects are poison too (``pinecone_rejected``); messages whose request failed
    transiently are reported as batch item failures, except on their last delivery before the
    redrive limit, where they go to the DLQ with ``retries_exhausted`` and the last error.
@@ -26,7 +26,17 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
-from vector_relay.batching import (
+from vector_relay.aws_clients import OutOfTimeError
+from vector_relay.contract.messages import (
+    DeleteByFilterMessage,
+    DeleteMessage,
+    PurgeTenantMessage,
+    UpsertMessage,
+    ValidationContext,
+)
+from vector_relay.contract.parsing import parse_write_message
+from vector_relay.errors import PoisonMessageError, Problem, WaitingError
+from vector_relay.ingest.planning import (
     Coalesced,
     EncodedUpsert,
     PlannableWrite,
@@ -38,20 +48,17 @@ from vector_relay.batching import (
     pack,
     request_keys,
 )
-from vector_relay.clients import OutOfTimeError
-from vector_relay.contract import (
-    DeleteByFilterMessage,
-    DeleteMessage,
-    PurgeTenantMessage,
-    UpsertMessage,
-    ValidationContext,
+from vector_relay.ingest.runner import (
+    MIN_REQUEST_SECONDS,
+    Admission,
+    Deadline,
+    HeldBehindError,
+    PlanRunner,
+    WriteOutcome,
 )
-from vector_relay.errors import PoisonMessageError, Problem, WaitingError
-from vector_relay.message_age import expired, first_sent_attribute, first_sent_ms
-from vector_relay.tenancy import TenantRegistry
-from vector_relay.validation import parse_write_message
-from vector_relay.version_guard import BusyWriteError, GuardedWrite, Verdict, VersionGuard
-from vector_relay.worker import (
+from vector_relay.ingest.version_guard import BusyWriteError, GuardedWrite, Verdict, VersionGuard
+from vector_relay.sqs.message_age import expired, first_sent_attribute, first_sent_ms
+from vector_relay.sqs.worker import (
     WorkerDependencies,
     check_timing,
     dead_letter,
@@ -61,7 +68,7 @@ from vector_relay.worker import (
     retry_soon,
     sort_batch,
 )
-from vector_relay.writer import MIN_REQUEST_SECONDS, Admission, Deadline, HeldBehindError, PlanRunner, WriteOutcome
+from vector_relay.tenancy import TenantRegistry
 
 logger = Logger(child=True)
 
@@ -141,7 +148,7 @@ def _without_expired(
     records: list[SQSRecord], deps: WorkerDependencies, failures: dict[str, BaseException]
 ) -> list[SQSRecord]:
     """``records`` without the writes first sent longer ago than the version guard remembers versions:
-    those are dead-lettered as ``write_expired`` (:mod:`vector_relay.message_age`)."""
+    those are dead-lettered as ``write_expired`` (:mod:`vector_relay.sqs.message_age`)."""
     if deps.guard is None:
         return records  # no guard, no tombstones to outlive
     now = deps.guard.now()
@@ -162,7 +169,7 @@ def _requeue(deps: WorkerDependencies, record: SQSRecord, error: WaitingError) -
     its namespace that does) would otherwise reach the DLQ as retries_exhausted; a record written
     often can keep a message busy through ``maxReceiveCount`` deliveries. The copy is the same
     write: the version guard orders it like the original. It carries the original's first send
-    time, so the copy is no younger than the write (:mod:`vector_relay.message_age`). False when
+    time, so the copy is no younger than the write (:mod:`vector_relay.sqs.message_age`). False when
     SQS refused the copy (the original is then dead-lettered as before).
     """
     now = deps.guard.now() if deps.guard is not None else 0.0
@@ -217,7 +224,7 @@ def _lease_seconds(context: LambdaContext | None, deps: WorkerDependencies) -> f
 
 
 def _parser(transport: Transport) -> Callable[[str, ValidationContext], PlannableWrite]:
-    """Validate a message; encode an upsert's records at once for ``transport`` (see :mod:`vector_relay.batching`)."""
+    """Validate a message; encode an upsert's records at once for ``transport`` (see ingest.planning)."""
 
     def parse(body: str, validation: ValidationContext) -> PlannableWrite:
         return encode_upsert(parse_write_message(body, validation), transport)

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from vector_relay.clients import GUARD_PROFILE, fits
+from vector_relay.aws_clients import GUARD_PROFILE, fits
 from vector_relay.errors import TransientError, WaitingError
 
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools import Logger
 
 from vector_relay.errors import ConfigurationError
-from vector_relay.pinecone_gateway import FailureKind, PineconeGateway, PineconeRequestError
+from vector_relay.pinecone.gateway import FailureKind, PineconeGateway, PineconeRequestError
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient

@@ -47,10 +47,10 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from vector_relay.clients import secrets_client, ssm_client
+from vector_relay.aws_clients import secrets_client, ssm_client
 from vector_relay.errors import ConfigurationError, VectorRelayError
-from vector_relay.observability import METRIC_NAMESPACE
-from vector_relay.pinecone_gateway import (
+from vector_relay.metrics import METRIC_NAMESPACE
+from vector_relay.pinecone.gateway import (
     ApiKeyInfo,
     CreatedApiKey,
     PineconeKeyAdmin,
@@ -140,7 +140,7 @@ def parse_key_secret(text: str | None, where: str) -> KeySecret:
 
 
 class KeyAdmin(Protocol):
-    """What rotation needs from Pinecone's Admin API (:class:`~vector_relay.pinecone_gateway.PineconeKeyAdmin`)."""
+    """What rotation needs from Pinecone's Admin API (:class:`~vector_relay.pinecone.gateway.PineconeKeyAdmin`)."""
 
     def list_keys(self, project_id: str) -> list[ApiKeyInfo]: ...
     def describe_key(self, key_id: str) -> ApiKeyInfo | None: ...

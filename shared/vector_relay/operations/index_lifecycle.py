@@ -1,6 +1,6 @@
 """The Pinecone index's life: create or adopt it, wait until it serves, change what may change, delete it.
 
-Shared by the ``Custom::PineconeIndex`` resource (vector_relay.index_resource) and the operator
+Shared by the ``Custom::PineconeIndex`` resource (vector_relay.operations.index_resource) and the operator
 commands. Pinecone's ``create_index`` returns while the index is still ``Initializing``; data-plane
 calls before ``Ready`` get 503, so nothing may write before :func:`wait_ready` says so. Dimension,
 metric, vector type, cloud and region never change after creation: a request to change them is
@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vector_relay.pinecone_gateway import FailureKind, IndexDescription, PineconeRequestError
+from vector_relay.pinecone.gateway import FailureKind, IndexDescription, PineconeRequestError
 
 METRICS = ("cosine", "dotproduct", "euclidean")
 MAX_NAME_CHARS = 45  # Pinecone: 1-45 lower-case letters, digits and hyphens

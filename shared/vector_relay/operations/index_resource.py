@@ -37,8 +37,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from vector_relay.clients import AWS_PROFILES
-from vector_relay.index_lifecycle import (
+from vector_relay.aws_clients import AWS_PROFILES
+from vector_relay.operations.index_lifecycle import (
     DeletionProtected,
     IndexAdmin,
     IndexChangeRefused,
@@ -50,7 +50,7 @@ from vector_relay.index_lifecycle import (
     update,
     wait_ready,
 )
-from vector_relay.pinecone_gateway import IndexDescription
+from vector_relay.pinecone.gateway import IndexDescription
 from vector_relay.settings import require_https
 
 logger = Logger(child=True)
@@ -71,7 +71,7 @@ def send_worst_case_seconds(attempts: int = SEND_ATTEMPTS, timeout: float = SEND
     return attempts * 2 * timeout + sum(send_pause(attempt) for attempt in range(1, attempts))
 
 
-# The hand-over is one Lambda Invoke through vector_relay.clients' most patient profile (this
+# The hand-over is one Lambda Invoke through vector_relay.aws_clients' most patient profile (this
 # function sets no invocation deadline, so lambda_client() uses it); if it fails, the answer
 # (FAILED) still has to go out. So the reserve is the worst case of both, one after the other.
 HAND_OVER_WORST_CASE_SECONDS = AWS_PROFILES[0].worst_case_seconds
@@ -282,9 +282,9 @@ def send_response(
 
 def run(event: Mapping[str, Any], context: Any) -> Answer | None:
     """The Lambda entry: the key from the workers' secret, answers to CloudFormation, waits handed on."""
-    from vector_relay.api_key_cache import read_api_key
-    from vector_relay.clients import lambda_client, secrets_client
-    from vector_relay.pinecone_gateway import PineconeIndexAdmin
+    from vector_relay.aws_clients import lambda_client, secrets_client
+    from vector_relay.keys.api_key_cache import read_api_key
+    from vector_relay.pinecone.gateway import PineconeIndexAdmin
     from vector_relay.settings import index_function_settings
 
     def admin() -> IndexAdmin:

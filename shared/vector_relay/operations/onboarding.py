@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from vector_relay.contract.tenant_schemas import TenantSchema
 from vector_relay.errors import ConfigurationError
-from vector_relay.pinecone_gateway import NamespaceDescription
-from vector_relay.schemas import TenantSchema
+from vector_relay.pinecone.gateway import NamespaceDescription
 from vector_relay.tenancy import TenantRegistry
 
 

@@ -2,7 +2,7 @@
 
 The guard records, per (namespace, id), the highest version claimed and whether it was an upsert
 or a delete; every upserted record carries its version in metadata (``_relay_version``,
-:data:`vector_relay.contract.VERSION_METADATA_KEY`). A record is **settled** once its lease is
+:data:`vector_relay.contract.messages.VERSION_METADATA_KEY`). A record is **settled** once its lease is
 over and its message can no longer come back from SQS (:func:`redelivery_horizon_ms`): until then
 a write may still be on its way, and the record is skipped as in flight. A settled record's index
 entry should be exactly the recorded version, or nothing after a delete. Anything else is a
@@ -41,10 +41,10 @@ import orjson
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from vector_relay.contract import VERSION_METADATA_KEY
+from vector_relay.contract.messages import VERSION_METADATA_KEY
 from vector_relay.errors import VectorRelayError
-from vector_relay.redrive import DeadLetter, read_all, release
-from vector_relay.version_guard import LOCK_RECORD_ID, MARKER_NAMESPACE, GuardedWrite, Lease, RecordState
+from vector_relay.ingest.version_guard import LOCK_RECORD_ID, MARKER_NAMESPACE, GuardedWrite, Lease, RecordState
+from vector_relay.operations.redrive import DeadLetter, read_all, release
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -82,7 +82,7 @@ class Index(Protocol):
 
 
 class RepairGuard(Protocol):
-    """What a repair needs of :class:`vector_relay.version_guard.VersionGuard`."""
+    """What a repair needs of :class:`vector_relay.ingest.version_guard.VersionGuard`."""
 
     def lease(self, seconds: float) -> Lease: ...
 
@@ -267,7 +267,7 @@ class DeadLetterQueue:
     The guard cannot tell a dead-lettered write from a lost one: both leave the claim recorded and
     the index without it (the landed marker that names a write as not landed lasts an hour). The
     DLQ can: its messages are the original bodies. It is read only when a pass has such records,
-    at most ``limit`` messages, and without consuming them (:func:`vector_relay.redrive.read_all`
+    at most ``limit`` messages, and without consuming them (:func:`vector_relay.operations.redrive.read_all`
     hides them for the read and makes them visible again right after). ``namespace_for`` maps a
     message's tenant to its namespace (None: not a tenant of this relay). If the queue or the
     registry cannot be read, what was found so far is returned and the rest stay mismatches:

@@ -6,13 +6,13 @@ import time
 from collections.abc import Callable
 from functools import cache
 
-from vector_relay.api_key_cache import read_api_key
-from vector_relay.clients import dynamodb_client, secrets_client, sqs_client, ssm_client
-from vector_relay.pinecone_gateway import RecordReader
-from vector_relay.reconcile import DeadLetterQueue, Report, redelivery_horizon_ms, scheduled_pass
+from vector_relay.aws_clients import dynamodb_client, secrets_client, sqs_client, ssm_client
+from vector_relay.ingest.version_guard import VersionGuard
+from vector_relay.keys.api_key_cache import read_api_key
+from vector_relay.operations.reconcile import DeadLetterQueue, Report, redelivery_horizon_ms, scheduled_pass
+from vector_relay.pinecone.gateway import RecordReader
 from vector_relay.settings import Settings, get_settings
 from vector_relay.tenancy import TenantRegistrySource
-from vector_relay.version_guard import VersionGuard
 
 
 def run_scheduled_reconcile(remaining_ms: Callable[[], int], clock: Callable[[], float] = time.time) -> Report:

@@ -18,12 +18,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vector_relay.contract import DeadLetterAttributes, IndexShape, ValidationContext
+from vector_relay.contract.messages import DeadLetterAttributes, IndexShape, ValidationContext
+from vector_relay.contract.parsing import parse_write_message
+from vector_relay.contract.tenant_schemas import message_problems
 from vector_relay.errors import PoisonMessageError
-from vector_relay.message_age import FIRST_SENT_ATTRIBUTE, first_sent_attribute
-from vector_relay.schemas import message_problems
+from vector_relay.sqs.message_age import FIRST_SENT_ATTRIBUTE, first_sent_attribute
 from vector_relay.tenancy import TenantRegistry
-from vector_relay.validation import parse_write_message
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

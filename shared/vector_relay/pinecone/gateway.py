@@ -41,8 +41,8 @@ import pinecone
 from pinecone import AsyncIndex
 from pinecone._internal.config import PineconeConfig, RetryConfig
 
-from vector_relay.batching import EncodedRecord, Transport, upsert_body
-from vector_relay.contract import IndexShape
+from vector_relay.contract.messages import IndexShape
+from vector_relay.ingest.planning import EncodedRecord, Transport, upsert_body
 
 _REJECTED = frozenset({400, 413, 422})
 _AUTH = frozenset({401, 403})
@@ -193,7 +193,7 @@ class PineconeGateway:
         self._rng = rng or random.Random()  # noqa: S311 - back-off jitter, not a secret
 
     async def upsert(self, namespace: str, records: Sequence[EncodedRecord], *, timeout: float) -> CallResult:
-        """Upsert records encoded for this gateway's transport by :func:`~vector_relay.batching.encode_record`.
+        """Upsert records encoded for this gateway's transport by :func:`~vector_relay.ingest.planning.encode_record`.
 
         The body is those bytes joined, exactly what ``AsyncIndex.upsert`` would build from the
         same records, sent through the index's own HTTP client (its key, headers, connection pool
@@ -425,7 +425,7 @@ def describe_index_shape(*, api_key: str, name: str, control_host: str | None) -
 
 
 # ------------------------------------------------------------------------------------ indexes
-# What the index-lifecycle code needs (vector_relay.index_lifecycle): create without waiting,
+# What the index-lifecycle code needs (vector_relay.operations.index_lifecycle): create without waiting,
 # describe, configure in place, delete. The SDK's own waiting (create/delete poll every 5 s with no
 # deadline by default) is turned off with timeout=-1: the caller polls within its own time limit.
 

@@ -25,9 +25,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vector_relay.api_key_cache import call_with_key_refresh
-from vector_relay.clients import s3_client
-from vector_relay.contract import (
+from vector_relay.aws_clients import s3_client
+from vector_relay.contract.messages import (
     Match,
     QueryMessage,
     QueryReplyError,
@@ -37,12 +36,13 @@ from vector_relay.contract import (
     Usage,
     ValidationContext,
 )
-from vector_relay.dead_letter import SQS_MAX_MESSAGE_BYTES
+from vector_relay.contract.parsing import parse_query_message, read_json
 from vector_relay.errors import PoisonMessageError, Problem, TransientError
-from vector_relay.pinecone_gateway import FailureKind, PineconeRequestError, QueryResult
-from vector_relay.tenancy import TenantRegistry
-from vector_relay.validation import parse_query_message, read_json
-from vector_relay.worker import (
+from vector_relay.ingest.runner import MIN_REQUEST_SECONDS, Deadline
+from vector_relay.keys.api_key_cache import call_with_key_refresh
+from vector_relay.pinecone.gateway import FailureKind, PineconeRequestError, QueryResult
+from vector_relay.sqs.dead_letter import SQS_MAX_MESSAGE_BYTES
+from vector_relay.sqs.worker import (
     WorkerDependencies,
     check_timing,
     dead_letter,
@@ -50,7 +50,7 @@ from vector_relay.worker import (
     last_delivery,
     retry_alone,
 )
-from vector_relay.writer import MIN_REQUEST_SECONDS, Deadline
+from vector_relay.tenancy import TenantRegistry
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef

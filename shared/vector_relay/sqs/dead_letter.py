@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from vector_relay.contract import DeadLetterAttributes
+from vector_relay.contract.messages import DeadLetterAttributes
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

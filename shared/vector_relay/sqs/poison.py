@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from vector_relay.contract import DeadLetterAttributes
-from vector_relay.dead_letter import send_to_dead_letter_queue
+from vector_relay.contract.messages import DeadLetterAttributes
 from vector_relay.errors import PoisonMessageError, TransientError
-from vector_relay.message_age import first_sent_ms
+from vector_relay.sqs.dead_letter import send_to_dead_letter_queue
+from vector_relay.sqs.message_age import first_sent_ms
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

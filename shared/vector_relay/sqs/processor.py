@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vector_relay.clients import FINISH_SECONDS, invocation_deadline
+from vector_relay.aws_clients import FINISH_SECONDS, invocation_deadline
 
 BatchHandler = Callable[[list[SQSRecord], LambdaContext | None], Mapping[str, BaseException]]
 

@@ -23,8 +23,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import BotoCoreError, ClientError
 
-from vector_relay.api_key_cache import ApiKey, ApiKeyCache, GatewaySource, read_api_key
-from vector_relay.clients import (
+from vector_relay.aws_clients import (
     FINISH_SECONDS,
     GUARD_PROFILE,
     OutOfTimeError,
@@ -33,15 +32,16 @@ from vector_relay.clients import (
     sqs_client,
     ssm_client,
 )
-from vector_relay.contract import IndexShape, ValidationContext
+from vector_relay.contract.messages import IndexShape, ValidationContext
+from vector_relay.contract.tenant_schemas import message_problems
 from vector_relay.errors import ConfigurationError, PoisonMessageError, Problem, TransientError
-from vector_relay.pinecone_gateway import PineconeGateway, describe_index_shape
-from vector_relay.poison import route_poison
-from vector_relay.schemas import message_problems
+from vector_relay.ingest.runner import MIN_REQUEST_SECONDS
+from vector_relay.ingest.version_guard import VersionGuard
+from vector_relay.keys.api_key_cache import ApiKey, ApiKeyCache, GatewaySource, read_api_key
+from vector_relay.pinecone.gateway import PineconeGateway, describe_index_shape
 from vector_relay.settings import Settings, get_settings
+from vector_relay.sqs.poison import route_poison
 from vector_relay.tenancy import TenantRegistry, TenantRegistrySource
-from vector_relay.version_guard import VersionGuard
-from vector_relay.writer import MIN_REQUEST_SECONDS
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
