@@ -188,8 +188,8 @@ def main() -> None:
                 DEAD_LETTER_QUEUE_URL=dlq,
             )
             from functions.ingest import app
+            from vector_relay.dependencies import reset_worker_dependencies
             from vector_relay.settings import get_settings
-            from vector_relay.sqs.worker import reset_worker_dependencies
 
             vectors = messages * records
             grpc_host = grpc_endpoint(services.emulator, name)

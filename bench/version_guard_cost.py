@@ -62,8 +62,8 @@ def main() -> None:
             DEAD_LETTER_QUEUE_URL=boto3.client("sqs").create_queue(QueueName="dlq")["QueueUrl"],
         )
         from functions.ingest import app
+        from vector_relay.dependencies import reset_worker_dependencies, worker_dependencies
         from vector_relay.settings import get_settings
-        from vector_relay.sqs.worker import reset_worker_dependencies, worker_dependencies
 
         warmups = iter(range(10_000, 20_000))
 

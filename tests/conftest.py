@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, settings
 from moto.server import ThreadedMotoServer
 
 from vector_relay.aws_clients import clear_client_caches
+from vector_relay.dependencies import reset_worker_dependencies
 from vector_relay.settings import get_settings
-from vector_relay.sqs.worker import reset_worker_dependencies
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"

@@ -351,7 +351,8 @@ def _source_queues(
 def _today(ctx: Context) -> tuple[Any, Any]:
     """Today's tenant registry and the index's shape (None when the deployment does not name the index)."""
     from vector_relay.errors import ConfigurationError
-    from vector_relay.pinecone.gateway import PineconeRequestError, describe_index_shape
+    from vector_relay.pinecone.control_plane import describe_index_shape
+    from vector_relay.pinecone.errors import PineconeRequestError
     from vector_relay.tenancy import TenantRegistry
 
     parameter, text = ctx.read_registry()

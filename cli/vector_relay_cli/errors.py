@@ -6,7 +6,6 @@ from typing import Any
 
 import click
 
-EXIT_OK = 0
 EXIT_FOUND = 1  # the command ran and found problems (mismatches, poison left, failed entries)
 EXIT_CANNOT_RUN = 2  # bad usage, configuration, or a service that could not be reached (click's usage errors too)
 
@@ -32,7 +31,7 @@ class ServiceErrorsExit2(click.Group):
         except (ClientError, BotoCoreError) as error:
             raise CannotRun(f"AWS: {error}") from None
         except Exception as error:
-            from vector_relay.pinecone.gateway import PineconeRequestError  # the SDK is imported only when needed
+            from vector_relay.pinecone.errors import PineconeRequestError  # imported at the first error, not at start
 
             if isinstance(error, PineconeRequestError):
                 raise CannotRun(f"Pinecone: {error}") from None

@@ -21,7 +21,7 @@ from vector_relay_cli.progress import spinner
 
 if TYPE_CHECKING:
     from vector_relay.operations.index_lifecycle import IndexAdmin
-    from vector_relay.pinecone.gateway import IndexDescription
+    from vector_relay.pinecone.control_plane import IndexDescription
 
 
 @click.group()
@@ -42,7 +42,7 @@ def _tags(pairs: tuple[str, ...]) -> dict[str, str]:
 @contextmanager
 def _admin(ctx: Context) -> Iterator[IndexAdmin]:
     """An index admin with the key, or exit 2 saying where the key should have come from."""
-    from vector_relay.pinecone.gateway import PineconeIndexAdmin
+    from vector_relay.pinecone.control_plane import PineconeIndexAdmin
 
     key = ctx.api_key()
     admin = PineconeIndexAdmin(api_key=key, control_host=ctx.environment("PINECONE_CONTROL_HOST") or None)
@@ -55,8 +55,9 @@ def _admin(ctx: Context) -> Iterator[IndexAdmin]:
 @contextmanager
 def _errors() -> Iterator[None]:
     """Pinecone's and the lifecycle's errors as exit codes: 1 refused or failed, 2 could not run."""
+    from vector_relay.errors import FailureKind
     from vector_relay.operations.index_lifecycle import IndexLifecycleError
-    from vector_relay.pinecone.gateway import FailureKind, PineconeRequestError
+    from vector_relay.pinecone.errors import PineconeRequestError
 
     try:
         yield

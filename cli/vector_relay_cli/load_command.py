@@ -38,9 +38,7 @@ if TYPE_CHECKING:
     from vector_relay.contract.messages import IndexShape
     from vector_relay.contract.tenant_schemas import TenantSchema
 
-MESSAGE_BYTES = 1_000_000  # below SQS's 1 MiB (1,048,576), leaving room for the envelope
-BATCH_BYTES = 1_040_000  # the bodies of one SendMessageBatch together
-RECORDS_PER_MESSAGE = 1000
+MESSAGE_BYTES = 1_000_000  # below SQS's 1 MiB (vector_relay.sqs.limits), leaving room for the envelope
 CRASH_AFTER_BATCHES = "VECTOR_RELAY_LOAD_CRASH_AFTER_BATCHES"  # a testing aid: die after N batches were sent
 
 
@@ -108,6 +106,7 @@ def load(
     1 when --skip-invalid left lines out.
     """
     from vector_relay.producer import Publisher, VersionClock
+    from vector_relay.sqs.limits import send_batches
 
     target = _check_deployment(ctx, tenant, queue_url)
     checkpoint = checkpoint or file.with_name(f"{file.name}.{_slug(tenant)}.checkpoint")
@@ -148,19 +147,11 @@ def load(
 
     last_line = start_after
     with progress:
-        batch: list[tuple[str, int, int]] = []  # (body, records, last line)
-        batch_bytes = 0
-        for body, count, last_line in _messages(
-            file, tenant, start_after, version, clock, invalid, skip_invalid, target
-        ):
-            size = len(body.encode())
-            if batch and (len(batch) == 10 or batch_bytes + size > BATCH_BYTES):
-                send(batch, batch[-1][2])
-                batch, batch_bytes = [], 0
-            batch.append((body, count, last_line))
-            batch_bytes += size
-        if batch:
-            send(batch, batch[-1][2])
+        messages = _messages(file, tenant, start_after, version, clock, invalid, skip_invalid, target)
+        # (body, records, last line) in groups of one SendMessageBatch each, so a checkpoint follows each call
+        for batch in send_batches(messages, lambda message: len(message[0].encode())):
+            last_line = batch[-1][2]
+            send(batch, last_line)
     _write_checkpoint(checkpoint, identity, last_line, finished=True)
     elapsed = time.monotonic() - began
     report = {
@@ -187,7 +178,8 @@ def load(
 def _check_deployment(ctx: Context, tenant: str, queue_url: str | None) -> Target:
     """The queue, index shape and schema the load is checked against; exit 2 if the relay would refuse the tenant."""
     from vector_relay.errors import ConfigurationError
-    from vector_relay.pinecone.gateway import PineconeRequestError, describe_index_shape
+    from vector_relay.pinecone.control_plane import describe_index_shape
+    from vector_relay.pinecone.errors import PineconeRequestError
     from vector_relay.tenancy import TenantRegistry
 
     deployment = ctx.deployment()
@@ -253,7 +245,7 @@ def _messages(
     """Upsert bodies packed near the limits: (body, records in it, the last line it holds)."""
     from pydantic import ValidationError
 
-    from vector_relay.contract.messages import UpsertRecord, ValidationContext
+    from vector_relay.contract.messages import MAX_RECORDS_PER_MESSAGE, UpsertRecord, ValidationContext
     from vector_relay.contract.parsing import problems_from
 
     context = ValidationContext(index=target.shape).as_pydantic_context()
@@ -283,7 +275,7 @@ def _messages(
             if not skip_invalid:
                 raise CannotRun(f"line {number} is not a valid record: {reason} (--skip-invalid goes on)") from None
             continue
-        if records and (len(records) == RECORDS_PER_MESSAGE or size + len(record) + 1 > MESSAGE_BYTES):
+        if records and (len(records) == MAX_RECORDS_PER_MESSAGE or size + len(record) + 1 > MESSAGE_BYTES):
             yield head + "[" + ",".join(records) + "]}", len(records), last
             records, size = [], len(head) + 2
         records.append(record)

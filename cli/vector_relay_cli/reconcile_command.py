@@ -60,7 +60,7 @@ def reconcile(ctx: Context, namespaces: tuple[str, ...], repair: bool, metric: b
     from vector_relay.errors import VectorRelayError
     from vector_relay.keys.api_key_cache import read_api_key
     from vector_relay.operations.reconcile import Report, compare, guard_pages, metric_values
-    from vector_relay.pinecone.gateway import RecordReader
+    from vector_relay.pinecone.record_reader import RecordReader
 
     deployment = ctx.deployment()
     table = deployment.output("WriteVersionTableName")
@@ -123,7 +123,8 @@ def _not_in_table(
     registry or the index cannot be read, the reconcile report stands on its own and a note says so.
     """
     from vector_relay.errors import ConfigurationError
-    from vector_relay.pinecone.gateway import NamespaceAdmin, PineconeRequestError
+    from vector_relay.pinecone.control_plane import NamespaceAdmin
+    from vector_relay.pinecone.errors import PineconeRequestError
     from vector_relay.tenancy import TenantRegistry
 
     try:

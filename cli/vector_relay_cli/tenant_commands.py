@@ -78,7 +78,8 @@ def add(
     """Add or update a tenant: the namespace is created with its schema's indexing, then the entry is written."""
     from vector_relay.errors import ConfigurationError
     from vector_relay.operations.onboarding import OnboardingRefused, onboard
-    from vector_relay.pinecone.gateway import NamespaceAdmin, PineconeRequestError
+    from vector_relay.pinecone.control_plane import NamespaceAdmin
+    from vector_relay.pinecone.errors import PineconeRequestError
 
     entry: dict[str, Any] = {"namespace": namespace}
     if schema_file is not None:

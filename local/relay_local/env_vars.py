@@ -17,7 +17,6 @@ from relay_local.stack import (
     DEFAULT_AWS_PORT,
     DEFAULT_PINECONE_PORT,
     INDEX_NAME,
-    MOTO_FUNCTION_SETTINGS,
     local_parameters,
     oauth_url,
 )
@@ -50,6 +49,5 @@ def sam_env_vars() -> dict[str, dict[str, str]]:
             "AWS_SECRET_ACCESS_KEY": "testing",
             "PINECONE_CONTROL_HOST": PINECONE_URL,
             "PINECONE_OAUTH_URL": oauth_url(PINECONE_URL),
-            **MOTO_FUNCTION_SETTINGS,
         }
     return result

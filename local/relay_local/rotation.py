@@ -21,7 +21,6 @@ The workers of the running stack are not told anything: they follow the new key 
 
 from __future__ import annotations
 
-import json
 import sys
 import uuid
 from dataclasses import dataclass
@@ -213,19 +212,16 @@ class LocalRotation:
     # ------------------------------------------------------------------ reads
     def stored(self, version: str | None) -> StoredKey:
         """The key a version stores, described without its value."""
+        from vector_relay.keys.key_secret import MalformedSecretError, parse_key_secret
+
         if version is None:
             raise RotationRefused("the secret has no AWSCURRENT version")
         try:
             text = self.secrets.get_secret_value(SecretId=self.secret_arn, VersionId=version).get("SecretString")
-            value = json.loads(text or "")
-        except (self.secrets.exceptions.ResourceNotFoundException, ValueError):
+            stored = parse_key_secret(text, f"version {version}", required=())
+        except (self.secrets.exceptions.ResourceNotFoundException, MalformedSecretError):
             return StoredKey(version, "", "", "????")
-        if not isinstance(value, dict):
-            return StoredKey(version, "", "", "????")
-        api_key = str(value.get("api_key") or "")
-        return StoredKey(
-            version, str(value.get("key_id") or ""), str(value.get("project_id") or ""), api_key[-4:] or "????"
-        )
+        return StoredKey(version, stored.key_id, stored.project_id, stored.api_key[-4:] or "????")
 
     def drop_command(self, token: str) -> str:
         """The command that drops an unfinished rotation (docs/rotation.md, "A rotation that failed")."""
@@ -241,18 +237,25 @@ class LocalRotation:
 
     def project_keys(self, project_id: str) -> set[str] | None:
         """The ids of the project's API keys (Admin API, the stack's service account); None if unreadable."""
-        from vector_relay.pinecone.gateway import PineconeKeyAdmin, PineconeRequestError
+        from vector_relay.keys.key_secret import MalformedSecretError, parse_admin_account
+        from vector_relay.pinecone.admin_api import PineconeKeyAdmin
+        from vector_relay.pinecone.errors import PineconeRequestError
 
         try:
             arn = self.info.outputs.get("PineconeAdminSecretArn") or self.info.resources["PineconeAdminSecret"]
-            account = json.loads(self.secrets.get_secret_value(SecretId=arn)["SecretString"])
+            account = parse_admin_account(self.secrets.get_secret_value(SecretId=arn)["SecretString"], arn)
             admin = PineconeKeyAdmin(
-                client_id=account["client_id"],
-                client_secret=account["client_secret"],
+                client_id=account.client_id,
+                client_secret=account.client_secret,
                 host=self.info.pinecone_url,
                 oauth_url=oauth_url(self.info.pinecone_url),
             )
-        except (KeyError, ValueError, PineconeRequestError, self.secrets.exceptions.ResourceNotFoundException):
+        except (
+            KeyError,
+            MalformedSecretError,
+            PineconeRequestError,
+            self.secrets.exceptions.ResourceNotFoundException,
+        ):
             return None
         try:
             return {key.key_id for key in admin.list_keys(project_id)}

@@ -67,9 +67,6 @@ SAMPLE_METRIC = "cosine"
 SAMPLE_REPLY_QUEUE_NAME = "vector-relay-example-replies"
 SAMPLE_REPLY_QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{SAMPLE_REPLY_QUEUE_NAME}"
 SAMPLE_REPLY_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{SAMPLE_REPLY_QUEUE_NAME}"
-# Settings the functions need against moto rather than AWS (none at the moment; the version guard's
-# single-item conditional writes are safe to run concurrently against moto's server).
-MOTO_FUNCTION_SETTINGS: dict[str, str] = {}
 DEFAULT_AWS_PORT = 4566
 DEFAULT_PINECONE_PORT = 5080
 
@@ -357,7 +354,7 @@ class LocalStack:
     def _create_index(self, pinecone_url: str, logical_id: str) -> str:
         """Custom::PineconeIndex, through the function's own code path: create or adopt, wait until Ready."""
         from vector_relay.operations.index_resource import handle
-        from vector_relay.pinecone.gateway import PineconeIndexAdmin
+        from vector_relay.pinecone.control_plane import PineconeIndexAdmin
 
         t = self.template
         assert t is not None
@@ -516,7 +513,6 @@ class LocalStack:
             "AWS_SECRET_ACCESS_KEY": "testing",
             "PINECONE_CONTROL_HOST": pinecone_url,
             "PINECONE_OAUTH_URL": oauth_url(pinecone_url),  # the rotation function's Admin API sign-in
-            **MOTO_FUNCTION_SETTINGS,
         }
         if (
             environment.get("PINECONE_TRANSPORT") == "grpc"

@@ -6,7 +6,7 @@ at the local stack.
 
 **Time-boxed calls.** botocore has no per-call deadline: a client's worst case is fixed by its
 config (attempts, connect and read timeouts, back-off between attempts). So each service has a few
-clients, one per :class:`CallProfile`, and while an invocation runs (:func:`invocation_deadline`,
+clients, one per :class:`CallProfile`, and while an invocation runs (:func:`vector_relay.deadline.invocation_deadline`,
 set by the batch processor) every factory hands out the most patient client whose worst case still
 ends before the invocation must return. With too little time left for even one short attempt it
 raises :class:`OutOfTimeError` (transient: the message stays on its queue, or the best-effort call
@@ -16,10 +16,6 @@ is skipped), so no AWS call can carry an invocation past Lambda's timeout. Outsi
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -27,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
-from vector_relay.errors import TransientError
+from vector_relay.deadline import aws_time_left
+from vector_relay.errors import OutOfTimeError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -81,8 +78,6 @@ AWS_PROFILES = (
     CallProfile(attempts=2, connect_timeout=1, read_timeout=4),  # 16 s
     CallProfile(attempts=1, connect_timeout=1, read_timeout=2),  # 3 s
 )
-AWS_ATTEMPTS = AWS_PROFILES[0].attempts
-AWS_CONFIG = AWS_PROFILES[0].config()
 
 # The version guard writes claims under a short lock only while LOCK_WRITE_MARGIN_SECONDS of it
 # remain, so one DynamoDB call must end well inside that: one attempt (a failure is retried by SQS),
@@ -90,35 +85,6 @@ AWS_CONFIG = AWS_PROFILES[0].config()
 # validation of them is skipped (it costs about a fifth of the client's time per request).
 GUARD_PROFILE = CallProfile(attempts=1, connect_timeout=0.5, read_timeout=1.5)
 GUARD_CONFIG = GUARD_PROFILE.config(parameter_validation=False)
-
-# Kept back from the Lambda's time for Powertools to build the response and flush the metrics.
-FINISH_SECONDS = 0.5
-
-# When the current invocation must return, and the clock that says so (tests freeze it).
-_invocation_ends: ContextVar[tuple[float, Callable[[], float]] | None] = ContextVar("invocation_ends", default=None)
-
-
-class OutOfTimeError(TransientError):
-    """Too little of the invocation is left for even the briefest AWS call; it was not made."""
-
-
-@contextmanager
-def invocation_deadline(seconds: float, clock: Callable[[], float] = time.monotonic) -> Iterator[None]:
-    """AWS calls made inside (and in tasks and ``to_thread`` calls started inside) end within ``seconds``."""
-    token = _invocation_ends.set((clock() + seconds, clock))
-    try:
-        yield
-    finally:
-        _invocation_ends.reset(token)
-
-
-def aws_time_left() -> float | None:
-    """Seconds until the current invocation must return; None outside an invocation."""
-    current = _invocation_ends.get()
-    if current is None:
-        return None
-    ends, clock = current
-    return ends - clock()
 
 
 def fits(profile: CallProfile) -> bool:
@@ -190,6 +156,6 @@ def forget_clients() -> None:
 
 
 def clear_client_caches() -> None:
-    """Forget every cached client (tests, and the local stack when it restarts moto)."""
+    """Forget every cached client and the session (tests: each starts with moto active and no client built)."""
     for factory in (_session, _client, dynamodb_client):
         factory.cache_clear()

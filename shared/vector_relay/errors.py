@@ -1,15 +1,23 @@
-"""The project's error families. Every failure a worker meets is one of these three.
+"""The project's one failure taxonomy. Every failure a worker meets is one of three families.
 
 * :class:`PoisonMessageError`: the message can never succeed as sent. It goes to the dead-letter
   queue on first receive, with every reason, and is acknowledged.
 * :class:`TransientError`: it may succeed later (throttling, 5xx, timeouts, connection trouble).
-  The message is reported as a batch item failure and SQS redelivers it.
+  The message is reported as a batch item failure and SQS redelivers it. Its kinds below say why
+  (:class:`DeadlineError`, :class:`OutOfTimeError`, :class:`IndexNotFoundError`,
+  :class:`GuardUnavailableError`); :class:`WaitingError` and its kinds (:class:`BusyWriteError`,
+  :class:`HeldBehindError`) did not fail at all: they wait for another worker's hold to end.
 * :class:`AuthError`: Pinecone refused the API key (401/403). Treated as transient after one
   refresh of the key, never as poison.
+
+:class:`FailureKind` is how one Pinecone call failed, as :func:`vector_relay.pinecone.errors.classify`
+reads Pinecone's HTTP status; the ingest runner turns each kind into one of the families above
+(REJECTED into poison once the request is split down to the message at fault).
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -81,8 +89,45 @@ class WaitingError(TransientError):
         self.retry_at = retry_at
 
 
+class BusyWriteError(WaitingError):
+    """Another invocation holds the record; ``retry_at`` (epoch seconds) is when its hold ends, if known."""
+
+
+class HeldBehindError(WaitingError):
+    """Kept in order behind an earlier write of its namespace that waits for another worker's hold.
+
+    The message itself did not fail; it is retried (or requeued on its last delivery) with the write
+    it waits for, never after it. ``retry_at`` is filled in when the batch is settled."""
+
+
+class DeadlineError(TransientError):
+    """The invocation ran out of time before this message's request could run."""
+
+
+class OutOfTimeError(TransientError):
+    """Too little of the invocation is left for even the briefest AWS call; it was not made."""
+
+
+class IndexNotFoundError(TransientError):
+    """The index host answered 404 for the index itself (wrong host, deleted index): a deployment problem."""
+
+
+class GuardUnavailableError(TransientError):
+    """DynamoDB could not be asked; the writes it guards are retried by SQS."""
+
+
 class ConfigurationError(VectorRelayError):
     """The function's configuration is missing or inconsistent. Raised at first use, with the variable's name."""
+
+
+class FailureKind(enum.Enum):
+    """How a Pinecone call failed (:func:`vector_relay.pinecone.errors.classify` says which status is which)."""
+
+    REJECTED = "rejected"
+    AUTH = "auth"
+    TRANSIENT = "transient"
+    DEADLINE = "deadline"
+    INDEX_NOT_FOUND = "index_not_found"  # 404 from the data plane, not about a namespace: wrong host, deleted index
 
 
 def join_within(lines: list[str], limit: int) -> str:

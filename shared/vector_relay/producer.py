@@ -28,6 +28,7 @@ reply there for whoever waits for it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import threading
 import time
@@ -50,13 +51,12 @@ from vector_relay.contract.messages import (
     UpsertMessage,
     UpsertRecord,
 )
+from vector_relay.sqs.limits import SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES, SQS_MAX_RECEIVE_MESSAGES, send_batches
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
-SQS_MAX_BYTES = 1_048_576  # one message, and one SendMessageBatch's bodies together (SQS, since 2025)
-BATCH_ENTRIES = 10
 type Message = UpsertMessage | DeleteMessage | DeleteByFilterMessage | PurgeTenantMessage | QueryMessage
 
 
@@ -131,6 +131,11 @@ def body_of(message: Message) -> str:
     return message.model_dump_json(exclude_none=True)
 
 
+def _size(body: str) -> int:
+    """What SQS counts of a body: its UTF-8 bytes."""
+    return len(body.encode())
+
+
 class VersionClock:
     """Versions from the clock, in microseconds, never repeating or going back within this object.
 
@@ -179,7 +184,7 @@ class Publisher:
         sqs: SQSClient,
         max_attempts: int = 5,
         base_delay: float = 0.2,
-        max_bytes: int = SQS_MAX_BYTES,
+        max_bytes: int = SQS_MAX_MESSAGE_BYTES,  # one message, and one batch call's together
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.queue_url = queue_url
@@ -194,7 +199,7 @@ class Publisher:
         bodies: list[str] = []
         for message in messages:
             bodies.extend(self._bodies(message, result))
-        for batch in self._batches(bodies):
+        for batch in send_batches(bodies, _size, max_bytes=self._max_bytes):
             self._send(batch, result)
         return result
 
@@ -208,7 +213,7 @@ class Publisher:
                 result.failed.append(FailedEntry(body, "too_large", f"{size:,} bytes; SQS takes {self._max_bytes:,}"))
             else:
                 sendable.append(body)
-        for batch in self._batches(sendable):
+        for batch in send_batches(sendable, _size, max_bytes=self._max_bytes):
             self._send(batch, result)
         return result
 
@@ -228,19 +233,6 @@ class Publisher:
         return [
             body for part in parts for body in self._bodies(message.model_copy(update={"records": list(part)}), result)
         ]
-
-    def _batches(self, bodies: list[str]) -> Iterable[list[str]]:
-        batch: list[str] = []
-        size = 0
-        for body in bodies:
-            length = len(body.encode())
-            if batch and (len(batch) == BATCH_ENTRIES or size + length > self._max_bytes):
-                yield batch
-                batch, size = [], 0
-            batch.append(body)
-            size += length
-        if batch:
-            yield batch
 
     def _send(self, batch: list[str], result: PublishResult) -> None:
         pending = dict(enumerate(batch))
@@ -334,7 +326,7 @@ def wait_for_reply(
         while (left := deadline - clock()) > 0:
             messages = sqs.receive_message(
                 QueueUrl=reply_queue_url,
-                MaxNumberOfMessages=10,
+                MaxNumberOfMessages=SQS_MAX_RECEIVE_MESSAGES,
                 WaitTimeSeconds=max(0, min(poll_seconds, int(left))),
                 VisibilityTimeout=REPLY_HOLD_SECONDS,
             ).get("Messages", [])
@@ -361,10 +353,9 @@ def _release(sqs: SQSClient, queue_url: str, held: dict[str, str]) -> None:
     """Make held messages visible again now; each entry is cleared whether SQS took it or not (it times out)."""
     handles = list(held.values())
     held.clear()
-    for start in range(0, len(handles), BATCH_ENTRIES):
+    for chunk in itertools.batched(handles, SQS_MAX_BATCH_ENTRIES, strict=False):
         entries: Any = [
-            {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
-            for i, handle in enumerate(handles[start : start + BATCH_ENTRIES])
+            {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0} for i, handle in enumerate(chunk)
         ]
         with contextlib.suppress(Exception):  # best effort: REPLY_HOLD_SECONDS brings them back anyway
             sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)

@@ -51,7 +51,7 @@ def register(*, before_snapshot: Hook, after_restore: Hook) -> None:
 def prime() -> None:
     """Load what the first invocation needs without opening a connection (run before the snapshot)."""
     from vector_relay.aws_clients import load_service_models
-    from vector_relay.pinecone.gateway import load_transport
+    from vector_relay.pinecone.data_plane import load_transport
 
     load_transport()
     load_service_models(("secretsmanager", "sqs", "ssm", "dynamodb"))
@@ -60,7 +60,7 @@ def prime() -> None:
 def refresh() -> None:
     """Forget connections, clients, the key and random state that came from the snapshot."""
     from vector_relay.aws_clients import forget_clients
-    from vector_relay.sqs.worker import reset_worker_dependencies
+    from vector_relay.dependencies import reset_worker_dependencies
 
     reset_worker_dependencies()
     forget_clients()

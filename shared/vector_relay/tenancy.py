@@ -30,7 +30,7 @@ from typing import Any
 from vector_relay.contract.tenant_schemas import TenantSchema
 from vector_relay.errors import ConfigurationError, Problem
 
-MAX_NAMESPACE_CHARS = 512
+MAX_NAMESPACE_CHARS = 512  # Pinecone's limit on a namespace's name
 DEFAULT_NAMESPACE = "__default__"
 ENTRY_KEYS = frozenset({"namespace", "queues", "reply_queues", "schema"})
 _QUEUE_ARN = re.compile(r"arn:aws[a-z-]*:sqs:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,80}(\.fifo)?")
@@ -147,7 +147,8 @@ def _entry(tenant: str, entry: object, problems: list[str]) -> tuple[str | None,
         entry = {"namespace": entry}
     if not isinstance(entry, dict):
         problems.append(
-            f'tenant {tenant!r}: namespace must be 1-512 ASCII characters without NUL, or {{"namespace": ...}}'
+            f"tenant {tenant!r}: namespace must be 1-{MAX_NAMESPACE_CHARS} ASCII characters without NUL, "
+            'or {"namespace": ...}'
         )
         return None, frozenset(), None
     unknown = sorted(set(map(str, entry)) - ENTRY_KEYS)
@@ -155,7 +156,7 @@ def _entry(tenant: str, entry: object, problems: list[str]) -> tuple[str | None,
         problems.append(f"tenant {tenant!r}: unknown keys {unknown} (known: {sorted(ENTRY_KEYS)})")
     namespace = entry.get("namespace")
     if not isinstance(namespace, str) or not _valid_namespace(namespace):
-        problems.append(f"tenant {tenant!r}: namespace must be 1-512 ASCII characters without NUL")
+        problems.append(f"tenant {tenant!r}: namespace must be 1-{MAX_NAMESPACE_CHARS} ASCII characters without NUL")
         return None, frozenset(), None
     bound = _strings(entry.get("queues", []), f"tenant {tenant!r}: queues", problems)
     for arn in sorted(bound):

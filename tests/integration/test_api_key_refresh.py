@@ -13,7 +13,7 @@ from functions.ingest import app as ingest_app
 from functions.query import app as query_app
 from tests.conftest import FakeLambdaContext, load_event
 from tests.integration.conftest import Pipeline, parametrize_transports
-from vector_relay.sqs import worker
+from vector_relay import dependencies as worker
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

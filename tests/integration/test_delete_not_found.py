@@ -14,7 +14,9 @@ import pytest
 from pinecone import Pinecone, ServerlessSpec
 
 from pinecone_emulator.pytest_plugin import EmulatorHandle
-from vector_relay.pinecone.gateway import CallResult, FailureKind, PineconeGateway, PineconeRequestError
+from vector_relay.errors import FailureKind
+from vector_relay.pinecone.data_plane import CallResult, PineconeGateway
+from vector_relay.pinecone.errors import PineconeRequestError
 
 Delete = Callable[[PineconeGateway], Awaitable[CallResult]]
 DELETES: dict[str, Delete] = {

@@ -11,7 +11,7 @@ from functions.ingest import app as ingest_app
 from functions.query import app as query_app
 from tests.conftest import FakeLambdaContext, load_event
 from tests.integration.conftest import Pipeline
-from vector_relay.sqs.worker import reset_worker_dependencies
+from vector_relay.dependencies import reset_worker_dependencies
 
 
 @pytest.fixture

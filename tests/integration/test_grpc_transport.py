@@ -14,8 +14,10 @@ import pytest
 from pinecone import Pinecone, ServerlessSpec
 
 from pinecone_emulator.pytest_plugin import EmulatorHandle
-from vector_relay.ingest.planning import EncodedRecord
-from vector_relay.pinecone.gateway import CallResult, FailureKind, PineconeGateway, PineconeRequestError
+from vector_relay.errors import FailureKind
+from vector_relay.pinecone.data_plane import CallResult, PineconeGateway
+from vector_relay.pinecone.errors import PineconeRequestError
+from vector_relay.pinecone.wire import EncodedRecord
 
 RECORDS = [
     EncodedRecord("a", 1, None, size=0, grpc={"id": "a", "values": [1.0, 0.0], "metadata": {"_relay_version": "1"}})

@@ -17,7 +17,7 @@ from functions.pinecone_index import app as index_app
 from pinecone_emulator.pytest_plugin import EmulatorHandle
 from tests.conftest import FakeLambdaContext
 from vector_relay.operations.index_resource import FAILED_PREFIX, WAIT_KEY, Answer, handle, send_response
-from vector_relay.pinecone.gateway import PineconeIndexAdmin
+from vector_relay.pinecone.control_plane import PineconeIndexAdmin
 
 PROPERTIES = {"Name": "relay-index", "Dimension": "8", "Metric": "cosine", "Cloud": "aws", "Region": "us-east-1"}
 

@@ -18,7 +18,7 @@ from pinecone_emulator.control import EmulatorControl
 from tests.conftest import SAMPLE_TENANTS
 from tests.integration.conftest import INDEX_NAME, Pipeline, SqsDriver, parametrize_transports
 from tests.integration.test_ingest import index_state, upsert_body
-from vector_relay.sqs.worker import worker_dependencies
+from vector_relay.dependencies import worker_dependencies
 
 
 class ShiftedClock:

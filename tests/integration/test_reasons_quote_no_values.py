@@ -19,8 +19,8 @@ from functions.ingest import app as ingest_app
 from functions.query import app as query_app
 from tests.conftest import SAMPLE_DIMENSION, SAMPLE_REPLY_QUEUE
 from tests.integration.conftest import Pipeline, SqsDriver
+from vector_relay.dependencies import reset_worker_dependencies
 from vector_relay.settings import get_settings
-from vector_relay.sqs.worker import reset_worker_dependencies
 
 # Text canaries share a prefix; number canaries are digit runs no id, ARN or size here contains.
 TEXT = "CANARY"

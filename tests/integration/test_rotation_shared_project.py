@@ -26,9 +26,9 @@ from functions.ingest import app as ingest_app
 from tests.integration.conftest import SqsDriver
 from tests.integration.test_ingest import upsert_body
 from tests.integration.test_rotation_steps import MARKER, Rotation, rotation_setup
+from vector_relay.dependencies import reset_worker_dependencies
 from vector_relay.keys.rotation import RotationError, key_name_for
 from vector_relay.settings import get_settings
-from vector_relay.sqs.worker import reset_worker_dependencies
 
 __all__ = ["rotation_setup"]
 

@@ -25,8 +25,10 @@ from pinecone_emulator.pytest_plugin import EmulatorHandle
 from tests.conftest import FakeLambdaContext
 from tests.integration.conftest import Pipeline
 from vector_relay.keys import rotation
+from vector_relay.keys.key_secret import KeySecret
 from vector_relay.keys.rotation import KEY_NAME_PREFIX, RotationError, key_name_for
-from vector_relay.pinecone.gateway import PineconeRequestError, check_api_key
+from vector_relay.pinecone.data_plane import check_api_key
+from vector_relay.pinecone.errors import PineconeRequestError
 from vector_relay.settings import get_settings
 
 INITIAL_KEY_ID = "initial-key-0"  # the emulator's id for its first --api-key
@@ -225,14 +227,14 @@ def test_create_crashed_after_minting_the_key_is_retried_without_leaving_a_secon
 ) -> None:
     r = rotation_setup
     crashes = iter([True])
-    real_to_json = rotation.KeySecret.to_json
+    real_to_json = KeySecret.to_json
 
-    def crash_once(self: rotation.KeySecret) -> str:
+    def crash_once(self: KeySecret) -> str:
         if next(crashes, False):
             raise RuntimeError("the function died after Pinecone minted the key")
         return real_to_json(self)
 
-    monkeypatch.setattr(rotation.KeySecret, "to_json", crash_once)
+    monkeypatch.setattr(KeySecret, "to_json", crash_once)
     with pytest.raises(RuntimeError, match="died after"):
         r.rotate()
     token = next(v for v, stages in r.stages().items() if stages == ["AWSPENDING"])

@@ -13,8 +13,8 @@ from functions.query import app as query_app  # noqa: F401 - importing registers
 from tests.conftest import FakeLambdaContext, load_event
 from tests.integration.conftest import Pipeline
 from vector_relay import aws_clients as clients
+from vector_relay import dependencies as worker
 from vector_relay import snapstart
-from vector_relay.sqs import worker
 
 
 def test_a_restored_worker_rebuilds_its_connections_and_reads_the_key_again(

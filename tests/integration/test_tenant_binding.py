@@ -20,8 +20,8 @@ from functions.query import app as query_app
 from tests.conftest import SAMPLE_REPLY_QUEUE
 from tests.integration.conftest import Pipeline, SqsDriver, parametrize_transports
 from tests.integration.test_ingest import upsert_body, vector
+from vector_relay.dependencies import reset_worker_dependencies
 from vector_relay.settings import get_settings
-from vector_relay.sqs.worker import reset_worker_dependencies
 
 
 @dataclass(frozen=True)

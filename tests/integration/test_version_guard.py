@@ -18,19 +18,19 @@ from tests.conftest import SAMPLE_TENANTS, FakeLambdaContext
 from tests.integration.conftest import Pipeline, SqsDriver, create_version_table, parametrize_transports
 from tests.integration.test_ingest import upsert_body
 from tests.lambda_events import lambda_sqs_record
+from vector_relay.dependencies import reset_worker_dependencies, worker_dependencies
+from vector_relay.errors import GuardUnavailableError
 from vector_relay.ingest.version_guard import (
     LOCK_RECORD_ID,
     LOCK_SECONDS,
     LOCK_WAIT_SECONDS,
     GuardedWrite,
-    GuardUnavailableError,
     Lease,
     RecordState,
     Verdict,
     VersionGuard,
 )
 from vector_relay.settings import get_settings
-from vector_relay.sqs.worker import reset_worker_dependencies, worker_dependencies
 
 TABLE = "guard-test"
 

@@ -16,14 +16,10 @@ from pinecone import AsyncIndex, Pinecone, ServerlessSpec
 from pinecone._internal.http_client import get_budget_registry
 
 from pinecone_emulator.pytest_plugin import EmulatorHandle
-from vector_relay.ingest.planning import EncodedRecord
-from vector_relay.pinecone.gateway import (
-    CallResult,
-    FailureKind,
-    PineconeGateway,
-    PineconeRequestError,
-    disable_sdk_retries,
-)
+from vector_relay.errors import FailureKind
+from vector_relay.pinecone.data_plane import CallResult, PineconeGateway, disable_sdk_retries
+from vector_relay.pinecone.errors import PineconeRequestError
+from vector_relay.pinecone.wire import EncodedRecord
 
 RECORDS = [{"id": "a", "values": [1.0, 0.0]}]
 ENCODED = [EncodedRecord("a", 1, None, size=0, encoded=orjson.dumps(record)) for record in RECORDS]

@@ -6,7 +6,9 @@ import dataclasses
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from vector_relay.pinecone.gateway import FailureKind, IndexDescription, PineconeRequestError
+from vector_relay.errors import FailureKind
+from vector_relay.pinecone.control_plane import IndexDescription
+from vector_relay.pinecone.errors import PineconeRequestError
 
 PROPERTIES = {"Name": "relay-index", "Dimension": "8", "Metric": "cosine", "Cloud": "aws", "Region": "us-east-1"}
 URL = "https://cloudformation-custom-resource-response.s3.amazonaws.com/answer?X-Amz-Signature=abc"

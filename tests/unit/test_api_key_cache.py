@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from vector_relay.errors import ConfigurationError
+from vector_relay.errors import ConfigurationError, FailureKind
 from vector_relay.keys.api_key_cache import (
     FAILED_CHECK_RETRY_SECONDS,
     PROMOTION_RECHECK_SECONDS,
@@ -21,7 +21,7 @@ from vector_relay.keys.api_key_cache import (
     call_with_key_refresh,
     read_api_key,
 )
-from vector_relay.pinecone.gateway import FailureKind, PineconeRequestError
+from vector_relay.pinecone.errors import PineconeRequestError
 
 SECRET_VALUES = ("pcsk_first_value_never_logged", "pcsk_second_value_never_logged")
 

@@ -10,16 +10,14 @@ import pytest
 from vector_relay.aws_clients import (
     AWS_PROFILES,
     GUARD_PROFILE,
-    OutOfTimeError,
-    aws_time_left,
     fits,
-    invocation_deadline,
     s3_client,
     secrets_client,
     sqs_client,
     ssm_client,
 )
-from vector_relay.errors import TransientError
+from vector_relay.deadline import aws_time_left, invocation_deadline
+from vector_relay.errors import OutOfTimeError, TransientError
 
 FACTORIES = [sqs_client, ssm_client, secrets_client, s3_client]
 

@@ -16,17 +16,19 @@ from vector_relay.ingest.planning import (
     MAX_IDS_PER_DELETE,
     MAX_RECORDS_PER_REQUEST,
     MAX_UPSERT_REQUEST_BYTES,
-    EncodedUpsert,
     PlannedRequest,
     WritePlan,
-    encode_record,
-    encode_upsert,
-    plan_writes,
-    upsert_body,
-    wire_record,
+    coalesce,
+    pack,
 )
+from vector_relay.pinecone.wire import EncodedUpsert, encode_record, encode_upsert, upsert_body
 
 CONTEXT = ValidationContext()
+
+
+def plan_writes(messages: list[tuple[str, str, Any]]) -> WritePlan:
+    """The plan for ``(message_id, namespace, message)`` triples in batch order, as the ingest service makes it."""
+    return pack(coalesce(messages))
 
 
 def msg(op: str, tenant: str = "acme", **fields: Any) -> WriteMessage:
@@ -132,38 +134,6 @@ def test_deletes_are_chunked_at_pinecone_limit() -> None:
     assert [len(r.ids) for r in stage] == [MAX_IDS_PER_DELETE, 1]
 
 
-def test_the_upsert_body_is_byte_for_byte_what_the_sdk_would_send() -> None:
-    from pinecone._internal.data_plane_helpers import _vector_to_dict
-    from pinecone._internal.http_client import _encode_json
-    from pinecone._internal.vector_factory import VectorFactory
-
-    message = msg(
-        "upsert",
-        records=[
-            {"id": "a", "version": 3, "values": [0.1, 2.0, 1e-07], "metadata": {"k": "é", "n": 12, "tags": ["x"]}},
-            {
-                "id": "b",
-                "version": 4,
-                "values": [1.5, -0.25, 3],
-                "sparse_values": {"indices": [7, 1], "values": [0.5, 2]},
-            },
-        ],
-    )
-    assert isinstance(message, UpsertMessage)
-    wires = [wire_record(record) for record in message.records]
-    sdk_form = [
-        {k if k != "sparseValues" else "sparse_values": v for k, v in wire.items()} for wire in wires
-    ]  # what a caller of Index.upsert(vectors=[...]) passes
-    sdk_body = _encode_json(
-        {"vectors": [_vector_to_dict(VectorFactory.build(v)) for v in sdk_form], "namespace": "ns-1"}
-    )
-    encoded = [encode_record(record).encoded for record in message.records]
-    assert upsert_body("ns-1", encoded) == sdk_body
-    assert upsert_body("", encoded[:1]) == _encode_json(
-        {"vectors": [_vector_to_dict(VectorFactory.build(sdk_form[0]))]}
-    )
-
-
 def test_planned_requests_carry_each_record_encoded_and_their_size_is_the_body() -> None:
     plan = plan_writes([("m1", "ns", up(("a", 1), ("b", 1))), ("m2", "ns", up(("c", 1)))])
     [[request]] = plan.stages["ns"]
@@ -238,28 +208,6 @@ def test_packing_respects_limits_and_is_near_minimal(batch: list[tuple[str, str,
         assert len(requests) <= minimum + 1
     expected = [f"{ns}/{r.id}" for _, ns, m in batch for r in m.records]  # type: ignore[union-attr]
     assert sorted(sent) == sorted(expected)  # every record in exactly one request
-
-
-def test_every_upserted_record_carries_its_version_in_its_metadata() -> None:
-    from vector_relay.contract.messages import (
-        MAX_METADATA_BYTES,
-        MAX_VERSION,
-        VERSION_METADATA_KEY,
-        VERSION_METADATA_ROOM,
-        UpsertRecord,
-    )
-    from vector_relay.ingest.planning import wire_record
-
-    plain = UpsertRecord(id="a", version=MAX_VERSION, values=[1.0, 0.0])
-    tagged = UpsertRecord(id="b", version=7, values=[1.0, 0.0], metadata={"k": "v"})
-
-    assert wire_record(plain)["metadata"] == {VERSION_METADATA_KEY: str(MAX_VERSION)}  # exact, as a string
-    assert wire_record(tagged)["metadata"] == {"k": "v", VERSION_METADATA_KEY: "7"}
-    assert tagged.metadata == {"k": "v"}  # the message itself is not changed
-    # the largest metadata a producer may send still fits Pinecone's limit with the key added
-    biggest = {"t": "x" * (MAX_METADATA_BYTES - VERSION_METADATA_ROOM - len('{"t":""}'))}
-    record = UpsertRecord(id="c", version=MAX_VERSION, values=[1.0, 0.0], metadata=biggest)
-    assert len(orjson.dumps(wire_record(record)["metadata"])) <= MAX_METADATA_BYTES
 
 
 def test_a_grpc_records_size_is_its_protobuf_encoding() -> None:

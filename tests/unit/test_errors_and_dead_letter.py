@@ -6,7 +6,8 @@ import pytest
 
 from vector_relay.contract.messages import DeadLetterAttributes
 from vector_relay.errors import MAX_DETAIL_CHARS, PoisonMessageError, Problem, join_within
-from vector_relay.sqs.dead_letter import SQS_MAX_MESSAGE_BYTES, attributes_size, fit_attributes, sqs_safe
+from vector_relay.sqs.dead_letter import attributes_size, fit_attributes, sqs_safe
+from vector_relay.sqs.limits import SQS_MAX_MESSAGE_BYTES
 
 
 def test_detail_lists_every_reason_with_its_code() -> None:

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from tests.unit.index_fakes import INVOCATION_SECONDS, Clock, FakeIndexes, create_event, unavailable
+from vector_relay.errors import FailureKind
 from vector_relay.operations.index_resource import RESERVE_SECONDS, Answer, handle
-from vector_relay.pinecone.gateway import FailureKind, PineconeRequestError
+from vector_relay.pinecone.errors import PineconeRequestError
 
 
 def test_a_transient_describe_error_while_waiting_is_polled_past_not_a_failed_stack() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pinecone import ApiError, NotFoundError
 
-from vector_relay.pinecone.gateway import namespace_not_found
+from vector_relay.pinecone.errors import namespace_not_found
 
 
 @pytest.mark.parametrize(

@@ -9,14 +9,14 @@ import pytest
 
 from tests.conftest import ROOT
 from tools.template_rules import load_template
+from vector_relay.keys.key_secret import KeySecret
 from vector_relay.keys.rotation import (
     KEY_NAME_PREFIX,
-    KeySecret,
     RotationError,
     _left_current_at,
     _promoted_at,
     key_name_for,
-    parse_key_secret,
+    parse_version,
 )
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -50,7 +50,7 @@ def test_the_key_name_is_derived_from_the_token_and_fits_pinecone_s_limit() -> N
 
 def test_the_secret_round_trips_and_never_shows_the_key() -> None:
     secret = KeySecret(api_key="pcsk_do_not_print", key_id="k1", project_id="p1", roles=("ProjectEditor",))
-    assert parse_key_secret(secret.to_json(), "v1") == secret
+    assert parse_version(secret.to_json(), "v1") == secret
     assert "pcsk_do_not_print" not in repr(secret)
     assert "pcsk_do_not_print" not in str(secret)
 
@@ -66,7 +66,7 @@ def test_the_secret_round_trips_and_never_shows_the_key() -> None:
 )
 def test_a_malformed_secret_is_refused_without_its_value(text: str, problem: str) -> None:
     with pytest.raises(RotationError, match=problem) as raised:
-        parse_key_secret(text, "the AWSPENDING version v9")
+        parse_version(text, "the AWSPENDING version v9")
     assert "pcsk_do_not_print" not in str(raised.value)
 
 

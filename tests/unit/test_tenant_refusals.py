@@ -13,7 +13,7 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from vector_relay.errors import PoisonMessageError, Problem
-from vector_relay.sqs.worker import SecondLook
+from vector_relay.sqs.tenant_refusals import SecondLook
 from vector_relay.tenancy import TenantRegistry, TenantRegistrySource
 
 INTERVAL = 5.0

@@ -10,7 +10,7 @@ from tests.conftest import FakeLambdaContext
 from vector_relay.aws_clients import GUARD_PROFILE
 from vector_relay.errors import ConfigurationError
 from vector_relay.settings import Settings
-from vector_relay.sqs.worker import check_timing, timing_problems
+from vector_relay.sqs.timing import check_timing, timing_problems
 
 BASE = {"pinecone_secret_arn": "arn:aws:secretsmanager:us-east-1:1:secret:k", "pinecone_index_host": "https://h"}
 
@@ -64,11 +64,11 @@ def test_with_the_guard_the_lease_covers_an_attempt_sent_at_the_deadline() -> No
 
 
 class Deps:
-    """The two fields check_timing reads."""
+    """The fields of the edge check_timing reads."""
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.settings = settings(**values)
-        self.guard = object()
+        self.guarded = True
         self.timing_checked = False
 
 

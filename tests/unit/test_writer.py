@@ -11,11 +11,14 @@ import pytest
 
 from vector_relay.contract.messages import ValidationContext
 from vector_relay.contract.parsing import parse_write_message
-from vector_relay.errors import AuthError, TransientError
-from vector_relay.ingest.planning import EncodedRecord, plan_writes
-from vector_relay.ingest.runner import Deadline, DeadlineError, PlanRunner, WriteOutcome
+from vector_relay.deadline import Deadline
+from vector_relay.errors import AuthError, DeadlineError, FailureKind, TransientError
+from vector_relay.ingest.planning import WritePlan, coalesce, pack
+from vector_relay.ingest.runner import PlanRunner, WriteOutcome
 from vector_relay.keys.api_key_cache import ApiKey, ApiKeyCache, GatewaySource
-from vector_relay.pinecone.gateway import CallResult, FailureKind, PineconeRequestError
+from vector_relay.pinecone.data_plane import CallResult
+from vector_relay.pinecone.errors import PineconeRequestError
+from vector_relay.pinecone.wire import EncodedRecord
 
 
 class ScriptedGateway:
@@ -63,6 +66,11 @@ class Keys:
         value = self.values[min(self.reads, len(self.values) - 1)]
         self.reads += 1
         return ApiKey(value=value, version_id=f"v-{value}")
+
+
+def plan_writes(messages: Sequence[tuple[str, str, Any]]) -> WritePlan:
+    """The plan for ``(message_id, namespace, message)`` triples in batch order, as the ingest service makes it."""
+    return pack(coalesce(messages))
 
 
 def up(tenant_ns: str, *ids: str, version: int = 1) -> Any:

@@ -30,12 +30,13 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from vector_relay.contract.filters import field_names, filter_problems, matches_every_record
 
-SCHEMA_VERSION = 1
-
-# Limits. Pinecone's figures are from docs.pinecone.io/reference/api/database-limits and the
-# 2026-07 OpenAPI spec (see docs/contract.md for each source).
+# The contract's limits, each defined here only. Pinecone's figures are from
+# docs.pinecone.io/reference/api/database-limits and the 2026-07 OpenAPI spec (see docs/contract.md
+# for each source); Pinecone's limits on one request are the planner's (vector_relay.ingest.planning).
 MAX_RECORD_ID_CHARS = 512
-MAX_RECORDS_PER_MESSAGE = 1000  # Pinecone's per-request upsert and delete limit
+# Records in one message: 1,000, as many as Pinecone takes in one upsert or delete-by-id request
+# (the planner's MAX_RECORDS_PER_REQUEST and MAX_IDS_PER_DELETE).
+MAX_RECORDS_PER_MESSAGE = 1000
 MAX_METADATA_BYTES = 40 * 1024  # 40 KB of metadata per record, measured as compact UTF-8 JSON
 MAX_DIMENSION = 20_000
 MAX_SPARSE_ENTRIES = 2048
@@ -106,7 +107,9 @@ def _check_record_id(value: Any) -> Any:
         raise PydanticCustomError("id_invalid", "a record id must be a string")
     if not 1 <= len(value) <= MAX_RECORD_ID_CHARS:
         raise PydanticCustomError(
-            "id_invalid", "a record id has 1 to 512 characters, this one has {length}", {"length": len(value)}
+            "id_invalid",
+            f"a record id has 1 to {MAX_RECORD_ID_CHARS} characters, this one has {{length}}",
+            {"length": len(value)},
         )
     if not value.isascii() or "\x00" in value:
         raise PydanticCustomError("id_invalid", "a record id must be ASCII without NUL characters")

@@ -13,7 +13,15 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import from_json
 
-from vector_relay.contract.messages import QueryMessage, ValidationContext, WriteMessage
+from vector_relay.contract.messages import (
+    MAX_RECORD_ID_CHARS,
+    MAX_RECORDS_PER_MESSAGE,
+    MAX_SPARSE_ENTRIES,
+    MAX_TOP_K,
+    QueryMessage,
+    ValidationContext,
+    WriteMessage,
+)
 from vector_relay.errors import PoisonMessageError, Problem
 
 # Every code a message can be dead-lettered or answered with, and what it means.
@@ -26,12 +34,13 @@ ERROR_CODES: dict[str, str] = {
     "unknown_op": "op is missing or not an operation this queue accepts",
     "unknown_tenant": "the tenant is not in the tenant registry",
     "tenant_not_bound": "the message came from a queue that may not act for its tenant (set by the worker)",
-    "too_many_records": "more than 1,000 records in one message",
-    "id_invalid": "a record id is not 1-512 ASCII characters without NUL",
+    "too_many_records": f"more than {MAX_RECORDS_PER_MESSAGE:,} records in one message",
+    "id_invalid": f"a record id is not 1-{MAX_RECORD_ID_CHARS} ASCII characters without NUL",
     "dimension_mismatch": "a dense vector's length is not the index dimension, or its kind does not fit the index",
     "non_finite_value": "a vector or metadata number is NaN or infinite",
     "zero_vector": "a dense vector has only zeros",
-    "sparse_values_invalid": "sparse indices and values differ in length, repeat an index, or exceed 2,048 entries",
+    "sparse_values_invalid": "sparse indices and values differ in length, repeat an index, or exceed "
+    f"{MAX_SPARSE_ENTRIES:,} entries",
     "sparse_not_supported": "sparse values sent to an index whose metric is not dotproduct",
     "metadata_type": "a metadata value is not a string, number, boolean or list of strings",
     "metadata_key_invalid": "a metadata key is empty, starts with '$', or is the reserved _relay_version",
@@ -48,7 +57,7 @@ ERROR_CODES: dict[str, str] = {
     "or confirm is given and names another tenant",
     "filter_field_reserved": "a delete_by_filter's filter names _relay_version, the field the relay writes itself",
     "query_target_invalid": "a query has both or neither of vector and id",
-    "top_k_out_of_range": "top_k is outside 1-10,000",
+    "top_k_out_of_range": f"top_k is outside 1-{MAX_TOP_K:,}",
     "result_too_large": "the reply would exceed the relay's 4 MiB bound on one reply (set by the worker)",
     "reply_to_not_allowed": "reply_to is not on the reply queue allow-list (or the tenant's own reply_queues)",
     "pinecone_rejected": "Pinecone answered 400/422 for this message's records (set by the worker)",

@@ -19,11 +19,14 @@ name only declared filterable fields, with values of their type.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, assert_never
 
 from vector_relay.errors import Problem
+
+if TYPE_CHECKING:
+    from vector_relay.contract.messages import WriteMessage
 
 FieldType = Literal["string", "number", "boolean", "string_list"]
 FIELD_TYPES: tuple[FieldType, ...] = ("string", "number", "boolean", "string_list")
@@ -194,16 +197,25 @@ def _violation(location: str, message: str) -> Problem:
     return Problem("metadata_schema_violation", location, message)
 
 
-def message_problems(schema: TenantSchema | None, message: object) -> list[Problem]:
-    """Why a valid write message breaks its tenant's schema: an upsert's records, a delete_by_filter's filter."""
-    from vector_relay.contract.messages import DeleteByFilterMessage, UpsertMessage, UpsertRecord
-    from vector_relay.ingest.planning import EncodedRecord, EncodedUpsert
+def message_problems(schema: TenantSchema | None, message: WriteMessage) -> list[Problem]:
+    """Why a valid write message breaks its tenant's schema: an upsert's records, a delete_by_filter's filter.
+
+    Judged before an upsert's records are encoded for Pinecone (the ingest service encodes the valid ones).
+    """
+    from vector_relay.contract.messages import DeleteByFilterMessage, DeleteMessage, PurgeTenantMessage, UpsertMessage
 
     if schema is None:
         return []
-    if isinstance(message, UpsertMessage | EncodedUpsert):
-        records: Sequence[UpsertRecord | EncodedRecord] = message.records
-        return [problem for i, record in enumerate(records) for problem in schema.record_problems(i, record.metadata)]
-    if isinstance(message, DeleteByFilterMessage):
-        return schema.filter_problems(message.filter)
-    return []
+    match message:
+        case UpsertMessage():
+            return [
+                problem
+                for i, record in enumerate(message.records)
+                for problem in schema.record_problems(i, record.metadata)
+            ]
+        case DeleteByFilterMessage():
+            return schema.filter_problems(message.filter)
+        case DeleteMessage() | PurgeTenantMessage():
+            return []  # ids and versions, or a confirmation: nothing a schema governs
+        case _:
+            assert_never(message)

@@ -11,14 +11,13 @@ Rules, per namespace:
   namespace's writes into segments; a segment's writes are sent before the operation that follows
   it, and the next segment's after it. A winning write is sent in the segment where it appears.
 * **Packing.** Upserts of a segment go into requests of at most 1,000 records and at most
-  :data:`MAX_UPSERT_REQUEST_BYTES` of JSON, measured on the bytes that are sent; deletes by id
+  :data:`MAX_UPSERT_REQUEST_BYTES`, measured on the bytes that are sent; deletes by id
   into requests of at most 1,000 ids.
 
-**Encoded once.** An upsert's records are encoded to the JSON Pinecone receives as soon as the
-message is valid (:func:`encode_upsert`), and their float lists are let go: the request body is
-those bytes joined (:func:`upsert_body`), so each record is encoded once, its size is exact, and a
-batch holds bytes rather than millions of Python floats (a quarter of the memory, nothing for the
-garbage collector to walk).
+**Sizes come from the wire.** Records arrive encoded for the transport
+(:func:`vector_relay.pinecone.wire.encode_upsert`, as soon as the message is valid); the planner
+packs them by the size each adds to a request and the request's own overhead, both from
+:mod:`vector_relay.pinecone.wire`, so the limit is measured on the bytes that are sent.
 
 The result is a :class:`WritePlan`: for each namespace, a list of stages run one after another;
 the requests of one stage are independent and may run concurrently.
@@ -30,52 +29,23 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, assert_never
 
-import orjson
-
 from vector_relay.contract.messages import (
-    VERSION_METADATA_KEY,
     DeleteByFilterMessage,
     DeleteMessage,
     PurgeTenantMessage,
     UpsertMessage,
-    UpsertRecord,
     WriteMessage,
 )
+from vector_relay.pinecone.wire import EncodedRecord, EncodedUpsert, encode_upsert, request_overhead
 
+# Pinecone's limits on one request, defined here only (docs.pinecone.io/reference/api/database-limits;
+# the OpenAPI spec's UpsertRequest.vectors and DeleteRequest.ids maxItems).
 MAX_RECORDS_PER_REQUEST = 1000
 MAX_IDS_PER_DELETE = 1000
 # Pinecone's limit is "2 MB" per upsert request; stay under the decimal reading of it.
 MAX_UPSERT_REQUEST_BYTES = 2_000_000
 
 RequestKind = Literal["upsert", "delete_ids", "delete_by_filter", "delete_all"]
-
-
-type Transport = Literal["rest", "grpc"]
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedRecord:
-    """An upsert record ready to send, its version in its metadata, and the bytes it adds to a request.
-
-    Over REST ``encoded`` is its JSON in the request body; over gRPC ``grpc`` is the SDK's dict form
-    (the SDK's gRPC client builds the protobuf message) and ``size`` that message's exact size.
-    """
-
-    id: str
-    version: int
-    metadata: dict[str, Any] | None  # the producer's, for the tenant's schema checks
-    size: int
-    encoded: bytes = b""
-    grpc: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedUpsert:
-    """A valid upsert message whose records are encoded (:func:`encode_upsert`)."""
-
-    tenant: str
-    records: tuple[EncodedRecord, ...]
-    op: Literal["upsert"] = "upsert"
 
 
 type PlannableWrite = WriteMessage | EncodedUpsert
@@ -104,10 +74,6 @@ class PlannedRequest:
         """Every message whose outcome this request decides."""
         return set(self.origins) | self.dependents
 
-    @property
-    def item_count(self) -> int:
-        return len(self.records) if self.kind == "upsert" else len(self.ids)
-
     def split_by_origin(self) -> tuple[PlannedRequest, PlannedRequest]:
         """Two requests, each with about half of the originating messages (used to find a rejected one)."""
         origins = list(self.origins)
@@ -116,15 +82,26 @@ class PlannedRequest:
 
     def _subset(self, messages: Sequence[str]) -> PlannedRequest:
         part = PlannedRequest(kind=self.kind, namespace=self.namespace, filter=self.filter)
-        items = self.records if self.kind == "upsert" else self.ids
         for message_id in messages:
-            positions = []
-            for position in self.origins[message_id]:
-                positions.append(len(part.records) if self.kind == "upsert" else len(part.ids))
-                (part.records if self.kind == "upsert" else part.ids).append(items[position])  # type: ignore[arg-type]
-            part.origins[message_id] = positions
+            positions = self.origins[message_id]
+            match self.kind:
+                case "upsert":
+                    part.origins[message_id] = _take(self.records, positions, part.records)
+                case "delete_ids":
+                    part.origins[message_id] = _take(self.ids, positions, part.ids)
+                case "delete_by_filter" | "delete_all":
+                    part.origins[message_id] = []  # one message, no records: never split, nothing to take
+                case _:
+                    assert_never(self.kind)
         part.dependents = set(self.dependents)  # a superseded message is retried if any part fails
         return part
+
+
+def _take[T](items: Sequence[T], positions: Iterable[int], into: list[T]) -> list[int]:
+    """Append the ``items`` at ``positions`` to ``into``; where they are there."""
+    start = len(into)
+    into.extend(items[position] for position in positions)
+    return list(range(start, len(into)))
 
 
 @dataclass(slots=True)
@@ -180,116 +157,18 @@ class Coalesced:
         )
 
 
-def wire_record(record: UpsertRecord) -> dict[str, Any]:
-    """A record as Pinecone's upsert request carries it (the SDK's wire form), its version in its metadata."""
-    wire: dict[str, Any] = {"id": record.id, "values": record.values if record.values is not None else []}
-    if record.sparse_values is not None:
-        wire["sparseValues"] = {"indices": record.sparse_values.indices, "values": record.sparse_values.values}
-    version = str(record.version)
-    wire["metadata"] = (
-        {**record.metadata, VERSION_METADATA_KEY: version} if record.metadata else {VERSION_METADATA_KEY: version}
-    )
-    return wire
-
-
-def encode_record(record: UpsertRecord, transport: Transport = "rest") -> EncodedRecord:
-    """``record`` as one vector of an upsert request on ``transport``, and its size there."""
-    wire = wire_record(record)
-    if transport == "grpc":
-        if "sparseValues" in wire:
-            wire["sparse_values"] = wire.pop("sparseValues")
-        size = _field(1, grpc_vector_size(wire))
-        return EncodedRecord(record.id, record.version, record.metadata, size, grpc=wire)
-    encoded = orjson.dumps(wire)
-    return EncodedRecord(record.id, record.version, record.metadata, len(encoded) + 1, encoded)  # + its comma
-
-
-def encode_upsert[M: PlannableWrite](message: M, transport: Transport = "rest") -> M | EncodedUpsert:
-    """An upsert with its records encoded for ``transport``; other messages unchanged.
-
-    Over REST the message's float lists can be freed once encoded; over gRPC the SDK takes them.
-    """
-    if isinstance(message, UpsertMessage):
-        return EncodedUpsert(message.tenant, tuple(encode_record(record, transport) for record in message.records))
-    return message
-
-
-def request_overhead(namespace: str, transport: Transport) -> int:
-    """Bytes of an upsert request on ``transport`` before its records."""
-    if transport == "grpc":
-        return _field(2, len(namespace.encode())) if namespace else 0
-    return len(upsert_body(namespace, []))
-
-
-# Sizes of protobuf encodings (proto3, the UpsertRequest of Pinecone's VectorService): a record's
-# message is what the SDK's gRPC client sends, so a request's size is known before it is built.
-def _varint(value: int) -> int:
-    return max(1, (value.bit_length() + 6) // 7)
-
-
-def _field(number: int, length: int) -> int:
-    """A length-delimited field: its key, its length, its bytes."""
-    return _varint(number << 3) + _varint(length) + length
-
-
-def _value_size(value: Any) -> int:
-    """A google.protobuf.Value holding ``value``."""
-    if isinstance(value, bool):
-        return 2
-    if isinstance(value, int | float):
-        return 9
-    if isinstance(value, str):
-        return _field(3, len(value.encode()))
-    if isinstance(value, list):
-        return _field(6, sum(_field(1, _value_size(item)) for item in value))
-    return 2  # null
-
-
-def _struct_size(values: dict[str, Any]) -> int:
-    return sum(_field(1, _field(1, len(key.encode())) + _field(2, _value_size(value))) for key, value in values.items())
-
-
-def grpc_vector_size(wire: dict[str, Any]) -> int:
-    """Bytes of a Vector message (id 1, values 2, metadata 3, sparse_values 4) for the SDK's dict form."""
-    size = _field(1, len(wire["id"].encode()))
-    if wire["values"]:
-        size += _field(2, 4 * len(wire["values"]))
-    if wire.get("metadata"):
-        size += _field(3, _struct_size(wire["metadata"]))
-    sparse = wire.get("sparse_values")
-    if sparse is not None:
-        indices = sum(_varint(i) for i in sparse["indices"])
-        size += _field(4, _field(1, indices) + _field(2, 4 * len(sparse["values"])))
-    return size
-
-
-def upsert_body(namespace: str, encoded: Sequence[bytes]) -> bytes:
-    """The body of ``POST /vectors/upsert`` for records encoded by :func:`encode_record`, byte for byte the SDK's."""
-    tail = b'],"namespace":' + orjson.dumps(namespace) + b"}" if namespace else b"]}"
-    parts = [b'{"vectors":[']
-    for record in encoded:
-        parts += (record, b",")
-    parts[-1 if encoded else len(parts) :] = [tail]  # the last comma becomes the tail
-    return b"".join(parts)  # one copy of the records' bytes (a request can hold 2 MB of them)
-
-
-def plan_writes(messages: Sequence[tuple[str, str, PlannableWrite]]) -> WritePlan:
-    """Plan the requests for ``(message_id, namespace, message)`` triples given in batch order."""
-    return pack(coalesce(messages))
-
-
 def coalesce(messages: Sequence[tuple[str, str, PlannableWrite]]) -> Coalesced:
     """Keep the highest version of each (namespace, id); note where the filter operations fall."""
     batch = Coalesced()
     order = 0
     for message_id, namespace, message in messages:
         segment = batch.segments.setdefault(namespace, 0)
-        if isinstance(message, DeleteByFilterMessage | PurgeTenantMessage):
-            batch.filter_ops.setdefault(namespace, []).append((segment, message_id, message))
-            batch.segments[namespace] = segment + 1
-            continue
         records: Iterable[tuple[str, int, EncodedRecord | None]]
         match message:
+            case DeleteByFilterMessage() | PurgeTenantMessage():
+                batch.filter_ops.setdefault(namespace, []).append((segment, message_id, message))
+                batch.segments[namespace] = segment + 1
+                continue
             case UpsertMessage() | EncodedUpsert():
                 encoded = encode_upsert(message)
                 assert isinstance(encoded, EncodedUpsert)
@@ -351,18 +230,27 @@ def narrow(
     request: PlannedRequest, winners: Mapping[tuple[str, str], Winner], keep: Collection[tuple[str, str]]
 ) -> PlannedRequest | None:
     """``request`` with only the records in ``keep`` (None if that is none of them); filter ops pass unchanged."""
+    match request.kind:
+        case "upsert":
+            repack = _pack_upserts
+        case "delete_ids":
+            repack = _pack_deletes
+        case "delete_by_filter" | "delete_all":
+            return request
+        case _:
+            assert_never(request.kind)
     keys = request_keys(request)
-    if request.kind not in ("upsert", "delete_ids") or all(key in keep for key in keys):
+    if all(key in keep for key in keys):
         return request
     chosen = sorted((winners[key] for key in keys if key in keep), key=lambda w: w.order)
-    packed = (_pack_upserts if request.kind == "upsert" else _pack_deletes)(request.namespace, chosen)
+    packed = repack(request.namespace, chosen)
     assert len(packed) <= 1, "a part of a planned request fits in one request"
     return packed[0] if packed else None
 
 
 def _pack_upserts(namespace: str, writes: list[Winner]) -> list[PlannedRequest]:
     first = next((winner.record for winner in writes if winner.record is not None), None)
-    overhead = request_overhead(namespace, "grpc" if first is not None and first.grpc is not None else "rest")
+    overhead = request_overhead(namespace, first.transport if first is not None else "rest")
     requests: list[PlannedRequest] = []
     current: PlannedRequest | None = None
     for winner in writes:

@@ -32,25 +32,23 @@ from typing import Any, assert_never
 
 from aws_lambda_powertools import Logger
 
-from vector_relay.errors import AuthError, PoisonMessageError, Problem, TransientError, WaitingError
+from vector_relay.deadline import MIN_REQUEST_SECONDS, Deadline
+from vector_relay.errors import (
+    AuthError,
+    DeadlineError,
+    FailureKind,
+    HeldBehindError,
+    IndexNotFoundError,
+    PoisonMessageError,
+    Problem,
+    TransientError,
+)
 from vector_relay.ingest.planning import PlannedRequest, WritePlan
 from vector_relay.keys.api_key_cache import GatewaySource, call_with_key_refresh
-from vector_relay.pinecone.gateway import CallResult, FailureKind, PineconeGateway, PineconeRequestError
+from vector_relay.pinecone.data_plane import CallResult, PineconeGateway
+from vector_relay.pinecone.errors import PineconeRequestError
 
 logger = Logger(child=True)
-
-MIN_REQUEST_SECONDS = 1.0
-
-
-class DeadlineError(TransientError):
-    """The invocation ran out of time before this message's request could run."""
-
-
-class HeldBehindError(WaitingError):
-    """Kept in order behind an earlier write of its namespace that waits for another worker's hold.
-
-    The message itself did not fail; it is retried (or requeued on its last delivery) with the write
-    it waits for, never after it. ``retry_at`` is filled in when the batch is settled."""
 
 
 class _Ended(enum.Enum):
@@ -60,21 +58,6 @@ class _Ended(enum.Enum):
     LANDED = "landed"
     WAITING = "waiting"
     FAILED = "failed"
-
-
-class IndexNotFoundError(TransientError):
-    """The index host answered 404 for the index itself (wrong host, deleted index): a deployment problem."""
-
-
-class Deadline:
-    """A point in time (monotonic) by which all Pinecone work must be finished."""
-
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._at = clock() + seconds
-
-    def left(self) -> float:
-        return self._at - self._clock()
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ its token is added and the lease lasts until the later of the two ends. A write 
 lower than the recorded one is **stale**: acknowledged and dropped. A write that meets another
 invocation's live lease, or a claim lock held by another worker for more than
 :data:`LOCK_WAIT_SECONDS`, is **busy**: it is retried by SQS, when that hold ends
-(:class:`BusyWriteError` says when; the ingest worker sets the message's visibility to it).
+(:class:`~vector_relay.errors.BusyWriteError` says when; the ingest worker sets the message's visibility to it).
 
 Once the batch has run, the worker **releases** what landed with one ``PutItem``: a marker item
 named by its token, listing the claimed records that did not land (if any). A lease is live until
@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vector_relay.aws_clients import GUARD_PROFILE, fits
-from vector_relay.errors import TransientError, WaitingError
+from vector_relay.errors import GuardUnavailableError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -125,14 +125,6 @@ class RecordState:
 
     def format(self) -> str:
         return " ".join((str(self.version), self.operation, str(self.until_ms), *self.tokens))
-
-
-class GuardUnavailableError(TransientError):
-    """DynamoDB could not be asked; the writes it guards are retried by SQS."""
-
-
-class BusyWriteError(WaitingError):
-    """Another invocation holds the record; ``retry_at`` (epoch seconds) is when its hold ends, if known."""
 
 
 class VersionGuard:

@@ -1,8 +1,9 @@
 """The Pinecone API key and the client built from it, read from Secrets Manager, never in logs or errors.
 
-The secret is JSON (format in docs/rotation.md): ``{"api_key": "...", "key_id": "...",
-"project_id": "...", ...}``. A worker keeps the key it read, with the secret version it came from,
-while its container is warm, and builds a new Pinecone client only when that version changes:
+The secret is JSON (format in docs/rotation.md, read by :mod:`vector_relay.keys.key_secret`):
+``{"api_key": "...", "key_id": "...", "project_id": "...", ...}``. A worker keeps the key it read,
+with the secret version it came from, while its container is warm, and builds a new Pinecone
+client only when that version changes:
 
 * **TTL**: after ``API_KEY_CACHE_TTL_SECONDS`` the next request re-reads the secret's ``AWSCURRENT``
   version (and the rotation marker, when one is configured); a different version id means a new key
@@ -23,7 +24,6 @@ its ``key_id`` may be.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -32,8 +32,10 @@ from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
-from vector_relay.errors import ConfigurationError
-from vector_relay.pinecone.gateway import FailureKind, PineconeGateway, PineconeRequestError
+from vector_relay.errors import FailureKind
+from vector_relay.keys.key_secret import parse_key_secret
+from vector_relay.pinecone.data_plane import PineconeGateway
+from vector_relay.pinecone.errors import PineconeRequestError
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -60,22 +62,15 @@ class ApiKey:
 
 
 def read_api_key(secrets: SecretsManagerClient, secret_arn: str) -> ApiKey:
-    """Read the AWSCURRENT version of the API-key secret."""
+    """Read the AWSCURRENT version of the API-key secret.
+
+    A malformed value is a :class:`~vector_relay.keys.key_secret.MalformedSecretError` (a
+    ``ConfigurationError``) naming the secret and version, never the value.
+    """
     response = secrets.get_secret_value(SecretId=secret_arn, VersionStage="AWSCURRENT")
-    return parse_api_key(response.get("SecretString"), response["VersionId"], secret_arn)
-
-
-def parse_api_key(secret_string: str | None, version_id: str, secret_arn: str) -> ApiKey:
-    """The key in one version of the secret; a :class:`ConfigurationError` (without the value) if malformed."""
-    problem = f'secret {secret_arn} version {version_id} must be JSON with a non-empty string "api_key"'
-    try:
-        payload = json.loads(secret_string or "")
-        value = payload["api_key"]
-    except (KeyError, TypeError, ValueError):
-        raise ConfigurationError(problem) from None
-    if not isinstance(value, str) or not value:
-        raise ConfigurationError(problem)
-    return ApiKey(value=value, version_id=version_id, key_id=str(payload.get("key_id") or ""))
+    version_id = response["VersionId"]
+    secret = parse_key_secret(response.get("SecretString"), f"secret {secret_arn} version {version_id}")
+    return ApiKey(value=secret.api_key, version_id=version_id, key_id=secret.key_id)
 
 
 class ApiKeyCache:

@@ -36,7 +36,6 @@ Secret format and the operator's runbook: docs/rotation.md. Key values never rea
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,15 +47,19 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from vector_relay.aws_clients import secrets_client, ssm_client
-from vector_relay.errors import ConfigurationError, VectorRelayError
-from vector_relay.metrics import METRIC_NAMESPACE
-from vector_relay.pinecone.gateway import (
-    ApiKeyInfo,
-    CreatedApiKey,
-    PineconeKeyAdmin,
-    PineconeRequestError,
-    check_api_key,
+from vector_relay.errors import VectorRelayError
+from vector_relay.keys.key_secret import (
+    API_KEY,
+    PROJECT_ID,
+    KeySecret,
+    MalformedSecretError,
+    parse_admin_account,
+    parse_key_secret,
 )
+from vector_relay.metrics import METRIC_NAMESPACE
+from vector_relay.pinecone.admin_api import ApiKeyInfo, CreatedApiKey, PineconeKeyAdmin
+from vector_relay.pinecone.data_plane import check_api_key
+from vector_relay.pinecone.errors import PineconeRequestError
 from vector_relay.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -91,56 +94,17 @@ def key_name_for(token: str) -> str:
     return f"{KEY_NAME_PREFIX}{token}"[:80]
 
 
-@dataclass(frozen=True, slots=True)
-class KeySecret:
-    """One version of the API-key secret. ``repr`` never shows the key."""
-
-    api_key: str = field(repr=False)
-    key_id: str
-    project_id: str
-    key_name: str = ""
-    roles: tuple[str, ...] = ()
-    created_at: str = ""
-    rotation_token: str = ""
-
-    def to_json(self) -> str:
-        payload: dict[str, Any] = {
-            "api_key": self.api_key,
-            "key_id": self.key_id,
-            "project_id": self.project_id,
-            "key_name": self.key_name,
-            "roles": list(self.roles),
-            "created_at": self.created_at,
-            "rotation_token": self.rotation_token,
-        }
-        return json.dumps(payload)
-
-
-def parse_key_secret(text: str | None, where: str) -> KeySecret:
-    """Parse one version; :class:`RotationError` naming ``where`` (never the value) when it is malformed."""
+def parse_version(text: str | None, where: str) -> KeySecret:
+    """One version of the secret, with the key and the project rotation needs; :class:`RotationError`
+    naming ``where`` (never the value) when it is malformed."""
     try:
-        payload = json.loads(text or "")
-    except ValueError:
-        raise RotationError(f"{where} is not JSON") from None
-    if not isinstance(payload, dict):
-        raise RotationError(f"{where} is not a JSON object")
-    missing = [name for name in ("api_key", "project_id") if not (isinstance(payload.get(name), str) and payload[name])]
-    if missing:
-        raise RotationError(f"{where} needs non-empty strings {', '.join(missing)}")
-    roles = payload.get("roles") or ()
-    return KeySecret(
-        api_key=payload["api_key"],
-        key_id=str(payload.get("key_id") or ""),
-        project_id=payload["project_id"],
-        key_name=str(payload.get("key_name") or ""),
-        roles=tuple(str(role) for role in roles) if isinstance(roles, list) else (),
-        created_at=str(payload.get("created_at") or ""),
-        rotation_token=str(payload.get("rotation_token") or ""),
-    )
+        return parse_key_secret(text, where, required=(API_KEY, PROJECT_ID))
+    except MalformedSecretError as error:
+        raise RotationError(str(error)) from None
 
 
 class KeyAdmin(Protocol):
-    """What rotation needs from Pinecone's Admin API (:class:`~vector_relay.pinecone.gateway.PineconeKeyAdmin`)."""
+    """What rotation needs from Pinecone's Admin API (:class:`~vector_relay.pinecone.admin_api.PineconeKeyAdmin`)."""
 
     def list_keys(self, project_id: str) -> list[ApiKeyInfo]: ...
     def describe_key(self, key_id: str) -> ApiKeyInfo | None: ...
@@ -182,14 +146,10 @@ def rotation_dependencies(settings: Settings) -> RotationDependencies:
     def admin() -> KeyAdmin:
         arn = settings.require("pinecone_admin_secret_arn")
         text = secrets.get_secret_value(SecretId=arn, VersionStage=AWSCURRENT).get("SecretString")
-        try:
-            account = json.loads(text or "")
-            client_id, client_secret = account["client_id"], account["client_secret"]
-        except (KeyError, TypeError, ValueError):
-            raise ConfigurationError(f'admin secret {arn} must be JSON with "client_id" and "client_secret"') from None
+        account = parse_admin_account(text, f"admin secret {arn}")  # a ConfigurationError, without the value
         return PineconeKeyAdmin(
-            client_id=client_id,
-            client_secret=client_secret,
+            client_id=account.client_id,
+            client_secret=account.client_secret,
             host=settings.pinecone_control_host,
             oauth_url=settings.pinecone_oauth_url or None,
         )
@@ -460,7 +420,7 @@ def _owner_of(
             return "another", ""
         return "unknown", f"reading version {version} of this secret failed ({code})"
     try:
-        stored = parse_key_secret(response.get("SecretString"), f"version {version}")
+        stored = parse_version(response.get("SecretString"), f"version {version}")
     except RotationError as error:
         return "unknown", str(error)
     if stored.key_id != key_id:
@@ -514,7 +474,7 @@ def _roles_like(admin: KeyAdmin, current: KeySecret) -> tuple[str, ...]:
 
 def _read_current(deps: RotationDependencies, arn: str) -> KeySecret:
     response = deps.secrets.get_secret_value(SecretId=arn, VersionStage=AWSCURRENT)
-    return parse_key_secret(response.get("SecretString"), f"the AWSCURRENT version {response['VersionId']}")
+    return parse_version(response.get("SecretString"), f"the AWSCURRENT version {response['VersionId']}")
 
 
 def _read_pending(deps: RotationDependencies, arn: str, token: str) -> KeySecret | None:
@@ -527,7 +487,7 @@ def _read_pending(deps: RotationDependencies, arn: str, token: str) -> KeySecret
         raise
     if not response.get("SecretString"):
         return None
-    return parse_key_secret(response["SecretString"], f"the AWSPENDING version {token}")
+    return parse_version(response["SecretString"], f"the AWSPENDING version {token}")
 
 
 def _require_pending(deps: RotationDependencies, arn: str, token: str) -> KeySecret:
@@ -540,7 +500,7 @@ def _require_pending(deps: RotationDependencies, arn: str, token: str) -> KeySec
 def _read_version(deps: RotationDependencies, arn: str, version: str) -> KeySecret | None:
     try:
         response = deps.secrets.get_secret_value(SecretId=arn, VersionId=version)
-        return parse_key_secret(response.get("SecretString"), f"version {version}")
+        return parse_version(response.get("SecretString"), f"version {version}")
     except (ClientError, RotationError) as error:
         logger.warning("could not read an older version", extra={"version_id": version, "error": str(error)})
         return None

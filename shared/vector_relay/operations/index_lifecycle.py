@@ -18,7 +18,9 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vector_relay.pinecone.gateway import FailureKind, IndexDescription, PineconeRequestError
+from vector_relay.errors import FailureKind
+from vector_relay.pinecone.control_plane import IndexDescription
+from vector_relay.pinecone.errors import PineconeRequestError
 
 METRICS = ("cosine", "dotproduct", "euclidean")
 MAX_NAME_CHARS = 45  # Pinecone: 1-45 lower-case letters, digits and hyphens

@@ -50,7 +50,7 @@ from vector_relay.operations.index_lifecycle import (
     update,
     wait_ready,
 )
-from vector_relay.pinecone.gateway import IndexDescription
+from vector_relay.pinecone.control_plane import IndexDescription
 from vector_relay.settings import require_https
 
 logger = Logger(child=True)
@@ -284,7 +284,7 @@ def run(event: Mapping[str, Any], context: Any) -> Answer | None:
     """The Lambda entry: the key from the workers' secret, answers to CloudFormation, waits handed on."""
     from vector_relay.aws_clients import lambda_client, secrets_client
     from vector_relay.keys.api_key_cache import read_api_key
-    from vector_relay.pinecone.gateway import PineconeIndexAdmin
+    from vector_relay.pinecone.control_plane import PineconeIndexAdmin
     from vector_relay.settings import index_function_settings
 
     def admin() -> IndexAdmin:

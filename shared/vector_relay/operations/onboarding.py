@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from vector_relay.contract.tenant_schemas import TenantSchema
 from vector_relay.errors import ConfigurationError
-from vector_relay.pinecone.gateway import NamespaceDescription
+from vector_relay.pinecone.control_plane import NamespaceDescription
 from vector_relay.tenancy import TenantRegistry
 
 

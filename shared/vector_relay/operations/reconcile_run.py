@@ -10,7 +10,7 @@ from vector_relay.aws_clients import dynamodb_client, secrets_client, sqs_client
 from vector_relay.ingest.version_guard import VersionGuard
 from vector_relay.keys.api_key_cache import read_api_key
 from vector_relay.operations.reconcile import DeadLetterQueue, Report, redelivery_horizon_ms, scheduled_pass
-from vector_relay.pinecone.gateway import RecordReader
+from vector_relay.pinecone.record_reader import RecordReader
 from vector_relay.settings import Settings, get_settings
 from vector_relay.tenancy import TenantRegistrySource
 

@@ -14,6 +14,7 @@ really be sent to; whoever can send to a DLQ can write any attribute (docs/secur
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from vector_relay.contract.messages import DeadLetterAttributes, IndexShape, Val
 from vector_relay.contract.parsing import parse_write_message
 from vector_relay.contract.tenant_schemas import message_problems
 from vector_relay.errors import PoisonMessageError
+from vector_relay.sqs.limits import SQS_MAX_BATCH_ENTRIES, SQS_MAX_RECEIVE_MESSAGES
 from vector_relay.sqs.message_age import FIRST_SENT_ATTRIBUTE, first_sent_attribute
 from vector_relay.tenancy import TenantRegistry
 
@@ -85,7 +87,7 @@ def read_all(sqs: SQSClient, url: str, limit: int | None = None) -> Iterator[Dea
     """Every message of the queue (up to ``limit``), each once; hidden for the scan, not consumed."""
     seen: set[str] = set()
     while limit is None or len(seen) < limit:
-        batch = min(10, limit - len(seen)) if limit is not None else 10
+        batch = min(SQS_MAX_RECEIVE_MESSAGES, limit - len(seen)) if limit is not None else SQS_MAX_RECEIVE_MESSAGES
         response = sqs.receive_message(
             QueueUrl=url,
             MaxNumberOfMessages=batch,
@@ -113,10 +115,10 @@ def send_back(sqs: SQSClient, url: str, letter: DeadLetter) -> None:
 
 def release(sqs: SQSClient, url: str, letters: list[DeadLetter]) -> None:
     """Make messages read by a scan visible again now (best effort: the timeout does it anyway)."""
-    for start in range(0, len(letters), 10):
+    for chunk in itertools.batched(letters, SQS_MAX_BATCH_ENTRIES, strict=False):
         entries: Any = [
             {"Id": str(i), "ReceiptHandle": letter.receipt_handle, "VisibilityTimeout": 0}
-            for i, letter in enumerate(letters[start : start + 10])
+            for i, letter in enumerate(chunk)
         ]
         sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
 

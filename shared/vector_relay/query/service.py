@@ -1,4 +1,4 @@
-"""The query worker's batch logic: every query is answered on its reply queue, with matches or an error.
+"""The query service: every query is answered on its reply queue, with matches or an error.
 
 * A valid query runs in its tenant's namespace (always the registry's; no field can widen it),
   concurrently with the rest of the batch and under the invocation's deadline. Its reply carries
@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vector_relay.aws_clients import s3_client
+from vector_relay.aws_clients import s3_client, sqs_client
 from vector_relay.contract.messages import (
+    MAX_TENANT_CHARS,
+    IndexShape,
     Match,
     QueryMessage,
     QueryReplyError,
@@ -37,22 +38,18 @@ from vector_relay.contract.messages import (
     ValidationContext,
 )
 from vector_relay.contract.parsing import parse_query_message, read_json
-from vector_relay.errors import PoisonMessageError, Problem, TransientError
-from vector_relay.ingest.runner import MIN_REQUEST_SECONDS, Deadline
-from vector_relay.keys.api_key_cache import call_with_key_refresh
-from vector_relay.pinecone.gateway import FailureKind, PineconeRequestError, QueryResult
-from vector_relay.sqs.dead_letter import SQS_MAX_MESSAGE_BYTES
-from vector_relay.sqs.worker import (
-    WorkerDependencies,
-    check_timing,
-    dead_letter,
-    invocation_budget,
-    last_delivery,
-    retry_alone,
-)
+from vector_relay.deadline import MIN_REQUEST_SECONDS, Deadline
+from vector_relay.errors import FailureKind, PoisonMessageError, Problem, TransientError
+from vector_relay.keys.api_key_cache import GatewaySource, call_with_key_refresh
+from vector_relay.pinecone.data_plane import QueryResult
+from vector_relay.pinecone.errors import PineconeRequestError
+from vector_relay.settings import Settings
+from vector_relay.sqs.limits import SQS_MAX_MESSAGE_BYTES, send_batches
+from vector_relay.sqs.processor import Delivery, Poison, Retry, Verdict
 from vector_relay.tenancy import TenantRegistry
 
 if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 logger = Logger(child=True)
@@ -64,8 +61,6 @@ MAX_INLINE_REPLY_BYTES = SQS_MAX_MESSAGE_BYTES - 1024
 # batch of 10 large answers stays well inside the function's memory. A larger reply is answered
 # with result_too_large, never retried (docs/contract.md, "Replies").
 MAX_REPLY_BYTES = 4 * 1024 * 1024
-MAX_BATCH_SEND_BYTES = SQS_MAX_MESSAGE_BYTES
-MAX_BATCH_SEND_ENTRIES = 10
 
 
 @dataclass(slots=True)
@@ -77,121 +72,121 @@ class PendingReply:
     dead_letter_after: PoisonMessageError | None = None
 
 
-def handle_query_batch(
-    records: list[SQSRecord], context: LambdaContext | None, deps: WorkerDependencies
-) -> Mapping[str, BaseException]:
-    """Answer every query; return the ones SQS must redeliver, by message id."""
-    check_timing(context, deps)
-    deadline = Deadline(invocation_budget(context, deps))
-    tenants = deps.tenants.current()
-    # any queue some tenant may be answered on passes the contract; _sort_query narrows it to the tenant's own
-    allowed = deps.settings.reply_queue_allow_list | tenants.all_reply_queues()
-    validation = ValidationContext(tenants=tenants, index=deps.index.current(), reply_queues=allowed)
-    failures: dict[str, BaseException] = {}
-    replies: list[PendingReply] = []
-    queries: list[tuple[SQSRecord, QueryMessage]] = []
-    for record in records:
-        try:
-            _sort_query(record, deps, validation, queries, replies, failures)
-        except Exception as error:  # a defect here must not fail the batch-mates
-            retry_alone(record, error, failures)
-    jobs = [(record, message, tenants.namespace_for(message.tenant)) for record, message in queries]
-    results = deps.loop.run(_run_queries(jobs, deps, deadline))
-    for (record, message, _), result in zip(jobs, results, strict=True):
-        if isinstance(result, QueryResult):
-            try:
-                body, stored = _ok_reply(record, message, result)
-            except ReplyTooLargeError as error:  # the same answer on every delivery: an error reply, not a retry
-                body = _error_reply(message.correlation_id, message.tenant, "result_too_large", str(error))
-                replies.append(PendingReply(record, message.reply_to, body, "result_too_large"))
-                continue
-            except Exception as error:  # S3 refused, or no time left to store it: this query is retried alone
-                logger.warning(
-                    "a large reply could not be stored; the query is retried",
-                    extra={"message_id": record.message_id, "error": type(error).__name__},
-                )
-                failures[record.message_id] = TransientError(f"the reply could not be stored: {type(error).__name__}")
-                continue
-            if stored:
-                deps.metrics.add_metric(name="OversizedReplies", unit=MetricUnit.Count, value=1)
-            replies.append(PendingReply(record, message.reply_to, body, "ok"))
-            deps.metrics.add_metric(name="QueryLatency", unit=MetricUnit.Milliseconds, value=result.elapsed_ms)
-        elif result.kind is FailureKind.REJECTED:
-            body = _error_reply(message.correlation_id, message.tenant, "pinecone_rejected", str(result))
-            replies.append(PendingReply(record, message.reply_to, body, "pinecone_rejected"))
-        elif last_delivery(record, deps):
-            detail = f"last delivery failed: {result}"
-            body = _error_reply(message.correlation_id, message.tenant, "retries_exhausted", detail)
-            exhausted = PoisonMessageError([Problem("retries_exhausted", "", detail)])
-            replies.append(PendingReply(record, message.reply_to, body, "retries_exhausted", exhausted))
-        else:
-            failures[record.message_id] = TransientError(str(result))
-            deps.metrics.add_metric(name="TransientFailures", unit=MetricUnit.Count, value=1)
-    _send_replies(replies, deps, failures)
-    return failures
+class QueryService:
+    """Answers batches of queries on their reply queues."""
 
+    def __init__(self, settings: Settings, gateways: GatewaySource, loop: asyncio.Runner, metrics: Metrics) -> None:
+        self.settings = settings
+        self.gateways = gateways
+        self.loop = loop
+        self.metrics = metrics
 
-def _sort_query(
-    record: SQSRecord,
-    deps: WorkerDependencies,
-    validation: ValidationContext,
-    queries: list[tuple[SQSRecord, QueryMessage]],
-    replies: list[PendingReply],
-    failures: dict[str, BaseException],
-) -> None:
-    """A valid query joins ``queries``; an invalid one is answered with its code when its reply_to is usable, or
-    dead-lettered.
+    def validation(self, registry: TenantRegistry, index: IndexShape) -> ValidationContext:
+        # any queue some tenant may be answered on passes the contract; problems() narrows it to the tenant's own
+        allowed = self.settings.reply_queue_allow_list | registry.all_reply_queues()
+        return ValidationContext(tenants=registry, index=index, reply_queues=allowed)
 
-    A query from a queue that may not act for its tenant (tenant binding), or naming a reply queue
-    that is not its tenant's, is dead-lettered without a reply: the reply would go where the sender
-    has no right to write.
-    """
-    registry = deps.tenants.current()
-    try:
-        message = parse_query_message(record.body, validation)
-        problem = registry.binding_problem(record.event_source_arn, message.tenant)
-        if problem is None and message.reply_to not in _reply_queues(registry, deps, message.tenant):
-            problem = Problem("reply_to_not_allowed", "reply_to", "not one of the reply queues of the message's tenant")
-        if problem is not None:
-            dead_letter(deps, record, PoisonMessageError([problem]), failures)
-            return
+    def parse(self, record: SQSRecord, validation: ValidationContext) -> QueryMessage:
+        return parse_query_message(record.body, validation)
+
+    def problems(self, message: QueryMessage, registry: TenantRegistry) -> list[Problem]:
+        """A reply queue that is not its tenant's (no reply: the sender has no right to write there), or a
+        filter its tenant's schema refuses (answered before Pinecone is asked: the filter would silently miss)."""
+        if message.reply_to not in self.reply_queues(registry, message.tenant):
+            return [Problem("reply_to_not_allowed", "reply_to", "not one of the reply queues of the message's tenant")]
         schema = registry.schema_for(message.tenant)
-        refused = schema.filter_problems(message.filter) if schema is not None and message.filter else []
-        if refused:  # answered before Pinecone is asked: the filter would silently miss
-            poison = PoisonMessageError(refused)
-            body = _error_reply(message.correlation_id, message.tenant, poison.error_code, poison.detail)
-            replies.append(PendingReply(record, message.reply_to, body, poison.error_code))
-            return
-        queries.append((record, message))
-    except PoisonMessageError as poison:
-        try:
-            target = _reply_target(record.body, lambda tenant: _usable_reply_queues(registry, deps, record, tenant))
-        except Exception as error:  # the message is poison already: whatever fails here, it is dead-lettered
-            logger.warning(
-                "could not read the reply_to of an invalid query; it is dead-lettered",
-                extra={"message_id": record.message_id, "error": type(error).__name__},
-            )
-            target = None
+        return schema.filter_problems(message.filter) if schema is not None and message.filter else []
+
+    def reply_queues(self, registry: TenantRegistry, tenant: str) -> frozenset[str]:
+        return registry.reply_queues_for(tenant, self.settings.reply_queue_allow_list)
+
+    def start(self, registry: TenantRegistry, deadline: Deadline) -> QueryRun:
+        return QueryRun(self, registry, deadline)
+
+
+class QueryRun:
+    """One batch of queries: the valid ones run concurrently, every answer goes out in batched sends."""
+
+    def __init__(self, service: QueryService, registry: TenantRegistry, deadline: Deadline) -> None:
+        self._service = service
+        self._registry = registry
+        self._deadline = deadline
+        self._queries: list[Delivery[QueryMessage]] = []
+        self._replies: list[PendingReply] = []
+
+    def take(self, delivery: Delivery[QueryMessage]) -> None:
+        self._queries.append(delivery)
+
+    def answer(self, record: SQSRecord, poison: PoisonMessageError) -> bool:
+        """An invalid query is answered with its code when its reply_to is usable for its tenant.
+
+        A query from a queue that may not act for its tenant (tenant binding), or naming a reply queue
+        that is not its tenant's, gets no reply: the reply would go where the sender has no right to write.
+        """
+        target = _reply_target(record.body, lambda tenant: self._usable_reply_queues(record, tenant))
         if target is None:
-            dead_letter(deps, record, poison, failures)
-        else:
-            reply_to, correlation_id, tenant = target
-            body = _error_reply(correlation_id, tenant, poison.error_code, poison.detail)
-            replies.append(PendingReply(record, reply_to, body, poison.error_code))
+            return False
+        reply_to, correlation_id, tenant = target
+        body = _error_reply(correlation_id, tenant, poison.error_code, poison.detail)
+        self._replies.append(PendingReply(record, reply_to, body, poison.error_code))
+        return True
+
+    def _usable_reply_queues(self, record: SQSRecord, tenant: object) -> frozenset[str]:
+        """Where an invalid query that names ``tenant`` (any JSON value) may get its error reply."""
+        name = tenant if isinstance(tenant, str) else ""
+        if self._registry.binding_problem(record.event_source_arn, name) is not None:
+            return frozenset()  # from a tenant's queue for another tenant, or for a bound tenant from elsewhere
+        return self._service.reply_queues(self._registry, name)
+
+    def close(self) -> None:
+        pass
+
+    def finish(self) -> dict[str, Verdict]:
+        service = self._service
+        metrics = service.metrics
+        verdicts: dict[str, Verdict] = {}
+        jobs = [(d.message, self._registry.namespace_for(d.message.tenant)) for d in self._queries]
+        results = service.loop.run(_run_queries(jobs, service.gateways, service.settings, self._deadline))
+        for delivery, result in zip(self._queries, results, strict=True):
+            record, message = delivery.record, delivery.message
+            if isinstance(result, QueryResult):
+                try:
+                    body, stored = _ok_reply(record, message, result)
+                except ReplyTooLargeError as error:  # the same answer on every delivery: an error reply, not a retry
+                    body = _error_reply(message.correlation_id, message.tenant, "result_too_large", str(error))
+                    self._replies.append(PendingReply(record, message.reply_to, body, "result_too_large"))
+                    continue
+                except Exception as error:  # S3 refused, or no time left to store it: this query is retried alone
+                    logger.warning(
+                        "a large reply could not be stored; the query is retried",
+                        extra={"message_id": record.message_id, "error": type(error).__name__},
+                    )
+                    verdicts[record.message_id] = Retry(
+                        TransientError(f"the reply could not be stored: {type(error).__name__}")
+                    )
+                    continue
+                if stored:
+                    metrics.add_metric(name="OversizedReplies", unit=MetricUnit.Count, value=1)
+                self._replies.append(PendingReply(record, message.reply_to, body, "ok"))
+                metrics.add_metric(name="QueryLatency", unit=MetricUnit.Milliseconds, value=result.elapsed_ms)
+            elif result.kind is FailureKind.REJECTED:
+                body = _error_reply(message.correlation_id, message.tenant, "pinecone_rejected", str(result))
+                self._replies.append(PendingReply(record, message.reply_to, body, "pinecone_rejected"))
+            elif delivery.last:  # answered, so no caller waits for an answer that never comes, then dead-lettered
+                detail = f"last delivery failed: {result}"
+                body = _error_reply(message.correlation_id, message.tenant, "retries_exhausted", detail)
+                exhausted = PoisonMessageError([Problem("retries_exhausted", "", detail)])
+                self._replies.append(PendingReply(record, message.reply_to, body, "retries_exhausted", exhausted))
+            else:
+                verdicts[record.message_id] = Retry(TransientError(str(result)))
+                metrics.add_metric(name="TransientFailures", unit=MetricUnit.Count, value=1)
+        verdicts |= _send_replies(self._replies, service_sqs(), metrics)
+        return verdicts
 
 
-def _reply_queues(registry: TenantRegistry, deps: WorkerDependencies, tenant: str) -> frozenset[str]:
-    return registry.reply_queues_for(tenant, deps.settings.reply_queue_allow_list)
-
-
-def _usable_reply_queues(
-    registry: TenantRegistry, deps: WorkerDependencies, record: SQSRecord, tenant: object
-) -> frozenset[str]:
-    """Where an invalid query that names ``tenant`` (any JSON value) may get its error reply."""
-    name = tenant if isinstance(tenant, str) else ""
-    if registry.binding_problem(record.event_source_arn, name) is not None:
-        return frozenset()  # from a tenant's queue for another tenant, or for a bound tenant from elsewhere
-    return _reply_queues(registry, deps, name)
+def service_sqs() -> SQSClient:
+    """An SQS client sure to answer before the invocation must return (asked for each batch of sends)."""
+    return sqs_client()
 
 
 def _reply_target(
@@ -217,7 +212,7 @@ def _reply_target(
     return (
         reply_to,
         correlation_id if isinstance(correlation_id, str) and len(correlation_id) <= 256 else None,
-        tenant if isinstance(tenant, str) and len(tenant) <= 128 else None,
+        tenant if isinstance(tenant, str) and len(tenant) <= MAX_TENANT_CHARS else None,
     )
 
 
@@ -289,9 +284,9 @@ def large_reply_key(tenant: str, message_id: str) -> str:
 
 
 async def _run_queries(
-    jobs: list[tuple[SQSRecord, QueryMessage, str]], deps: WorkerDependencies, deadline: Deadline
+    jobs: list[tuple[QueryMessage, str]], gateways: GatewaySource, settings: Settings, deadline: Deadline
 ) -> list[QueryResult | PineconeRequestError]:
-    slots = asyncio.Semaphore(deps.settings.pinecone_max_concurrency)
+    slots = asyncio.Semaphore(settings.pinecone_max_concurrency)
 
     async def one(message: QueryMessage, namespace: str) -> QueryResult | PineconeRequestError:
         async with slots:
@@ -300,7 +295,7 @@ async def _run_queries(
                 return PineconeRequestError(FailureKind.DEADLINE, "the invocation's deadline is too close to start")
             try:
                 refreshed = await call_with_key_refresh(
-                    deps.gateways,
+                    gateways,
                     lambda gateway: gateway.query(
                         namespace,
                         top_k=message.top_k,
@@ -327,48 +322,42 @@ async def _run_queries(
     # A task group, not gather: the invocation returns only when every query has ended (the loop
     # outlives it, and a query left running would resume inside the next invocation).
     async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(one(message, namespace)) for _, message, namespace in jobs]
+        tasks = [group.create_task(one(message, namespace)) for message, namespace in jobs]
     return [task.result() for task in tasks]
 
 
-def _send_replies(replies: list[PendingReply], deps: WorkerDependencies, failures: dict[str, BaseException]) -> None:
-    """Send replies in batches per reply queue; a refused send fails its query (SQS redelivers it)."""
+def _send_replies(replies: list[PendingReply], sqs: SQSClient, metrics: Metrics) -> dict[str, Verdict]:
+    """Send replies in batches per reply queue; a refused send fails its query (SQS redelivers it).
+
+    A reply sent on a query's last delivery is followed by its dead letter (``dead_letter_after``).
+    """
+    verdicts: dict[str, Verdict] = {}
     sent: dict[str, int] = {}
     by_queue: dict[str, list[PendingReply]] = {}
     for reply in replies:
         by_queue.setdefault(reply.reply_to, []).append(reply)
     for queue_url, pending in by_queue.items():
-        for chunk in _chunks(pending):
+        for chunk in send_batches(pending, lambda reply: len(reply.body.encode())):
             entries: list[SendMessageBatchRequestEntryTypeDef] = [
                 {"Id": str(i), "MessageBody": reply.body} for i, reply in enumerate(chunk)
             ]
             try:
-                response: Any = deps.sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+                response: Any = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
                 refused = {int(item["Id"]): item.get("Message", item["Code"]) for item in response.get("Failed", [])}
             except Exception as error:
                 logger.warning("reply queue refused the send", extra={"reply_to": queue_url, "error": str(error)})
                 refused = {i: str(error) for i in range(len(chunk))}
             for i, reply in enumerate(chunk):
                 if i in refused:
-                    failures[reply.record.message_id] = TransientError(f"reply queue refused the reply: {refused[i]}")
+                    verdicts[reply.record.message_id] = Retry(
+                        TransientError(f"reply queue refused the reply: {refused[i]}")
+                    )
                     continue
                 sent[reply.code] = sent.get(reply.code, 0) + 1
                 if reply.dead_letter_after is not None:
-                    dead_letter(deps, reply.record, reply.dead_letter_after, failures)
-    deps.metrics.add_metric(name="QueryReplies", unit=MetricUnit.Count, value=sum(sent.values()))
+                    verdicts[reply.record.message_id] = Poison(reply.dead_letter_after)
+    metrics.add_metric(name="QueryReplies", unit=MetricUnit.Count, value=sum(sent.values()))
     for code, count in sent.items():
         if code != "ok":
-            deps.metrics.add_metric(name=f"ErrorReplies.{code}", unit=MetricUnit.Count, value=count)
-
-
-def _chunks(replies: list[PendingReply]) -> list[list[PendingReply]]:
-    chunks: list[list[PendingReply]] = []
-    size = 0
-    for reply in replies:
-        body_size = len(reply.body.encode())
-        if not chunks or len(chunks[-1]) >= MAX_BATCH_SEND_ENTRIES or size + body_size > MAX_BATCH_SEND_BYTES:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(reply)
-        size += body_size
-    return chunks
+            metrics.add_metric(name=f"ErrorReplies.{code}", unit=MetricUnit.Count, value=count)
+    return verdicts

@@ -1,7 +1,7 @@
 """Send a poison message to the dead-letter queue: the original body, unchanged, with the reasons as attributes.
 
-If the send fails for any reason the caller must report the message as a batch item failure, so
-SQS keeps it (and its redrive policy eventually moves it): a poison message is never dropped.
+If the send fails for any reason the message is reported as a batch item failure, so SQS keeps it
+(and its redrive policy eventually moves it): a poison message is never dropped.
 """
 
 from __future__ import annotations
@@ -9,15 +9,19 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from aws_lambda_powertools import Logger
+
 from vector_relay.contract.messages import DeadLetterAttributes
+from vector_relay.errors import PoisonMessageError, TransientError
+from vector_relay.sqs.limits import SQS_MAX_MESSAGE_BYTES
+from vector_relay.sqs.message_age import first_sent_ms
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
 
-# SQS's message limit, body and attributes together (1 MiB since 2026; the SendMessage reference:
-# "The maximum size is 1 MiB or 1,048,576 bytes").
-SQS_MAX_MESSAGE_BYTES = 1_048_576
+logger = Logger(child=True)
 
 # Characters SQS accepts in bodies and attribute values (the SQS message quotas page); any other
 # character in a reason is replaced, so a strange metadata key cannot make the DLQ send fail.
@@ -58,3 +62,31 @@ def send_to_dead_letter_queue(sqs: SQSClient, *, queue_url: str, body: str, attr
     }
     response = sqs.send_message(QueueUrl=queue_url, MessageBody=body, MessageAttributes=message_attributes)
     return response["MessageId"]
+
+
+def dead_letter_attributes(record: SQSRecord, error: PoisonMessageError) -> DeadLetterAttributes:
+    """What the DLQ copy of ``record`` says about why it is there."""
+    return DeadLetterAttributes(
+        error_code=error.error_code,
+        error_detail=error.detail,
+        source_queue=record.event_source_arn,
+        source_message_id=record.message_id,
+        receive_count=int(record.attributes.approximate_receive_count),
+        first_sent_at=first_sent_ms(record),
+    )
+
+
+def route_poison(sqs: SQSClient, *, dead_letter_queue_url: str, record: SQSRecord, error: PoisonMessageError) -> None:
+    """Send ``record`` to the DLQ. Raises :class:`TransientError` if that fails, so the message is kept and retried."""
+    attributes = dead_letter_attributes(record, error)
+    try:
+        send_to_dead_letter_queue(sqs, queue_url=dead_letter_queue_url, body=record.body, attributes=attributes)
+    except Exception as send_error:
+        logger.exception(
+            "dead-letter send failed; the message stays on its queue", extra={"message_id": record.message_id}
+        )
+        raise TransientError(f"could not send message {record.message_id} to the dead-letter queue") from send_error
+    logger.warning(
+        "message dead-lettered",
+        extra={"message_id": record.message_id, "error_code": error.error_code, "error_codes": list(error.error_codes)},
+    )

@@ -1,42 +1,176 @@
-"""A Powertools batch processor whose handler sees the whole SQS batch at once.
+"""The Lambda SQS edge: one batch processor for the ingest and query workers.
 
-Powertools' :class:`BatchProcessor` calls a handler per record. Writing to Pinecone well needs the
-whole batch (to coalesce records into few requests), so this subclass overrides only ``process()``:
-the handler takes every record and returns the failed ones as ``{message_id: exception}``.
-Response building, the partial-failure report and the "entire batch failed" error stay Powertools'.
+Powertools' :class:`BatchProcessor` calls a handler per record; writing to Pinecone well needs the
+whole batch (to coalesce records into few requests), so :class:`SqsBatchProcessor` overrides
+``process()`` and does, in one pass down and one back up:
+
+1. bounds every AWS call of the invocation by the time it has left (:func:`invocation_deadline`);
+2. sorts the batch: each message is judged on its own (the service's contract, the tenant binding,
+   the service's own checks); poison is dead-lettered with its reasons without disturbing the
+   others, unless the service answers it itself (a query's error reply), and a refusal for the
+   tenant gets a second look at the registry first (:mod:`vector_relay.sqs.tenant_refusals`);
+3. hands the valid messages to the service (:class:`BatchRun`), which returns a verdict for each
+   message that is not done (:data:`Verdict`);
+4. applies the verdicts: a retry is a batch item failure (on the last delivery before the redrive
+   policy moves it, a dead letter ``retries_exhausted`` with the last error); a wait comes back
+   when the hold ends (on its last delivery it is sent again as a fresh copy); poison is
+   dead-lettered. Response building and the partial-failure report stay Powertools'.
+
+Services never call back into the edge: they get deliveries and give verdicts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, assert_never
 
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
-from vector_relay.aws_clients import FINISH_SECONDS, invocation_deadline
+from vector_relay.aws_clients import sqs_client
+from vector_relay.contract.messages import IndexShape, ValidationContext
+from vector_relay.deadline import FINISH_SECONDS, Deadline, invocation_deadline
+from vector_relay.errors import ConfigurationError, PoisonMessageError, Problem, TransientError, WaitingError
+from vector_relay.settings import Settings
+from vector_relay.sqs.dead_letter import route_poison
+from vector_relay.sqs.queues import redrive_target_url
+from vector_relay.sqs.redelivery import MAX_RETRY_DELAY_SECONDS, requeue, retry_soon
+from vector_relay.sqs.tenant_refusals import REGISTRY_REFUSALS, SecondLook, unconfirmed
+from vector_relay.sqs.timing import check_timing
+from vector_relay.tenancy import TenantRegistry, TenantRegistrySource
 
-BatchHandler = Callable[[list[SQSRecord], LambdaContext | None], Mapping[str, BaseException]]
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from mypy_boto3_sqs import SQSClient
+
+logger = Logger(child=True)
+
+# Used when there is no Lambda context (a direct call from a script or a test).
+DEFAULT_BUDGET_SECONDS = 30.0
 
 
-class WholeBatchProcessor(BatchProcessor):
-    """Runs one handler over the whole batch; the messages it names fail, the rest succeed."""
+@dataclass(frozen=True, slots=True)
+class Delivery[M]:
+    """A valid message of the batch, and whether this is its last delivery before the redrive policy moves it."""
+
+    record: SQSRecord
+    message: M
+    last: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """It may succeed later: SQS redelivers it (on its last delivery it is dead-lettered as retries_exhausted)."""
+
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Not a failure: it waits for another worker's hold; it comes back when the hold ends (``retry_at``)."""
+
+    error: WaitingError
+
+
+@dataclass(frozen=True, slots=True)
+class Poison:
+    """It can never succeed as sent: dead-lettered with its reasons."""
+
+    error: PoisonMessageError
+
+
+type Verdict = Retry | Wait | Poison  # a message without one is done: acknowledged
+
+
+class HasTenant(Protocol):
+    @property
+    def tenant(self) -> str: ...
+
+
+class BatchRun[M](Protocol):
+    """One batch in a service, from the first valid message to the verdicts."""
+
+    def take(self, delivery: Delivery[M]) -> None:
+        """A valid message, as soon as it is judged (the rest of the batch is still being read)."""
+
+    def answer(self, record: SQSRecord, poison: PoisonMessageError) -> bool:
+        """Whether the service answers this refused message itself (its verdict then comes from :meth:`finish`)."""
+
+    def finish(self) -> Mapping[str, Verdict]:
+        """Do the batch's work; the verdict of every message (by id) that is not done."""
+
+    def close(self) -> None:
+        """Always called, after :meth:`finish` or instead of it."""
+
+
+class BatchService[M: HasTenant](Protocol):
+    def validation(self, registry: TenantRegistry, index: IndexShape) -> ValidationContext:
+        """What the contract checks this service's messages against."""
+
+    def parse(self, record: SQSRecord, validation: ValidationContext) -> M:
+        """The message, or PoisonMessageError with every problem the contract finds."""
+
+    def problems(self, message: M, registry: TenantRegistry) -> list[Problem]:
+        """What else is wrong with a valid message for its tenant (schema, reply queue), checked after the binding."""
+
+    def start(self, registry: TenantRegistry, deadline: Deadline) -> BatchRun[M]: ...
+
+
+class IndexShapes(Protocol):
+    def current(self) -> IndexShape: ...
+
+
+@dataclass(slots=True)
+class Edge:
+    """What the edge works with, built once per container by the composition root (``vector_relay.dependencies``)."""
+
+    settings: Settings
+    tenants: TenantRegistrySource
+    index: IndexShapes
+    metrics: Metrics
+    guarded: bool = False  # writes go through the version guard (the timing check asks more of the margin)
+    clock: Callable[[], float] = time.time  # the clock of WaitingError.retry_at (the version guard's)
+    timing_checked: bool = False
+
+    @property
+    def sqs(self) -> SQSClient:
+        """An SQS client sure to answer before the invocation must return (asked for each call)."""
+        return sqs_client()
+
+    def last_delivery(self, record: SQSRecord) -> bool:
+        return int(record.attributes.approximate_receive_count) >= self.settings.source_queue_max_receive_count
+
+
+@dataclass(frozen=True, slots=True)
+class Worker[M: HasTenant]:
+    edge: Edge
+    service: BatchService[M]
+
+
+class SqsBatchProcessor(BatchProcessor):
+    """Sorts, dead-letters, bounds time, hands valid messages to a service and applies its verdicts.
+
+    Its record handler (``process_partial_response(record_handler=...)``) returns the container's
+    :class:`Worker`: the edge's collaborators and the service, built on a container's first invocation.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(event_type=EventType.SQS, **kwargs)
 
     def process(self) -> list[tuple[Any, ...]]:
         records = [SQSRecord(raw) for raw in self.records]
-        handler: BatchHandler = self.handler
         context: LambdaContext | None = getattr(self, "lambda_context", None)
         try:
-            if context is None:
-                failures = dict(handler(records, context))
-            else:  # every AWS call of the batch ends before the invocation must return
-                with invocation_deadline(context.get_remaining_time_in_millis() / 1000 - FINISH_SECONDS):
-                    failures = dict(handler(records, context))
-        except Exception as batch_error:  # the handler could not sort the batch: every message is retried
+            with _aws_calls_bounded(context):
+                failures = handle_batch(records, context, self.handler())
+        except Exception as batch_error:  # the batch could not be sorted: every message is retried
             failures = {record.message_id: batch_error for record in records}
         results: list[tuple[Any, ...]] = []
         for record in records:
@@ -46,3 +180,180 @@ class WholeBatchProcessor(BatchProcessor):
             else:
                 results.append(self.failure_handler(record=record, exception=(type(error), error, error.__traceback__)))
         return results
+
+
+@contextmanager
+def _aws_calls_bounded(context: LambdaContext | None) -> Iterator[None]:
+    """Every AWS call of the batch ends before the invocation must return (no bound without a context)."""
+    if context is None:
+        yield
+        return
+    with invocation_deadline(context.get_remaining_time_in_millis() / 1000 - FINISH_SECONDS):
+        yield
+
+
+def handle_batch[M: HasTenant](
+    records: list[SQSRecord], context: LambdaContext | None, worker: Worker[M]
+) -> dict[str, BaseException]:
+    """The messages SQS must redeliver, by message id; everything else was done or dead-lettered."""
+    edge, service = worker.edge, worker.service
+    check_timing(context, edge)
+    deadline = Deadline(invocation_budget(context, edge.settings))
+    registry = edge.tenants.current()
+    failures: dict[str, BaseException] = {}
+    run = service.start(registry, deadline)
+    try:
+        _sort(records, edge, service, registry, run, failures)
+        verdicts = run.finish()
+    finally:
+        run.close()
+    by_id = {record.message_id: record for record in records}
+    waiting: list[tuple[SQSRecord, float]] = []
+    for message_id, verdict in verdicts.items():
+        record = by_id[message_id]
+        match verdict:
+            case Poison(error):
+                dead_letter(edge, record, error, failures)
+            case Retry(error) if not edge.last_delivery(record):
+                failures[message_id] = error
+            case Wait(error) if not edge.last_delivery(record):
+                failures[message_id] = error
+                if error.retry_at is not None:
+                    delay = min(max(math.ceil(error.retry_at - edge.clock()) + 1, 1), MAX_RETRY_DELAY_SECONDS)
+                    waiting.append((record, delay))
+            case Wait(error) if _requeue(edge, record, error):
+                pass  # a fresh copy waits on; this one is done
+            case Retry(error) | Wait(error):
+                exhausted = PoisonMessageError([Problem("retries_exhausted", "", f"last delivery failed: {error}")])
+                dead_letter(edge, record, exhausted, failures)
+            case _:
+                assert_never(verdict)
+    if waiting:  # back when the hold ends, not after the queue's visibility timeout (minutes)
+        retry_soon(edge.sqs, waiting)
+    return failures
+
+
+def _requeue(edge: Edge, record: SQSRecord, error: WaitingError) -> bool:
+    delay = 0.0 if error.retry_at is None else error.retry_at - edge.clock() + 1
+    if not requeue(edge.sqs, record, delay):
+        return False
+    edge.metrics.add_metric(name="BusyRequeued", unit=MetricUnit.Count, value=1)
+    return True
+
+
+def _sort[M: HasTenant](
+    records: list[SQSRecord],
+    edge: Edge,
+    service: BatchService[M],
+    registry: TenantRegistry,
+    run: BatchRun[M],
+    failures: dict[str, BaseException],
+) -> None:
+    """Judge each record; hand the valid ones to ``run``; dead-letter (or let ``run`` answer) the poison.
+
+    A refusal for the tenant (``unknown_tenant``, ``tenant_not_bound``) gets a second look first
+    (:class:`SecondLook`): a message the registry as it is now would take is retried at once rather
+    than refused.
+    """
+    index = edge.index.current()
+    validation = service.validation(registry, index)
+    second_look = SecondLook(edge.tenants) if edge.tenants.rereadable else None
+    retry_in: list[tuple[SQSRecord, float]] = []
+
+    def judge(record: SQSRecord, tenants: TenantRegistry, validation: ValidationContext) -> M:
+        message = service.parse(record, validation)
+        problem = tenants.binding_problem(record.event_source_arn, message.tenant)
+        problems = [problem] if problem is not None else service.problems(message, tenants)
+        if problems:
+            raise PoisonMessageError(problems)
+        return message
+
+    for record in records:
+        try:
+            message = judge(record, registry, validation)
+        except PoisonMessageError as poison:
+            verdict: PoisonMessageError | float = poison
+            if second_look is not None and poison.error_code in REGISTRY_REFUSALS:
+                try:
+                    verdict = second_look.confirm(
+                        record, poison, lambda late, fresh: judge(late, fresh, service.validation(fresh, index))
+                    )
+                except Exception as error:  # a defect here must not fail the batch-mates
+                    _retry_alone(record, error, failures)
+                    continue
+            match verdict:
+                case PoisonMessageError():
+                    try:
+                        answered = run.answer(record, verdict)
+                    except Exception as error:  # the message is poison already: whatever fails here, it is refused
+                        logger.warning(
+                            "could not answer a refused message; it is dead-lettered",
+                            extra={"message_id": record.message_id, "error": type(error).__name__},
+                        )
+                        answered = False
+                    if not answered:
+                        dead_letter(edge, record, verdict, failures)
+                case float() if edge.last_delivery(record):  # SQS would move it on without a reason: say why
+                    why = f"last delivery: {unconfirmed(poison, verdict)}"
+                    exhausted = PoisonMessageError([Problem("retries_exhausted", "tenant", why)])
+                    dead_letter(edge, record, exhausted, failures)
+                case float():
+                    failures[record.message_id] = TransientError(unconfirmed(poison, verdict))
+                    retry_in.append((record, verdict))
+                case _:
+                    assert_never(verdict)
+            continue
+        except Exception as error:  # a defect here must not fail the batch-mates
+            _retry_alone(record, error, failures)
+            continue
+        run.take(Delivery(record, message, edge.last_delivery(record)))
+    if retry_in:
+        retry_soon(edge.sqs, retry_in)
+
+
+def _retry_alone(record: SQSRecord, error: Exception, failures: dict[str, BaseException]) -> None:
+    """An unexpected error while sorting one message (a defect, not proven poison): SQS retries that message only.
+
+    After ``maxReceiveCount`` it reaches the DLQ (``retries_exhausted``). Logged with the error's type
+    and the message id, never the body.
+    """
+    logger.exception(
+        "unexpected error while validating a message; it alone is retried",
+        extra={"message_id": record.message_id, "error": type(error).__name__},
+    )
+    failures[record.message_id] = TransientError(f"unexpected {type(error).__name__} while validating the message")
+
+
+def dead_letter(edge: Edge, record: SQSRecord, poison: PoisonMessageError, failures: dict[str, BaseException]) -> None:
+    """Send ``record`` to the DLQ with its reasons; if that fails, add it to ``failures`` so SQS keeps it.
+
+    A message from a tenant's own queue goes to that queue's DLQ (its redrive policy's target), the
+    rest to ``DEAD_LETTER_QUEUE_URL``.
+    """
+    try:
+        route_poison(edge.sqs, dead_letter_queue_url=_dead_letter_url(edge, record), record=record, error=poison)
+    except (ClientError, BotoCoreError, ConfigurationError) as error:  # the tenant queue's DLQ could not be found
+        logger.error(
+            "no DLQ for a message's source queue", extra={"message_id": record.message_id, "error": str(error)}
+        )
+        failures[record.message_id] = TransientError(f"the DLQ of the source queue is unknown: {error}")
+    except TransientError as error:
+        failures[record.message_id] = error
+    else:
+        edge.metrics.add_metric(name="PoisonMessages", unit=MetricUnit.Count, value=1)
+        edge.metrics.add_metric(name=f"PoisonMessages.{poison.error_code}", unit=MetricUnit.Count, value=1)
+
+
+def _dead_letter_url(edge: Edge, record: SQSRecord) -> str:
+    """Where ``record``'s poison goes: its tenant queue's own DLQ, or the function's configured one."""
+    source = record.event_source_arn
+    if edge.tenants.current().bound_tenant(source) is None:
+        return edge.settings.require("dead_letter_queue_url")
+    return redrive_target_url(edge.sqs, source)
+
+
+def invocation_budget(context: LambdaContext | None, settings: Settings) -> float:
+    """Seconds this invocation may spend on Pinecone: the Lambda time left minus the margin to finish up."""
+    if context is None:
+        return DEFAULT_BUDGET_SECONDS
+    return (context.get_remaining_time_in_millis() - settings.deadline_margin_ms) / 1000

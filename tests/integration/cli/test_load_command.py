@@ -24,8 +24,8 @@ from pinecone import Pinecone, ServerlessSpec
 from functions.ingest import app as ingest_app
 from tests.conftest import SAMPLE_DIMENSION, SAMPLE_TENANTS
 from tests.integration.conftest import INDEX_NAME, Pipeline, SqsDriver
+from vector_relay.dependencies import reset_worker_dependencies
 from vector_relay.settings import get_settings
-from vector_relay.sqs.worker import reset_worker_dependencies
 from vector_relay_cli.load_command import CRASH_AFTER_BATCHES
 from vector_relay_cli.main import cli
 

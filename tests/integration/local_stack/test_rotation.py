@@ -29,7 +29,8 @@ from relay_local.inspection import namespace_counts, queue_depth
 from relay_local.provisioning import aws_client
 from relay_local.stack import LocalStack, StackInfo, StackOptions
 from tests.conftest import ROOT, SAMPLE_DIMENSION, reset_moto, wait_until
-from vector_relay.pinecone.gateway import PineconeRequestError, check_api_key
+from vector_relay.pinecone.data_plane import check_api_key
+from vector_relay.pinecone.errors import PineconeRequestError
 
 TTL_SECONDS = 1
 GRACE_SECONDS = TTL_SECONDS + 60  # the rotation function refuses less: WORKER_MAX_TIMEOUT_SECONDS is 60

@@ -1,0 +1,121 @@
+"""Admission under the version guard: which part of each planned request this invocation may write.
+
+Each valid message's records are handed to a claim session as soon as the message is validated
+(:meth:`GuardedBatch.submit`), so DynamoDB works while the rest of the batch is still being read.
+Each Pinecone request then waits only for the claims of its own records and carries the claimed
+ones (:meth:`GuardedBatch.admit`, the runner's admission); stale records are dropped for good, busy
+ones make the message wait (:meth:`GuardedBatch.settle`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Literal, assert_never
+
+from vector_relay.contract.messages import DeleteByFilterMessage, DeleteMessage, PurgeTenantMessage, UpsertMessage
+from vector_relay.deadline import MIN_REQUEST_SECONDS, Deadline
+from vector_relay.errors import BusyWriteError
+from vector_relay.ingest.planning import Coalesced, PlannableWrite, PlannedRequest, narrow, request_keys
+from vector_relay.ingest.runner import Admission
+from vector_relay.ingest.version_guard import GuardedWrite, Verdict, VersionGuard
+from vector_relay.pinecone.wire import EncodedUpsert
+from vector_relay.tenancy import TenantRegistry
+
+
+class GuardedBatch:
+    """A batch under the version guard.
+
+    Each valid message's records are handed to a claim session as soon as the message is
+    validated, so DynamoDB works while the rest of the batch is still being read. Each Pinecone
+    request then waits only for the claims of its own records and carries the claimed ones.
+    """
+
+    def __init__(self, guard: VersionGuard, lease_seconds: float, deadline: Deadline, tenants: TenantRegistry) -> None:
+        self.guard = guard
+        self.session = guard.session(
+            guard.lease(lease_seconds),
+            stop=lambda: deadline.left() < MIN_REQUEST_SECONDS,  # nothing claimed now could still be sent
+        )
+        self.coalesced = Coalesced()
+        self._tenants = tenants
+        self._claims: dict[tuple[tuple[str, str], int, str], Future[dict[tuple[str, str], Verdict]]] = {}
+
+    def submit(self, message: PlannableWrite) -> None:
+        """Start claiming a validated message's records (the highest version of each id in it)."""
+        operation: Literal["upsert", "delete"]
+        match message:
+            case UpsertMessage() | EncodedUpsert():
+                operation = "upsert"
+            case DeleteMessage():
+                operation = "delete"
+            case DeleteByFilterMessage() | PurgeTenantMessage():
+                return  # filter operations are ordered by their place in the batch, not by the guard
+            case _:
+                assert_never(message)
+        namespace = self._tenants.namespace_for(message.tenant)
+        latest: dict[str, GuardedWrite] = {}
+        for item in message.records:
+            current = latest.get(item.id)
+            if current is None or item.version >= current.version:  # the rule of coalesce()
+                latest[item.id] = GuardedWrite(namespace, item.id, item.version, operation)
+        future = self.session.submit(namespace, list(latest.values()))
+        for write in latest.values():
+            self._claims[(write.key, write.version, write.operation)] = future
+
+    def _claim_of(self, key: tuple[str, str]) -> Future[dict[tuple[str, str], Verdict]]:
+        winner = self.coalesced.winners[key]
+        return self._claims[(key, winner.version, winner.operation)]
+
+    async def admit(self, request: PlannedRequest) -> Admission:
+        """The part of ``request`` this invocation may write; raises the guard's error if it could not be asked.
+
+        Stale records are dropped for good; busy ones make the admission incomplete, so the stages
+        after this one wait for their redelivery too.
+        """
+        keys = request_keys(request)
+        if not keys:
+            return Admission(request)  # a filter operation
+        claims = {id(claim): claim for claim in map(self._claim_of, keys)}
+        results = await asyncio.gather(*map(asyncio.wrap_future, claims.values()), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        verdicts = {key: self._claim_of(key).result()[key] for key in keys}
+        keep = {key for key, verdict in verdicts.items() if verdict is Verdict.CLAIMED}
+        complete = all(verdict is not Verdict.BUSY for verdict in verdicts.values())
+        return Admission(narrow(request, self.coalesced.winners, keep), complete)
+
+    def settle(self) -> GuardSummary:
+        """After the session closed: the claimed writes, the stale and busy counts, the messages to retry."""
+        summary = GuardSummary()
+        busy_until: dict[str, list[float | None]] = {}  # message id -> when each of its busy records frees up
+        for key, winner in self.coalesced.winners.items():
+            claim = self._claim_of(key)
+            error = claim.exception()
+            verdict = None if error is not None else claim.result()[key]
+            if verdict is Verdict.CLAIMED:
+                summary.claimed.append(GuardedWrite(*key, winner.version, winner.operation))
+            elif verdict is Verdict.STALE:
+                summary.stale += 1
+            elif error is not None:
+                for message_id in winner.message_ids:
+                    summary.failures.setdefault(message_id, error)
+            else:
+                summary.busy += 1
+                for message_id in winner.message_ids:
+                    busy_until.setdefault(message_id, []).append(self.session.held_until.get(key))
+        for message_id, ends in busy_until.items():
+            retry_at = None if None in ends else max(end for end in ends if end is not None)
+            busy = BusyWriteError(f"{len(ends)} record(s) held by another worker; retried later", retry_at)
+            summary.failures.setdefault(message_id, busy)
+        return summary
+
+
+@dataclass(slots=True)
+class GuardSummary:
+    claimed: list[GuardedWrite] = field(default_factory=list)
+    stale: int = 0  # acknowledged and dropped
+    busy: int = 0  # held by another invocation: retried
+    failures: dict[str, BaseException] = field(default_factory=dict)
