@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from bench.harness import wants_json, write_results
-from vector_relay.contract.messages import IndexShape, ValidationContext
+from vector_relay.contract.fields import IndexShape, ValidationContext
 from vector_relay.contract.parsing import parse_write_message
 
 DIMENSION = 1536

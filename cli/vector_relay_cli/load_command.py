@@ -35,7 +35,7 @@ from vector_relay_cli.errors import EXIT_FOUND, CannotRun
 from vector_relay_cli.progress import spinner
 
 if TYPE_CHECKING:
-    from vector_relay.contract.messages import IndexShape
+    from vector_relay.contract.fields import IndexShape
     from vector_relay.contract.tenant_schemas import TenantSchema
 
 MESSAGE_BYTES = 1_000_000  # below SQS's 1 MiB (vector_relay.sqs.limits), leaving room for the envelope
@@ -245,7 +245,8 @@ def _messages(
     """Upsert bodies packed near the limits: (body, records in it, the last line it holds)."""
     from pydantic import ValidationError
 
-    from vector_relay.contract.messages import MAX_RECORDS_PER_MESSAGE, UpsertRecord, ValidationContext
+    from vector_relay.contract.fields import MAX_RECORDS_PER_MESSAGE, ValidationContext
+    from vector_relay.contract.messages import UpsertRecord
     from vector_relay.contract.parsing import problems_from
 
     context = ValidationContext(index=target.shape).as_pydantic_context()

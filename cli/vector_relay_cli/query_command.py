@@ -24,7 +24,7 @@ from vector_relay_cli.context import Context
 from vector_relay_cli.errors import EXIT_FOUND, CannotRun
 
 if TYPE_CHECKING:
-    from vector_relay.contract.messages import Match, QueryReplyError, QueryReplyOk
+    from vector_relay.contract.replies import Match, QueryReplyError, QueryReplyOk
     from vector_relay.tenancy import TenantRegistry
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -220,7 +220,7 @@ def _print_reply(reply: QueryReplyOk | QueryReplyError) -> None:
 
 
 def _describe(match: Match) -> str:
-    from vector_relay.contract.messages import VERSION_METADATA_KEY
+    from vector_relay.contract.fields import VERSION_METADATA_KEY
 
     metadata = dict(match.metadata or {})
     version = metadata.pop(VERSION_METADATA_KEY, None)

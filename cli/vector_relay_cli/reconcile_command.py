@@ -6,7 +6,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 from botocore.exceptions import BotoCoreError, ClientError
@@ -19,9 +19,10 @@ from vector_relay_cli.progress import spinner
 
 if TYPE_CHECKING:
     from vector_relay.ingest.version_guard import VersionGuard
+    from vector_relay.metrics import Metric
     from vector_relay.operations.reconcile import GuardPage
 
-METRIC_SERVICE = "reconcile"  # the dimension the scheduled function's metrics carry; the alarm watches it
+METRIC_SERVICE: Final = "reconcile"  # the dimension the scheduled function's metrics carry; the alarm watches it
 
 
 @click.command()
@@ -59,7 +60,8 @@ def reconcile(ctx: Context, namespaces: tuple[str, ...], repair: bool, metric: b
     """
     from vector_relay.errors import VectorRelayError
     from vector_relay.keys.api_key_cache import read_api_key
-    from vector_relay.operations.reconcile import Report, compare, guard_pages, metric_values
+    from vector_relay.operations.reconcile import Report, compare, metric_counts, metric_values
+    from vector_relay.operations.reconcile_scan import guard_pages
     from vector_relay.pinecone.record_reader import RecordReader
 
     deployment = ctx.deployment()
@@ -90,7 +92,7 @@ def reconcile(ctx: Context, namespaces: tuple[str, ...], repair: bool, metric: b
 
     values = metric_values(report)
     if metric:
-        publish(ctx, values)
+        publish(ctx, metric_counts(report))
     unknown = _not_in_table(ctx, host, recorded, namespaces)
     if as_json:
         click.echo(_json(report, values, unknown))
@@ -170,20 +172,13 @@ def _repair_guard(ctx: Context, table: str) -> VersionGuard:
     return VersionGuard(dynamodb, table, ttl_seconds=ttl_seconds)
 
 
-def publish(ctx: Context, values: dict[str, int]) -> None:
-    from vector_relay.metrics import METRIC_NAMESPACE
+def publish(ctx: Context, counts: dict[Metric, int]) -> None:
+    from vector_relay.metrics import METRIC_NAMESPACE, metric_data
 
-    data: Any = [
-        {
-            "MetricName": name,
-            "Dimensions": [{"Name": "service", "Value": METRIC_SERVICE}],
-            "Value": float(value),
-            "Unit": "Count",
-        }
-        for name, value in values.items()
-    ]
     try:
-        ctx.cloudwatch().put_metric_data(Namespace=METRIC_NAMESPACE, MetricData=data)
+        ctx.cloudwatch().put_metric_data(
+            Namespace=METRIC_NAMESPACE, MetricData=metric_data(counts, service=METRIC_SERVICE)
+        )
     except (ClientError, BotoCoreError) as error:
         raise CannotRun(f"cannot publish the metrics: {error}") from None
 

@@ -3,11 +3,10 @@
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vector_relay.metrics import function_metrics
-from vector_relay.operations.reconcile import metric_values
+from vector_relay.operations.reconcile import metric_counts
 from vector_relay.operations.reconcile_run import run_scheduled_reconcile
 
 logger = Logger()
@@ -21,9 +20,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     report = run_scheduled_reconcile(context.get_remaining_time_in_millis)
     for mismatch in report.mismatches[:LOGGED_MISMATCHES]:
         logger.warning("reconcile mismatch", extra=mismatch.as_json())
-    values = metric_values(report)
-    for name, value in values.items():
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    counts = metric_counts(report)
+    for metric, value in counts.items():
+        metric.emit(metrics, value)
+    values = {metric.name: value for metric, value in counts.items()}
     summary = {**values, "pages": report.pages, "complete": report.complete}
     logger.info(
         "reconcile pass" if report.complete else "reconcile pass stopped for time; next run goes on", extra=summary

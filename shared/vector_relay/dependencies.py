@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from aws_lambda_powertools import Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 
 from vector_relay.aws_clients import dynamodb_client, secrets_client, ssm_client
-from vector_relay.contract.messages import IndexShape, QueryMessage, WriteMessage
+from vector_relay.contract.fields import IndexShape
+from vector_relay.contract.messages import QueryMessage, WriteMessage
 from vector_relay.ingest.service import IngestService
 from vector_relay.ingest.version_guard import VersionGuard
 from vector_relay.keys.api_key_cache import ApiKey, ApiKeyCache, GatewaySource, read_api_key
+from vector_relay.metrics import AUTH_FAILURE
 from vector_relay.pinecone.control_plane import describe_index_shape
 from vector_relay.pinecone.data_plane import PineconeGateway
 from vector_relay.query.service import QueryService
@@ -159,7 +160,7 @@ def worker_dependencies(metrics: Metrics) -> WorkerDependencies:
         gateways=GatewaySource(
             keys,
             gateway_builder(settings),
-            on_auth_failure=lambda key: metrics.add_metric(name="AuthFailure", unit=MetricUnit.Count, value=1),
+            on_auth_failure=lambda key: AUTH_FAILURE.emit(metrics, 1),
         ),
         metrics=metrics,
         guard=version_guard(settings),

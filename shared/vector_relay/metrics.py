@@ -1,4 +1,11 @@
-"""Logging and metrics conventions shared by the functions.
+"""The relay's metrics: the catalogue of every metric a function writes, and the only way to write one.
+
+Each metric is a :class:`Metric` here (name, unit, dimensions, the functions that write it, what it
+means), written with :meth:`Metric.emit` (or :meth:`Metric.emit_now`, :func:`metric_data`); a
+family of per-code metrics (``PoisonMessages.<error_code>``) is a :class:`MetricFamily` whose
+:meth:`~MetricFamily.of` names one member. No other module calls ``add_metric``, ``single_metric`` or
+``put_metric_data`` with names of its own, and ``tests/unit/test_metrics.py`` holds the catalogue
+against the code, ``docs/metrics.md`` and the template's alarms.
 
 The metric namespace is fixed in code rather than read from the environment: a missing variable
 must not make ``log_metrics`` fail an invocation after its batch was already handled.
@@ -6,11 +13,242 @@ must not make ``log_metrics`` fail an invocation after its batch was already han
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
 from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch.type_defs import MetricDatumTypeDef
 
 METRIC_NAMESPACE = "VectorRelay"
+
+# The function that writes a metric: its POWERTOOLS_SERVICE_NAME in template.yaml, the `service` dimension's value.
+Service = Literal["ingest", "query", "reconcile", "rotate_key"]
+SERVICE_DIMENSION = ("service",)  # Powertools adds it to every metric from POWERTOOLS_SERVICE_NAME
 
 
 def function_metrics() -> Metrics:
     """The Powertools Metrics of a function (service dimension from ``POWERTOOLS_SERVICE_NAME``)."""
     return Metrics(namespace=METRIC_NAMESPACE)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of the namespace ``VectorRelay``."""
+
+    name: str
+    unit: MetricUnit
+    emitted_by: tuple[Service, ...]
+    meaning: str
+    dimensions: tuple[str, ...] = SERVICE_DIMENSION
+
+    def emit(self, metrics: Metrics, value: float) -> None:
+        """Add ``value`` to the invocation's metrics (written when the handler's ``log_metrics`` flushes)."""
+        metrics.add_metric(name=self.name, unit=self.unit, value=value)
+
+    def emit_now(self, value: float) -> None:
+        """Write ``value`` at once, in an EMF line of its own (for a handler that flushes no ``Metrics``)."""
+        with single_metric(name=self.name, unit=self.unit, value=value, namespace=METRIC_NAMESPACE):
+            pass  # written as the block ends
+
+
+@dataclass(frozen=True)
+class MetricFamily:
+    """Metrics named ``prefix`` + a member (one per code), documented as ``prefix<member>``.
+
+    The members are not listed here (the catalogue imports nothing of the relay): ``member`` names the
+    documented list they come from, and the test holds the two together.
+    """
+
+    prefix: str
+    member: str
+    unit: MetricUnit
+    emitted_by: tuple[Service, ...]
+    meaning: str
+    dimensions: tuple[str, ...] = SERVICE_DIMENSION
+
+    @property
+    def name(self) -> str:
+        """The family's name as the docs write it, e.g. ``PoisonMessages.<error_code>``."""
+        return f"{self.prefix}<{self.member}>"
+
+    def of(self, member: str) -> Metric:
+        """The family's metric for ``member``."""
+        return Metric(f"{self.prefix}{member}", self.unit, self.emitted_by, self.meaning, self.dimensions)
+
+
+def metric_data(values: Mapping[Metric, float], *, service: Service) -> list[MetricDatumTypeDef]:
+    """``values`` as CloudWatch ``PutMetricData`` entries, with the dimensions the functions' EMF lines carry."""
+    return [
+        {
+            "MetricName": metric.name,
+            "Dimensions": [{"Name": "service", "Value": service}],
+            "Value": float(value),
+            "Unit": metric.unit.value,
+        }
+        for metric, value in values.items()
+    ]
+
+
+_COUNT = MetricUnit.Count
+_MS = MetricUnit.Milliseconds
+
+# ----------------------------------------------------------- the ingest worker (docs/ingest.md)
+RECORDS_UPSERTED = Metric("RecordsUpserted", _COUNT, ("ingest",), "records upserted to Pinecone in the batch")
+RECORDS_DELETED = Metric("RecordsDeleted", _COUNT, ("ingest",), "records deleted by id in the batch")
+PINECONE_REQUESTS = Metric("PineconeRequests", _COUNT, ("ingest",), "Pinecone write requests the batch sent")
+PINECONE_LATENCY = Metric("PineconeLatency", _MS, ("ingest",), "time of one Pinecone write request (one value each)")
+TRANSIENT_FAILURES = Metric(
+    "TransientFailures",
+    _COUNT,
+    ("ingest", "query"),
+    "ingest: write requests that failed transiently; query: queries retried; SQS redelivers their messages",
+)
+DEADLINE_CUTOFFS = Metric(
+    "DeadlineCutoffs", _COUNT, ("ingest",), "write requests not started for lack of time; SQS redelivers them"
+)
+PINECONE_INDEX_NOT_FOUND = Metric(
+    "PineconeIndexNotFound",
+    _COUNT,
+    ("ingest",),
+    "write requests answered 404 for the index itself (a wrong host or a deleted index); alarmed",
+)
+PINECONE_RETRIES = Metric(
+    "PineconeRetries", _COUNT, ("ingest",), "attempts beyond the first of write requests that succeeded"
+)
+UNCERTAIN_LANDINGS = Metric(
+    "UncertainLandings",
+    _COUNT,
+    ("ingest",),
+    "write requests that succeeded after an attempt that may also land; their guard leases are kept to their end",
+)
+AUTH_REFRESHES = Metric(
+    "AuthRefreshes", _COUNT, ("ingest",), "write requests retried after a 401/403 with the key read again"
+)
+AUTH_FAILURE = Metric(
+    "AuthFailure",
+    _COUNT,
+    ("ingest", "query"),
+    "Pinecone refused the key read again after a 401/403 (docs/rotation.md); the message is retried",
+)
+STALE_WRITES_DROPPED = Metric(
+    "StaleWritesDropped",
+    _COUNT,
+    ("ingest",),
+    "records the version guard dropped as older than the newest write (docs/ordering.md)",
+)
+BUSY_WRITES = Metric(
+    "BusyWrites", _COUNT, ("ingest",), "records another worker's claim holds; they come back when it ends"
+)
+BUSY_REQUEUED = Metric(
+    "BusyRequeued",
+    _COUNT,
+    ("ingest",),
+    "waiting messages sent again as a fresh copy on their last delivery (docs/ordering.md)",
+)
+# ----------------------------------------------------------- the SQS edge of both workers
+POISON_MESSAGES = Metric("PoisonMessages", _COUNT, ("ingest", "query"), "messages dead-lettered (docs/runbook-dlq.md)")
+POISON_MESSAGES_BY_CODE = MetricFamily(
+    "PoisonMessages.",
+    "error_code",
+    _COUNT,
+    ("ingest", "query"),
+    "messages dead-lettered with this error code (docs/contract.md lists the codes)",
+)
+# ----------------------------------------------------------- the query worker
+QUERY_REPLIES = Metric("QueryReplies", _COUNT, ("query",), "replies sent, matches or errors")
+ERROR_REPLIES_BY_CODE = MetricFamily(
+    "ErrorReplies.",
+    "error_code",
+    _COUNT,
+    ("query",),
+    "error replies sent with this error code (docs/contract.md lists the codes)",
+)
+QUERY_LATENCY = Metric("QueryLatency", _MS, ("query",), "time of one answered Pinecone query (one value each)")
+OVERSIZED_REPLIES = Metric(
+    "OversizedReplies", _COUNT, ("query",), "replies too large for SQS, stored in S3 and sent as a pointer"
+)
+# ----------------------------------------------------------- the reconciler (docs/ordering.md)
+# Also published by `vector-relay reconcile --metric` with the same dimension.
+RECONCILE_CHECKED = Metric("ReconcileChecked", _COUNT, ("reconcile",), "records the pass compared with the index")
+RECONCILE_IN_FLIGHT = Metric(
+    "ReconcileInFlight", _COUNT, ("reconcile",), "records skipped because their write may still come from SQS"
+)
+RECONCILE_REPAIRED = Metric("ReconcileRepaired", _COUNT, ("reconcile",), "resurrected records deleted again")
+RECONCILE_MISMATCHES = Metric(
+    "ReconcileMismatches", _COUNT, ("reconcile",), "records where the index is not the newest write, all kinds; alarmed"
+)
+RECONCILE_MISMATCHES_MISSING = Metric(
+    "ReconcileMismatchesMissing", _COUNT, ("reconcile",), "an upsert is recorded and the index has no such record"
+)
+RECONCILE_MISMATCHES_BEHIND = Metric(
+    "ReconcileMismatchesBehind", _COUNT, ("reconcile",), "the index holds an older version than the one recorded"
+)
+RECONCILE_MISMATCHES_RESURRECTED = Metric(
+    "ReconcileMismatchesResurrected", _COUNT, ("reconcile",), "a delete is recorded and the index holds the record"
+)
+RECONCILE_MISMATCHES_AHEAD = Metric(
+    "ReconcileMismatchesAhead", _COUNT, ("reconcile",), "the index holds a newer version than the one recorded"
+)
+RECONCILE_MISMATCHES_UNVERSIONED = Metric(
+    "ReconcileMismatchesUnversioned", _COUNT, ("reconcile",), "the index's record has no version key"
+)
+RECONCILE_DEAD_LETTERED = Metric(
+    "ReconcileDeadLettered",
+    _COUNT,
+    ("reconcile",),
+    "missing, behind or resurrected records whose write is in the DLQ (not counted as mismatches)",
+)
+# One per mismatch kind (vector_relay.operations.reconcile.MISMATCH_KINDS; the test holds the keys to it).
+RECONCILE_MISMATCHES_BY_KIND: Mapping[str, Metric] = {
+    "missing": RECONCILE_MISMATCHES_MISSING,
+    "behind": RECONCILE_MISMATCHES_BEHIND,
+    "resurrected": RECONCILE_MISMATCHES_RESURRECTED,
+    "ahead": RECONCILE_MISMATCHES_AHEAD,
+    "unversioned": RECONCILE_MISMATCHES_UNVERSIONED,
+}
+# ----------------------------------------------------------- key rotation (docs/rotation.md)
+KEYS_KEPT_RETIREMENT_UNKNOWN = Metric(
+    "KeysKeptRetirementUnknown",
+    _COUNT,
+    ("rotate_key",),
+    "retired keys not revoked because when they left AWSCURRENT is unknown; revoke them by hand",
+)
+
+# Every metric, in the order of docs/metrics.md's table.
+CATALOGUE: tuple[Metric | MetricFamily, ...] = (
+    RECORDS_UPSERTED,
+    RECORDS_DELETED,
+    PINECONE_REQUESTS,
+    PINECONE_LATENCY,
+    TRANSIENT_FAILURES,
+    DEADLINE_CUTOFFS,
+    PINECONE_INDEX_NOT_FOUND,
+    PINECONE_RETRIES,
+    UNCERTAIN_LANDINGS,
+    AUTH_REFRESHES,
+    AUTH_FAILURE,
+    STALE_WRITES_DROPPED,
+    BUSY_WRITES,
+    BUSY_REQUEUED,
+    POISON_MESSAGES,
+    POISON_MESSAGES_BY_CODE,
+    QUERY_REPLIES,
+    ERROR_REPLIES_BY_CODE,
+    QUERY_LATENCY,
+    OVERSIZED_REPLIES,
+    RECONCILE_CHECKED,
+    RECONCILE_IN_FLIGHT,
+    RECONCILE_REPAIRED,
+    RECONCILE_MISMATCHES,
+    RECONCILE_MISMATCHES_MISSING,
+    RECONCILE_MISMATCHES_BEHIND,
+    RECONCILE_MISMATCHES_RESURRECTED,
+    RECONCILE_MISMATCHES_AHEAD,
+    RECONCILE_MISMATCHES_UNVERSIONED,
+    RECONCILE_DEAD_LETTERED,
+    KEYS_KEPT_RETIREMENT_UNKNOWN,
+)

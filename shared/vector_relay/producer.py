@@ -23,6 +23,9 @@ Replies to queries: :func:`read_reply` reads one reply body as the contract does
 large reply's pointer into S3 (``result_location``), so the reply it returns always carries its
 matches; :func:`wait_for_reply` waits on a reply queue for one correlation id, leaving every other
 reply there for whoever waits for it.
+
+Kept as one module at ~365 lines: it is the client SDK's one import (``from vector_relay.producer
+import ...``, docs/producer.md), and a split would move names that upstream services import.
 """
 
 from __future__ import annotations
@@ -45,12 +48,10 @@ from vector_relay.contract.messages import (
     DeleteRecord,
     PurgeTenantMessage,
     QueryMessage,
-    QueryReply,
-    QueryReplyError,
-    QueryReplyOk,
     UpsertMessage,
     UpsertRecord,
 )
+from vector_relay.contract.replies import QueryReply, QueryReplyError, QueryReplyOk
 from vector_relay.sqs.limits import SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES, SQS_MAX_RECEIVE_MESSAGES, send_batches
 
 if TYPE_CHECKING:

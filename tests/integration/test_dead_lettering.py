@@ -16,7 +16,7 @@ from functions.ingest import app as ingest_app
 from tests.conftest import FakeLambdaContext, load_event
 from tests.integration.conftest import Pipeline, parametrize_transports
 from tests.unit.test_events import documented_poison
-from vector_relay.contract.messages import DeadLetterAttributes
+from vector_relay.contract.dead_letter_attributes import DeadLetterAttributes
 
 
 def assert_dead_lettered(dead: list[dict[str, Any]], records: list[dict[str, Any]], poison: dict[int, str]) -> None:

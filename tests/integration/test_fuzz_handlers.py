@@ -29,7 +29,7 @@ from functions.query import app as query_app
 from tests.conftest import SAMPLE_DIMENSION, SAMPLE_REPLY_QUEUE, SAMPLE_TENANTS
 from tests.integration.conftest import Pipeline, SqsDriver
 from tests.integration.test_ingest import upsert_body, vector
-from vector_relay.contract.messages import IndexShape, ValidationContext
+from vector_relay.contract.fields import IndexShape, ValidationContext
 from vector_relay.contract.parsing import (
     ERROR_CODES,
     MAX_JSON_DEPTH,

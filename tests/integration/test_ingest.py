@@ -20,7 +20,7 @@ from functions.ingest import app as ingest_app
 from tests.conftest import SAMPLE_DIMENSION, FakeLambdaContext, load_event
 from tests.integration.conftest import INDEX_NAME, Pipeline, SqsDriver, parametrize_transports
 from tests.unit.test_events import documented_poison
-from vector_relay.contract.messages import DeadLetterAttributes
+from vector_relay.contract.dead_letter_attributes import DeadLetterAttributes
 from vector_relay.settings import get_settings
 
 

@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.integration.test_ingest import vector
-from vector_relay.contract.messages import ValidationContext
+from vector_relay.contract.fields import ValidationContext
 from vector_relay.contract.parsing import parse_query_message, parse_write_message
 from vector_relay.producer import Publisher, VersionClock, delete, delete_by_filter, purge_tenant, query, upsert
 

@@ -9,7 +9,7 @@ import re
 import boto3
 import pytest
 
-from vector_relay.contract.messages import QueryReplyError, QueryReplyOk
+from vector_relay.contract.replies import QueryReplyError, QueryReplyOk
 from vector_relay.producer import read_reply, wait_for_reply
 
 

@@ -21,8 +21,8 @@ from tests.conftest import SAMPLE_DIMENSION, SAMPLE_REPLY_QUEUE, FakeLambdaConte
 from tests.integration.conftest import Pipeline, SqsDriver, parametrize_transports
 from tests.integration.test_ingest import upsert_body, vector
 from tests.unit.test_events import documented_poison
-from vector_relay.contract.messages import DeadLetterAttributes
-from vector_relay.query import service as querying
+from vector_relay.contract.dead_letter_attributes import DeadLetterAttributes
+from vector_relay.query import replies as reply_building
 
 
 def query_body(**fields: Any) -> str:
@@ -189,7 +189,7 @@ def test_a_reply_over_the_relay_s_bound_is_answered_result_too_large(
 ) -> None:
     # GIVEN the relay's bound on one reply lowered from 4 MiB to 100,000 bytes (30 matches with values are
     # ~110 KB), far below what Pinecone refuses: the relay's bound holds whatever Pinecone returns
-    monkeypatch.setattr(querying, "MAX_REPLY_BYTES", 100_000)
+    monkeypatch.setattr(reply_building, "MAX_REPLY_BYTES", 100_000)
     driver = SqsDriver(pipeline.query_queue_url, pipeline.query_queue_arn, query_app.lambda_handler)
     driver.publish(
         [

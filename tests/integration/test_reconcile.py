@@ -23,8 +23,9 @@ from tests.integration.test_ingest import upsert_body, vector
 from vector_relay.errors import FailureKind
 from vector_relay.ingest.version_guard import VersionGuard
 from vector_relay.keys.api_key_cache import read_api_key
-from vector_relay.operations.reconcile import Mismatch, Report, compare, guard_pages, load_cursor, scheduled_pass
+from vector_relay.operations.reconcile import Mismatch, Report, compare
 from vector_relay.operations.reconcile_run import run_scheduled_reconcile
+from vector_relay.operations.reconcile_scan import guard_pages, load_cursor, scheduled_pass
 from vector_relay.pinecone.errors import PineconeRequestError
 from vector_relay.pinecone.record_reader import RecordReader
 from vector_relay.settings import get_settings

@@ -16,8 +16,9 @@ import pytest
 
 from tests.conftest import SAMPLE_TENANTS
 from tests.integration.conftest import create_version_table
-from vector_relay.contract.messages import DeadLetterAttributes
-from vector_relay.ingest.version_guard import GuardedWrite, RecordState, Verdict, VersionGuard
+from vector_relay.contract.dead_letter_attributes import DeadLetterAttributes
+from vector_relay.ingest.guard_records import GuardedWrite, RecordState, Verdict
+from vector_relay.ingest.version_guard import VersionGuard
 from vector_relay.operations import reconcile_run
 from vector_relay.operations.reconcile import Mismatch, Report, metric_values
 from vector_relay.operations.reconcile_run import run_scheduled_reconcile
@@ -236,7 +237,8 @@ def test_a_dead_lettered_write_is_reported_as_such_not_as_drift_and_stays_in_the
 
 
 def test_the_dlq_is_read_up_to_its_limit_and_every_message_read_is_made_visible_again(dlq_url: str) -> None:
-    from vector_relay.operations.reconcile import DeadLetterQueue  # here: the other tests of the module run without it
+    # imported here: the other tests of the module run without it
+    from vector_relay.operations.reconcile_dead_letters import DeadLetterQueue
 
     # GIVEN 12 dead-lettered writes, none of them the one looked for
     for number in range(12):

@@ -27,7 +27,7 @@ from tests.integration.conftest import SqsDriver
 from tests.integration.test_ingest import upsert_body
 from tests.integration.test_rotation_steps import MARKER, Rotation, rotation_setup
 from vector_relay.dependencies import reset_worker_dependencies
-from vector_relay.keys.rotation import RotationError, key_name_for
+from vector_relay.keys.rotation_secret import RotationError, key_name_for
 from vector_relay.settings import get_settings
 
 __all__ = ["rotation_setup"]

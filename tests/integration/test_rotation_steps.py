@@ -26,7 +26,7 @@ from tests.conftest import FakeLambdaContext
 from tests.integration.conftest import Pipeline
 from vector_relay.keys import rotation
 from vector_relay.keys.key_secret import KeySecret
-from vector_relay.keys.rotation import KEY_NAME_PREFIX, RotationError, key_name_for
+from vector_relay.keys.rotation_secret import KEY_NAME_PREFIX, RotationDependencies, RotationError, key_name_for
 from vector_relay.pinecone.data_plane import check_api_key
 from vector_relay.pinecone.errors import PineconeRequestError
 from vector_relay.settings import get_settings
@@ -290,7 +290,7 @@ def test_finish_interrupted_before_the_label_move_is_completed_by_its_retry(
                 raise RuntimeError("the function died before moving the label")
             return self._secrets.update_secret_version_stage(**kwargs)
 
-    def dependencies(settings: Any) -> rotation.RotationDependencies:
+    def dependencies(settings: Any) -> RotationDependencies:
         deps = real_dependencies(settings)
         deps.secrets = DiesBeforeTheLabelMove(deps.secrets)  # type: ignore[assignment]
         return deps

@@ -20,7 +20,7 @@ from tests.integration.test_ingest import upsert_body
 from tests.lambda_events import lambda_sqs_record
 from vector_relay.dependencies import reset_worker_dependencies, worker_dependencies
 from vector_relay.errors import GuardUnavailableError
-from vector_relay.ingest.version_guard import (
+from vector_relay.ingest.guard_records import (
     LOCK_RECORD_ID,
     LOCK_SECONDS,
     LOCK_WAIT_SECONDS,
@@ -28,8 +28,8 @@ from vector_relay.ingest.version_guard import (
     Lease,
     RecordState,
     Verdict,
-    VersionGuard,
 )
+from vector_relay.ingest.version_guard import VersionGuard
 from vector_relay.settings import get_settings
 
 TABLE = "guard-test"

@@ -10,7 +10,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vector_relay.contract.messages import UpsertMessage, ValidationContext, WriteMessage
+from vector_relay.contract.fields import ValidationContext
+from vector_relay.contract.messages import UpsertMessage, WriteMessage
 from vector_relay.contract.parsing import parse_write_message
 from vector_relay.ingest.planning import (
     MAX_IDS_PER_DELETE,

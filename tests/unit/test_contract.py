@@ -13,18 +13,9 @@ from pydantic import ValidationError
 
 from vector_relay import producer
 from vector_relay.contract import parsing as validation
-from vector_relay.contract.messages import (
-    MAX_METADATA_BYTES,
-    DeadLetterAttributes,
-    DeleteByFilterMessage,
-    DeleteMessage,
-    IndexShape,
-    PurgeTenantMessage,
-    QueryReplyError,
-    QueryReplyOk,
-    UpsertMessage,
-    ValidationContext,
-)
+from vector_relay.contract.dead_letter_attributes import DeadLetterAttributes
+from vector_relay.contract.fields import MAX_METADATA_BYTES, IndexShape, ValidationContext
+from vector_relay.contract.messages import DeleteByFilterMessage, DeleteMessage, PurgeTenantMessage, UpsertMessage
 from vector_relay.contract.parsing import (
     ERROR_CODES,
     MAX_JSON_DEPTH,
@@ -32,6 +23,7 @@ from vector_relay.contract.parsing import (
     parse_write_message,
     read_json,
 )
+from vector_relay.contract.replies import QueryReplyError, QueryReplyOk
 from vector_relay.errors import PoisonMessageError
 
 REPLY = "https://sqs.us-east-1.amazonaws.com/123456789012/replies"

@@ -6,8 +6,9 @@ import json
 import re
 
 from tests.conftest import ROOT
+from vector_relay.contract.dead_letter_attributes import DeadLetterAttributes
 from vector_relay.contract.json_schema import render
-from vector_relay.contract.messages import DeadLetterAttributes, QueryMessage, UpsertRecord
+from vector_relay.contract.messages import QueryMessage, UpsertRecord
 from vector_relay.contract.parsing import ERROR_CODES
 
 CONTRACT_DOC = (ROOT / "docs" / "contract.md").read_text()

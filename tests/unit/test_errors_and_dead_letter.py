@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vector_relay.contract.messages import DeadLetterAttributes
+from vector_relay.contract.dead_letter_attributes import DeadLetterAttributes
 from vector_relay.errors import MAX_DETAIL_CHARS, PoisonMessageError, Problem, join_within
 from vector_relay.sqs.dead_letter import attributes_size, fit_attributes, sqs_safe
 from vector_relay.sqs.limits import SQS_MAX_MESSAGE_BYTES

@@ -18,7 +18,7 @@ from tests.conftest import (
     SAMPLE_TENANTS,
     load_event,
 )
-from vector_relay.contract.messages import IndexShape, ValidationContext
+from vector_relay.contract.fields import IndexShape, ValidationContext
 from vector_relay.contract.parsing import ERROR_CODES, parse_query_message, parse_write_message
 from vector_relay.errors import PoisonMessageError
 from vector_relay.keys.rotation import RotationEvent

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import ROOT
 from tools.template_rules import load_template
-from vector_relay.query.service import large_reply_key, results_prefix
+from vector_relay.query.replies import large_reply_key, results_prefix
 
 ENCODED = {
     "acme": "acme",

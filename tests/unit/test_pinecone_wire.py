@@ -7,7 +7,8 @@ from typing import Any
 
 import orjson
 
-from vector_relay.contract.messages import UpsertMessage, ValidationContext, WriteMessage
+from vector_relay.contract.fields import ValidationContext
+from vector_relay.contract.messages import UpsertMessage, WriteMessage
 from vector_relay.contract.parsing import parse_write_message
 from vector_relay.pinecone.wire import encode_record, upsert_body, wire_record
 
@@ -51,13 +52,13 @@ def test_the_upsert_body_is_byte_for_byte_what_the_sdk_would_send() -> None:
 
 
 def test_every_upserted_record_carries_its_version_in_its_metadata() -> None:
-    from vector_relay.contract.messages import (
+    from vector_relay.contract.fields import (
         MAX_METADATA_BYTES,
         MAX_VERSION,
         VERSION_METADATA_KEY,
         VERSION_METADATA_ROOM,
-        UpsertRecord,
     )
+    from vector_relay.contract.messages import UpsertRecord
 
     plain = UpsertRecord(id="a", version=MAX_VERSION, values=[1.0, 0.0])
     tagged = UpsertRecord(id="b", version=7, values=[1.0, 0.0], metadata={"k": "v"})

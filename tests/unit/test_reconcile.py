@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tools.template_rules import load_template
-from vector_relay.ingest.version_guard import GuardedWrite, Lease, RecordState
+from vector_relay.ingest.guard_records import GuardedWrite, Lease, RecordState
 from vector_relay.operations.reconcile import (
     FETCH_PAGE,
     GuardPage,

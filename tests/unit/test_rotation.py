@@ -10,14 +10,8 @@ import pytest
 from tests.conftest import ROOT
 from tools.template_rules import load_template
 from vector_relay.keys.key_secret import KeySecret
-from vector_relay.keys.rotation import (
-    KEY_NAME_PREFIX,
-    RotationError,
-    _left_current_at,
-    _promoted_at,
-    key_name_for,
-    parse_version,
-)
+from vector_relay.keys.retired_keys import _left_current_at, _promoted_at
+from vector_relay.keys.rotation_secret import KEY_NAME_PREFIX, RotationError, key_name_for, parse_version
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -9,7 +9,8 @@ from typing import Any, cast
 import pytest
 from botocore.exceptions import ClientError
 
-from vector_relay.keys.rotation import RotationDependencies, _owner_of
+from vector_relay.keys.retired_keys import _owner_of
+from vector_relay.keys.rotation_secret import RotationDependencies
 
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:stack-a-pinecone-api-key-AbCdEf"
 VERSION = "0194d495-db1c-53fb-a559-64192a623cae"

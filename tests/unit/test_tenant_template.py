@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.conftest import ROOT
 from tools.template_rules import load_template
-from vector_relay.query.service import results_prefix
+from vector_relay.query.replies import results_prefix
 from vector_relay.tenancy import TenantRegistry
 
 RELAY = load_template(ROOT / "template.yaml")

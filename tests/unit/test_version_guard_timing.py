@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vector_relay.aws_clients import GUARD_CONFIG
-from vector_relay.ingest.version_guard import LOCK_SECONDS, LOCK_WAIT_SECONDS, LOCK_WRITE_MARGIN_SECONDS, RecordState
+from vector_relay.ingest.guard_records import LOCK_SECONDS, LOCK_WAIT_SECONDS, LOCK_WRITE_MARGIN_SECONDS, RecordState
 
 
 def test_a_claim_write_sent_within_the_margin_ends_before_the_lock_does() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from vector_relay.contract.messages import ValidationContext
+from vector_relay.contract.fields import ValidationContext
 from vector_relay.contract.parsing import parse_write_message
 from vector_relay.deadline import Deadline
 from vector_relay.errors import AuthError, DeadlineError, FailureKind, TransientError

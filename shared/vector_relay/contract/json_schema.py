@@ -14,7 +14,9 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from vector_relay.contract.messages import DeadLetterAttributes, QueryMessage, QueryReply, WriteMessage
+from vector_relay.contract.dead_letter_attributes import DeadLetterAttributes
+from vector_relay.contract.messages import QueryMessage, WriteMessage
+from vector_relay.contract.replies import QueryReply
 
 
 def contract_schema() -> dict[str, Any]:

@@ -13,15 +13,14 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import from_json
 
-from vector_relay.contract.messages import (
+from vector_relay.contract.fields import (
     MAX_RECORD_ID_CHARS,
     MAX_RECORDS_PER_MESSAGE,
     MAX_SPARSE_ENTRIES,
     MAX_TOP_K,
-    QueryMessage,
     ValidationContext,
-    WriteMessage,
 )
+from vector_relay.contract.messages import QueryMessage, WriteMessage
 from vector_relay.errors import PoisonMessageError, Problem
 
 # Every code a message can be dead-lettered or answered with, and what it means.

@@ -17,9 +17,10 @@ from typing import Literal, assert_never
 from vector_relay.contract.messages import DeleteByFilterMessage, DeleteMessage, PurgeTenantMessage, UpsertMessage
 from vector_relay.deadline import MIN_REQUEST_SECONDS, Deadline
 from vector_relay.errors import BusyWriteError
+from vector_relay.ingest.guard_records import GuardedWrite, Verdict
 from vector_relay.ingest.planning import Coalesced, PlannableWrite, PlannedRequest, narrow, request_keys
 from vector_relay.ingest.runner import Admission
-from vector_relay.ingest.version_guard import GuardedWrite, Verdict, VersionGuard
+from vector_relay.ingest.version_guard import VersionGuard
 from vector_relay.pinecone.wire import EncodedUpsert
 from vector_relay.tenancy import TenantRegistry
 

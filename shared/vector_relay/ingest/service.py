@@ -23,10 +23,10 @@ from collections.abc import Awaitable, Callable
 from statistics import fmean
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from vector_relay.contract.messages import IndexShape, ValidationContext, WriteMessage
+from vector_relay.contract.fields import IndexShape, ValidationContext
+from vector_relay.contract.messages import WriteMessage
 from vector_relay.contract.parsing import parse_write_message
 from vector_relay.contract.tenant_schemas import message_problems
 from vector_relay.deadline import Deadline
@@ -36,10 +36,24 @@ from vector_relay.ingest.planning import Coalesced, PlannableWrite, PlannedReque
 from vector_relay.ingest.runner import Admission, PlanRunner, WriteOutcome
 from vector_relay.ingest.version_guard import VersionGuard
 from vector_relay.keys.api_key_cache import GatewaySource
+from vector_relay.metrics import (
+    AUTH_REFRESHES,
+    BUSY_WRITES,
+    DEADLINE_CUTOFFS,
+    PINECONE_INDEX_NOT_FOUND,
+    PINECONE_LATENCY,
+    PINECONE_REQUESTS,
+    PINECONE_RETRIES,
+    RECORDS_DELETED,
+    RECORDS_UPSERTED,
+    STALE_WRITES_DROPPED,
+    TRANSIENT_FAILURES,
+    UNCERTAIN_LANDINGS,
+)
 from vector_relay.pinecone.wire import encode_upsert
 from vector_relay.settings import Settings
+from vector_relay.sqs.batch_service import Delivery, Poison, Retry, Verdict, Wait
 from vector_relay.sqs.message_age import expired
-from vector_relay.sqs.processor import Delivery, Poison, Retry, Verdict, Wait
 from vector_relay.tenancy import TenantRegistry
 
 logger = Logger(child=True)
@@ -188,24 +202,24 @@ def _wait_with_the_busy(failures: dict[str, BaseException]) -> None:
 
 def _report(outcome: WriteOutcome, metrics: Metrics, valid: int, failed: int, guard: GuardSummary | None) -> None:
     if guard is not None:
-        metrics.add_metric(name="StaleWritesDropped", unit=MetricUnit.Count, value=guard.stale)
-        metrics.add_metric(name="BusyWrites", unit=MetricUnit.Count, value=guard.busy)
-    metrics.add_metric(name="RecordsUpserted", unit=MetricUnit.Count, value=outcome.records_upserted)
-    metrics.add_metric(name="RecordsDeleted", unit=MetricUnit.Count, value=outcome.records_deleted)
-    metrics.add_metric(name="PineconeRequests", unit=MetricUnit.Count, value=outcome.requests)
-    metrics.add_metric(name="TransientFailures", unit=MetricUnit.Count, value=len(outcome.failures))
+        STALE_WRITES_DROPPED.emit(metrics, guard.stale)
+        BUSY_WRITES.emit(metrics, guard.busy)
+    RECORDS_UPSERTED.emit(metrics, outcome.records_upserted)
+    RECORDS_DELETED.emit(metrics, outcome.records_deleted)
+    PINECONE_REQUESTS.emit(metrics, outcome.requests)
+    TRANSIENT_FAILURES.emit(metrics, len(outcome.failures))
     if outcome.deadline_cutoffs:
-        metrics.add_metric(name="DeadlineCutoffs", unit=MetricUnit.Count, value=outcome.deadline_cutoffs)
+        DEADLINE_CUTOFFS.emit(metrics, outcome.deadline_cutoffs)
     if outcome.index_not_found:  # alarmed (template.yaml PineconeIndexNotFoundAlarm)
-        metrics.add_metric(name="PineconeIndexNotFound", unit=MetricUnit.Count, value=outcome.index_not_found)
+        PINECONE_INDEX_NOT_FOUND.emit(metrics, outcome.index_not_found)
     if outcome.retries:
-        metrics.add_metric(name="PineconeRetries", unit=MetricUnit.Count, value=outcome.retries)
+        PINECONE_RETRIES.emit(metrics, outcome.retries)
     if outcome.uncertain_landings:
-        metrics.add_metric(name="UncertainLandings", unit=MetricUnit.Count, value=outcome.uncertain_landings)
+        UNCERTAIN_LANDINGS.emit(metrics, outcome.uncertain_landings)
     if outcome.auth_refreshes:
-        metrics.add_metric(name="AuthRefreshes", unit=MetricUnit.Count, value=outcome.auth_refreshes)
+        AUTH_REFRESHES.emit(metrics, outcome.auth_refreshes)
     for latency in outcome.latencies_ms:
-        metrics.add_metric(name="PineconeLatency", unit=MetricUnit.Milliseconds, value=latency)
+        PINECONE_LATENCY.emit(metrics, latency)
     logger.info(
         "ingest batch done",
         extra={

@@ -2,7 +2,7 @@
 
 Pinecone has no conditional write, so the guard lives in DynamoDB (the ``WriteVersionTable``,
 keyed by namespace and record id). Before a worker writes records of a namespace, it **claims**
-them, in groups of up to :data:`MAX_GROUP`:
+them, in groups of up to :data:`~vector_relay.ingest.claim_session.MAX_GROUP`:
 
 1. it takes the namespace's **claim lock** (one conditional ``PutItem`` on a reserved item that
    expires after :data:`LOCK_SECONDS` unless renewed, so a dead worker cannot hold it for long);
@@ -27,104 +27,51 @@ Once the batch has run, the worker **releases** what landed with one ``PutItem``
 named by its token, listing the claimed records that did not land (if any). A lease is live until
 it expires or until every token on it has a marker saying its write of the record landed.
 
-:class:`ClaimSession` runs the claims in the background while the batch is still being
-validated. docs/ordering.md says why the scheme is correct and what it costs.
+:class:`~vector_relay.ingest.claim_session.ClaimSession` runs the claims in the background while
+the batch is still being validated; :mod:`vector_relay.ingest.guard_records` holds the record
+states, leases, verdicts and the claim lock. docs/ordering.md says why the scheme is correct and
+what it costs. Kept at ~390 lines: :class:`VersionGuard` is one protocol over one table (lock, read,
+decide, write, renew, release) whose steps share its request counter, clock and claim lock, and
+the ingest role's IAM test reads its DynamoDB calls from this file.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import random
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vector_relay.aws_clients import GUARD_PROFILE, fits
 from vector_relay.errors import GuardUnavailableError
+from vector_relay.ingest.claim_session import ClaimSession
+from vector_relay.ingest.guard_records import (
+    LOCK_RECORD_ID,
+    LOCK_SECONDS,
+    LOCK_WAIT_SECONDS,
+    LOCK_WRITE_MARGIN_SECONDS,
+    MARKER_NAMESPACE,
+    ClaimLock,
+    GuardedWrite,
+    Lease,
+    RecordState,
+    Verdict,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-# Record ids and namespaces are ASCII (the contract and the tenant registry say so), so keys that
-# start with a non-ASCII character can never be a record's.
-LOCK_RECORD_ID = "§claim-lock"
-MARKER_NAMESPACE = "§landed"
-
-LOCK_SECONDS = 8.0  # how long a claim lock lives unless renewed: a dead holder blocks its namespace this long
-LOCK_WRITE_MARGIN_SECONDS = 4.0  # no claim is written with less left on the lock (twice the longest guard call)
-LOCK_WAIT_SECONDS = 1.0  # how long a worker waits for another's claim lock before calling its records busy
 BATCH_GET_LIMIT = 100  # DynamoDB's limits per BatchGetItem / BatchWriteItem request
 BATCH_WRITE_LIMIT = 25
 MARKER_MAX_BYTES = 300_000  # under DynamoDB's 400 KB item limit; a bigger marker is not written
 MARKER_KEEP_SECONDS = 3600  # how long a marker outlives the leases it releases (TTL)
-MAX_GROUP = 100  # records claimed together: one read, four writes
-GROUPS_IN_FLIGHT = 2  # groups of one namespace claimed at once (their records are distinct)
 _MAX_UNPROCESSED_ROUNDS = 8
-
-
-class Verdict(enum.Enum):
-    CLAIMED = "claimed"
-    STALE = "stale"  # a newer version is recorded: drop this write
-    BUSY = "busy"  # another worker holds the record: retry later
-
-
-@dataclass(frozen=True, slots=True)
-class GuardedWrite:
-    namespace: str
-    record_id: str
-    version: int
-    operation: str  # "upsert" or "delete"
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.namespace, self.record_id)
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """One invocation's claim on the records it writes: its token and when it ends at the latest (epoch ms)."""
-
-    token: str
-    until_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class RecordState:
-    """What the guard records for one (namespace, id), kept in one string attribute ``state``.
-
-    ``"<version> <operation> <lease end, epoch ms> <token> [<token> ...]"``: one attribute instead
-    of four makes every claim cheaper to write and read (DynamoDB items are handled per attribute).
-    """
-
-    version: int
-    operation: str
-    until_ms: int
-    tokens: tuple[str, ...]
-
-    @classmethod
-    def from_item(cls, item: Mapping[str, Any]) -> RecordState:
-        """A record item's state; items of the per-record guard (before 2026-11) have separate attributes."""
-        if "state" in item:
-            return cls.parse(item["state"]["S"])
-        until_ms = int(item.get("lease_until", {}).get("N", "0"))
-        # its leases carry no token, so they can only expire
-        return cls(int(item["version"]["N"]), item["operation"]["S"], until_ms, ("per-record-guard",))
-
-    @classmethod
-    def parse(cls, text: str) -> RecordState:
-        version, operation, until_ms, *tokens = text.split(" ")
-        return cls(int(version), operation, int(until_ms), tuple(tokens))
-
-    def format(self) -> str:
-        return " ".join((str(self.version), self.operation, str(self.until_ms), *self.tokens))
 
 
 class VersionGuard:
@@ -272,7 +219,7 @@ class VersionGuard:
             self._counted += 1
         return method(**kwargs)
 
-    def _lock(self, namespace: str, stop: Callable[[], bool] = lambda: False) -> _ClaimLock | None:
+    def _lock(self, namespace: str, stop: Callable[[], bool] = lambda: False) -> ClaimLock | None:
         """Take the namespace's claim lock, or None after :data:`LOCK_WAIT_SECONDS` of trying (or at ``stop()``)."""
         token = uuid.uuid4().hex
         give_up = self._clock() + LOCK_WAIT_SECONDS
@@ -294,7 +241,7 @@ class VersionGuard:
                     ConditionExpression="attribute_not_exists(lock_until) OR lock_until < :now",
                     ExpressionAttributeValues={":now": {"N": str(int(now * 1000))}},
                 )
-                return _ClaimLock(namespace, token, until)
+                return ClaimLock(namespace, token, until)
             except ClientError as error:
                 if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise
@@ -303,7 +250,7 @@ class VersionGuard:
             self._sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not cryptography
             delay = min(delay * 2, 0.2)
 
-    def _renew(self, lock: _ClaimLock) -> bool:
+    def _renew(self, lock: ClaimLock) -> bool:
         """Extend ``lock`` if it is still ours. Nobody else can have held it meanwhile: taking it changes the token."""
         now = self._clock()
         try:
@@ -326,7 +273,7 @@ class VersionGuard:
         lock.until = now + LOCK_SECONDS
         return True
 
-    def _unlock(self, lock: _ClaimLock) -> None:
+    def _unlock(self, lock: ClaimLock) -> None:
         if lock.lost:
             return
         # expired and taken over, or unreachable: it expires on its own
@@ -344,7 +291,7 @@ class VersionGuard:
         namespace: str,
         writes: Sequence[GuardedWrite],
         lease: Lease,
-        lock: _ClaimLock,
+        lock: ClaimLock,
         stop: Callable[[], bool] = lambda: False,
         held_until: dict[tuple[str, str], float] | None = None,
     ) -> dict[tuple[str, str], Verdict]:
@@ -410,7 +357,7 @@ class VersionGuard:
         return {item["record_id"]["S"]: item for item in self._read(keys)}
 
     def _write(
-        self, puts: list[tuple[tuple[str, str], dict[str, Any]]], lock: _ClaimLock, stop: Callable[[], bool]
+        self, puts: list[tuple[tuple[str, str], dict[str, Any]]], lock: ClaimLock, stop: Callable[[], bool]
     ) -> set[tuple[str, str]]:
         """Write the claims while the lock is safely ours and there is time; return the keys written."""
         written: set[tuple[str, str]] = set()
@@ -439,169 +386,3 @@ def _landed(marker: dict[str, Any] | None, namespace: str, record_id: str) -> bo
         return False
     pending = marker.get("pending", {}).get("M", {}).get(namespace, {}).get("SS", [])
     return record_id not in pending
-
-
-@dataclass(slots=True)
-class _ClaimLock:
-    namespace: str
-    token: str
-    until: float  # epoch seconds
-    lost: bool = False
-
-
-type _Submission = tuple[list[GuardedWrite], Future[dict[tuple[str, str], Verdict]]]
-
-
-@dataclass(slots=True)
-class _NamespaceClaims:
-    namespace: str
-    queue: deque[_Submission] = field(default_factory=deque)
-    workers: int = 0  # drains running for this namespace
-    claiming: set[str] = field(default_factory=set)  # record ids being claimed right now
-    lock: _ClaimLock | None = None
-    locking: threading.Lock = field(default_factory=threading.Lock)
-    gave_up: bool = False  # the lock stayed taken: every later claim of this invocation is busy
-
-
-class ClaimSession:
-    """One invocation's claims, made in the background while the batch is still being read.
-
-    :meth:`submit` hands over a message's writes as soon as it is validated and returns a future
-    of their verdicts. Each namespace's submissions are claimed in order under its claim lock, in
-    groups of up to :data:`MAX_GROUP` records, :data:`GROUPS_IN_FLIGHT` groups at a time (a
-    record being claimed holds back later submissions with the same record); the lock is taken
-    when work arrives and dropped as soon as none is left. The pool runs ``guard.concurrency``
-    groups at once over all namespaces. A record may be claimed again in the same session with a
-    higher version (or the same version and another operation): the session's own lease does
-    not stand in its way.
-    """
-
-    def __init__(self, guard: VersionGuard, pool: ThreadPoolExecutor, lease: Lease, stop: Callable[[], bool]) -> None:
-        self._guard = guard
-        self._pool = pool
-        self.lease = lease
-        self._stop = stop
-        self._mutex = threading.Lock()
-        self._namespaces: dict[str, _NamespaceClaims] = {}
-        self._tasks: list[Future[None]] = []
-        self._sealed = False
-        self.held_until: dict[tuple[str, str], float] = {}  # busy records: when the hold on them ends
-
-    def submit(self, namespace: str, writes: Sequence[GuardedWrite]) -> Future[dict[tuple[str, str], Verdict]]:
-        """Claim ``writes`` (distinct record ids of ``namespace``); the future holds each one's verdict.
-
-        The future raises :class:`GuardUnavailableError` if DynamoDB could not be asked.
-        """
-        future: Future[dict[tuple[str, str], Verdict]] = Future()
-        with self._mutex:
-            if self._sealed:
-                raise RuntimeError("claim session already closed")
-            state = self._namespaces.setdefault(namespace, _NamespaceClaims(namespace))
-            state.queue.append((list(writes), future))
-            try:
-                self._start(state)
-            except RuntimeError as error:  # the guard was closed (dependencies rebuilt): retried by SQS
-                if state.workers == 0:
-                    state.queue.pop()
-                    future.set_exception(GuardUnavailableError(f"version guard closed: {error}"))
-        return future
-
-    def seal(self) -> None:
-        """No more submissions."""
-        with self._mutex:
-            self._sealed = True
-
-    def close(self) -> None:
-        """Seal, wait until every claim is made and every claim lock dropped."""
-        self.seal()
-        while True:
-            with self._mutex:
-                pending = [task for task in self._tasks if not task.done()]
-            if not pending:
-                return
-            wait(pending)
-
-    def _start(self, state: _NamespaceClaims) -> None:  # with the mutex held
-        if state.queue and state.workers < GROUPS_IN_FLIGHT:
-            self._tasks.append(self._pool.submit(self._drain, state))  # raises if the guard was closed
-            state.workers += 1
-
-    def _drain(self, state: _NamespaceClaims) -> None:
-        """Claim what has queued up for ``state``'s namespace; the last drain out drops the claim lock."""
-        while True:
-            with self._mutex:
-                group = self._take(state)
-                if not group:
-                    state.workers -= 1
-                    lock = None
-                    if not state.queue and not state.claiming:  # nothing left to claim: let others in
-                        lock, state.lock = state.lock, None
-                    break
-                ids = {write.record_id for submitted, _ in group for write in submitted}
-                state.claiming |= ids
-                with contextlib.suppress(RuntimeError):  # the guard is closing: this drain goes on alone
-                    self._start(state)  # the next group can be claimed alongside, if there is one
-            try:
-                self._claim(state, group)
-            finally:
-                with self._mutex:
-                    state.claiming -= ids
-        if lock is not None:
-            self._guard._unlock(lock)
-
-    @staticmethod
-    def _take(state: _NamespaceClaims) -> list[_Submission]:
-        """The next submissions to claim together, in order: up to :data:`MAX_GROUP` writes, no record twice.
-
-        A submission with a record that is being claimed right now waits, and so does everything after it.
-        """
-        group: list[_Submission] = []
-        seen: set[str] = set()
-        while state.queue:
-            ids = {write.record_id for write in state.queue[0][0]}
-            if not state.claiming.isdisjoint(ids) or not seen.isdisjoint(ids):
-                break
-            if group and len(seen) + len(ids) > MAX_GROUP:
-                break
-            group.append(state.queue.popleft())
-            seen |= ids
-        return group
-
-    def _claim(
-        self,
-        state: _NamespaceClaims,
-        group: list[_Submission],
-    ) -> None:
-        writes = [write for submitted, _ in group for write in submitted]
-        lock = None
-        try:
-            verdicts: dict[tuple[str, str], Verdict] = {}
-            if not self._stop():
-                with state.locking:
-                    if (state.lock is None or state.lock.lost) and not state.gave_up:
-                        state.lock = self._guard._lock(state.namespace, self._stop)
-                        state.gave_up = state.lock is None  # held by another worker for long: try again later
-                    lock = state.lock
-                if lock is not None and not lock.lost:
-                    held: dict[tuple[str, str], float] = {}
-                    verdicts = self._guard._claim_locked(state.namespace, writes, self.lease, lock, self._stop, held)
-                    with self._mutex:
-                        self.held_until |= held
-                elif state.gave_up:  # another worker's lock: it ends within LOCK_SECONDS
-                    with self._mutex:
-                        self.held_until |= dict.fromkeys(
-                            (write.key for write in writes), self._guard.now() + LOCK_SECONDS
-                        )
-        except Exception as error:
-            if lock is not None:
-                # A claim write may have timed out here yet still be applied: never hand the lock on
-                # early, let it expire (LOCK_SECONDS), so no other worker reads before that write lands.
-                lock.lost = True
-            failure = GuardUnavailableError(f"version guard could not claim: {error!r}")
-            failure.__cause__ = error
-        else:
-            for submitted, future in group:
-                future.set_result({write.key: verdicts.get(write.key, Verdict.BUSY) for write in submitted})
-            return
-        for _, future in group:
-            future.set_exception(failure)

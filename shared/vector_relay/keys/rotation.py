@@ -6,11 +6,9 @@ TTL re-reads the secret. The key from the rotation before that is revoked in ``f
 only once it has been out of ``AWSCURRENT`` for ``KEY_REVOCATION_GRACE_SECONDS`` (at least the
 workers' cache TTL plus their timeout); otherwise a later rotation revokes it.
 
-Several deployments may share one Pinecone project, so the sweep revokes only keys this secret
-holds: a key named ``vector-relay-rotation-<version>`` is this secret's when ``<version>`` is one
-of its versions and that version stores that key's id. Another deployment's keys are left alone,
-and so is a key of this secret whose retirement time is unknown (logged, and counted as
-``KeysKeptRetirementUnknown``): a key kept is a cost, a key wrongly revoked is an outage.
+The sweep of retired keys (this secret's only: several deployments may share one Pinecone
+project) is :mod:`vector_relay.keys.retired_keys`; what every step reads and refuses with,
+:mod:`vector_relay.keys.rotation_secret`.
 
 Entry checks (every step, as in AWS's rotation template): the secret is the one this function
 rotates (``PINECONE_SECRET_ARN``), rotation is enabled on it, the token is one of its versions; a
@@ -36,43 +34,35 @@ Secret format and the operator's runbook: docs/rotation.md. Key values never rea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from collections.abc import Callable
+from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from vector_relay.aws_clients import secrets_client, ssm_client
-from vector_relay.errors import VectorRelayError
-from vector_relay.keys.key_secret import (
-    API_KEY,
-    PROJECT_ID,
-    KeySecret,
-    MalformedSecretError,
-    parse_admin_account,
-    parse_key_secret,
+from vector_relay.keys.key_secret import KeySecret, parse_admin_account
+from vector_relay.keys.retired_keys import revoke_retired_keys
+from vector_relay.keys.rotation_secret import (
+    AWSCURRENT,
+    AWSPENDING,
+    AWSPREVIOUS,
+    DEFAULT_ROLES,
+    KeyAdmin,
+    RotationDependencies,
+    RotationError,
+    _read_pending,
+    _require_pending,
+    key_name_for,
+    read_current,
 )
-from vector_relay.metrics import METRIC_NAMESPACE
-from vector_relay.pinecone.admin_api import ApiKeyInfo, CreatedApiKey, PineconeKeyAdmin
+from vector_relay.pinecone.admin_api import PineconeKeyAdmin
 from vector_relay.pinecone.data_plane import check_api_key
 from vector_relay.pinecone.errors import PineconeRequestError
 from vector_relay.settings import Settings, get_settings
 
-if TYPE_CHECKING:
-    from mypy_boto3_secretsmanager import SecretsManagerClient
-    from mypy_boto3_ssm import SSMClient
-
 logger = Logger(child=True)
-
-KEY_NAME_PREFIX = "vector-relay-rotation-"
-DEFAULT_ROLES = ("ProjectEditor",)
-AWSCURRENT = "AWSCURRENT"
-AWSPENDING = "AWSPENDING"
-AWSPREVIOUS = "AWSPREVIOUS"
 
 
 class RotationEvent(BaseModel):
@@ -83,60 +73,6 @@ class RotationEvent(BaseModel):
     step: Literal["createSecret", "setSecret", "testSecret", "finishSecret"] = Field(alias="Step")
     secret_id: str = Field(alias="SecretId", min_length=1)
     client_request_token: str = Field(alias="ClientRequestToken", min_length=1)
-
-
-class RotationError(VectorRelayError):
-    """A step refused to act. The secret is left as it was; the message never holds a key value."""
-
-
-def key_name_for(token: str) -> str:
-    """The Pinecone key name of the rotation with this token (Pinecone allows 80 characters)."""
-    return f"{KEY_NAME_PREFIX}{token}"[:80]
-
-
-def parse_version(text: str | None, where: str) -> KeySecret:
-    """One version of the secret, with the key and the project rotation needs; :class:`RotationError`
-    naming ``where`` (never the value) when it is malformed."""
-    try:
-        return parse_key_secret(text, where, required=(API_KEY, PROJECT_ID))
-    except MalformedSecretError as error:
-        raise RotationError(str(error)) from None
-
-
-class KeyAdmin(Protocol):
-    """What rotation needs from Pinecone's Admin API (:class:`~vector_relay.pinecone.admin_api.PineconeKeyAdmin`)."""
-
-    def list_keys(self, project_id: str) -> list[ApiKeyInfo]: ...
-    def describe_key(self, key_id: str) -> ApiKeyInfo | None: ...
-    def create_key(self, project_id: str, name: str, roles: Sequence[str]) -> CreatedApiKey: ...
-    def delete_key(self, key_id: str) -> bool: ...
-    def close(self) -> None: ...
-
-
-@dataclass(slots=True)
-class RotationDependencies:
-    """Everything a step touches; built from the settings by :func:`rotation_dependencies`."""
-
-    settings: Settings
-    secrets: SecretsManagerClient
-    ssm: SSMClient
-    admin: Callable[[], KeyAdmin] | None  # None: manual mode
-    check_key: Callable[[str], None]  # one data-plane call with the given key; raises PineconeRequestError
-    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    _admin: KeyAdmin | None = None
-
-    def key_admin(self) -> KeyAdmin:
-        if self.admin is None:
-            raise RotationError("manual mode has no Admin API access")
-        if self._admin is None:
-            self._admin = self.admin()
-        return self._admin
-
-    def close(self) -> None:
-        """Close the Admin API client, if a step opened one."""
-        if self._admin is not None:
-            self._admin.close()
-            self._admin = None
 
 
 def rotation_dependencies(settings: Settings) -> RotationDependencies:
@@ -202,7 +138,7 @@ def run_rotation_step(event: RotationEvent, deps: RotationDependencies | None = 
 
 
 def create_secret(deps: RotationDependencies, arn: str, token: str) -> None:
-    current = _read_current(deps, arn)
+    current = read_current(deps, arn)
     pending = _read_pending(deps, arn, token)
     if pending is not None:
         logger.info("pending key already stored", extra={"version_id": token, "key_id": pending.key_id})
@@ -235,7 +171,7 @@ def create_secret(deps: RotationDependencies, arn: str, token: str) -> None:
 
 
 def set_secret(deps: RotationDependencies, arn: str, token: str) -> None:
-    current = _read_current(deps, arn)
+    current = read_current(deps, arn)
     pending = _require_pending(deps, arn, token)
     if pending.project_id != current.project_id:
         raise RotationError(f"pending key {pending.key_id} is for another project than the current key")
@@ -269,7 +205,7 @@ def finish_secret(deps: RotationDependencies, arn: str, token: str) -> None:
     pending = _require_pending(deps, arn, token)
     if current_version is not None:
         try:
-            _revoke_retired_keys(deps, arn, token, pending, current_version, previous_version)
+            revoke_retired_keys(deps, arn, token, pending, current_version, previous_version)
         except (PineconeRequestError, ClientError, RotationError) as error:
             # The new key matters more than the old one's end: promote anyway; a later rotation retries.
             logger.error("revoking retired keys failed; promoting anyway", extra={"error": str(error)})
@@ -284,223 +220,9 @@ def finish_secret(deps: RotationDependencies, arn: str, token: str) -> None:
     # Nothing after the label move: a retried finishSecret returns at the entry checks.
 
 
-# ------------------------------------------------------------------------------------- revocation
-
-
-def _revoke_retired_keys(
-    deps: RotationDependencies,
-    arn: str,
-    token: str,
-    pending: KeySecret,
-    current_version: str,
-    previous_version: str | None,
-) -> None:
-    """Revoke this secret's keys that left AWSCURRENT at least the grace ago (two rotations back, and older).
-
-    A key is retired when it left AWSCURRENT; when that happened is read from the rotation marker's
-    history (each promotion writes the promoted version there). Only this secret's keys are
-    candidates: the AWSPREVIOUS version's key, and keys named after a version of this secret that
-    stores that very key (:func:`_owner_of`). Keys in use (pending, current) are never touched,
-    other deployments' keys in the same project are left alone, and a key of this secret whose
-    retirement time is unknown is kept, logged and counted.
-    """
-    current = _read_current(deps, arn)
-    if deps.admin is None:
-        if previous_version is not None:
-            previous = _read_version(deps, arn, previous_version)
-            if previous is not None and previous.key_id:
-                logger.warning(
-                    "manual mode: revoke the retired key by hand once its grace is over",
-                    extra={"key_id": previous.key_id, "grace_seconds": deps.settings.key_revocation_grace_seconds},
-                )
-        return
-    promotions = _promotions(deps)
-    if promotions is None:
-        logger.warning("no rotation marker history: retired keys are not revoked (set ROTATION_MARKER_PARAMETER)")
-        return
-    considered = {pending.key_id, current.key_id}
-    retired: dict[str, datetime] = {}  # key_id -> when it left AWSCURRENT
-    unknown: dict[str, tuple[str, str]] = {}  # key_id -> (version id, why its retirement time is unknown)
-    if previous_version is not None:
-        previous = _read_version(deps, arn, previous_version)
-        if previous is not None and previous.key_id and previous.key_id not in considered:
-            considered.add(previous.key_id)
-            left = _left_current_at(promotions, previous_version)
-            if left is None and _promoted_at(promotions, previous_version) is None:
-                # Never promoted through the marker (the first key, stored by hand): it left with the current one.
-                left = _promoted_at(promotions, current_version)
-            if left is not None:
-                retired[previous.key_id] = left
-            else:
-                unknown[previous.key_id] = (
-                    previous_version,
-                    "the marker history does not say when it left AWSCURRENT (a label moved by hand?)",
-                )
-    admin = deps.key_admin()
-    listed = admin.list_keys(current.project_id)
-    others: list[str] = []
-    for info in listed:
-        if info.key_id in considered or not info.name.startswith(KEY_NAME_PREFIX):
-            continue
-        version = info.name.removeprefix(KEY_NAME_PREFIX)
-        if version in (token, current_version, pending.rotation_token):
-            continue
-        owner, why = _owner_of(deps, arn, version, info.key_id)
-        if owner == "another":
-            others.append(info.key_id)
-            continue
-        if owner == "unknown":
-            unknown[info.key_id] = (version, why)
-            continue
-        left = _left_current_at(promotions, version)
-        if left is not None:
-            retired[info.key_id] = left
-        else:
-            unknown[info.key_id] = (
-                version,
-                "its version was never promoted through the marker, or still is current there",
-            )
-    if others:
-        logger.info(
-            "keys named like this function's but minted for another secret (another deployment): left alone",
-            extra={"key_ids": others},
-        )
-    listed_ids = {info.key_id for info in listed}
-    unknown = {key_id: why for key_id, why in unknown.items() if key_id in listed_ids}  # gone already: nothing kept
-    for key_id, (version, why) in unknown.items():
-        logger.warning(
-            "key kept: when it left AWSCURRENT is unknown; revoke it by hand once no worker can hold it",
-            extra={"key_id": key_id, "version_id": version, "reason": why},
-        )
-    _count_kept_keys(len(unknown))
-    grace = deps.settings.key_revocation_grace_seconds
-    now = deps.now()
-    for key_id, left in retired.items():
-        if (now - left).total_seconds() < grace:
-            logger.info(
-                "retired key still in its grace period; a later rotation revokes it",
-                extra={"key_id": key_id, "retired_at": left.isoformat(), "grace_seconds": grace},
-            )
-            continue
-        try:
-            revoked = admin.delete_key(key_id)
-        except PineconeRequestError as error:
-            logger.error(
-                "revoking retired keys failed for this key; a later rotation retries it if this function minted it",
-                extra={"key_id": key_id, "error": str(error)},
-            )
-            continue
-        logger.info("revoked a retired key", extra={"key_id": key_id, "already_gone": not revoked})
-
-
-def _count_kept_keys(kept: int) -> None:
-    """The ``KeysKeptRetirementUnknown`` metric, written at once (the rotation handler flushes no ``Metrics``)."""
-    with single_metric(name="KeysKeptRetirementUnknown", unit=MetricUnit.Count, value=kept, namespace=METRIC_NAMESPACE):
-        pass  # written as the block ends
-
-
-_NOT_A_VERSION = frozenset({"ResourceNotFoundException", "ValidationException", "InvalidParameterException"})
-
-
-def _owner_of(
-    deps: RotationDependencies, arn: str, version: str, key_id: str
-) -> tuple[Literal["this", "another", "unknown"], str]:
-    """Whose is the key ``key_id`` named after ``version``: this secret's, another secret's, or unknown (and why).
-
-    This secret's when ``version`` is one of its versions and stores that key id. A version id no
-    other secret has (Secrets Manager's tokens are UUIDs) is the identity: another deployment's
-    keys are named after versions of its own secret. A version Secrets Manager has since deleted
-    looks like another secret's; its key is kept too.
-    """
-    try:
-        response = deps.secrets.get_secret_value(SecretId=arn, VersionId=version)
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
-        if code in _NOT_A_VERSION:
-            return "another", ""
-        return "unknown", f"reading version {version} of this secret failed ({code})"
-    try:
-        stored = parse_version(response.get("SecretString"), f"version {version}")
-    except RotationError as error:
-        return "unknown", str(error)
-    if stored.key_id != key_id:
-        return "unknown", f"version {version} stores another key (this one was minted but never stored)"
-    return "this", ""
-
-
-def _promotions(deps: RotationDependencies) -> list[tuple[str, datetime]] | None:
-    """(promoted version id, when) from the marker's history, oldest first; None without a marker."""
-    name = deps.settings.rotation_marker_parameter
-    if not name:
-        return None
-    history: list[tuple[str, datetime]] = []
-    paginator = deps.ssm.get_paginator("get_parameter_history")
-    try:
-        for page in paginator.paginate(Name=name):
-            for entry in page.get("Parameters", []):
-                if "Value" in entry and "LastModifiedDate" in entry:
-                    history.append((entry["Value"], entry["LastModifiedDate"]))
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ParameterNotFound":
-            return []
-        raise
-    return history
-
-
-def _promoted_at(promotions: list[tuple[str, datetime]], version: str) -> datetime | None:
-    """When ``version`` was last promoted."""
-    times = [when for value, when in promotions if value == version]
-    return times[-1] if times else None
-
-
-def _left_current_at(promotions: list[tuple[str, datetime]], version: str) -> datetime | None:
-    """When ``version`` stopped being current: the first promotion of another version after its last one."""
-    last = max((i for i, (value, _) in enumerate(promotions) if value == version), default=None)
-    if last is None:
-        return None
-    return next((when for value, when in promotions[last + 1 :] if value != version), None)
-
-
-# ------------------------------------------------------------------------------------ secret reads
-
-
 def _roles_like(admin: KeyAdmin, current: KeySecret) -> tuple[str, ...]:
     """The current key's roles (least privilege carries over), else Pinecone's default."""
     if current.roles:
         return current.roles
     info = admin.describe_key(current.key_id) if current.key_id else None
     return info.roles if info is not None and info.roles else DEFAULT_ROLES
-
-
-def _read_current(deps: RotationDependencies, arn: str) -> KeySecret:
-    response = deps.secrets.get_secret_value(SecretId=arn, VersionStage=AWSCURRENT)
-    return parse_version(response.get("SecretString"), f"the AWSCURRENT version {response['VersionId']}")
-
-
-def _read_pending(deps: RotationDependencies, arn: str, token: str) -> KeySecret | None:
-    """The pending version's key, or None while it has no value yet."""
-    try:
-        response = deps.secrets.get_secret_value(SecretId=arn, VersionId=token, VersionStage=AWSPENDING)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-            return None
-        raise
-    if not response.get("SecretString"):
-        return None
-    return parse_version(response["SecretString"], f"the AWSPENDING version {token}")
-
-
-def _require_pending(deps: RotationDependencies, arn: str, token: str) -> KeySecret:
-    pending = _read_pending(deps, arn, token)
-    if pending is None:
-        raise RotationError(f"version {token} has no value yet; createSecret has not run")
-    return pending
-
-
-def _read_version(deps: RotationDependencies, arn: str, version: str) -> KeySecret | None:
-    try:
-        response = deps.secrets.get_secret_value(SecretId=arn, VersionId=version)
-        return parse_version(response.get("SecretString"), f"version {version}")
-    except (ClientError, RotationError) as error:
-        logger.warning("could not read an older version", extra={"version_id": version, "error": str(error)})
-        return None

@@ -2,7 +2,7 @@
 
 The guard records, per (namespace, id), the highest version claimed and whether it was an upsert
 or a delete; every upserted record carries its version in metadata (``_relay_version``,
-:data:`vector_relay.contract.messages.VERSION_METADATA_KEY`). A record is **settled** once its lease is
+:data:`vector_relay.contract.fields.VERSION_METADATA_KEY`). A record is **settled** once its lease is
 over and its message can no longer come back from SQS (:func:`redelivery_horizon_ms`): until then
 a write may still be on its way, and the record is skipped as in flight. A settled record's index
 entry should be exactly the recorded version, or nothing after a delete. Anything else is a
@@ -17,8 +17,8 @@ mismatch:
 
 A ``missing``, ``behind`` or ``resurrected`` record whose recorded write is in the dead-letter
 queue is not drift: the relay gave up on that write and said so. Such records are reported apart,
-as ``dead_lettered`` (:class:`DeadLetterQueue`), and left out of the mismatch count the alarm
-watches.
+as ``dead_lettered`` (:class:`~vector_relay.operations.reconcile_dead_letters.DeadLetterQueue`), and
+left out of the mismatch count the alarm watches.
 
 Only ``resurrected`` can be repaired here, by deleting the record again (the tombstone says the
 delete is the newest write, so deleting is what the relay itself would do). The repair is made
@@ -26,31 +26,30 @@ under the guard's own rules (:meth:`VersionGuard.hold_unchanged`): it takes the 
 a worker's claim would, and only while their state is still the one the verdict was drawn from,
 so it cannot delete a version written since. The others need the record's data: republish it
 from its source (a newer version, or the same one after the lease).
+
+This module judges and repairs; reading the guard's table, the scheduled pass's cursor and the
+pass itself are :mod:`vector_relay.operations.reconcile_scan`, the look-up of dead-lettered writes
+:mod:`vector_relay.operations.reconcile_dead_letters`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
-import orjson
-from aws_lambda_powertools import Logger
-from botocore.exceptions import BotoCoreError, ClientError
-
-from vector_relay.contract.messages import VERSION_METADATA_KEY
-from vector_relay.errors import VectorRelayError
-from vector_relay.ingest.version_guard import LOCK_RECORD_ID, MARKER_NAMESPACE, GuardedWrite, Lease, RecordState
-from vector_relay.operations.redrive import DeadLetter, read_all, release
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_sqs import SQSClient
-
-logger = Logger(child=True)
+from vector_relay.contract.fields import VERSION_METADATA_KEY
+from vector_relay.ingest.guard_records import GuardedWrite, Lease, RecordState
+from vector_relay.metrics import (
+    RECONCILE_CHECKED,
+    RECONCILE_DEAD_LETTERED,
+    RECONCILE_IN_FLIGHT,
+    RECONCILE_MISMATCHES,
+    RECONCILE_MISMATCHES_BY_KIND,
+    RECONCILE_REPAIRED,
+    Metric,
+)
 
 MismatchKind = Literal["missing", "behind", "resurrected", "ahead", "unversioned"]
 MISMATCH_KINDS: tuple[MismatchKind, ...] = ("missing", "behind", "resurrected", "ahead", "unversioned")
@@ -58,18 +57,11 @@ DEAD_LETTERED: Final = "dead_lettered"  # the kind of a record whose recorded wr
 # The kinds a relay write that never landed leaves behind (its message may be in the DLQ).
 UNLANDED_KINDS = frozenset({"missing", "behind", "resurrected"})
 FETCH_PAGE = 100  # ids per fetch: Pinecone takes ids in the query string, so pages stay short
-# Where a scheduled pass left off, kept in the guard's table beside the landed markers (which no
-# record can collide with: record keys are ASCII). Kept a week: an older cursor starts a new pass.
-CURSOR_RECORD_ID = "§reconcile-cursor"
-CURSOR_KEEP_SECONDS = 7 * 86_400
 # How long a repair holds its records: RecordReader's delete makes up to 4 attempts of 30 s with
 # back-offs of up to 60 s between them (the SDK's defaults), twice when the key is refused and read
 # again, so 600 s at worst; a minute more for a late attempt Pinecone applies after giving up on it.
 # A delete that landed releases the records at once.
 REPAIR_LEASE_SECONDS = 660.0
-# Dead-letter messages read per pass at most (100 receives of 10), and only when a pass found
-# records a dead-lettered write could explain. A fuller DLQ leaves the rest reported as drift.
-DEAD_LETTER_READ_LIMIT = 1000
 
 type TableKey = dict[str, Any]  # a DynamoDB key in the low-level format, as Scan's LastEvaluatedKey
 type WriteKey = tuple[str, str, int, str]  # namespace, record id, version, operation
@@ -161,37 +153,6 @@ def redelivery_horizon_ms(visibility_timeout_seconds: float, max_receive_count: 
     return round(visibility_timeout_seconds * max_receive_count * 1000)
 
 
-def guard_pages(
-    dynamodb: DynamoDBClient,
-    table: str,
-    *,
-    namespaces: Sequence[str] | None = None,
-    start_key: TableKey | None = None,
-    page_size: int | None = None,
-) -> Iterator[GuardPage]:
-    """The record items of the guard's table (claim locks and markers left out), one scan page at a time."""
-    key = start_key
-    while True:
-        request: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
-        if key is not None:
-            request["ExclusiveStartKey"] = key
-        if page_size is not None:
-            request["Limit"] = page_size
-        response = dynamodb.scan(**request)
-        records = []
-        for item in response.get("Items", []):
-            namespace, record_id = item["namespace"]["S"], item["record_id"]["S"]
-            if namespace == MARKER_NAMESPACE or record_id == LOCK_RECORD_ID:
-                continue
-            if namespaces is not None and namespace not in namespaces:
-                continue
-            records.append((namespace, record_id, RecordState.from_item(item)))
-        key = response.get("LastEvaluatedKey") or None
-        yield GuardPage(records, key)
-        if key is None:
-            return
-
-
 def compare(
     pages: Iterable[GuardPage],
     index: Index,
@@ -243,127 +204,27 @@ def compare(
     return report
 
 
-def metric_values(report: Report) -> dict[str, int]:
+def metric_counts(report: Report) -> dict[Metric, int]:
     """The pass as metrics (namespace ``VectorRelay``): the total mismatches the alarm watches, and each kind.
 
     Dead-lettered records are counted apart (``ReconcileDeadLettered``): the DLQ's own alarm covers them.
     """
     counts = report.counts()
     values = {
-        "ReconcileChecked": report.checked,
-        "ReconcileInFlight": report.in_flight,
-        "ReconcileRepaired": report.repaired,
-        "ReconcileMismatches": len(report.mismatches),
+        RECONCILE_CHECKED: report.checked,
+        RECONCILE_IN_FLIGHT: report.in_flight,
+        RECONCILE_REPAIRED: report.repaired,
+        RECONCILE_MISMATCHES: len(report.mismatches),
     }
     for kind in MISMATCH_KINDS:
-        values[f"ReconcileMismatches{kind.capitalize()}"] = counts.get(kind, 0)
-    values["ReconcileDeadLettered"] = len(report.dead_lettered)
+        values[RECONCILE_MISMATCHES_BY_KIND[kind]] = counts.get(kind, 0)
+    values[RECONCILE_DEAD_LETTERED] = len(report.dead_lettered)
     return values
 
 
-class DeadLetterQueue:
-    """The writes in a dead-letter queue, looked up for the records a pass could not account for.
-
-    The guard cannot tell a dead-lettered write from a lost one: both leave the claim recorded and
-    the index without it (the landed marker that names a write as not landed lasts an hour). The
-    DLQ can: its messages are the original bodies. It is read only when a pass has such records,
-    at most ``limit`` messages, and without consuming them (:func:`vector_relay.operations.redrive.read_all`
-    hides them for the read and makes them visible again right after). ``namespace_for`` maps a
-    message's tenant to its namespace (None: not a tenant of this relay). If the queue or the
-    registry cannot be read, what was found so far is returned and the rest stay mismatches:
-    reported too loudly rather than not at all (the pass's pages are behind its cursor by then).
-    """
-
-    def __init__(
-        self,
-        sqs: SQSClient,
-        url: str,
-        namespace_for: Callable[[str], str | None],
-        *,
-        limit: int = DEAD_LETTER_READ_LIMIT,
-    ) -> None:
-        self._sqs, self._url, self._namespace_for, self._limit = sqs, url, namespace_for, limit
-
-    def dead_lettered(self, writes: Collection[WriteKey]) -> set[WriteKey]:
-        wanted = set(writes)
-        found: set[WriteKey] = set()
-        if not wanted:
-            return found
-        letters: list[DeadLetter] = []
-        try:
-            for letter in read_all(self._sqs, self._url, limit=self._limit):
-                letters.append(dataclasses.replace(letter, body=""))  # only its receipt handle is kept
-                found |= wanted.intersection(_message_writes(letter.body, self._namespace_for))
-                if found == wanted:
-                    break
-        except (ClientError, BotoCoreError, VectorRelayError) as error:
-            logger.warning(
-                "could not read the dead-letter queue; its writes stay reported as mismatches",
-                extra={"queue": self._url, "error": str(error)},
-            )
-        finally:
-            with contextlib.suppress(ClientError, BotoCoreError):  # they come back by themselves (read_all)
-                release(self._sqs, self._url, letters)
-        return found
-
-
-def load_cursor(dynamodb: DynamoDBClient, table: str) -> TableKey | None:
-    """Where the last scheduled pass stopped (None: start at the table's beginning)."""
-    response = dynamodb.get_item(TableName=table, Key=_cursor_key(), ConsistentRead=True)
-    text = response.get("Item", {}).get("resume_key", {}).get("S")
-    return json.loads(text) if text else None
-
-
-def save_cursor(dynamodb: DynamoDBClient, table: str, report: Report, now_ms: int) -> None:
-    """Keep where this pass got to; a complete pass clears it, so the next one starts over."""
-    if report.complete or report.resume_key is None:
-        dynamodb.delete_item(TableName=table, Key=_cursor_key())
-        return
-    item = {
-        **_cursor_key(),
-        "resume_key": {"S": json.dumps(report.resume_key, sort_keys=True)},
-        "expires_at": {"N": str(now_ms // 1000 + CURSOR_KEEP_SECONDS)},
-    }
-    dynamodb.put_item(TableName=table, Item=item)
-
-
-def scheduled_pass(
-    dynamodb: DynamoDBClient,
-    table: str,
-    index: Index,
-    *,
-    now_ms: int,
-    repair: bool,
-    out_of_time: Callable[[], bool],
-    page_size: int | None = None,
-    guard: RepairGuard | None = None,
-    redelivery_ms: int = 0,
-    dead_letters: DeadLetters | None = None,
-) -> Report:
-    """One run of the scheduled reconciler: go on from the saved cursor until the table ends or time runs out.
-
-    The cursor is saved after every page, so a run cut short (timeout, crash) loses one page at
-    most and a table of any size is covered over successive runs.
-    """
-    start = load_cursor(dynamodb, table)
-    report = Report(resume_key=start)
-    pages = guard_pages(dynamodb, table, start_key=start, page_size=page_size)
-    return compare(
-        pages,
-        index,
-        now_ms=now_ms,
-        repair=repair,
-        guard=guard,
-        redelivery_ms=redelivery_ms,
-        dead_letters=dead_letters,
-        stop=out_of_time,
-        report=report,
-        on_page=lambda r: save_cursor(dynamodb, table, r, now_ms),
-    )
-
-
-def _cursor_key() -> TableKey:
-    return {"namespace": {"S": MARKER_NAMESPACE}, "record_id": {"S": CURSOR_RECORD_ID}}
+def metric_values(report: Report) -> dict[str, int]:
+    """:func:`metric_counts` by metric name (the run's summary, ``vector-relay reconcile --json``)."""
+    return {metric.name: value for metric, value in metric_counts(report).items()}
 
 
 def _check(
@@ -421,30 +282,6 @@ def _set_aside_dead_letters(report: Report, dead_letters: DeadLetters) -> None:
         return
     report.dead_lettered += [dataclasses.replace(m, kind=DEAD_LETTERED) for m in candidates if m.write in in_dlq]
     report.mismatches = [m for m in report.mismatches if m.kind not in UNLANDED_KINDS or m.write not in in_dlq]
-
-
-def _message_writes(body: str, namespace_for: Callable[[str], str | None]) -> Iterator[WriteKey]:
-    """The (namespace, id, version, operation) of each record of a dead-lettered write message.
-
-    Read leniently: a dead-lettered body may be invalid in any way, and anything unreadable is no write.
-    """
-    try:
-        message = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return
-    if not isinstance(message, dict):
-        return
-    operation, tenant, records = message.get("op"), message.get("tenant"), message.get("records")
-    if operation not in ("upsert", "delete") or not isinstance(tenant, str) or not isinstance(records, list):
-        return
-    namespace = namespace_for(tenant)
-    if namespace is None:
-        return
-    for record in records:
-        if isinstance(record, dict):
-            record_id, version = record.get("id"), record.get("version")
-            if isinstance(record_id, str) and type(version) is int:
-                yield (namespace, record_id, version, operation)
 
 
 def _verdict(namespace: str, record_id: str, state: RecordState, metadata: Mapping[str, Any] | None) -> Mismatch | None:

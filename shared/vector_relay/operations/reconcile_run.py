@@ -9,7 +9,9 @@ from functools import cache
 from vector_relay.aws_clients import dynamodb_client, secrets_client, sqs_client, ssm_client
 from vector_relay.ingest.version_guard import VersionGuard
 from vector_relay.keys.api_key_cache import read_api_key
-from vector_relay.operations.reconcile import DeadLetterQueue, Report, redelivery_horizon_ms, scheduled_pass
+from vector_relay.operations.reconcile import Report, redelivery_horizon_ms
+from vector_relay.operations.reconcile_dead_letters import DeadLetterQueue
+from vector_relay.operations.reconcile_scan import scheduled_pass
 from vector_relay.pinecone.record_reader import RecordReader
 from vector_relay.settings import Settings, get_settings
 from vector_relay.tenancy import TenantRegistrySource

@@ -19,7 +19,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vector_relay.contract.messages import DeadLetterAttributes, IndexShape, ValidationContext
+from vector_relay.contract.dead_letter_attributes import DeadLetterAttributes
+from vector_relay.contract.fields import IndexShape, ValidationContext
 from vector_relay.contract.parsing import parse_write_message
 from vector_relay.contract.tenant_schemas import message_problems
 from vector_relay.errors import PoisonMessageError

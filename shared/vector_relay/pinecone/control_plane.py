@@ -15,7 +15,7 @@ from typing import Any
 
 import pinecone
 
-from vector_relay.contract.messages import IndexShape
+from vector_relay.contract.fields import IndexShape
 from vector_relay.errors import FailureKind
 from vector_relay.pinecone.errors import PineconeRequestError, classify, describe
 

@@ -22,7 +22,8 @@ from typing import Any, Literal
 
 import orjson
 
-from vector_relay.contract.messages import VERSION_METADATA_KEY, UpsertMessage, UpsertRecord, WriteMessage
+from vector_relay.contract.fields import VERSION_METADATA_KEY
+from vector_relay.contract.messages import UpsertMessage, UpsertRecord, WriteMessage
 
 type Transport = Literal["rest", "grpc"]
 

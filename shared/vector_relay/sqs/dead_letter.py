@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
-from vector_relay.contract.messages import DeadLetterAttributes
+from vector_relay.contract.dead_letter_attributes import DeadLetterAttributes
 from vector_relay.errors import PoisonMessageError, TransientError
 from vector_relay.sqs.limits import SQS_MAX_MESSAGE_BYTES
 from vector_relay.sqs.message_age import first_sent_ms

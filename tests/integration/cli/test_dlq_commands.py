@@ -20,7 +20,7 @@ from functions.ingest import app as ingest_app
 from tests.conftest import SAMPLE_TENANTS
 from tests.integration.conftest import Pipeline, SqsDriver
 from tests.integration.test_ingest import upsert_body, vector
-from vector_relay.contract.messages import DeadLetterAttributes
+from vector_relay.contract.dead_letter_attributes import DeadLetterAttributes
 from vector_relay.dependencies import reset_worker_dependencies
 from vector_relay.settings import get_settings
 from vector_relay_cli.dlq_commands import CRASH_AFTER_SENDS

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from tests.conftest import SAMPLE_TENANTS
 from tests.integration.conftest import Pipeline, create_version_table
 from tests.integration.test_ingest import vector
-from vector_relay.ingest.version_guard import RecordState
+from vector_relay.ingest.guard_records import RecordState
 from vector_relay_cli.main import cli
 
 TABLE = "relay-write-versions"

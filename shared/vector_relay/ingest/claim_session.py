@@ -1,0 +1,197 @@
+"""The claim session: one invocation's claims, made in the background while its batch is being read.
+
+:class:`ClaimSession` queues each validated message's writes per namespace and has the
+:class:`~vector_relay.ingest.version_guard.VersionGuard` claim them in groups under the namespace's
+claim lock, taking the lock when work arrives and dropping it once none is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from vector_relay.errors import GuardUnavailableError
+from vector_relay.ingest.guard_records import LOCK_SECONDS, ClaimLock, GuardedWrite, Lease, Verdict
+
+MAX_GROUP = 100  # records claimed together: one read, four writes
+GROUPS_IN_FLIGHT = 2  # groups of one namespace claimed at once (their records are distinct)
+
+
+class _Claimer(Protocol):
+    """What a session needs of its :class:`~vector_relay.ingest.version_guard.VersionGuard`: its lock, claim, clock."""
+
+    def now(self) -> float: ...
+    def _lock(self, namespace: str, stop: Callable[[], bool] = ...) -> ClaimLock | None: ...
+    def _unlock(self, lock: ClaimLock) -> None: ...
+    def _claim_locked(
+        self,
+        namespace: str,
+        writes: Sequence[GuardedWrite],
+        lease: Lease,
+        lock: ClaimLock,
+        stop: Callable[[], bool] = ...,
+        held_until: dict[tuple[str, str], float] | None = None,
+    ) -> dict[tuple[str, str], Verdict]: ...
+
+
+type _Submission = tuple[list[GuardedWrite], Future[dict[tuple[str, str], Verdict]]]
+
+
+@dataclass(slots=True)
+class _NamespaceClaims:
+    namespace: str
+    queue: deque[_Submission] = field(default_factory=deque)
+    workers: int = 0  # drains running for this namespace
+    claiming: set[str] = field(default_factory=set)  # record ids being claimed right now
+    lock: ClaimLock | None = None
+    locking: threading.Lock = field(default_factory=threading.Lock)
+    gave_up: bool = False  # the lock stayed taken: every later claim of this invocation is busy
+
+
+class ClaimSession:
+    """One invocation's claims, made in the background while the batch is still being read.
+
+    :meth:`submit` hands over a message's writes as soon as it is validated and returns a future
+    of their verdicts. Each namespace's submissions are claimed in order under its claim lock, in
+    groups of up to :data:`MAX_GROUP` records, :data:`GROUPS_IN_FLIGHT` groups at a time (a
+    record being claimed holds back later submissions with the same record); the lock is taken
+    when work arrives and dropped as soon as none is left. The pool runs ``guard.concurrency``
+    groups at once over all namespaces. A record may be claimed again in the same session with a
+    higher version (or the same version and another operation): the session's own lease does
+    not stand in its way.
+    """
+
+    def __init__(self, guard: _Claimer, pool: ThreadPoolExecutor, lease: Lease, stop: Callable[[], bool]) -> None:
+        self._guard = guard
+        self._pool = pool
+        self.lease = lease
+        self._stop = stop
+        self._mutex = threading.Lock()
+        self._namespaces: dict[str, _NamespaceClaims] = {}
+        self._tasks: list[Future[None]] = []
+        self._sealed = False
+        self.held_until: dict[tuple[str, str], float] = {}  # busy records: when the hold on them ends
+
+    def submit(self, namespace: str, writes: Sequence[GuardedWrite]) -> Future[dict[tuple[str, str], Verdict]]:
+        """Claim ``writes`` (distinct record ids of ``namespace``); the future holds each one's verdict.
+
+        The future raises :class:`GuardUnavailableError` if DynamoDB could not be asked.
+        """
+        future: Future[dict[tuple[str, str], Verdict]] = Future()
+        with self._mutex:
+            if self._sealed:
+                raise RuntimeError("claim session already closed")
+            state = self._namespaces.setdefault(namespace, _NamespaceClaims(namespace))
+            state.queue.append((list(writes), future))
+            try:
+                self._start(state)
+            except RuntimeError as error:  # the guard was closed (dependencies rebuilt): retried by SQS
+                if state.workers == 0:
+                    state.queue.pop()
+                    future.set_exception(GuardUnavailableError(f"version guard closed: {error}"))
+        return future
+
+    def seal(self) -> None:
+        """No more submissions."""
+        with self._mutex:
+            self._sealed = True
+
+    def close(self) -> None:
+        """Seal, wait until every claim is made and every claim lock dropped."""
+        self.seal()
+        while True:
+            with self._mutex:
+                pending = [task for task in self._tasks if not task.done()]
+            if not pending:
+                return
+            wait(pending)
+
+    def _start(self, state: _NamespaceClaims) -> None:  # with the mutex held
+        if state.queue and state.workers < GROUPS_IN_FLIGHT:
+            self._tasks.append(self._pool.submit(self._drain, state))  # raises if the guard was closed
+            state.workers += 1
+
+    def _drain(self, state: _NamespaceClaims) -> None:
+        """Claim what has queued up for ``state``'s namespace; the last drain out drops the claim lock."""
+        while True:
+            with self._mutex:
+                group = self._take(state)
+                if not group:
+                    state.workers -= 1
+                    lock = None
+                    if not state.queue and not state.claiming:  # nothing left to claim: let others in
+                        lock, state.lock = state.lock, None
+                    break
+                ids = {write.record_id for submitted, _ in group for write in submitted}
+                state.claiming |= ids
+                with contextlib.suppress(RuntimeError):  # the guard is closing: this drain goes on alone
+                    self._start(state)  # the next group can be claimed alongside, if there is one
+            try:
+                self._claim(state, group)
+            finally:
+                with self._mutex:
+                    state.claiming -= ids
+        if lock is not None:
+            self._guard._unlock(lock)
+
+    @staticmethod
+    def _take(state: _NamespaceClaims) -> list[_Submission]:
+        """The next submissions to claim together, in order: up to :data:`MAX_GROUP` writes, no record twice.
+
+        A submission with a record that is being claimed right now waits, and so does everything after it.
+        """
+        group: list[_Submission] = []
+        seen: set[str] = set()
+        while state.queue:
+            ids = {write.record_id for write in state.queue[0][0]}
+            if not state.claiming.isdisjoint(ids) or not seen.isdisjoint(ids):
+                break
+            if group and len(seen) + len(ids) > MAX_GROUP:
+                break
+            group.append(state.queue.popleft())
+            seen |= ids
+        return group
+
+    def _claim(
+        self,
+        state: _NamespaceClaims,
+        group: list[_Submission],
+    ) -> None:
+        writes = [write for submitted, _ in group for write in submitted]
+        lock = None
+        try:
+            verdicts: dict[tuple[str, str], Verdict] = {}
+            if not self._stop():
+                with state.locking:
+                    if (state.lock is None or state.lock.lost) and not state.gave_up:
+                        state.lock = self._guard._lock(state.namespace, self._stop)
+                        state.gave_up = state.lock is None  # held by another worker for long: try again later
+                    lock = state.lock
+                if lock is not None and not lock.lost:
+                    held: dict[tuple[str, str], float] = {}
+                    verdicts = self._guard._claim_locked(state.namespace, writes, self.lease, lock, self._stop, held)
+                    with self._mutex:
+                        self.held_until |= held
+                elif state.gave_up:  # another worker's lock: it ends within LOCK_SECONDS
+                    with self._mutex:
+                        self.held_until |= dict.fromkeys(
+                            (write.key for write in writes), self._guard.now() + LOCK_SECONDS
+                        )
+        except Exception as error:
+            if lock is not None:
+                # A claim write may have timed out here yet still be applied: never hand the lock on
+                # early, let it expire (LOCK_SECONDS), so no other worker reads before that write lands.
+                lock.lost = True
+            failure = GuardUnavailableError(f"version guard could not claim: {error!r}")
+            failure.__cause__ = error
+        else:
+            for submitted, future in group:
+                future.set_result({write.key: verdicts.get(write.key, Verdict.BUSY) for write in submitted})
+            return
+        for _, future in group:
+            future.set_exception(failure)
