@@ -13,18 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from relay_local.stack import (
-    DEFAULT_AWS_PORT,
-    DEFAULT_PINECONE_PORT,
-    DEFAULT_STATE_DIR,
-    LocalStack,
-    StackInfo,
-    StackOptions,
-    StartupError,
-    ensure_state_dir,
-    mask,
-    running_stack,
-)
+from relay_local.stack import DEFAULT_AWS_PORT, DEFAULT_PINECONE_PORT, LocalStack, StackOptions, StartupError, mask
+from relay_local.state_file import DEFAULT_STATE_DIR, StackInfo, ensure_state_dir, running_stack
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,13 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from relay_local.cloudformation import ACCOUNT_ID, LocalTemplate, PhysicalResource
-from relay_local.stack import (
-    DEFAULT_AWS_PORT,
-    DEFAULT_PINECONE_PORT,
-    INDEX_NAME,
-    local_parameters,
-    oauth_url,
-)
+from relay_local.sample_deployment import INDEX_NAME, local_parameters
+from relay_local.stack import DEFAULT_AWS_PORT, DEFAULT_PINECONE_PORT, oauth_url
 
 AWS_ENDPOINT = f"http://127.0.0.1:{DEFAULT_AWS_PORT}"
 PINECONE_URL = f"http://127.0.0.1:{DEFAULT_PINECONE_PORT}"

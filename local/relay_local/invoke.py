@@ -19,7 +19,8 @@ from typing import IO, Any
 
 from relay_local.cloudformation import ROOT, LocalTemplate, TemplateError
 from relay_local.runtime import InvocationResult, RuntimeEnvironment
-from relay_local.stack import DEFAULT_STATE_DIR, LocalStack, StackInfo, StackOptions, running_stack
+from relay_local.stack import LocalStack, StackOptions
+from relay_local.state_file import DEFAULT_STATE_DIR, StackInfo, running_stack
 
 
 def function_short_name(function: str) -> str:

@@ -29,7 +29,8 @@ from typing import IO
 
 from relay_local.provisioning import aws_client
 from relay_local.runtime import RuntimeEnvironment
-from relay_local.stack import DEFAULT_STATE_DIR, StackInfo, oauth_url, running_stack
+from relay_local.stack import oauth_url
+from relay_local.state_file import DEFAULT_STATE_DIR, StackInfo, running_stack
 
 FUNCTION = "rotate_key"
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,75 +36,24 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from pinecone_emulator.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PROJECT_ID
 from pinecone_emulator.control import EmulatorControl
 from relay_local.aws_state import AwsState, registry_tenants
-from relay_local.cloudformation import ACCOUNT_ID, REGION, ROOT, FunctionSpec, LocalTemplate, PhysicalResource
+from relay_local.cloudformation import ROOT, FunctionSpec, LocalTemplate, PhysicalResource
 from relay_local.event_source import BatchOutcome, EnvironmentPool, EventSourceConfig, EventSourcePoller
 from relay_local.inspection import namespace_counts
 from relay_local.provisioning import CreatedResource, Provisioner, aws_client
 from relay_local.runtime import FunctionRuntimeConfig, RuntimeEnvironment
+from relay_local.sample_deployment import (
+    INDEX_NAME,
+    SAMPLE_DIMENSION,
+    SAMPLE_METRIC,
+    SAMPLE_REPLY_QUEUE_NAME,
+    SAMPLE_SCHEMAS,
+    SAMPLE_TENANTS,
+    local_parameters,
+)
+from relay_local.state_file import DEFAULT_STATE_DIR, OUTPUTS_FILE, STATE_FILE, StackInfo, ensure_state_dir
 
-DEFAULT_STATE_DIR = ROOT / ".local-stack"
-STATE_FILE = "stack.json"
-OUTPUTS_FILE = "outputs.json"  # the stack's Outputs for `vector-relay --outputs` (VECTOR_RELAY_OUTPUTS)
-INDEX_NAME = "vector-relay-local"
-# The deployment events/README.md describes: the sample events work against the local stack.
-SAMPLE_TENANTS = {"acme": "tenant-acme", "globex": "tenant-globex"}
-# acme declares its metadata (docs/contract.md, tenant metadata schemas); globex keeps the plain form.
-SAMPLE_SCHEMAS: dict[str, dict[str, Any]] = {
-    "acme": {
-        "fields": {
-            "doc_id": {"type": "string"},
-            "category": {"type": "string"},
-            "year": {"type": "number"},
-            "tags": {"type": "string_list"},
-            "text": {"type": "string", "filterable": False},
-        },
-        "extra": "allow",
-    }
-}
-SAMPLE_DIMENSION = 384
-SAMPLE_METRIC = "cosine"
-SAMPLE_REPLY_QUEUE_NAME = "vector-relay-example-replies"
-SAMPLE_REPLY_QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{SAMPLE_REPLY_QUEUE_NAME}"
-SAMPLE_REPLY_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{SAMPLE_REPLY_QUEUE_NAME}"
 DEFAULT_AWS_PORT = 4566
 DEFAULT_PINECONE_PORT = 5080
-
-
-def local_parameters(
-    index_host: str = "",
-    index_name: str = INDEX_NAME,
-    dimension: int = SAMPLE_DIMENSION,
-    metric: str = SAMPLE_METRIC,
-    tenants: dict[str, str] | None = None,
-    schemas: dict[str, dict[str, Any]] | None = None,
-) -> dict[str, str]:
-    """The template parameters the local stack deploys with (as `sam deploy --parameter-overrides` would).
-
-    With no ``index_host`` the stack creates (or adopts) the index through Custom::PineconeIndex, as a
-    deployed stack does; ``env.local.json`` names the host of a running ``make up`` stack instead.
-    """
-    return {
-        "PineconeIndexHost": index_host,
-        "PineconeIndexName": index_name,
-        "PineconeIndexDimension": str(dimension),
-        "PineconeIndexMetric": metric,
-        "InitialTenantRegistry": json.dumps(
-            registry_entries(
-                SAMPLE_TENANTS if tenants is None else tenants, SAMPLE_SCHEMAS if schemas is None else schemas
-            )
-        ),
-        # The sample events' reply_to, so events/query*.json work against the local stack too.
-        "AdditionalReplyQueueUrls": SAMPLE_REPLY_QUEUE_URL,
-        "AdditionalReplyQueueArns": SAMPLE_REPLY_QUEUE_ARN,
-    }
-
-
-def registry_entries(tenants: dict[str, str], schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The tenant registry: the plain form, or an object with the tenant's schema when it declares one."""
-    return {
-        tenant: {"namespace": namespace, "schema": schemas[tenant]} if tenant in schemas else namespace
-        for tenant, namespace in tenants.items()
-    }
 
 
 def oauth_url(pinecone_url: str) -> str:
@@ -116,15 +64,6 @@ def oauth_url(pinecone_url: str) -> str:
 def mask(secret: str) -> str:
     """Enough of a secret to tell two apart, never the secret."""
     return f"{secret[:4]}…({len(secret)} chars)"
-
-
-def ensure_state_dir(path: Path) -> Path:
-    """Create the state directory with a .gitignore of its own (as pytest does for its cache)."""
-    path.mkdir(parents=True, exist_ok=True)
-    ignore = path / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# created by the local stack (relay_local); nothing here belongs in git\n*\n")
-    return path
 
 
 @dataclass
@@ -144,65 +83,6 @@ class StackOptions:
     poll_wait_seconds: int = 1
     function_logs: str = "file"  # "file" (<state dir>/logs/<function>.log) or "stderr"
     write_state_file: bool = True
-
-
-@dataclass
-class StackInfo:
-    """What an upstream service, ``status`` and ``invoke`` need to know about a running stack."""
-
-    aws_endpoint: str
-    pinecone_url: str
-    region: str
-    index_name: str
-    index_host: str
-    queues: dict[str, str]  # logical id -> URL
-    dead_letter_queues: dict[str, str]  # source logical id -> DLQ URL
-    resources: dict[str, str]  # logical id -> physical id
-    functions: dict[str, dict[str, Any]]  # short name -> FunctionRuntimeConfig fields (JSON-able)
-    tenants: dict[str, str]
-    outputs: dict[str, str] = field(default_factory=dict)  # the template's Outputs, as `vector-relay` reads them
-    outputs_file: str = ""  # those outputs as a JSON file (written with the state file)
-    pid: int = 0
-    grpc_host: str = ""  # the index's gRPC endpoint in the emulator (PINECONE_TRANSPORT=grpc)
-
-    def upstream_environment(self) -> dict[str, str]:
-        """The environment an upstream service needs to publish to this stack."""
-        env = {
-            "AWS_ENDPOINT_URL": self.aws_endpoint,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        }
-        for logical_id, url in self.queues.items():
-            env[_env_name(logical_id) + "_URL"] = url
-        if self.outputs_file:
-            env["VECTOR_RELAY_OUTPUTS"] = self.outputs_file  # where `vector-relay` finds this stack
-        env["PINECONE_CONTROL_HOST"] = self.pinecone_url  # `vector-relay index` talks to the emulator
-        return env
-
-    def runtime_config(self, name: str) -> FunctionRuntimeConfig:
-        fields = dict(self.functions[name])
-        fields["code_dir"] = Path(fields["code_dir"])
-        fields["layer_dirs"] = tuple(Path(p) for p in fields["layer_dirs"])
-        fields["python"] = sys.executable
-        return FunctionRuntimeConfig(**fields)
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: Path) -> StackInfo:
-        return cls(**json.loads(path.read_text()))
-
-
-def _env_name(logical_id: str) -> str:
-    """``IngestDeadLetterQueue`` -> ``INGEST_DEAD_LETTER_QUEUE``."""
-    out = ""
-    for i, char in enumerate(logical_id):
-        if char.isupper() and i and not logical_id[i - 1].isupper():
-            out += "_"
-        out += char.upper()
-    return out
 
 
 class StartupError(RuntimeError):
@@ -650,19 +530,3 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def running_stack(state_dir: Path = DEFAULT_STATE_DIR) -> StackInfo | None:
-    """The stack a ``make up`` in this checkout is running, if it answers."""
-    path = state_dir / STATE_FILE
-    try:
-        info = StackInfo.load(path)
-    except (OSError, ValueError, TypeError):  # none, or one being written
-        return None
-    try:
-        with urllib.request.urlopen(f"{info.pinecone_url}/_emulator/health", timeout=2):  # noqa: S310 - loopback
-            pass
-        aws_client("sqs", info.aws_endpoint, info.region).list_queues()
-    except Exception:
-        return None
-    return info

@@ -8,7 +8,7 @@ from typing import Any
 
 from relay_local.inspection import dead_letter, emulator_get, peek_messages, queue_depth
 from relay_local.provisioning import aws_client
-from relay_local.stack import StackInfo, running_stack
+from relay_local.state_file import StackInfo, running_stack
 
 
 def collect_status(info: StackInfo) -> dict[str, Any]:

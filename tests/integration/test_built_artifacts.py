@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from relay_local.cloudformation import load_template
 from tests.conftest import ROOT
-from tools.template_rules import load_template
 
 BUILD = ROOT / ".aws-sam" / "build"
 TEMPLATE = load_template(ROOT / "template.yaml")

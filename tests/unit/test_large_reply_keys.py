@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from relay_local.cloudformation import load_template
 from tests.conftest import ROOT
-from tools.template_rules import load_template
 from vector_relay.query.replies import large_reply_key, results_prefix
 
 ENCODED = {

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.metrics import EphemeralMetrics
 
+from relay_local.cloudformation import load_template
 from tests.conftest import ROOT
-from tools.template_rules import load_template
 from vector_relay import metrics as catalogue
 from vector_relay.contract.parsing import ERROR_CODES
 from vector_relay.metrics import (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import tomllib
 
+from relay_local.cloudformation import load_template
 from tests.conftest import ROOT
-from tools.template_rules import load_template
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 TEMPLATE = load_template(ROOT / "template.yaml")

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from relay_local.cloudformation import load_template
 from tests.conftest import ROOT
-from tools.template_rules import load_template
 from vector_relay.ingest.guard_records import GuardedWrite, Lease, RecordState
 from vector_relay.operations.reconcile import (
     FETCH_PAGE,

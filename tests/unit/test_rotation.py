@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from relay_local.cloudformation import load_template
 from tests.conftest import ROOT
-from tools.template_rules import load_template
 from vector_relay.keys.key_secret import KeySecret
 from vector_relay.keys.retired_keys import _left_current_at, _promoted_at
 from vector_relay.keys.rotation_secret import KEY_NAME_PREFIX, RotationError, key_name_for, parse_version

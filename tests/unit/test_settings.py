@@ -6,8 +6,8 @@ import re
 
 import pytest
 
+from relay_local.cloudformation import load_template
 from tests.conftest import ROOT
-from tools.template_rules import load_template
 from vector_relay.errors import ConfigurationError
 from vector_relay.settings import Settings, get_settings
 

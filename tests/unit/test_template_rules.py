@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from relay_local.cloudformation import load_template
 from tests.conftest import ROOT
-from tools.template_rules import check, load_template
+from tools.template_rules import check
 
 TEMPLATE = load_template(ROOT / "template.yaml")
 

@@ -8,8 +8,8 @@ import json
 import re
 from typing import Any
 
+from relay_local.cloudformation import load_template
 from tests.conftest import ROOT
-from tools.template_rules import load_template
 from vector_relay.query.replies import results_prefix
 from vector_relay.tenancy import TenantRegistry
 

@@ -14,7 +14,8 @@ from relay_local.cli import main
 from relay_local.env_vars import sam_env_vars
 from relay_local.inspection import drain_messages, namespace_counts, queue_depth
 from relay_local.invoke import invoke_event
-from relay_local.stack import SAMPLE_REPLY_QUEUE_URL, LocalStack, StackOptions
+from relay_local.sample_deployment import SAMPLE_REPLY_QUEUE_URL
+from relay_local.stack import LocalStack, StackOptions
 from relay_local.status import collect_status
 from tests.conftest import EVENTS, ROOT, reset_moto
 from vector_relay_cli.main import cli as vector_relay

@@ -27,7 +27,8 @@ from pinecone_emulator.control import EmulatorControl
 from relay_local.cli import main
 from relay_local.inspection import namespace_counts, queue_depth
 from relay_local.provisioning import aws_client
-from relay_local.stack import LocalStack, StackInfo, StackOptions
+from relay_local.stack import LocalStack, StackOptions
+from relay_local.state_file import StackInfo
 from tests.conftest import ROOT, SAMPLE_DIMENSION, reset_moto, wait_until
 from vector_relay.pinecone.data_plane import check_api_key
 from vector_relay.pinecone.errors import PineconeRequestError

@@ -10,7 +10,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from relay_local.inspection import namespace_counts, queue_depth
-from relay_local.stack import LocalStack, StackInfo, StackOptions
+from relay_local.stack import LocalStack, StackOptions
+from relay_local.state_file import StackInfo
 from tests.conftest import SAMPLE_DIMENSION, reset_moto, wait_until
 from vector_relay_cli.main import cli as vector_relay
 

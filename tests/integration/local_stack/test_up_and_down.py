@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from relay_local.inspection import namespace_counts
-from relay_local.stack import StackInfo, running_stack
+from relay_local.state_file import StackInfo, running_stack
 from tests.conftest import ROOT, SAMPLE_DIMENSION, wait_until
 from vector_relay_cli.main import cli as vector_relay
 
