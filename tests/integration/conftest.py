@@ -265,6 +265,16 @@ class SqsDriver:
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
         return response or {"batchItemFailures": [{"itemIdentifier": m} for m in sorted(failed)]}
 
+    def held(self) -> int:
+        """Messages the queue still holds: visible, in flight, or delayed (a copy requeued on its last delivery)."""
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
+        attributes = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)["Attributes"]  # type: ignore[arg-type]
+        return sum(int(attributes.get(name, 0)) for name in names)
+
     def run_until_empty(self, max_invocations: int = 100) -> None:
         for _ in range(max_invocations):
             if self.deliver_once() is None:

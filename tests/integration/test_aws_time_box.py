@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -16,7 +17,8 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from functions.ingest import app as ingest_app
-from tests.conftest import FakeLambdaContext, load_event
+from functions.query import app as query_app
+from tests.conftest import FakeLambdaContext, load_event, wait_until
 from tests.integration.conftest import Pipeline
 from vector_relay.aws_clients import clear_client_caches
 
@@ -97,3 +99,27 @@ def test_a_dead_letter_send_that_never_answers_is_given_up_within_the_time_left(
     # THEN each send was a single short attempt (the client that fits 9.5 s: one attempt, 1 s + 2 s);
     # the most patient client would have sent the first message 3 times, waiting 10 s for each answer
     assert 1 <= Silent.requests <= 2
+
+
+@pytest.mark.parametrize("handler", ["ingest", "query"])
+def test_a_warm_worker_bounds_its_aws_calls_by_this_invocation_not_its_first(pipeline: Pipeline, handler: str) -> None:
+    """The worker's event loop (one asyncio.Runner per container) runs each batch in that batch's context.
+
+    asyncio.Runner.run uses the context of the Runner's first run unless given one, so the time box of
+    the container's first invocation bounded every AWS call made inside the loop for good: once that
+    invocation's end had passed, reading the API key in a request was refused as "0.0 s of the
+    invocation left", on every delivery (seen in the chaos run: one message dead-lettered five redrives
+    running), and a warm worker could not take up a rotated key after a refusal either.
+    """
+    function = ingest_app if handler == "ingest" else query_app
+    valid = load_event("ingest-upsert" if handler == "ingest" else "query")
+    # GIVEN a worker whose first invocation had 7 s and read no key (its one message was not JSON)
+    first = time.monotonic()
+    assert function.lambda_handler(poison_event(1), FakeLambdaContext(remaining_ms=7_000)) == {"batchItemFailures": []}
+    wait_until(lambda: time.monotonic() > first + 7.5, "the first invocation's time is over", poll=0.1)
+
+    # WHEN a later invocation with a minute left needs the key
+    response = function.lambda_handler(valid, FakeLambdaContext(remaining_ms=60_000))
+
+    # THEN the key is read (the AWS call fits this invocation) and the batch succeeds
+    assert response == {"batchItemFailures": []}

@@ -19,6 +19,7 @@ takes back a verdict for each one that is not done:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
 from statistics import fmean
 
@@ -119,7 +120,9 @@ class IngestService:
             namespace_rate_limit=self._settings.pinecone_namespace_rate_limit,
             admit=admit,
         )
-        return self._loop.run(runner.run(pack(coalesced)))
+        # In this invocation's context: asyncio.Runner.run would otherwise use the context of the container's
+        # first invocation, whose AWS time box (deadline.invocation_deadline) has long ended.
+        return self._loop.run(runner.run(pack(coalesced)), context=contextvars.copy_context())
 
     def report(self, outcome: WriteOutcome, valid: int, failed: int, guard: GuardSummary | None) -> None:
         _report(outcome, self._metrics, valid, failed, guard)

@@ -19,6 +19,7 @@ replies they build and send are one path that nothing else uses (the reply build
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -138,7 +139,9 @@ class QueryRun:
         metrics = service.metrics
         verdicts: dict[str, Verdict] = {}
         jobs = [(d.message, self._registry.namespace_for(d.message.tenant)) for d in self._queries]
-        results = service.loop.run(_run_queries(jobs, service.gateways, service.settings, self._deadline))
+        queries = _run_queries(jobs, service.gateways, service.settings, self._deadline)
+        # this invocation's context, not the first one's that asyncio.Runner keeps (see IngestService.write)
+        results = service.loop.run(queries, context=contextvars.copy_context())
         for delivery, result in zip(self._queries, results, strict=True):
             record, message = delivery.record, delivery.message
             if isinstance(result, QueryResult):
