@@ -19,13 +19,17 @@ import pytest
 from pinecone import Admin, Pinecone, ServerlessSpec
 
 from pinecone_emulator.pytest_plugin import EmulatorHandle, pinecone_emulator, pinecone_emulator_server
+from relay_local.dynamodb_faults import DynamoDBFaultProxy
 from tests.conftest import SAMPLE_DIMENSION, SAMPLE_REPLY_QUEUE, SAMPLE_TENANTS, FakeLambdaContext
 from tests.lambda_events import lambda_sqs_record
+from vector_relay.aws_clients import clear_client_caches
+from vector_relay.dependencies import reset_worker_dependencies
 
 __all__ = [
     "Pipeline",
     "SqsDriver",
     "debug_logging",
+    "dynamodb_faults",
     "log_level",
     "pinecone_emulator",
     "pinecone_emulator_server",
@@ -194,6 +198,23 @@ def pipeline(
     )
     index.close()
     client.close()
+
+
+@pytest.fixture
+def dynamodb_faults(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoDBFaultProxy]:
+    """Every DynamoDB client of the test talks to moto through a fault proxy (relay_local.dynamodb_faults).
+
+    Only DynamoDB (``AWS_ENDPOINT_URL_DYNAMODB``): the other services still go to moto directly. No
+    rule is in force until the test adds one; held and delayed requests are forgotten at the end.
+    """
+    with DynamoDBFaultProxy(aws, seed=DYNAMODB_FAULT_SEED) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)
+        clear_client_caches()  # clients built before this point would still talk to moto directly
+        reset_worker_dependencies()
+        yield proxy
+
+
+DYNAMODB_FAULT_SEED = 20261127
 
 
 def create_version_table(name: str) -> None:
