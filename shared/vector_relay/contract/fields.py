@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Self
 
 import orjson
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -181,6 +182,34 @@ def _check_tenant(tenant: str, info: ValidationInfo) -> str:
 
 
 Tenant = Annotated[str, Field(min_length=1, max_length=MAX_TENANT_CHARS)]
+
+
+def _dense_checked(values: list[float], info: ValidationInfo) -> list[float]:
+    """A dense vector against the index's dimension (and a cosine index's need for a non-zero value)."""
+    raise_problems(dense_problems(values, context_of(info).index), values, "dense vector")
+    return values
+
+
+def _sparse_allowed(what: str) -> AfterValidator:
+    """Sparse values need a dotproduct index; ``what`` names them in the refusal ("sparse values", ...)."""
+
+    def check(sparse: SparseValues, info: ValidationInfo) -> SparseValues:
+        index = context_of(info).index
+        if index is not None and index.metric != "dotproduct":
+            raise PydanticCustomError(
+                "sparse_not_supported",
+                f"{what} need a dotproduct index; this index uses {{metric}}",
+                {"metric": index.metric},
+            )
+        return sparse
+
+    return AfterValidator(check)
+
+
+# The vector checks once, as types: a record's values and a query's vector are the same dense vector.
+DenseVector = Annotated[list[FiniteFloat], AfterValidator(_dense_checked)]
+SparseRecordValues = Annotated[SparseValues, _sparse_allowed("sparse values")]
+SparseQueryVector = Annotated[SparseValues, _sparse_allowed("sparse queries")]
 
 
 class MessageModel(StrictModel):

@@ -24,15 +24,15 @@ from vector_relay.contract.fields import (
     MAX_TOP_K,
     VERSION_METADATA_KEY,
     VERSION_METADATA_ROOM,
-    FiniteFloat,
+    DenseVector,
     MessageModel,
     RecordId,
-    SparseValues,
+    SparseQueryVector,
+    SparseRecordValues,
     StrictModel,
     Version,
     check_filter,
     context_of,
-    dense_problems,
     raise_problems,
 )
 from vector_relay.contract.filters import field_names, matches_every_record
@@ -106,28 +106,9 @@ class UpsertRecord(StrictModel):
 
     id: RecordId
     version: Version
-    values: list[FiniteFloat] | None = None
-    sparse_values: SparseValues | None = None
+    values: DenseVector | None = None
+    sparse_values: SparseRecordValues | None = None
     metadata: dict[str, Any] | None = None
-
-    @field_validator("values")
-    @classmethod
-    def _check_values(cls, values: list[float] | None, info: ValidationInfo) -> list[float] | None:
-        if values is not None:
-            raise_problems(dense_problems(values, context_of(info).index), values, "values")
-        return values
-
-    @field_validator("sparse_values")
-    @classmethod
-    def _check_sparse_allowed(cls, sparse: SparseValues | None, info: ValidationInfo) -> SparseValues | None:
-        index = context_of(info).index
-        if sparse is not None and index is not None and index.metric != "dotproduct":
-            raise PydanticCustomError(
-                "sparse_not_supported",
-                "sparse values need a dotproduct index; this index uses {metric}",
-                {"metric": index.metric},
-            )
-        return sparse
 
     @field_validator("metadata")
     @classmethod
@@ -239,34 +220,15 @@ class QueryMessage(MessageModel):
     """A similarity search in one tenant's namespace, answered on ``reply_to``."""
 
     op: Literal["query"]
-    vector: list[FiniteFloat] | None = None
+    vector: DenseVector | None = None
     id: RecordId | None = None
-    sparse_vector: SparseValues | None = None
+    sparse_vector: SparseQueryVector | None = None
     top_k: Annotated[int, Field(strict=True)] = 10
     filter: dict[str, Any] | None = None
     include_metadata: bool = False
     include_values: bool = False
     reply_to: Annotated[str, Field(min_length=1, max_length=2048)]
     correlation_id: Annotated[str, Field(min_length=1, max_length=MAX_CORRELATION_ID_CHARS)] | None = None
-
-    @field_validator("vector")
-    @classmethod
-    def _check_vector(cls, vector: list[float] | None, info: ValidationInfo) -> list[float] | None:
-        if vector is not None:
-            raise_problems(dense_problems(vector, context_of(info).index), vector, "vector")
-        return vector
-
-    @field_validator("sparse_vector")
-    @classmethod
-    def _check_sparse_allowed(cls, sparse: SparseValues | None, info: ValidationInfo) -> SparseValues | None:
-        index = context_of(info).index
-        if sparse is not None and index is not None and index.metric != "dotproduct":
-            raise PydanticCustomError(
-                "sparse_not_supported",
-                "sparse queries need a dotproduct index; this index uses {metric}",
-                {"metric": index.metric},
-            )
-        return sparse
 
     @field_validator("top_k")
     @classmethod
