@@ -188,13 +188,14 @@ def parse_record(raw: object, *, dimension: int | None, metric: str, dense: np.n
     sparse_raw = raw.get("sparseValues")
     sparse = parse_sparse(sparse_raw, vector_id) if sparse_raw is not None else None
     values: np.ndarray | None = None
-    if dimension is not None and dense is not None:
-        values = dense
-    elif dimension is not None:
-        values = parse_dense(values_raw, vector_id)
-        check_dimension(values, dimension)
-        check_dense_nonzero(values, vector_id)
-        if sparse is not None and sparse.indices.size and metric != "dotproduct":
+    if dimension is not None:
+        if dense is not None:
+            values = dense
+        else:
+            values = parse_dense(values_raw, vector_id)
+            check_dimension(values, dimension)
+            check_dense_nonzero(values, vector_id)
+        if sparse is not None and sparse.indices.size and metric != "dotproduct":  # however the values were read
             raise bad(
                 f"Sparse values are only supported for indexes with the dotproduct metric; this index uses {metric}"
             )

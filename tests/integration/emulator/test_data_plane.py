@@ -308,3 +308,20 @@ def test_query_namespaces_merges_across_namespaces(make_index: IndexFactory) -> 
     merged = index.query_namespaces(vector=[1.0, 2.0], namespaces=["n1", "n2"], metric="euclidean", top_k=2)
 
     assert [(m.id, m.score) for m in merged.matches] == [("a", 1.0), ("b", 8.0)]
+
+
+def test_sparse_values_on_a_cosine_index_are_refused_in_a_batch_of_valid_dense_rows(make_index: IndexFactory) -> None:
+    """Pinecone accepts sparse values only on a dotproduct index, whichever way the emulator read the dense rows
+    (one numpy block for a batch whose dense values are all valid, or row by row): both are refused."""
+    index = make_index(name="cosine-hybrid", dimension=2, metric="cosine")
+    for other_row_valid in (True, False):  # the block path, then the row-by-row path
+        other = Vector(id="b", values=[1.0, 0.0] if other_row_valid else [0.0, 0.0])
+        with pytest.raises(ApiError) as refused:
+            index.upsert(
+                vectors=[
+                    Vector(id="a", values=[0.5, 0.5], sparse_values=SparseValues(indices=[1], values=[1.0])),
+                    other,
+                ]
+            )
+        assert refused.value.status_code == 400
+    assert index.describe_index_stats().total_vector_count == 0
