@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import zlib
 from typing import Any
 
 import pytest
@@ -34,7 +35,9 @@ def upsert_body(tenant: str, ids: list[str], version: int = 1, **metadata: Any) 
         {
             "id": i,
             "version": version,
-            "values": vector(hash((i, version)) % 10_000),
+            # a seed that is the same in every process (str hashes are salted per process: with hash() two
+            # ids could share a vector in one run in ten thousand, and a query by id then found a tie)
+            "values": vector(zlib.crc32(f"{i}\0{version}".encode())),
             "metadata": {"v": version, **metadata},
         }
         for i in ids
