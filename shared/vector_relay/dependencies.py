@@ -15,22 +15,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Metrics
 
 from vector_relay.aws_clients import dynamodb_client, secrets_client, ssm_client
 from vector_relay.contract.fields import IndexShape
 from vector_relay.contract.messages import QueryMessage, WriteMessage
-from vector_relay.ingest.service import IngestService
 from vector_relay.ingest.version_guard import VersionGuard
 from vector_relay.keys.api_key_cache import ApiKey, ApiKeyCache, GatewaySource, read_api_key
 from vector_relay.metrics import AUTH_FAILURE
 from vector_relay.pinecone.control_plane import describe_index_shape
 from vector_relay.pinecone.data_plane import PineconeGateway
-from vector_relay.query.service import QueryService
 from vector_relay.settings import Settings, get_settings
 from vector_relay.sqs.processor import Edge, Worker
 from vector_relay.tenancy import TenantRegistrySource
+
+if TYPE_CHECKING:
+    pass
 
 
 class IndexShapeSource:
@@ -63,6 +65,8 @@ class WorkerDependencies:
     guard: VersionGuard | None = None
     loop: asyncio.Runner = field(default_factory=asyncio.Runner)
     edge: Edge = field(init=False)
+    _ingest: Worker[WriteMessage] | None = field(default=None, init=False)
+    _query: Worker[QueryMessage] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.edge = Edge(
@@ -76,12 +80,22 @@ class WorkerDependencies:
 
     @property
     def ingest(self) -> Worker[WriteMessage]:
-        service = IngestService(self.settings, self.gateways, self.loop, self.metrics, guard=self.guard)
-        return Worker(self.edge, service)
+        """The ingest function's worker, built once per container; the query service is never imported there."""
+        if self._ingest is None:
+            from vector_relay.ingest.service import IngestService
+
+            service = IngestService(self.settings, self.gateways, self.loop, self.metrics, guard=self.guard)
+            self._ingest = Worker(self.edge, service)
+        return self._ingest
 
     @property
     def query(self) -> Worker[QueryMessage]:
-        return Worker(self.edge, QueryService(self.settings, self.gateways, self.loop, self.metrics))
+        """The query function's worker, built once per container; the ingest service is never imported there."""
+        if self._query is None:
+            from vector_relay.query.service import QueryService
+
+            self._query = Worker(self.edge, QueryService(self.settings, self.gateways, self.loop, self.metrics))
+        return self._query
 
 
 def index_shape_from_settings(settings: Settings) -> IndexShape | None:
