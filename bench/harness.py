@@ -83,7 +83,10 @@ def _service(args: list[str], health_url: str) -> Iterator[subprocess.Popen[byte
 
 @contextmanager
 def local_services(api_key: str, *emulator_args: str) -> Iterator[Services]:
-    """The emulator and moto's server, each in its own process on a free port; AWS clients pointed at moto."""
+    """The emulator and moto's server (relay_local.moto_server), each in its own process on a free port.
+
+    AWS clients are pointed at moto.
+    """
     emulator_port, moto_port = free_port(), free_port()
     emulator, moto = f"http://127.0.0.1:{emulator_port}", f"http://127.0.0.1:{moto_port}"
     os.environ.update(
@@ -106,7 +109,7 @@ def local_services(api_key: str, *emulator_args: str) -> Iterator[Services]:
     ]
     with (
         _service(emulator_cmd, f"{emulator}/_emulator/health") as emulator_process,
-        _service([str(Path(PYTHON).parent / "moto_server"), "-p", str(moto_port)], f"{moto}/moto-api/"),
+        _service([PYTHON, "-m", "relay_local.moto_server", "--port", str(moto_port)], f"{moto}/moto-api/"),
     ):
         yield Services(emulator, moto, emulator_process.pid)
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
-from moto.server import ThreadedMotoServer
 
+from relay_local.moto_server import MotoServer
 from vector_relay.aws_clients import clear_client_caches
 from vector_relay.dependencies import reset_worker_dependencies
 from vector_relay.settings import get_settings
@@ -86,15 +86,11 @@ def wait_until(condition: Callable[[], bool], what: str, *, ceiling: float = 120
 
 @pytest.fixture(scope="session")
 def moto_server_url() -> Iterator[str]:
-    """moto's server on a loopback port the OS picks (port 0) for the whole session (state is reset per test).
-
-    Binding port 0 in the server itself leaves no window in which another process could take a port
-    found free a moment before.
+    """moto's server as the local stack runs it (relay_local.moto_server: DynamoDB requests applied
+    atomically) on a loopback port the OS picks (port 0) for the whole session; state is reset per test.
     """
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+    server = MotoServer(port=0)
+    yield server.url
     server.stop()
 
 

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -30,15 +29,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import BaseWSGIServer, make_server
-
 from pinecone_emulator.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PROJECT_ID
 from pinecone_emulator.control import EmulatorControl
 from relay_local.aws_state import AwsState, registry_tenants
 from relay_local.cloudformation import ROOT, FunctionSpec, LocalTemplate, PhysicalResource
 from relay_local.event_source import BatchOutcome, EnvironmentPool, EventSourceConfig, EventSourcePoller
 from relay_local.inspection import namespace_counts
+from relay_local.moto_server import MotoServer, MotoServerError
 from relay_local.provisioning import CreatedResource, Provisioner, aws_client
 from relay_local.runtime import FunctionRuntimeConfig, RuntimeEnvironment
 from relay_local.sample_deployment import (
@@ -89,45 +86,6 @@ class StartupError(RuntimeError):
     """The stack could not start; the message says why (a port taken, a process that did not start)."""
 
 
-class _MotoServer:
-    """moto's server in a thread, as moto's ``ThreadedMotoServer`` runs it, on a socket bound first.
-
-    ``ThreadedMotoServer`` binds in its thread and waits without a timeout for that to succeed, so a
-    port in use left it waiting for ever (deaf to Ctrl-C); here the bind fails in the caller.
-    """
-
-    def __init__(self, port: int) -> None:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            listener.bind(("127.0.0.1", port))
-            listener.listen(128)
-            self._server: BaseWSGIServer = make_server(
-                "127.0.0.1",
-                port,
-                DomainDispatcherApplication(create_backend_app),
-                threaded=True,
-                request_handler=MotoRequestHandler,
-                fd=listener.fileno(),
-            )
-        except OSError as error:
-            raise StartupError(f"moto cannot listen on 127.0.0.1:{port}: {error.strerror}") from None
-        finally:
-            listener.close()  # the server holds its own duplicate of the socket
-        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
-        self._thread.start()
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._thread.join(timeout=10)
-        self._server.server_close()
-
-
 class LocalStack:
     def __init__(
         self,
@@ -142,7 +100,7 @@ class LocalStack:
         self.on_batch = on_batch
         self.on_child = on_child  # told of each process started in a session of its own (make down's record)
         self.api_key = "pclocal-" + secrets.token_urlsafe(18)
-        self.moto: _MotoServer | None = None
+        self.moto: MotoServer | None = None
         self.aws_state: AwsState | None = None
         self.emulator: subprocess.Popen[str] | None = None
         self.template: LocalTemplate | None = None
@@ -183,7 +141,10 @@ class LocalStack:
     def _start_moto(self) -> str:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
         started = time.monotonic()
-        self.moto = _MotoServer(self.options.aws_port)
+        try:
+            self.moto = MotoServer(self.options.aws_port)
+        except MotoServerError as error:
+            raise StartupError(str(error)) from None
         host, port = self.moto.address
         endpoint = f"http://{host}:{port}"
         self.progress(f"moto's AWS server on {endpoint} ({time.monotonic() - started:.1f} s)")

@@ -1,0 +1,204 @@
+"""moto's AWS server as the local stack, the tests and the benchmarks run it, closer to AWS where it matters.
+
+One server for all three (:class:`MotoServer`): moto's WSGI app in a threaded werkzeug server, in
+a thread of this process, on a socket bound first (``ThreadedMotoServer`` binds in its thread and
+waits without a timeout for that to succeed, so a port in use left it waiting for ever, deaf to
+Ctrl-C; here the bind fails in the caller).
+
+**DynamoDB requests are applied one at a time.** DynamoDB applies each conditional write and each
+transaction atomically. moto evaluates a condition and then writes, in whatever thread the
+request arrived on, so two conditional writes on one item arriving together can both pass; and
+its ``TransactWriteItems`` first deep-copies every table it touches, to restore it if an action
+is refused, while other threads go on writing to it (a copy taken mid-write raises, and moto
+answers HTTP 500; a restore drops the writes made since the copy). The version guard's claims
+are compare-and-set transactions (docs/ordering.md), so here every DynamoDB request holds one
+lock of the process (moto's backends are global to the process, whichever server took the
+request): each request is applied as one step, as DynamoDB's are. DynamoDB requests are short in
+moto; the other services are not held.
+
+**A transaction copies only what it touches.** Under that lock, :func:`transact_write_items`
+replaces moto's for transactions of ``Put``, ``Delete`` and ``ConditionCheck`` actions: it
+evaluates every condition first, cancels the whole transaction with each action's reason if any
+fails (as DynamoDB answers), and only then applies the actions, keeping a copy of just the items
+it changes in case one is refused midway. moto's own copied every table the transaction named,
+whole, on every call (seconds per call once the version guard's table holds some thousands of
+records); transactions with an ``Update`` still go to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import socket
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.exceptions import (
+    ConditionalCheckFailed,
+    MultipleTransactionsException,
+    TooManyTransactionsException,
+    TransactionCanceledException,
+    TransactWriteSingleOpException,
+)
+from moto.dynamodb.models import DynamoDBBackend
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+DYNAMODB_TARGET_PREFIX = "DynamoDB_"  # X-Amz-Target of DynamoDB's JSON API: DynamoDB_20120810.PutItem
+_DYNAMODB_LOCK = threading.Lock()  # one per process: moto's backends are
+
+
+class MotoServerError(OSError):
+    """The server could not listen (the port is taken); the message says where."""
+
+
+class AtomicDynamoDB:
+    """A WSGI middleware that applies moto's DynamoDB requests one at a time (see the module's docstring)."""
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self._app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith(DYNAMODB_TARGET_PREFIX):
+            return self._app(environ, start_response)
+        with _DYNAMODB_LOCK:
+            return list(self._app(environ, start_response))  # the whole answer is made under the lock
+
+
+TRANSACT_LIMIT = 100  # actions per TransactWriteItems (DynamoDB's limit)
+_SIMPLE_ACTIONS = frozenset({"Put", "Delete", "ConditionCheck"})
+_moto_transact_write_items = DynamoDBBackend.transact_write_items
+
+
+def transact_write_items(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    """``TransactWriteItems`` for moto's DynamoDB: all conditions first, then all actions, or none.
+
+    Runs under the server's DynamoDB lock (:class:`AtomicDynamoDB`), so nothing changes between the
+    checks and the writes.
+    """
+    if len(transact_items) > TRANSACT_LIMIT:
+        raise TooManyTransactionsException()
+    if any(len(action) != 1 for action in transact_items):
+        raise TransactWriteSingleOpException()
+    if not all(next(iter(action)) in _SIMPLE_ACTIONS for action in transact_items):
+        _moto_transact_write_items(backend, transact_items)
+        return
+    targets: list[tuple[str, dict[str, Any], Any]] = []  # (action, its parameters, the item's key in its table)
+    seen: set[tuple[str, str]] = set()
+    for action in transact_items:
+        kind, parameters = next(iter(action.items()))
+        table = backend.get_table(parameters["TableName"])
+        if kind == "Put":
+            attributes = parameters["Item"]
+            key = {table.hash_key_attr: attributes[table.hash_key_attr]}
+            if table.range_key_attr is not None:
+                key[table.range_key_attr] = attributes[table.range_key_attr]
+        else:
+            key = parameters["Key"]
+        identity = (str(parameters["TableName"]), str(sorted(key.items())))
+        if identity in seen:
+            raise MultipleTransactionsException()
+        seen.add(identity)
+        targets.append((kind, parameters, key))
+    reasons: list[tuple[str | None, str | None, dict[str, Any] | None]] = []
+    for _, parameters, key in targets:
+        reasons.append((None, None, None))
+        expression = parameters.get("ConditionExpression")
+        if expression is None:
+            continue
+        current = backend.get_item(parameters["TableName"], key)
+        condition = get_filter_expression(
+            expression, parameters.get("ExpressionAttributeNames"), parameters.get("ExpressionAttributeValues")
+        )
+        if not condition.expr(current):
+            old = None
+            if parameters.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current is not None:
+                old = current.to_json()["Attributes"]
+            reasons[-1] = ("ConditionalCheckFailed", ConditionalCheckFailed().message, old)
+    if any(code is not None for code, _, _ in reasons):
+        raise TransactionCanceledException(reasons)
+    before = [
+        (parameters["TableName"], key, copy.deepcopy(backend.get_item(parameters["TableName"], key)))
+        for kind, parameters, key in targets
+        if kind != "ConditionCheck"
+    ]
+    try:
+        for kind, parameters, key in targets:
+            if kind == "Put":
+                backend.put_item(parameters["TableName"], parameters["Item"])
+            elif kind == "Delete":
+                backend.delete_item(parameters["TableName"], key)
+    except Exception:
+        for table_name, key, item in before:  # refused midway (an invalid item): as if nothing happened
+            backend.delete_item(table_name, key)
+            if item is not None:
+                backend.put_item(table_name, item.to_json()["Attributes"])
+        raise
+
+
+DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign,assignment]
+
+
+def moto_app() -> Any:
+    """moto's WSGI app for every service, with DynamoDB's requests applied atomically."""
+    return AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
+
+
+class MotoServer:
+    """moto's server in a thread on ``host:port`` (port 0: one the OS picks), until :meth:`stop`."""
+
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((host, port))
+            listener.listen(128)
+            self._server: BaseWSGIServer = make_server(
+                host, port, moto_app(), threaded=True, request_handler=MotoRequestHandler, fd=listener.fileno()
+            )
+        except OSError as error:
+            raise MotoServerError(f"moto cannot listen on {host}:{port}: {error.strerror}") from None
+        finally:
+            listener.close()  # the server holds its own duplicate of the socket
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=10)
+        self._server.server_close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m relay_local.moto_server --port N``: the server in the foreground (the benchmarks run it so)."""
+    parser = argparse.ArgumentParser(prog="python -m relay_local.moto_server", description=main.__doc__)
+    parser.add_argument("--port", type=int, default=0, help="0: one the OS picks (printed)")
+    parser.add_argument("--host", default="127.0.0.1")
+    options = parser.parse_args(argv)
+    server = MotoServer(options.port, options.host)
+    print(f"moto's AWS server on {server.url}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

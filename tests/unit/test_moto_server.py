@@ -1,0 +1,78 @@
+"""The local stack's moto server applies DynamoDB requests one at a time, as DynamoDB applies each write atomically.
+
+Without it, moto evaluated a conditional write's condition and then wrote in each request's own
+thread, and its ``TransactWriteItems`` deep-copied tables that other threads were writing to (HTTP
+500 with two of the version guard's claim groups in flight, issue 32).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from relay_local.moto_server import AtomicDynamoDB
+
+CEILING = 5.0  # generous: how long a request that should wait is given to show it does not
+
+
+class BlockingApp:
+    """A WSGI app that holds each request until told to let it go, and records how many were inside at once."""
+
+    def __init__(self) -> None:
+        self.inside = 0
+        self.most_inside = 0
+        self.entered = threading.Condition()
+        self.release = threading.Event()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        with self.entered:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+            self.entered.notify_all()
+        if environ.get("hold"):
+            assert self.release.wait(CEILING)
+        with self.entered:
+            self.inside -= 1
+        start_response("200 OK", [])
+        return [b"{}"]
+
+    def wait_inside(self, count: int, ceiling: float) -> bool:
+        with self.entered:
+            return self.entered.wait_for(lambda: self.inside >= count, timeout=ceiling)
+
+
+def request(app: AtomicDynamoDB, target: str, *, hold: bool = False) -> threading.Thread:
+    environ = {"HTTP_X_AMZ_TARGET": target, "hold": hold}
+    thread = threading.Thread(target=lambda: list(app(environ, lambda status, headers: None)), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_dynamodb_request_waits_while_another_is_being_applied() -> None:
+    inner = BlockingApp()
+    app = AtomicDynamoDB(inner)
+    first = request(app, "DynamoDB_20120810.TransactWriteItems", hold=True)
+    assert inner.wait_inside(1, CEILING)
+    second = request(app, "DynamoDB_20120810.PutItem")
+    # the second is given every chance to get in, and must not while the first is inside
+    assert not inner.wait_inside(2, 1.0)
+    inner.release.set()
+    first.join(CEILING)
+    second.join(CEILING)
+    assert not first.is_alive()
+    assert not second.is_alive()
+    assert inner.most_inside == 1
+
+
+def test_other_services_are_not_held_by_a_dynamodb_request() -> None:
+    inner = BlockingApp()
+    app = AtomicDynamoDB(inner)
+    first = request(app, "DynamoDB_20120810.BatchGetItem", hold=True)
+    assert inner.wait_inside(1, CEILING)
+    sqs = request(app, "AmazonSQS.SendMessage")
+    sqs.join(CEILING)
+    assert not sqs.is_alive()  # done while the DynamoDB request is still inside
+    assert inner.most_inside == 2
+    inner.release.set()
+    first.join(CEILING)
