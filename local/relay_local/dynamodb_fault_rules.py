@@ -2,7 +2,7 @@
 
 A rule is a JSON object, in the style of the Pinecone emulator's faults (pinecone_emulator.faults)::
 
-    {"operation": "BatchWriteItem", "table": "relay-write-versions", "drop_then_apply_after_ms": 600000, "times": 1}
+    {"operation": "TransactWriteItems", "table": "relay-write-versions", "drop_then_apply_after_ms": 600000, "times": 1}
     {"operation": "write", "hold_ms": 3000, "rate": 0.08}
     {"operation": "UpdateItem", "duplicate": true, "duplicate_after_ms": 2000}
     {"operation": "PutItem", "sequence": ["ok", {"drop_then_apply_after_ms": 1500}, "drop"]}

@@ -183,10 +183,9 @@ class ClaimSession:
                             (write.key for write in writes), self._guard.now() + LOCK_SECONDS
                         )
         except Exception as error:
-            if lock is not None:
-                # A claim write may have timed out here yet still be applied: never hand the lock on
-                # early, let it expire (LOCK_SECONDS), so no other worker reads before that write lands.
-                lock.lost = True
+            # A claim write may have timed out here yet still be applied later: harmless, since it is
+            # applied only if the record is still as read (VersionGuard._write), so the lock is dropped
+            # as usual and the next worker need not wait for it to expire.
             failure = GuardUnavailableError(f"version guard could not claim: {error!r}")
             failure.__cause__ = error
         else:

@@ -7,9 +7,11 @@ them, in groups of up to :data:`~vector_relay.ingest.claim_session.MAX_GROUP`:
 1. it takes the namespace's **claim lock** (one conditional ``PutItem`` on a reserved item that
    expires after :data:`LOCK_SECONDS` unless renewed, so a dead worker cannot hold it for long);
 2. reads the records' items (``BatchGetItem``, 100 per request, strongly consistent);
-3. decides each record's verdict and writes the claims (``BatchWriteItem``, 25 per request),
-   only while at least :data:`LOCK_WRITE_MARGIN_SECONDS` of the lock remain (renewing it on
-   condition that it is still its own);
+3. decides each record's verdict and writes the claims (``TransactWriteItems``, 100 per request),
+   each conditional on its item being exactly as read (compare-and-set: a claim DynamoDB applies
+   late or twice is refused, so no guard write lowers a recorded version or replaces a newer
+   lease, whatever DynamoDB's timing), only while at least :data:`LOCK_WRITE_MARGIN_SECONDS` of
+   the lock remain (renewing it on condition that it is still its own);
 4. drops the lock (one conditional ``DeleteItem``) once no more work for the namespace is queued.
 
 A record is **claimed** when no version is recorded, or the recorded version is lower than or
@@ -67,8 +69,8 @@ from vector_relay.ingest.guard_records import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-BATCH_GET_LIMIT = 100  # DynamoDB's limits per BatchGetItem / BatchWriteItem request
-BATCH_WRITE_LIMIT = 25
+BATCH_GET_LIMIT = 100  # DynamoDB's limits per BatchGetItem and TransactWriteItems request
+TRANSACT_LIMIT = 100
 MARKER_MAX_BYTES = 300_000  # under DynamoDB's 400 KB item limit; a bigger marker is not written
 MARKER_KEEP_SECONDS = 3600  # how long a marker outlives the leases it releases (TTL)
 _MAX_UNPROCESSED_ROUNDS = 8
@@ -193,7 +195,7 @@ class VersionGuard:
             states = {rid: RecordState.from_item(item) for rid, item in found.items() if rid in expected}
             live_tokens = {t for state in states.values() if state.until_ms >= now_ms for t in state.tokens}
             markers = self._markers(live_tokens)
-            puts: list[tuple[tuple[str, str], dict[str, Any]]] = []
+            puts: list[tuple[tuple[str, str], dict[str, Any], dict[str, Any] | None]] = []
             for record_id, state in states.items():
                 if state != expected[record_id]:
                     continue
@@ -204,12 +206,10 @@ class VersionGuard:
                 item = {"namespace": {"S": namespace}, "record_id": {"S": record_id}, "state": {"S": held.format()}}
                 if "expires_at" in found[record_id]:
                     item["expires_at"] = found[record_id]["expires_at"]
-                puts.append(((namespace, record_id), item))
+                puts.append(((namespace, record_id), item, found[record_id]))
             written = self._write(puts, lock, lambda: False)
-        except Exception:
-            lock.lost = True  # a hold write may still be applied: let the lock expire (see ClaimSession._claim)
-            raise
-        self._unlock(lock)
+        finally:  # a hold write that timed out may still be applied: only if the record is still as read
+            self._unlock(lock)
         return {record_id for _, record_id in written}
 
     # ------------------------------------------------------------------ internals
@@ -297,13 +297,14 @@ class VersionGuard:
     ) -> dict[tuple[str, str], Verdict]:
         """Read the records, decide, write the claims; ``lock`` is held. Record ids in ``writes`` are distinct."""
         items = self._read([{"namespace": {"S": namespace}, "record_id": {"S": w.record_id}} for w in writes])
-        recorded = {item["record_id"]["S"]: RecordState.from_item(item) for item in items}
+        found = {item["record_id"]["S"]: item for item in items}
+        recorded = {record_id: RecordState.from_item(item) for record_id, item in found.items()}
         now_ms = int(self._clock() * 1000)
         live_tokens = {token for state in recorded.values() if state.until_ms >= now_ms for token in state.tokens}
         markers = self._markers(live_tokens - {lease.token})
         expires = {"N": str(now_ms // 1000 + self._ttl_seconds)}
         verdicts: dict[tuple[str, str], Verdict] = {}
-        puts: list[tuple[tuple[str, str], dict[str, Any]]] = []
+        puts: list[tuple[tuple[str, str], dict[str, Any], dict[str, Any] | None]] = []
         for write in writes:
             new = RecordState(write.version, write.operation, lease.until_ms, (lease.token,))
             state = recorded.get(write.record_id)
@@ -327,9 +328,9 @@ class VersionGuard:
                 "state": {"S": new.format()},
                 "expires_at": expires,
             }
-            puts.append((write.key, claim))
+            puts.append((write.key, claim, found.get(write.record_id)))
         written = self._write(puts, lock, stop)
-        for key, _ in puts:
+        for key, _, _ in puts:
             verdicts[key] = Verdict.CLAIMED if key in written else Verdict.BUSY
         return verdicts
 
@@ -357,27 +358,69 @@ class VersionGuard:
         return {item["record_id"]["S"]: item for item in self._read(keys)}
 
     def _write(
-        self, puts: list[tuple[tuple[str, str], dict[str, Any]]], lock: ClaimLock, stop: Callable[[], bool]
+        self,
+        puts: list[tuple[tuple[str, str], dict[str, Any], dict[str, Any] | None]],
+        lock: ClaimLock,
+        stop: Callable[[], bool],
     ) -> set[tuple[str, str]]:
-        """Write the claims while the lock is safely ours and there is time; return the keys written."""
+        """Write the claims while the lock is safely ours and there is time; return the keys written.
+
+        Each put is conditional on the item being exactly as it was read (compare-and-set): a write
+        that DynamoDB applies late, or twice, finds the item changed and is refused, so no claim can
+        lower a recorded version or replace a lease written after its read, whatever DynamoDB's
+        timing. Up to :data:`TRANSACT_LIMIT` puts per ``TransactWriteItems``; a put refused for a
+        changed item is left out (its record is busy: retried later) and the rest are sent again.
+        """
         written: set[tuple[str, str]] = set()
-        for start in range(0, len(puts), BATCH_WRITE_LIMIT):
-            chunk = puts[start : start + BATCH_WRITE_LIMIT]
-            pending = {(item["record_id"]["S"]): key for key, item in chunk}
-            requests = [{"PutRequest": {"Item": item}} for _, item in chunk]
+        for start in range(0, len(puts), TRANSACT_LIMIT):
+            chunk = puts[start : start + TRANSACT_LIMIT]
             for _ in range(_MAX_UNPROCESSED_ROUNDS):
+                if not chunk:
+                    break
                 if lock.lost or stop():
                     return written  # the rest are busy: retried by SQS
                 if self._clock() > lock.until - LOCK_WRITE_MARGIN_SECONDS and not self._renew(lock):
                     return written  # the lock could expire under a slow request and was lost: the rest are busy
-                response = self._call(self._dynamodb.batch_write_item, RequestItems={self._table: requests})
-                requests = (response.get("UnprocessedItems") or {}).get(self._table, [])
-                left = {request["PutRequest"]["Item"]["record_id"]["S"] for request in requests}
-                written.update(key for record_id, key in pending.items() if record_id not in left)
-                if not requests:
-                    break
-                self._sleep(0.05)
+                try:
+                    self._call(
+                        self._dynamodb.transact_write_items,
+                        TransactItems=[
+                            {"Put": {"TableName": self._table, "Item": item, **_unchanged_since(previous)}}
+                            for _, item, previous in chunk
+                        ],
+                    )
+                except ClientError as error:
+                    if error.response["Error"]["Code"] != "TransactionCanceledException":
+                        raise
+                    reasons = error.response.get("CancellationReasons", [])
+                    changed = {i for i, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"}
+                    chunk = [put for i, put in enumerate(chunk) if i not in changed]
+                    if not changed:  # a conflict with another transaction, or throttling: try again shortly
+                        self._sleep(0.05)
+                    continue
+                written.update(key for key, _, _ in chunk)
+                break
+            else:
+                raise GuardUnavailableError("version guard claims kept being cancelled (throttled or in conflict)")
         return written
+
+
+def _unchanged_since(previous: dict[str, Any] | None) -> dict[str, Any]:
+    """The condition that the item is still exactly as read: absent, or with the same state string."""
+    if previous is None:
+        return {"ConditionExpression": "attribute_not_exists(record_id)"}
+    if "state" in previous:
+        return {
+            "ConditionExpression": "#state = :read",
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": {":read": previous["state"]},
+        }
+    # an item of the per-record guard (before 2026-11): still in that form, with the version read
+    return {
+        "ConditionExpression": "attribute_not_exists(#state) AND #version = :version",
+        "ExpressionAttributeNames": {"#state": "state", "#version": "version"},
+        "ExpressionAttributeValues": {":version": previous["version"]},
+    }
 
 
 def _landed(marker: dict[str, Any] | None, namespace: str, record_id: str) -> bool:
