@@ -23,6 +23,7 @@ import http.client
 import json
 import random
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -352,3 +353,8 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], proxy: DynamoDBFaultProxy) -> None:
         self.proxy = proxy
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (timed out, or its process was killed) is part of the faults: no traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)

@@ -16,12 +16,14 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 from pinecone import Admin, Pinecone, ServerlessSpec
 
 from pinecone_emulator.pytest_plugin import EmulatorHandle, pinecone_emulator, pinecone_emulator_server
 from relay_local.dynamodb_faults import DynamoDBFaultProxy
 from tests.conftest import SAMPLE_DIMENSION, SAMPLE_REPLY_QUEUE, SAMPLE_TENANTS, FakeLambdaContext
 from tests.lambda_events import lambda_sqs_record
+from vector_relay import aws_clients
 from vector_relay.aws_clients import clear_client_caches
 from vector_relay.dependencies import reset_worker_dependencies
 
@@ -35,6 +37,24 @@ __all__ = [
     "pinecone_emulator_server",
     "pipeline",
 ]
+
+
+@pytest.fixture(autouse=True)
+def guard_calls_outlast_a_busy_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The version guard's DynamoDB calls in this process wait up to 60 s for moto, not 1.5 s.
+
+    As deployed a guard call has one attempt of 0.5 s to connect and 1.5 s to answer (GUARD_PROFILE):
+    DynamoDB answers in milliseconds. moto's server on a loaded 2-core machine can take longer, and a
+    test here judges what the guard decides, not how fast moto answers (a reconciler test failed in a
+    repeat run with two CPU burners on a 1.5 s read timeout). The deployed timeouts are held by
+    tests/unit/test_version_guard_timing.py and test_aws_time_box.py; functions run as processes
+    (the chaos run, the local stack) keep them.
+    """
+    monkeypatch.setattr(
+        aws_clients, "GUARD_CONFIG", aws_clients.GUARD_CONFIG.merge(Config(read_timeout=60, connect_timeout=10))
+    )
+    clear_client_caches()
+
 
 INDEX_NAME = "relay-test"
 REGION = "us-east-1"
