@@ -3,8 +3,9 @@
 10 messages x 100 records x 1536 dims per batch, sent by one tenant (one namespace) and by ten
 tenants (ten namespaces); the emulator (own process) adds 30 ms to every upsert; moto's server (own
 process) holds the DynamoDB version table. Per namespace the guard takes a claim lock, reads the
-records' versions in batches of 100 and writes the claims in batches of 25, while the namespace's
-first requests are already on their way to Pinecone; one release per batch. The handler runs warm,
+records' versions in batches of 100 and writes the claims in transactions of up to 100
+conditional puts, while the namespace's first requests are already on their way to Pinecone; one
+release per batch. The handler runs warm,
 the two configurations alternate for 7 rounds each; the best rounds and the median rounds of each
 are compared (fresh record ids every round, so every claim is a first claim). Target: the guard
 costs at most 25% of throughput. Also prints the DynamoDB requests per batch.
