@@ -16,6 +16,13 @@ lock of the process (moto's backends are global to the process, whichever server
 request): each request is applied as one step, as DynamoDB's are. DynamoDB requests are short in
 moto; the other services are not held.
 
+**Connections are kept alive.** werkzeug's server answers every request with ``Connection: close``
+(its request handler cannot skip a body the app left unread before the next request line), so
+every AWS call of a worker opened a new TCP connection, where AWS keeps them open and botocore
+reuses them from its pool. :class:`KeepAliveHandler` reads each request's body whole before the
+app sees it, so nothing is left unread, and keeps HTTP/1.1 connections open unless the client
+asks to close (a chunked request body still goes werkzeug's way and closes its connection).
+
 **A transaction copies only what it touches.** Under that lock, :func:`transact_write_items`
 replaces moto's for transactions of ``Put``, ``Delete`` and ``ConditionCheck`` actions: it
 evaluates every condition first, cancels the whole transaction with each action's reason if any
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import logging
 import socket
 import threading
@@ -150,6 +158,66 @@ def moto_app() -> Any:
     return AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
 
 
+class KeepAliveHandler(MotoRequestHandler):
+    """moto's request handler, keeping HTTP/1.1 connections open between requests (see the module's docstring).
+
+    It runs the app itself instead of werkzeug's ``run_wsgi``, which ends every request by reading
+    whatever else is on the socket (the next request, on a kept connection) and closing it: the
+    body is read whole before the app runs, and the answer is sent with its length.
+    """
+
+    timeout = 120  # an idle kept connection is closed after this long (its thread ends)
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
+
+    def log_error(self, format: str, *args: Any) -> None:
+        if not format.startswith("Request timed out"):  # an idle kept connection ending: nothing went wrong
+            super().log_error(format, *args)
+
+    def run_wsgi(self) -> None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            super().run_wsgi()  # werkzeug's way, connection closed after it
+            return
+        if self.headers.get("Expect", "").lower().strip() == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        environ = self.make_environ()
+        length = int(self.headers.get("Content-Length") or 0)
+        environ["wsgi.input"] = io.BytesIO(self.rfile.read(length) if length > 0 else b"")
+        answer: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            answer["status"], answer["headers"] = status, headers
+            return chunks.append
+
+        try:
+            result = self.server.app(environ, start_response)
+            try:
+                chunks.extend(result)
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+        except Exception:  # moto's own failure: answered as werkzeug would, and the connection closed
+            self.log_error("moto failed on %s %s", self.command, self.path)
+            answer = {"status": "500 Internal Server Error", "headers": [("Content-Type", "text/plain")]}
+            chunks = [b"Internal Server Error"]
+            self.close_connection = True
+        code, _, reason = str(answer["status"]).partition(" ")
+        body = b"".join(chunks)
+        self.send_response(int(code), reason)
+        for name, value in answer["headers"]:
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        has_body = self.command != "HEAD" and int(code) not in (204, 304) and int(code) >= 200
+        if has_body:
+            self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:  # the client asked for it, or moto failed
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if has_body:
+            self.wfile.write(body)
+        self.wfile.flush()
+
+
 class MotoServer:
     """moto's server in a thread on ``host:port`` (port 0: one the OS picks), until :meth:`stop`."""
 
@@ -161,7 +229,7 @@ class MotoServer:
             listener.bind((host, port))
             listener.listen(128)
             self._server: BaseWSGIServer = make_server(
-                host, port, moto_app(), threaded=True, request_handler=MotoRequestHandler, fd=listener.fileno()
+                host, port, moto_app(), threaded=True, request_handler=KeepAliveHandler, fd=listener.fileno()
             )
         except OSError as error:
             raise MotoServerError(f"moto cannot listen on {host}:{port}: {error.strerror}") from None

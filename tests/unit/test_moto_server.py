@@ -1,4 +1,4 @@
-"""The local stack's moto server applies DynamoDB requests one at a time, as DynamoDB applies each write atomically.
+"""The local stack's moto server: DynamoDB requests applied one at a time, connections kept open, as AWS does.
 
 Without it, moto evaluated a conditional write's condition and then wrote in each request's own
 thread, and its ``TransactWriteItems`` deep-copied tables that other threads were writing to (HTTP
@@ -7,11 +7,13 @@ thread, and its ``TransactWriteItems`` deep-copied tables that other threads wer
 
 from __future__ import annotations
 
+import http.client
+import json
 import threading
 from collections.abc import Iterable
 from typing import Any
 
-from relay_local.moto_server import AtomicDynamoDB
+from relay_local.moto_server import AtomicDynamoDB, MotoServer
 
 CEILING = 5.0  # generous: how long a request that should wait is given to show it does not
 
@@ -76,3 +78,33 @@ def test_other_services_are_not_held_by_a_dynamodb_request() -> None:
     assert inner.most_inside == 2
     inner.release.set()
     first.join(CEILING)
+
+
+LIST_TABLES = {
+    "X-Amz-Target": "DynamoDB_20120810.ListTables",
+    "Content-Type": "application/x-amz-json-1.0",
+    "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20261207/us-east-1/dynamodb/aws4_request, "
+    "SignedHeaders=host, Signature=0",
+}
+
+
+def test_a_connection_is_kept_open_between_requests_as_aws_keeps_it() -> None:
+    server = MotoServer(port=0)
+    try:
+        connection = http.client.HTTPConnection(*server.address, timeout=CEILING)
+        sockets = []
+        for _ in range(3):
+            connection.request("POST", "/", body=b"{}", headers=LIST_TABLES)
+            answer = connection.getresponse()
+            assert answer.status == 200
+            assert json.loads(answer.read()) == {"TableNames": []}
+            sockets.append(connection.sock)
+        assert sockets[0] is not None
+        assert sockets == [sockets[0]] * 3  # one TCP connection for all three (werkzeug closed each)
+        connection.request("POST", "/", body=b"{}", headers=LIST_TABLES | {"Connection": "close"})
+        closing = connection.getresponse()
+        closing.read()
+        assert closing.will_close  # the client's own "Connection: close" is honoured
+        connection.close()
+    finally:
+        server.stop()
