@@ -97,7 +97,7 @@ def test_a_connection_is_kept_open_between_requests_as_aws_keeps_it() -> None:
             connection.request("POST", "/", body=b"{}", headers=LIST_TABLES)
             answer = connection.getresponse()
             assert answer.status == 200
-            assert json.loads(answer.read()) == {"TableNames": []}
+            assert isinstance(json.loads(answer.read())["TableNames"], list)  # moto's tables are the process's
             sockets.append(connection.sock)
         assert sockets[0] is not None
         assert sockets == [sockets[0]] * 3  # one TCP connection for all three (werkzeug closed each)
