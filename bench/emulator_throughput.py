@@ -23,7 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -33,6 +33,7 @@ from pinecone import Pinecone, ServerlessSpec
 
 DIMENSION = 1536
 BATCH = 60  # 60 vectors of 1536 floats is ~1.8 MB of JSON: the most that fits under the 2 MB request limit
+THREADS = 4  # client threads of the concurrent runs (--threads)
 
 
 @contextmanager
@@ -69,6 +70,18 @@ def batches(ids: list[str], vectors: np.ndarray) -> Iterator[list[tuple[str, lis
         yield [(ids[i], vectors[i].tolist(), {"bucket": float(i % 10)}) for i in rows]
 
 
+def upsert_concurrently[T](upsert: Callable[[T], object], requests: Iterable[T], threads: int = THREADS) -> None:
+    """Every request through ``upsert`` from ``threads`` client threads, at most ``2 x threads`` of them held at once.
+
+    The upsert measurement of this benchmark; ``bench/ingest_throughput.py`` runs it too, for the
+    emulator's ceiling on its shapes.
+    """
+    pending = iter(requests)
+    with ThreadPoolExecutor(threads) as pool:
+        while group := list(itertools.islice(pending, threads * 2)):  # bounded: ~1.8 MB per batch
+            list(pool.map(upsert, group))
+
+
 def upsert_baseline(ids: list[str], vectors: np.ndarray) -> float:
     store = np.zeros_like(vectors)
 
@@ -99,7 +112,7 @@ def main() -> None:
     parser.add_argument("--vectors", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--top-k", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=4, help="client threads for the concurrent runs")
+    parser.add_argument("--threads", type=int, default=THREADS, help="client threads for the concurrent runs")
     parser.add_argument("--in-process", action="store_true")
     args = parser.parse_args()
 
@@ -117,13 +130,9 @@ def main() -> None:
         )
         index = pc.Index(name="bench")
 
-        def upsert_all() -> None:
-            pending = batches(ids, vectors)
-            with ThreadPoolExecutor(args.threads) as pool:
-                while group := list(itertools.islice(pending, args.threads * 2)):  # bounded: ~1.8 MB per batch
-                    list(pool.map(lambda b: index.upsert(vectors=b), group))
-
-        upsert_s = timed(upsert_all)
+        upsert_s = timed(
+            lambda: upsert_concurrently(lambda b: index.upsert(vectors=b), batches(ids, vectors), args.threads)
+        )
         total = index.describe_index_stats().total_vector_count
         assert total == args.vectors, total
 
