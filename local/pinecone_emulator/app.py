@@ -72,6 +72,9 @@ class Emulator:
         self.keyring.reset()
         self._apply_startup_faults()
         self.on_change: Callable[[], None] | None = None  # persistence hook
+        # what an index created from now on reads to tell whether a write's indexing lag has passed; a test
+        # replaces it with a clock it advances, so "readable after the lag" is decided without the wall clock
+        self.indexing_clock: Callable[[], float] = time.monotonic
         # index name -> "http://host:port" of its gRPC listener; set by the server that owns the sockets
         self.grpc_endpoint: Callable[[str], str] | None = None
 
@@ -250,6 +253,20 @@ class Emulator:
             timer.cancel()
             self._carry_out(route)
         return len(delayed)
+
+    def flush_indexing(self) -> int:
+        """Make every committed write readable now, whatever the indexing lag; returns how many were waiting.
+
+        A test that must see a write indexed calls this instead of waiting out the lag on the wall clock."""
+        with self.lock:
+            indexes = list(self.indexes.values())
+        applied = 0
+        for index in indexes:
+            with index.lock:
+                applied += index.catch_up(0)
+        if applied:
+            self.changed()
+        return applied
 
     def drop_applies(self) -> None:
         """Forget every delayed request (reset: a late write must not land in the next test's index)."""

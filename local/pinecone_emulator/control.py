@@ -80,6 +80,11 @@ class EmulatorControl:
         """Carry out every delayed request now (tests that must not wait for the delay); returns how many."""
         return int(self._call("POST", "applies/flush")["applied"])
 
+    def flush_indexing(self) -> int:
+        """Make every committed write readable now, whatever the indexing lag (tests that must not wait it
+        out); returns how many writes were still waiting. Each namespace's indexed LSN reaches its last write."""
+        return int(self._call("POST", "indexing/flush")["applied"])
+
     def wait_for_applies(self, ceiling: float = 120.0) -> None:
         """Block until every delayed apply has landed; fail after ``ceiling`` seconds."""
         deadline = time.monotonic() + ceiling

@@ -42,6 +42,7 @@ def list_indexes(emulator: Emulator, request: Request) -> Response:
 def create_index(emulator: Emulator, request: Request) -> Response:
     state = new_index(request.json_object())
     state.ready_at = time.monotonic() + emulator.faults.index_ready_after_ms / 1000.0
+    state.clock = emulator.indexing_clock
     with emulator.lock:
         if state.name in emulator.indexes:
             raise ApiError(409, f"Resource {state.name} already exists")

@@ -117,6 +117,11 @@ def flush_applies(emulator: Emulator, request: Request) -> Response:
     return Response.json(200, {"applied": emulator.flush_applies()})
 
 
+@_refuses_unreadable
+def flush_indexing(emulator: Emulator, request: Request) -> Response:
+    return Response.json(200, {"applied": emulator.flush_indexing()})
+
+
 # --------------------------------------------------------------------------------------- state and reset
 @_refuses_unreadable
 def reset(emulator: Emulator, request: Request) -> Response:
@@ -144,8 +149,8 @@ def state(emulator: Emulator, request: Request) -> Response:
                     "dimension": index.dimension or None,
                     "metric": index.metric,
                     "namespaces": {name: len(data) for name, data in index.namespaces.items()},
-                    "lsn": index.lsn,
-                    "indexed_lsn": index.indexed_lsn,
+                    "lsns": dict(sorted(index.lsns.items())),
+                    "indexed_lsns": dict(sorted(index.indexed_lsns.items())),
                     "pending_writes": len(index.pending),
                 }
             )

@@ -38,7 +38,7 @@ from pinecone_emulator.store import (
     score_rows,
     top_k,
 )
-from pinecone_emulator.wire import ApiError, Request, Response
+from pinecone_emulator.wire import INDEXED_LSN_HEADER, REQUEST_LSN_HEADER, ApiError, Request, Response
 
 LIST_LIMIT_MAX = 100
 FETCH_BY_METADATA_LIMIT_MAX = 10_000
@@ -71,6 +71,11 @@ def serve(emulator: Emulator, name: str, operation: str, answer: Callable[[DataC
     if operation not in READ_OPERATIONS:
         emulator.changed()
     return response
+
+
+def lsn_headers(lsn: int) -> dict[str, str]:
+    """A write's receipt: its namespace's LSN, in the header Pinecone returns it in (check-data-freshness)."""
+    return {REQUEST_LSN_HEADER: str(lsn)}
 
 
 def indexed_only(index: IndexState, key: str, predicate: Predicate | None) -> Predicate | None:
@@ -231,7 +236,7 @@ def query(ctx: DataContext, request: Request) -> Response:
     response = Response.json(
         200,
         {"matches": matches, "namespace": sent, "usage": {"readUnits": read_units}},
-        {"x-pinecone-max-indexed-lsn": str(index.indexed_lsn)},
+        {INDEXED_LSN_HEADER: str(index.indexed_lsn(key))},
     )
     if len(response.body) > MAX_QUERY_RESULT_BYTES:
         raise bad(

@@ -14,6 +14,9 @@ listener, started on first request for it (:meth:`GrpcFrontEnd.endpoint`, also
 (compiled at start-up with grpcio-tools, a dev dependency).
 
 An upsert's 2 MB limit is measured on the protobuf message, as Pinecone measures a gRPC request.
+A write's LSN and a query's indexed LSN go back as initial metadata under their HTTP header names
+(``x-pinecone-request-lsn``, ``x-pinecone-max-indexed-lsn``): the emulator's choice, as Pinecone
+documents them for HTTP only, and the SDK's gRPC client (10.2.0) reads neither.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import grpc
 import orjson
 from google.protobuf import json_format
 
-from pinecone_emulator.wire import GRPC_MARKER, Request, Response
+from pinecone_emulator.wire import GRPC_MARKER, LSN_HEADERS, Request, Response
 
 PROTO = Path(__file__).with_name("vector_service.proto")
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # the emulator's own limits answer first, as over REST
@@ -121,6 +124,9 @@ class _Call:
             self.context.abort(grpc.StatusCode.UNAVAILABLE, "connection dropped by the emulator's fault plan")
         if response.status >= 400:
             self.context.abort(*_status(response.status, response.body))
+        lsns = tuple((name, response.headers[name]) for name in LSN_HEADERS if name in response.headers)
+        if lsns:  # as initial metadata: Pinecone documents these headers for HTTP only (see wire.py)
+            self.context.send_initial_metadata(lsns)
         payload = orjson.loads(response.body) if response.body else {}
         return json_format.ParseDict(payload, reply, ignore_unknown_fields=True)
 

@@ -1,10 +1,14 @@
-"""The namespaces of one index (snake_case JSON, unlike the vector operations): create, describe, list, delete."""
+"""The namespaces of one index (snake_case JSON, unlike the vector operations): create, describe, list, delete.
+
+Deleting a namespace is a write, like a ``deleteAll`` (writes.py): it gets an LSN and takes effect after
+the indexing lag. Creating one is not (Pinecone numbers upserts, updates and deletes): it takes effect at
+once, and is refused (409) while a committed deletion of the same name waits for the lag."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pinecone_emulator.data_plane import DataContext, encode_token, namespace_param, page_params
+from pinecone_emulator.data_plane import DataContext, encode_token, lsn_headers, namespace_param, page_params
 from pinecone_emulator.records import bad
 from pinecone_emulator.store import DEFAULT_NAMESPACE, IndexState
 from pinecone_emulator.wire import ApiError, Request, Response
@@ -71,16 +75,22 @@ def describe_namespace(ctx: DataContext, request: Request, *, namespace: str) ->
 
 
 def delete_namespace(ctx: DataContext, request: Request, *, namespace: str) -> Response:
+    """A write like a ``deleteAll``: it takes the namespace's next LSN and empties it after the indexing lag.
+
+    The namespace's LSN counter is kept, so writes to a namespace of the same name carry on from it."""
     index = ctx.index
     index.catch_up(ctx.lag_seconds)
     name = _namespace_path_name(namespace)
-    if name not in index.namespaces and name not in index.known_namespaces:
+    if name not in index.known_namespaces:  # its deletion committed already counts as gone
         raise ApiError(404, "Namespace not found")
-    index.namespaces.pop(name, None)
-    index.namespace_schemas.pop(name, None)
     index.known_namespaces.discard(name)
-    index.version += 1
-    return Response.json(202, {})
+
+    def apply() -> None:
+        index.namespaces.pop(name, None)
+        index.namespace_schemas.pop(name, None)
+
+    lsn = index.write(name, apply, ctx.lag_seconds)
+    return Response.json(202, {}, lsn_headers(lsn))
 
 
 def list_namespaces(ctx: DataContext, request: Request) -> Response:

@@ -147,6 +147,7 @@ ROWS: tuple[Row, ...] = (
     _test_control("POST", "faults/rules", control_surface.add_fault_rule),
     _test_control("DELETE", "faults/rules/{rule_id}", control_surface.remove_fault_rule),
     _test_control("POST", "applies/flush", control_surface.flush_applies),
+    _test_control("POST", "indexing/flush", control_surface.flush_indexing),
     _test_control("POST", "reset", control_surface.reset),
     _test_control("GET", "state", control_surface.state),
     _test_control("PUT", "indexes/{index}/state", control_surface.set_index_state),

@@ -1,9 +1,14 @@
 """In-memory indexes: dense rows in a growable float32 matrix, exact (brute-force) search with numpy.
 
-Writes go through :meth:`IndexState.write`, which stamps a log sequence number (LSN). With an
-indexing lag the write is queued and applied to the readable state only once the lag has passed,
-so reads see what a lagging Pinecone index would show. Each index keeps a journal of what was
-applied to which record, and how (:data:`APPLIED_AS`), for tests that diagnose ordering.
+Writes go through :meth:`IndexState.write`, which stamps the next log sequence number (LSN) of the
+write's namespace, as Pinecone's serverless data plane numbers writes per namespace
+(docs.pinecone.io/guides/index-data/check-data-freshness). With an indexing lag the write is queued
+and applied to the readable state only once the lag has passed, in the order the writes were
+committed, so reads see what a lagging Pinecone index would show and a namespace's indexed LSN
+(``x-pinecone-max-indexed-lsn``) is the LSN of its last applied write. A namespace's counter
+outlives the namespace (a namespace deleted and written again carries on from where it was), so no
+receipt is ever issued twice. Each index keeps a journal of what was applied to which record, and
+how (:data:`APPLIED_AS`), for tests that diagnose ordering.
 """
 
 from __future__ import annotations
@@ -198,7 +203,8 @@ def top_k(rows: np.ndarray, scores: np.ndarray, k: int, *, ascending: bool, ids:
 
 @dataclass
 class PendingWrite:
-    visible_at: float
+    committed_at: float  # the index's clock when the write was committed; readable once the lag in force has passed
+    namespace: str
     lsn: int
     apply: Callable[[], None]
 
@@ -237,9 +243,10 @@ class IndexState:
     namespaces: dict[str, NamespaceData] = field(default_factory=dict)
     namespace_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     known_namespaces: set[str] = field(default_factory=set)
-    lsn: int = 0
-    indexed_lsn: int = 0
-    pending: deque[PendingWrite] = field(default_factory=deque)
+    lsns: dict[str, int] = field(default_factory=dict)  # namespace -> LSN of its last committed write
+    indexed_lsns: dict[str, int] = field(default_factory=dict)  # namespace -> LSN of its last write reads see
+    pending: deque[PendingWrite] = field(default_factory=deque)  # committed, not yet readable; oldest first
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)  # when the lag ends
     lock: threading.RLock = field(default_factory=threading.RLock)
     version: int = 0  # bumped on every applied change, for persistence
     ready_at: float = 0.0  # monotonic time from which the index is Ready (Initializing before)
@@ -288,19 +295,32 @@ class IndexState:
             self.namespaces[name] = data
         return data
 
-    def catch_up(self, lag_seconds: float) -> None:
-        """Apply queued writes whose lag has passed (all of them when the lag is now zero)."""
-        now = time.monotonic()
-        while self.pending and (lag_seconds <= 0 or self.pending[0].visible_at <= now):
+    def catch_up(self, lag_seconds: float) -> int:
+        """Apply queued writes, oldest first, whose lag has passed; returns how many.
+
+        The lag in force now decides, not the one in force when the write came: lowering it makes waiting
+        writes readable sooner, and 0 makes them all readable."""
+        now = self.clock()
+        applied = 0
+        while self.pending and (lag_seconds <= 0 or self.pending[0].committed_at + lag_seconds <= now):
             write = self.pending.popleft()
             write.apply()
-            self.indexed_lsn = write.lsn
+            self.indexed_lsns[write.namespace] = write.lsn
             self.version += 1
+            applied += 1
+        return applied
 
-    def write(self, apply: Callable[[], None], lag_seconds: float) -> int:
-        """Commit a write; returns its LSN. With a lag it becomes readable only after *lag_seconds*."""
-        self.lsn += 1
-        self.pending.append(PendingWrite(time.monotonic() + lag_seconds, self.lsn, apply))
+    def write(self, namespace: str, apply: Callable[[], None], lag_seconds: float) -> int:
+        """Commit a write to *namespace*; returns its LSN. With a lag it becomes readable only after *lag_seconds*.
+
+        The caller holds the index's lock, so concurrent writes get distinct LSNs, in the order they commit."""
+        lsn = self.lsns.get(namespace, 0) + 1
+        self.lsns[namespace] = lsn
+        self.pending.append(PendingWrite(self.clock(), namespace, lsn, apply))
         if lag_seconds <= 0:
             self.catch_up(0)
-        return self.lsn
+        return lsn
+
+    def indexed_lsn(self, namespace: str) -> int:
+        """The LSN of *namespace*'s last write that reads see (0 before its first)."""
+        return self.indexed_lsns.get(namespace, 0)

@@ -20,6 +20,12 @@ import orjson
 
 # Set by the gRPC front end on the REST requests it makes of gRPC calls, so the counters can tell the transports apart.
 GRPC_MARKER = "X-Emulator-Transport"
+# Log sequence numbers (docs.pinecone.io/guides/index-data/check-data-freshness): a write's response carries
+# its namespace's LSN, a query's response the LSN of the namespace's last write it can see. The gRPC front end
+# sends both as initial metadata (the emulator's choice: Pinecone documents them for HTTP only).
+REQUEST_LSN_HEADER = "x-pinecone-request-lsn"
+INDEXED_LSN_HEADER = "x-pinecone-max-indexed-lsn"
+LSN_HEADERS = (REQUEST_LSN_HEADER, INDEXED_LSN_HEADER)
 
 
 class Surface(StrEnum):

@@ -1,8 +1,9 @@
 """The data plane's writes: upsert, delete and update, each committed through :meth:`IndexState.write`.
 
-A write gets a log sequence number (the ``x-pinecone-request-lsn`` header), becomes readable after
-the indexing lag, and lands in the index's journal (upserts and deletes by id) with how it was
-carried out (:data:`~pinecone_emulator.store.APPLIED_AS`).
+A write gets the next log sequence number of its namespace (the ``x-pinecone-request-lsn`` header;
+namespaces.py's namespace delete too), becomes readable after the indexing lag, and lands in the
+index's journal (upserts and deletes by id) with how it was carried out
+(:data:`~pinecone_emulator.store.APPLIED_AS`). A dry-run update writes nothing and gets no LSN.
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ import math
 import time
 from collections.abc import Callable
 
-from pinecone_emulator.data_plane import DataContext, bool_param, filter_param, indexed_only, namespace_param
+from pinecone_emulator.data_plane import (
+    DataContext,
+    bool_param,
+    filter_param,
+    indexed_only,
+    lsn_headers,
+    namespace_param,
+)
 from pinecone_emulator.records import (
     MAX_IDS_PER_REQUEST,
     MAX_UPSERT_BYTES,
@@ -28,10 +36,6 @@ from pinecone_emulator.records import (
 )
 from pinecone_emulator.store import APPLIED_AS, Applied, IndexState
 from pinecone_emulator.wire import ApiError, Request, Response
-
-
-def _lsn_headers(lsn: int) -> dict[str, str]:
-    return {"x-pinecone-request-lsn": str(lsn)}
 
 
 def upsert(ctx: DataContext, request: Request) -> Response:
@@ -69,8 +73,8 @@ def upsert(ctx: DataContext, request: Request) -> Response:
         index.journal.extend(Applied(now, "upsert", key, record.id, record.metadata, how) for record in records)
 
     index.known_namespaces.add(key)
-    lsn = index.write(apply, ctx.lag_seconds)
-    return Response.json(200, {"upsertedCount": len(records)}, _lsn_headers(lsn))
+    lsn = index.write(key, apply, ctx.lag_seconds)
+    return Response.json(200, {"upsertedCount": len(records)}, lsn_headers(lsn))
 
 
 def _require_namespace(index: IndexState, key: str) -> None:
@@ -126,8 +130,8 @@ def delete(ctx: DataContext, request: Request) -> Response:
                 for row in sorted(data.matching_rows(predicate).tolist(), reverse=True):
                     data.remove(data.ids[row])
 
-    lsn = index.write(apply, ctx.lag_seconds)
-    return Response.json(200, {}, _lsn_headers(lsn))
+    lsn = index.write(key, apply, ctx.lag_seconds)
+    return Response.json(200, {}, lsn_headers(lsn))
 
 
 def update(ctx: DataContext, request: Request) -> Response:
@@ -175,8 +179,8 @@ def update(ctx: DataContext, request: Request) -> Response:
                 stored.metadata = {**(stored.metadata or {}), **set_metadata}
             data.put(stored)
 
-        lsn = index.write(apply, ctx.lag_seconds)
-        return Response.json(200, {}, _lsn_headers(lsn))
+        lsn = index.write(key, apply, ctx.lag_seconds)
+        return Response.json(200, {}, lsn_headers(lsn))
 
     if values_raw is not None or sparse_raw is not None:
         raise bad("An update by filter can only set metadata; 'values' and 'sparseValues' need an 'id'")
@@ -197,5 +201,5 @@ def update(ctx: DataContext, request: Request) -> Response:
         for row in data.matching_rows(predicate).tolist():
             data.metadata[row] = {**(data.metadata[row] or {}), **set_metadata}
 
-    lsn = index.write(apply_filter, ctx.lag_seconds)
-    return Response.json(200, {"matchedRecords": matched}, _lsn_headers(lsn))
+    lsn = index.write(key, apply_filter, ctx.lag_seconds)
+    return Response.json(200, {"matchedRecords": matched}, lsn_headers(lsn))

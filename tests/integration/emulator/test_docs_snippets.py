@@ -21,3 +21,14 @@ def test_quick_start_snippet_runs(pinecone_emulator: EmulatorHandle) -> None:
     admin = namespace["admin"]
     assert index.describe_index_stats().dimension == 1536  # type: ignore[attr-defined]
     assert [p.id for p in admin.projects.list()] == [pinecone_emulator.project_id]  # type: ignore[attr-defined]
+
+
+def test_read_your_writes_snippet_runs(pinecone_emulator: EmulatorHandle) -> None:
+    snippets = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.DOTALL)
+    snippet = next(s for s in snippets if "is_reconciled" in s)
+    code = snippet.replace("http://127.0.0.1:5080", pinecone_emulator.url)
+    namespace: dict[str, object] = {}
+
+    exec(compile(code, str(GUIDE), "exec"), namespace)  # its own asserts are the check
+
+    assert namespace["receipt"] == 1  # the first write to the namespace
