@@ -27,7 +27,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 RATE_LIMITED_OPERATIONS = ("upsert", "query", "delete", "update")
 
@@ -121,6 +121,33 @@ def _format_retry_after(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+class _Scheduled[Step](Protocol):
+    """What :func:`draw` needs of a rule: a sequence it walks, or a step it fires at a rate."""
+
+    sequence: list[Step] | None
+    position: int
+    rate: float
+    step: Step
+    fired: int
+
+
+def draw[Step](rule: _Scheduled[Step], dice: random.Random) -> Step | None:
+    """The step ``rule`` fires for one matching request (the next of its sequence, or its step at its rate), or None.
+
+    The caller holds its lock and has checked that the rule matches; shared with the DynamoDB fault
+    proxy (relay_local.dynamodb_faults), whose rules are scheduled the same way.
+    """
+    if rule.sequence is not None:
+        step = rule.sequence[rule.position]
+        rule.position += 1
+    elif dice.random() < rule.rate:
+        step = rule.step
+    else:
+        return None
+    rule.fired += 1
+    return step
 
 
 @dataclass
@@ -319,14 +346,9 @@ class FaultPlan:
             for rule in self.rules:
                 if not rule.matches(operation, index):
                     continue
-                if rule.sequence is not None:
-                    step = rule.sequence[rule.position]
-                    rule.position += 1
-                elif self._random.random() < rule.rate:
-                    step = rule.step
-                else:
+                step = draw(rule, self._random)
+                if step is None:
                     continue
-                rule.fired += 1
                 decision.latency_ms += step.latency_ms
                 if step.answers:
                     decision.answer = step

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from pinecone_emulator.faults import draw
 from relay_local.dynamodb_fault_rules import FaultRule, FaultSpecError, FaultStep
 
 CONTROL_PREFIX = "/_faults"
@@ -191,14 +192,9 @@ class DynamoDBFaultProxy:
             for rule in self.rules:
                 if not rule.matches(operation, tables):
                     continue
-                if rule.sequence is not None:
-                    step = rule.sequence[rule.position]
-                    rule.position += 1
-                elif self._random.random() < rule.rate:
-                    step = rule.step
-                else:
+                step = draw(rule, self._random)
+                if step is None:
                     continue
-                rule.fired += 1
                 if not step.is_fault:  # an "ok" step of a sequence
                     return None
                 self.journal.append(
