@@ -14,6 +14,12 @@ With ``transport="grpc"`` (setting ``PINECONE_TRANSPORT``) the same calls go thr
 client (:class:`_GrpcPlane`), whose retries can be turned off through its public ``retry_config``;
 everything above (classes, retries, deadline, uncertainty) is the same.
 
+Log sequence numbers (docs.pinecone.io, "Check data freshness"): over REST a write's result carries
+the LSN Pinecone committed it at (``x-pinecone-request-lsn``, read through the SDK's
+``ResponseInfo``) and a query's the LSN the index has reached (``x-pinecone-max-indexed-lsn``).
+The SDK's ``delete`` returns nothing, so deletes are posted through the index's own HTTP client, as
+upserts are, to read theirs. Over gRPC the SDK reads neither: both are None there (unknown, never 0).
+
 Upserts are sent as :mod:`vector_relay.pinecone.wire` encoded them: the REST body is their bytes
 joined, the gRPC request their dict forms.
 """
@@ -29,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pinecone
-from pinecone import AsyncIndex
+from pinecone import AsyncIndex, ResponseInfo
 from pinecone._internal.config import PineconeConfig, RetryConfig
 
 from vector_relay.errors import FailureKind
@@ -46,11 +52,14 @@ class CallResult:
 
     ``uncertain``: an earlier attempt failed in a way that leaves open whether Pinecone applied it
     (a timeout, a dropped connection, a 5xx), so a copy of this write may still land later.
+    ``lsn``: the log sequence number Pinecone committed the write at; None when it sent none (gRPC,
+    a delete of a namespace that does not exist), which means unknown.
     """
 
     elapsed_ms: float
     attempts: int = 1
     uncertain: bool = False
+    lsn: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +69,7 @@ class QueryResult:
     matches: list[dict[str, Any]]
     read_units: int | None
     elapsed_ms: float
+    indexed_lsn: int | None = None  # how far the namespace's index has caught up; None: not said (gRPC)
 
 
 class PineconeGateway:
@@ -142,7 +152,7 @@ class PineconeGateway:
     ) -> QueryResult:
         responses: list[Any] = []
 
-        async def start(attempt: float) -> None:
+        async def start(attempt: float) -> int | None:
             responses.append(
                 await self._plane.query(
                     attempt,
@@ -156,12 +166,17 @@ class PineconeGateway:
                     sparse_vector=sparse_vector,
                 )
             )
+            return None
 
         result = await self._call(start, timeout)
         response = responses[0]
         matches = [_match(m, include_values, include_metadata) for m in response.matches]
         read_units = response.usage.read_units if response.usage is not None else None
-        return QueryResult(matches=matches, read_units=read_units, elapsed_ms=result.elapsed_ms)
+        info = getattr(response, "response_info", None)  # REST responses only
+        indexed_lsn = info.lsn_reconciled if isinstance(info, ResponseInfo) else None
+        return QueryResult(
+            matches=matches, read_units=read_units, elapsed_ms=result.elapsed_ms, indexed_lsn=indexed_lsn
+        )
 
     async def close(self) -> None:
         await self._plane.close()
@@ -173,11 +188,12 @@ class PineconeGateway:
         began = time.perf_counter()
         deadline = time.monotonic() + timeout
         uncertain = False
+        lsn: int | None = None
         for attempt in range(1, self._max_attempts + 1):
             left = deadline - time.monotonic()
-            call: Awaitable[Any] = start(min(self._attempt_timeout, left))
+            call: Awaitable[int | None] = start(min(self._attempt_timeout, left))
             try:
-                await asyncio.wait_for(call, timeout=left)
+                lsn = await asyncio.wait_for(call, timeout=left)
             except Exception as error:
                 if missing_is_success and namespace_not_found(error):
                     break  # the namespace does not exist: nothing to delete
@@ -190,7 +206,8 @@ class PineconeGateway:
                 await self._sleep(wait)
             else:
                 break
-        return CallResult(elapsed_ms=(time.perf_counter() - began) * 1000, attempts=attempt, uncertain=uncertain)
+        elapsed_ms = (time.perf_counter() - began) * 1000
+        return CallResult(elapsed_ms=elapsed_ms, attempts=attempt, uncertain=uncertain, lsn=lsn)
 
     def _backoff(self, attempt: int, failure: PineconeRequestError) -> float:
         """Pinecone's ``Retry-After`` when it sent one, else full jitter up to 0.25 s x 2^(attempt-1), at most 4 s."""
@@ -206,7 +223,9 @@ class _RestPlane:
         self._index = AsyncIndex(host=host, api_key=api_key, timeout=attempt_timeout, source_tag="vector_relay")
         disable_sdk_retries(self._index)
 
-    def upsert_sender(self, namespace: str, records: Sequence[EncodedRecord]) -> Callable[[float], Awaitable[None]]:
+    def upsert_sender(
+        self, namespace: str, records: Sequence[EncodedRecord]
+    ) -> Callable[[float], Awaitable[int | None]]:
         """One attempt of the upsert: the records' bytes joined, exactly what ``AsyncIndex.upsert`` would
         build from them, sent through the index's own HTTP client (its key, headers, pool, error
         mapping). The planner encoded every record to measure the 2 MB limit; the SDK would encode
@@ -214,15 +233,34 @@ class _RestPlane:
         body = upsert_body(namespace, [record.encoded for record in records])
         http = self._index._http  # the SDK's client, as in disable_sdk_retries; a test pins it
 
-        async def send(attempt: float) -> None:
-            await http.post(
+        async def send(attempt: float) -> int | None:
+            response = await http.post(
                 "/vectors/upsert", timeout=attempt, content=body, headers={"Content-Type": "application/json"}
             )
+            return _committed_lsn(response.headers)
 
         return send
 
-    async def delete(self, attempt: float, **selector: Any) -> None:
-        await self._index.delete(timeout=attempt, **selector)
+    async def delete(
+        self,
+        attempt: float,
+        *,
+        namespace: str,
+        ids: list[str] | None = None,
+        filter: dict[str, Any] | None = None,
+        delete_all: bool = False,
+    ) -> int | None:
+        """One attempt of a delete, the body ``AsyncIndex.delete`` builds, posted through the index's client
+        so the response's LSN can be read (the SDK's ``delete`` returns None)."""
+        body: dict[str, Any] = {"namespace": namespace}
+        if ids is not None:
+            body["ids"] = ids
+        if delete_all:
+            body["deleteAll"] = True
+        if filter is not None:
+            body["filter"] = filter
+        response = await self._index._http.post("/vectors/delete", timeout=attempt, json=body)
+        return _committed_lsn(response.headers)
 
     async def query(self, attempt: float, **request: Any) -> Any:
         return await self._index.query(timeout=attempt, **request)
@@ -257,24 +295,33 @@ class _GrpcPlane:
             retry_config=RetryConfig(max_retries=0),
         )
 
-    def upsert_sender(self, namespace: str, records: Sequence[EncodedRecord]) -> Callable[[float], Awaitable[None]]:
+    def upsert_sender(
+        self, namespace: str, records: Sequence[EncodedRecord]
+    ) -> Callable[[float], Awaitable[int | None]]:
         vectors = [record.grpc for record in records if record.grpc is not None]  # all are, over gRPC
 
-        async def send(attempt: float) -> None:
+        async def send(attempt: float) -> int | None:
             await asyncio.to_thread(
                 self._index.upsert, vectors=vectors, namespace=namespace, timeout=attempt, show_progress=False
             )
+            return None  # the SDK's GrpcIndex reads no LSN
 
         return send
 
-    async def delete(self, attempt: float, **selector: Any) -> None:
+    async def delete(self, attempt: float, **selector: Any) -> int | None:
         await asyncio.to_thread(self._index.delete, timeout=attempt, **selector)
+        return None
 
     async def query(self, attempt: float, **request: Any) -> Any:
         return await asyncio.to_thread(self._index.query, timeout=attempt, **request)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._index.close)
+
+
+def _committed_lsn(headers: Mapping[str, str]) -> int | None:
+    """The LSN a write response says it committed at, as the SDK reads it (None when absent or not a number)."""
+    return ResponseInfo(raw_headers={name.lower(): value for name, value in headers.items()}).lsn_committed
 
 
 def load_transport() -> None:
