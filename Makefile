@@ -169,7 +169,7 @@ down: $(VENV)/.installed
 	$(PY) -m relay_local down
 
 invoke: $(VENV)/.installed
-	@[ -n "$(FN)" ] && [ -n "$(EVENT)" ] || { echo "usage: make invoke FN=ingest|query|rotate_key EVENT=events/<file>.json"; exit 2; }
+	@[ -n "$(FN)" ] && [ -n "$(EVENT)" ] || { echo "usage: make invoke FN=ingest|query|receipts|reconcile|rotate_key EVENT=events/<file>.json"; exit 2; }
 	$(PY) -m relay_local invoke $(FN) $(EVENT)
 
 status: $(VENV)/.installed

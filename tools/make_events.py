@@ -17,11 +17,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from vector_relay.contract.receipts import Receipt, receipt_id
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 DIMENSION = 384
 INGEST_QUEUE = "vector-relay-ingest"
 QUERY_QUEUE = "vector-relay-query"
+RECEIPT_RETRY_QUEUE = "vector-relay-receipt-retry"
 REPLY_QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/vector-relay-example-replies"
 SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:vector-relay-pinecone-api-key-AbCdEf"
 SENT_AT_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -161,6 +164,52 @@ def query_poison() -> list[tuple[str, str]]:
         (dumps(query(vector=vector(21), id="doc-42#0")), "query_target_invalid"),
         (dumps(query(vector=vector(22), top_k=10_001)), "top_k_out_of_range"),
         (dumps(query(vector=vector(23), filter={"tags": {"$in": "pricing"}})), "invalid_filter"),
+        (dumps(query(vector=vector(24), min_lsn="1234")), "min_lsn_invalid"),
+    ]
+
+
+def receipt(message_event: str, index: int, **fields: Any) -> str:
+    """A write receipt, as the ingest worker sends it, for record ``index`` of the sample ``message_event``."""
+    message_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"vector-relay/{message_event}/{index}"))
+    identity = receipt_id(
+        message_id,
+        fields["fate"],
+        fields["op"],
+        fields.get("records", ()),
+        fields.get("stale", ()),
+        fields.get("error_code"),
+    )
+    sent = SENT_AT_MS + index * 1000
+    body = {"schema_version": 1, "type": "receipt", "receipt_id": identity, "message_id": message_id, **fields}
+    return Receipt.model_validate(body | {"at": sent + 1500, "first_sent_at": sent}).body()
+
+
+def receipts_for_retry() -> list[str]:
+    """Receipts a tenant's queue did not take: one for the first upsert sample, one for a dead letter."""
+    applied = [{"id": "doc-42#0", "version": 17}, {"id": "doc-42#1", "version": 17}]
+    return [
+        receipt(
+            "ingest-upsert",
+            0,
+            tenant="acme",
+            op="upsert",
+            fate="applied",
+            namespace="tenant-acme",
+            records=applied,
+            record_count=2,
+            stale=[],
+            stale_count=0,
+            lsn=1,
+        ),
+        receipt(
+            "ingest-mixed-with-poison",
+            4,
+            tenant="acme",
+            op="upsert",
+            fate="dead_lettered",
+            error_code="dimension_mismatch",
+            error_codes=["dimension_mismatch"],
+        ),
     ]
 
 
@@ -191,8 +240,12 @@ def main() -> None:
         query(id="doc-42#0", top_k=5, correlation_id="c-124"),
     ]
     write("query", sqs_event(QUERY_QUEUE, "query", [dumps(q) for q in queries]))
+    # read-your-writes: answered once acme's namespace has indexed its first write (LSN 1), with "fresh"
+    fresh = query(vector=vector(2), top_k=3, include_metadata=True, min_lsn=1, correlation_id="c-125")
+    write("query-fresh", sqs_event(QUERY_QUEUE, "query-fresh", [dumps(fresh)]))
     query_mixed = [dumps(queries[0]), *(body for body, _ in query_poison())]
     write("query-mixed-with-poison", sqs_event(QUERY_QUEUE, "query-mixed-with-poison", query_mixed))
+    write("receipts-retry", sqs_event(RECEIPT_RETRY_QUEUE, "receipts-retry", receipts_for_retry()))
     for step, name in [
         ("createSecret", "create-secret"),
         ("setSecret", "set-secret"),

@@ -15,8 +15,9 @@
   SAM's SQS poller policy grant on ``*``); every function has its own role from this template;
 * ``secure_transport``: every queue and bucket has a policy that denies requests without TLS;
 * ``dead_letter_senders``: a DLQ's policy denies ``sqs:SendMessage`` to every principal but the ones
-  it names (the relay's roles: an attribute of a dead letter is only as good as its senders), and
-  denies nobody reading it (the operator who redrives; SQS's own redrive moves are no SendMessage);
+  it names (the relay's roles: an attribute of a dead letter is only as good as its senders), or to
+  every principal (a DLQ only SQS's redrive moves fill), and denies nobody reading it (the operator
+  who redrives; SQS's own redrive moves are no SendMessage);
 * ``reply_queue_readers``: a queue only named principals may send to that no function consumes and
   no queue dead-letters into (a tenant's reply queue) denies receiving to all but named readers,
   unconditionally: no reader list means no reader, never whoever IAM allows;
@@ -308,12 +309,12 @@ def _named_principals_condition(statement: dict[str, Any]) -> bool:
 
 
 def _denies_all_but_named(statement: dict[str, Any], action: str) -> bool:
-    """A deny of ``action`` to every principal whose ARN is not one the statement names."""
+    """A deny of ``action`` to every principal whose ARN is not one the statement names (or to every principal)."""
     return (
         statement.get("Effect") == "Deny"
         and _is_everyone(statement.get("Principal"))
         and action.lower() in _actions(statement)
-        and _named_principals_condition(statement)
+        and (_named_principals_condition(statement) or "Condition" not in statement)
     )
 
 

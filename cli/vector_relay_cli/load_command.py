@@ -10,7 +10,9 @@ Records are packed into upsert messages of up to 1,000 records and just under 1 
 ``SendMessageBatch`` (at most 1 MiB together), so the number of SQS requests is close to the
 minimum. After every batch SQS accepted, a checkpoint file records the last line published;
 ``--resume`` starts after it, so a crash re-sends one batch at most (same versions: the version
-guard drops the copies). A checkpoint belongs to one load: the file's content, the tenant and the
+guard drops the copies). ``--message-ids FILE`` writes the SQS id of every message sent, one a
+line, after each batch (appended with ``--resume``): the ids ``vector-relay receipts wait
+--ids-file`` waits for. A checkpoint belongs to one load: the file's content, the tenant and the
 queue (the deployment); it is never taken for another.
 """
 
@@ -85,6 +87,11 @@ class LoadIdentity:
     "--queue-url",
     help="Send to this queue instead of the deployment's ingest queue (a tenant bound to queues of its own).",
 )
+@click.option(
+    "--message-ids",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write each sent message's SQS id to this file, one a line (for `receipts wait --ids-file`).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
 @click.pass_obj
 def load(
@@ -96,6 +103,7 @@ def load(
     resume: bool,
     checkpoint: Path | None,
     queue_url: str | None,
+    message_ids: Path | None,
     as_json: bool,
 ) -> None:
     """Publish a JSONL (or, with pyarrow, Parquet) file of records as upserts for one tenant, resumably.
@@ -122,6 +130,8 @@ def load(
     task = progress.add_task("load", total=None, records=0, rate=0.0)
 
     checkpointed = start_after
+    if message_ids is not None and not resume:
+        _write_ids(message_ids, [], mode="w")
 
     def send(batch: list[tuple[str, int, int]], last_line: int) -> None:
         nonlocal checkpointed
@@ -135,6 +145,8 @@ def load(
                 f"{result.failed[0].reason}); the checkpoint stands at line {checkpointed} ({checkpoint}): "
                 "--resume goes on from there"
             )
+        if message_ids is not None:
+            _write_ids(message_ids, result.message_ids, mode="a")
         totals["records"] += sum(count for _, count, _ in batch)
         totals["messages"] += len(batch)
         totals["batches"] += 1
@@ -310,6 +322,14 @@ def _rows(file: Path, start_after: int) -> Iterator[tuple[int, Any]]:
                 yield number, ValueError("the line nests arrays and objects too deeply to be a record")
             except ValueError as error:  # json's own message says where the syntax breaks, never what the line holds
                 yield number, error
+
+
+def _write_ids(path: Path, ids: list[str], *, mode: str) -> None:
+    try:
+        with path.open(mode) as out:
+            out.writelines(f"{message_id}\n" for message_id in ids)
+    except OSError as error:
+        raise CannotRun(f"cannot write --message-ids {path}: {error.strerror}") from None
 
 
 def _slug(tenant: str) -> str:

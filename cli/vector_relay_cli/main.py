@@ -12,6 +12,7 @@ from vector_relay_cli.errors import EXIT_CANNOT_RUN, ServiceErrorsExit2
 from vector_relay_cli.index_commands import index
 from vector_relay_cli.load_command import load
 from vector_relay_cli.query_command import query
+from vector_relay_cli.receipt_commands import receipts
 from vector_relay_cli.reconcile_command import reconcile
 from vector_relay_cli.tenant_commands import tenant
 
@@ -41,6 +42,7 @@ cli.add_command(dlq)
 cli.add_command(index)
 cli.add_command(load)
 cli.add_command(query)
+cli.add_command(receipts)
 cli.add_command(reconcile)
 cli.add_command(tenant)
 

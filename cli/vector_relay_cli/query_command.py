@@ -7,6 +7,11 @@ one it reads is deleted, and a large reply stored in S3 is read from there. Whic
 query may name is the deployment's: the ``ReplyQueueAllowList`` output (the query function's
 ``REPLY_QUEUE_ALLOW_LIST``), or the tenant's own ``reply_queues`` in the registry, which replace it.
 The deployment's example reply queue is the default when the tenant may use it.
+
+``--after-receipts FILE`` asks for read-your-writes: the query carries ``min_lsn``, the highest LSN of
+the tenant's ``applied`` receipts in FILE (JSON lines, as ``vector-relay receipts wait`` prints them),
+and an answer the relay could not bring up to it (``"fresh": false``) is exit 1, never passed off as
+current.
 """
 
 from __future__ import annotations
@@ -51,6 +56,11 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds to wait for the reply.",
 )
+@click.option(
+    "--after-receipts",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help="Answer only once the writes of these receipts are visible: JSON lines as `receipts wait` prints them.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the reply as one JSON document.")
 @click.pass_obj
 def query(
@@ -65,13 +75,14 @@ def query(
     reply_queue: str | None,
     queue_url: str | None,
     timeout: float,
+    after_receipts: Path | None,
     as_json: bool,
 ) -> None:
     """Publish a query (by vector or by a stored record's id) and print the matches of its reply.
 
     Exit 0 with the matches (none is an answer too); 1 when the relay answered with an error
-    (its code and message are printed); 2 when the query could not be asked, or no reply came
-    within --timeout.
+    (its code and message are printed), or could not show the writes of --after-receipts in time
+    (``fresh: false``); 2 when the query could not be asked, or no reply came within --timeout.
     """
     from pydantic import ValidationError
 
@@ -81,6 +92,7 @@ def query(
         raise click.UsageError("give exactly one of --vector-file and --id")
     vector = _read_vector(vector_file) if vector_file is not None else None
     filter_ = _read_filter(filter_json) if filter_json is not None else None
+    min_lsn = _min_lsn(after_receipts, tenant) if after_receipts is not None else None
     deployment = ctx.deployment()
     url = queue_url or deployment.output("QueryQueueUrl")
     registry = _registry(ctx)
@@ -96,6 +108,7 @@ def query(
             filter=filter_,
             include_metadata=metadata,
             include_values=include_values,
+            min_lsn=min_lsn,
         )
     except ValidationError as error:
         reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'query'}: {e['msg']}" for e in error.errors())
@@ -127,6 +140,32 @@ def query(
         _print_reply(reply)
     if reply.status == "error":
         raise SystemExit(EXIT_FOUND)
+    if min_lsn is not None and reply.fresh is not True:
+        seen = "no indexed LSN (over gRPC Pinecone gives none)" if reply.lsn is None else f"indexed LSN {reply.lsn}"
+        click.echo(
+            f"not fresh: the relay answered at {seen}, below the receipts' LSN {min_lsn}; the matches may miss "
+            "those writes (ask again)",
+            err=True,
+        )
+        raise SystemExit(EXIT_FOUND)
+
+
+def _min_lsn(path: Path, tenant: str) -> int | None:
+    """The LSN the answer must reach for the receipts in ``path`` (None, said on stderr, when none is applied)."""
+    from vector_relay.producer import min_lsn_after
+    from vector_relay_cli.receipt_commands import read_receipts
+
+    found = read_receipts(path, "--after-receipts")
+    try:
+        lsn = min_lsn_after(found, tenant)
+    except ValueError as error:
+        raise CannotRun(f"--after-receipts {path}: {error}") from None
+    if lsn is None:
+        click.echo(
+            f"--after-receipts {path}: no applied receipt ({len(found)} read), so there is no write to wait for",
+            err=True,
+        )
+    return lsn
 
 
 def _read_vector(path: Path) -> list[float]:
@@ -213,7 +252,9 @@ def _print_reply(reply: QueryReplyOk | QueryReplyError) -> None:
         return
     matches = reply.matches or []
     units = f"; read units: {reply.usage.read_units}" if reply.usage and reply.usage.read_units is not None else ""
-    click.echo(f"tenant {reply.tenant}: {len(matches)} match{'' if len(matches) == 1 else 'es'}{units}")
+    indexed = f"; indexed LSN {reply.lsn}" if reply.lsn is not None else ""
+    fresh = {True: " (fresh)", False: " (not fresh)", None: ""}[reply.fresh]
+    click.echo(f"tenant {reply.tenant}: {len(matches)} match{'' if len(matches) == 1 else 'es'}{units}{indexed}{fresh}")
     width = max((len(m.id) for m in matches), default=0)
     for rank, match in enumerate(matches, 1):
         click.echo(f"  {rank:3}. {match.score:8.4f}  {match.id:{width}}  {_describe(match)}".rstrip())

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the status as JSON")
 
     invoke = commands.add_parser("invoke", help="run one event through a function under awslambdaric")
-    invoke.add_argument("function", help="ingest, query or rotate_key (or the logical id)")
+    invoke.add_argument("function", help="ingest, query, receipts, reconcile or rotate_key (or the logical id)")
     invoke.add_argument("event", type=Path, help="an event file, e.g. events/ingest-upsert.json")
 
     rotate = commands.add_parser(

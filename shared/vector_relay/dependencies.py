@@ -4,6 +4,7 @@ Only the handlers (``functions/``) import it; the edge (:mod:`vector_relay.sqs.p
 services (:mod:`vector_relay.ingest.service`, :mod:`vector_relay.query.service`) get their
 collaborators as arguments. Built on a container's first invocation: the settings, AWS clients,
 the tenant registry, the API key and the Pinecone client, the version guard, and one event loop.
+ReceiptsFunction needs only the tenant registry and SQS (:func:`receipt_resender`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Metrics
 
-from vector_relay.aws_clients import dynamodb_client, secrets_client, ssm_client
+from vector_relay.aws_clients import dynamodb_client, secrets_client, sqs_client, ssm_client
 from vector_relay.contract.fields import IndexShape
 from vector_relay.contract.messages import QueryMessage, WriteMessage
 from vector_relay.ingest.version_guard import VersionGuard
@@ -27,12 +28,14 @@ from vector_relay.keys.api_key_cache import ApiKey, ApiKeyCache, GatewaySource, 
 from vector_relay.metrics import AUTH_FAILURE
 from vector_relay.pinecone.control_plane import describe_index_shape
 from vector_relay.pinecone.data_plane import PineconeGateway
-from vector_relay.settings import Settings, get_settings
+from vector_relay.settings import Settings, get_settings, receipts_function_settings
 from vector_relay.sqs.processor import Edge, Worker
 from vector_relay.tenancy import TenantRegistrySource
 
 if TYPE_CHECKING:
-    pass
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from vector_relay.sqs.receipt_retry import Outcome
 
 
 class IndexShapeSource:
@@ -148,6 +151,7 @@ def reset_worker_dependencies() -> None:
         if deps.guard is not None:
             deps.guard.close()
     worker_dependencies.cache_clear()
+    receipt_tenants.cache_clear()
 
 
 @cache
@@ -191,3 +195,22 @@ def ingest_worker(metrics: Metrics) -> Callable[[], Worker[WriteMessage]]:
 def query_worker(metrics: Metrics) -> Callable[[], Worker[QueryMessage]]:
     """The query function's record handler for :class:`~vector_relay.sqs.processor.SqsBatchProcessor`."""
     return lambda: worker_dependencies(metrics).query
+
+
+@cache
+def receipt_tenants() -> TenantRegistrySource:
+    """ReceiptsFunction's tenant registry, built on a container's first invocation (re-read after its TTL)."""
+    settings = receipts_function_settings()
+    return TenantRegistrySource(
+        inline=settings.tenant_registry,
+        parameter_name=settings.tenant_registry_parameter,
+        read_parameter=read_ssm_parameter,
+        ttl_seconds=settings.tenant_registry_ttl_seconds,
+    )
+
+
+def receipt_resender() -> Callable[[SQSRecord], Outcome]:
+    """ReceiptsFunction's record handler for :class:`~vector_relay.sqs.receipt_retry.ReceiptRetryProcessor`."""
+    from vector_relay.sqs.receipt_retry import receipt_resender as resender
+
+    return resender(lambda: receipt_tenants().current(), sqs_client)

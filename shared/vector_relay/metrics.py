@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 METRIC_NAMESPACE = "VectorRelay"
 
 # The function that writes a metric: its POWERTOOLS_SERVICE_NAME in template.yaml, the `service` dimension's value.
-Service = Literal["ingest", "query", "reconcile", "rotate_key"]
+Service = Literal["ingest", "query", "receipts", "reconcile", "rotate_key"]
 SERVICE_DIMENSION = ("service",)  # Powertools adds it to every metric from POWERTOOLS_SERVICE_NAME
 
 
@@ -149,6 +149,21 @@ BUSY_REQUEUED = Metric(
     ("ingest",),
     "waiting messages sent again as a fresh copy on their last delivery (docs/ordering.md)",
 )
+RECEIPTS_SENT = Metric(
+    "ReceiptsSent", _COUNT, ("ingest",), "write receipts sent to tenants' receipt queues (docs/contract.md)"
+)
+RECEIPTS_RETRIED = Metric(
+    "ReceiptsRetried",
+    _COUNT,
+    ("ingest",),
+    "write receipts their tenant's queue did not take, sent to the retry queue for ReceiptsFunction",
+)
+RECEIPTS_LOST = Metric(
+    "ReceiptsLost",
+    _COUNT,
+    ("ingest",),
+    "write receipts neither their queue nor the retry queue took; their writes stand; alarmed (docs/operating.md)",
+)
 # ----------------------------------------------------------- the SQS edge of both workers
 POISON_MESSAGES = Metric("PoisonMessages", _COUNT, ("ingest", "query"), "messages dead-lettered (docs/runbook-dlq.md)")
 POISON_MESSAGES_BY_CODE = MetricFamily(
@@ -170,6 +185,35 @@ ERROR_REPLIES_BY_CODE = MetricFamily(
 QUERY_LATENCY = Metric("QueryLatency", _MS, ("query",), "time of one answered Pinecone query (one value each)")
 OVERSIZED_REPLIES = Metric(
     "OversizedReplies", _COUNT, ("query",), "replies too large for SQS, stored in S3 and sent as a pointer"
+)
+FRESH_REPLIES = Metric(
+    "FreshReplies",
+    _COUNT,
+    ("query",),
+    "replies to read-your-writes queries (min_lsn) whose index had reached min_lsn: fresh true (docs/contract.md)",
+)
+NOT_FRESH_REPLIES = Metric(
+    "NotFreshReplies",
+    _COUNT,
+    ("query",),
+    "replies to read-your-writes queries answered fresh false: the index still behind min_lsn when time ran out, "
+    "or no LSN known (gRPC)",
+)
+# ----------------------------------------------------------- the receipt retry function (docs/operating.md)
+RECEIPTS_RESENT = Metric(
+    "ReceiptsResent", _COUNT, ("receipts",), "write receipts from the retry queue their tenant's receipt queue took"
+)
+RECEIPTS_DROPPED = Metric(
+    "ReceiptsDropped",
+    _COUNT,
+    ("receipts",),
+    "write receipts from the retry queue dropped: their tenant has no receipt queue in the registry now",
+)
+RECEIPTS_INVALID = Metric(
+    "ReceiptsInvalid",
+    _COUNT,
+    ("receipts",),
+    "messages on the retry queue that are not write receipts; dropped, as they can never be sent",
 )
 # ----------------------------------------------------------- the reconciler (docs/ordering.md)
 # Also published by `vector-relay reconcile --metric` with the same dimension.
@@ -234,12 +278,20 @@ CATALOGUE: tuple[Metric | MetricFamily, ...] = (
     STALE_WRITES_DROPPED,
     BUSY_WRITES,
     BUSY_REQUEUED,
+    RECEIPTS_SENT,
+    RECEIPTS_RETRIED,
+    RECEIPTS_LOST,
     POISON_MESSAGES,
     POISON_MESSAGES_BY_CODE,
     QUERY_REPLIES,
     ERROR_REPLIES_BY_CODE,
     QUERY_LATENCY,
     OVERSIZED_REPLIES,
+    FRESH_REPLIES,
+    NOT_FRESH_REPLIES,
+    RECEIPTS_RESENT,
+    RECEIPTS_DROPPED,
+    RECEIPTS_INVALID,
     RECONCILE_CHECKED,
     RECONCILE_IN_FLIGHT,
     RECONCILE_REPAIRED,

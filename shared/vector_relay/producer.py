@@ -24,8 +24,15 @@ large reply's pointer into S3 (``result_location``), so the reply it returns alw
 matches; :func:`wait_for_reply` waits on a reply queue for one correlation id, leaving every other
 reply there for whoever waits for it.
 
-Kept as one module at ~365 lines: it is the client SDK's one import (``from vector_relay.producer
-import ...``, docs/producer.md), and a split would move names that upstream services import.
+Write receipts (docs/producer.md, "Waiting for a receipt"): ``PublishResult.message_ids`` names
+each message sent; :class:`ReceiptReader` (or :func:`wait_for_receipts`) waits on the tenant's
+receipt queue for their receipts in the same way, and ``query(..., after=receipts)`` asks for an
+answer that reflects them (:func:`min_lsn_after`).
+
+Kept as one module at ~560 lines: it is the client SDK's one import (``from vector_relay.producer
+import ...``, docs/producer.md), and the receipt reader shares the reply reader's way of leaving
+others' messages on a queue (``_release``). The receipt model is the contract's
+(:mod:`vector_relay.contract.receipts`), shared with the ingest worker.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from vector_relay.contract.messages import (
     UpsertMessage,
     UpsertRecord,
 )
+from vector_relay.contract.receipts import Receipt
 from vector_relay.contract.replies import QueryReply, QueryReplyError, QueryReplyOk
 from vector_relay.sqs.limits import SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES, SQS_MAX_RECEIVE_MESSAGES, send_batches
 
@@ -103,8 +111,18 @@ def query(
     include_metadata: bool = False,
     include_values: bool = False,
     correlation_id: str | None = None,
+    after: Iterable[Receipt] | None = None,
+    min_lsn: int | None = None,
 ) -> QueryMessage:
-    """A query answered on ``reply_to``; ``correlation_id`` defaults to a new UUID, to match the reply."""
+    """A query answered on ``reply_to``; ``correlation_id`` defaults to a new UUID, to match the reply.
+
+    ``after``: the receipts of writes the answer must reflect (read-your-writes). The query carries
+    ``min_lsn``, the highest LSN of the tenant's ``applied`` receipts (:func:`min_lsn_after`, which
+    raises ``ValueError`` for a receipt that cannot be waited for), and the reply says whether the
+    index had reached it (``fresh``). Receipts with nothing applied ask for nothing. ``min_lsn`` may
+    also be given as a number; with both, the higher is asked for.
+    """
+    wanted = [lsn for lsn in (min_lsn, min_lsn_after(after, tenant) if after is not None else None) if lsn is not None]
     body: dict[str, Any] = {
         "schema_version": 1,
         "op": "query",
@@ -121,6 +139,8 @@ def query(
         body["id"] = id
     if filter is not None:
         body["filter"] = dict(filter)
+    if wanted:
+        body["min_lsn"] = max(wanted)
     return QueryMessage.model_validate(body)
 
 
@@ -166,6 +186,12 @@ class FailedEntry:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    index: int  # the message's position in what publish() (or publish_bodies()) was given
+    message_id: str  # the id SQS gave it: its receipt names it (wait_for_receipts)
+
+
 @dataclass(slots=True)
 class PublishResult:
     sent: int = 0  # messages SQS accepted
@@ -173,6 +199,17 @@ class PublishResult:
     retried: int = 0  # entries sent again after SQS refused them (not for good)
     split: int = 0  # upserts split because one message could not hold them
     failed: list[FailedEntry] = field(default_factory=list)
+    # Every message SQS accepted, in the order given (the parts of a split upsert one after another).
+    published: list[SentMessage] = field(default_factory=list)
+
+    @property
+    def message_ids(self) -> list[str]:
+        """The SQS message id of every message sent, in the order given: what to wait for receipts of."""
+        return [sent.message_id for sent in self.published]
+
+    def message_ids_of(self, index: int) -> list[str]:
+        """The ids of the message given at ``index``: one, several for a split upsert, none if it failed."""
+        return [sent.message_id for sent in self.published if sent.index == index]
 
 
 class Publisher:
@@ -197,26 +234,31 @@ class Publisher:
 
     def publish(self, messages: Iterable[Message]) -> PublishResult:
         result = PublishResult()
-        bodies: list[str] = []
-        for message in messages:
-            bodies.extend(self._bodies(message, result))
-        for batch in send_batches(bodies, _size, max_bytes=self._max_bytes):
-            self._send(batch, result)
+        bodies: list[tuple[int, str]] = []
+        for index, message in enumerate(messages):
+            bodies.extend((index, body) for body in self._bodies(message, result))
+        self._send_all(bodies, result)
         return result
 
     def publish_bodies(self, bodies: Iterable[str]) -> PublishResult:
         """Bodies as they are (already serialised, or redriven from a DLQ): batched and retried, never split."""
         result = PublishResult()
-        sendable: list[str] = []
-        for body in bodies:
+        sendable: list[tuple[int, str]] = []
+        for index, body in enumerate(bodies):
             size = len(body.encode())
             if size > self._max_bytes:
                 result.failed.append(FailedEntry(body, "too_large", f"{size:,} bytes; SQS takes {self._max_bytes:,}"))
             else:
-                sendable.append(body)
-        for batch in send_batches(sendable, _size, max_bytes=self._max_bytes):
-            self._send(batch, result)
+                sendable.append((index, body))
+        self._send_all(sendable, result)
         return result
+
+    def _send_all(self, bodies: list[tuple[int, str]], result: PublishResult) -> None:
+        sent: list[tuple[int, SentMessage]] = []  # (position among the bodies, the message SQS took)
+        numbered = list(enumerate(bodies))
+        for batch in send_batches(numbered, lambda entry: _size(entry[1][1]), max_bytes=self._max_bytes):
+            self._send(batch, result, sent)
+        result.published.extend(message for _, message in sorted(sent, key=lambda entry: entry[0]))
 
     def _bodies(self, message: Message, result: PublishResult) -> list[str]:
         """The message as one body, or an upsert split into as many as it takes to fit."""
@@ -235,8 +277,12 @@ class Publisher:
             body for part in parts for body in self._bodies(message.model_copy(update={"records": list(part)}), result)
         ]
 
-    def _send(self, batch: list[str], result: PublishResult) -> None:
-        pending = dict(enumerate(batch))
+    def _send(
+        self, batch: list[tuple[int, tuple[int, str]]], result: PublishResult, sent: list[tuple[int, SentMessage]]
+    ) -> None:
+        """One batch call's entries, retried: ``(position, (message index, body))`` each."""
+        pending = {position: body for position, (_, body) in batch}
+        indices = {position: index for position, (index, _) in batch}
         for attempt in range(1, self._max_attempts + 1):
             entries: Any = [{"Id": str(i), "MessageBody": body} for i, body in pending.items()]
             result.requests += 1
@@ -245,7 +291,9 @@ class Publisher:
             except Exception as error:  # throttled, network: the whole batch again
                 failures = {i: (type(error).__name__, str(error), False) for i in pending}
             else:
-                result.sent += len(response.get("Successful", []))
+                accepted = response.get("Successful", [])
+                result.sent += len(accepted)
+                sent.extend((int(a["Id"]), SentMessage(indices[int(a["Id"])], a["MessageId"])) for a in accepted)
                 failures = {
                     int(f["Id"]): (f.get("Code", "Failed"), f.get("Message", ""), bool(f.get("SenderFault")))
                     for f in response.get("Failed", [])
@@ -348,6 +396,182 @@ def wait_for_reply(
         return None
     finally:
         _release(sqs, reply_queue_url, held)
+
+
+# ------------------------------------------------------------------ write receipts
+
+RECEIPT_HOLD_SECONDS = 30  # how long a receipt looked past stays hidden if the reader dies
+REMEMBERED_RECEIPTS = 100_000  # receipt ids a ReceiptReader remembers, to return each receipt once
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptWait:
+    """What a wait for receipts found: every receipt of the wanted messages, once, and which had none.
+
+    ``receipts`` are in the order the message ids were asked, each message's by ``at``: a message
+    dead-lettered and then redriven has its ``dead_lettered`` receipt and then its ``applied`` one
+    (when both arrived within the wait). ``missing`` names, in the order asked, the message ids that
+    had no receipt when the wait ended.
+    """
+
+    receipts: list[Receipt]
+    missing: list[str]
+
+    @property
+    def complete(self) -> bool:
+        """Every message asked about has at least one receipt."""
+        return not self.missing
+
+    def of(self, message_id: str) -> list[Receipt]:
+        """The receipts of one message, earliest first."""
+        return [receipt for receipt in self.receipts if receipt.message_id == message_id]
+
+    def latest(self, message_id: str) -> Receipt | None:
+        """The message's receipt decided last (``at``), which says its fate now; None if it had none."""
+        return max(self.of(message_id), key=lambda receipt: receipt.at, default=None)
+
+
+class ReceiptReader:
+    """Reads a tenant's receipt queue for the receipts of given messages, each receipt returned once.
+
+    :meth:`wait` takes the wanted receipts off the queue (deleted once read) and leaves every other
+    message there: each receipt of another message (another producer's, or one this reader has not
+    asked about yet) and each body that is no receipt stays hidden only while the scan looks past
+    it (at most about ``poll_seconds`` after the queue has nothing more to show, or
+    :data:`RECEIPT_HOLD_SECONDS` if the reader dies), then is made visible again at once
+    (``ChangeMessageVisibility`` 0), so another reader can take it. Each look counts as a receive:
+    a receipt queue with a redrive policy should allow for it in its ``maxReceiveCount``.
+
+    SQS may deliver a receipt twice: copies share a ``receipt_id``; the reader returns the first and
+    deletes the others, across waits too (it remembers the last :data:`REMEMBERED_RECEIPTS` ids). A
+    receipt taken off the queue by a wait that then failed (SQS raised) is kept and returned by the
+    next wait for its message. For a producer waiting on its own writes; a service with many writes
+    in flight consumes its receipt queue and matches receipts by ``message_id``.
+    """
+
+    def __init__(
+        self,
+        sqs: SQSClient,
+        queue_url: str,
+        *,
+        poll_seconds: int = REPLY_POLL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.queue_url = queue_url
+        self._sqs = sqs
+        self._poll_seconds = poll_seconds
+        self._clock = clock
+        self._taken: dict[str, Receipt] = {}  # receipt id -> receipt deleted from the queue, not returned yet
+        self._returned: dict[str, None] = {}  # receipt ids returned, oldest first
+
+    def wait(self, message_ids: Iterable[str], *, timeout: float = 60.0) -> ReceiptWait:
+        """The receipts of ``message_ids`` (as ``Publisher.publish`` returns them: ``result.message_ids``).
+
+        Returns once every message has a receipt, with every receipt of them read by then, or after
+        ``timeout`` seconds with what arrived and the ids still ``missing``. A message dead-lettered
+        now may be redriven and applied later: wait again for its id to see the ``applied`` receipt.
+        Raises what SQS raises; the receipts this wait took are then returned by the next one.
+        """
+        wanted = list(dict.fromkeys(message_ids))
+        wanted_set = set(wanted)
+        deadline = self._clock() + timeout
+        held: dict[str, str] = {}  # messages this scan looks past: message id -> receipt handle
+        try:
+            while not wanted_set <= {receipt.message_id for receipt in self._taken.values()}:
+                left = deadline - self._clock()
+                if left <= 0:
+                    break
+                messages = self._sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=SQS_MAX_RECEIVE_MESSAGES,
+                    WaitTimeSeconds=max(0, min(self._poll_seconds, int(left))),
+                    VisibilityTimeout=RECEIPT_HOLD_SECONDS,
+                ).get("Messages", [])
+                if not messages:  # nothing more to look past: let the others go
+                    _release(self._sqs, self.queue_url, held)
+                    continue
+                ours: list[tuple[str, str, Receipt]] = []  # (SQS message id, receipt handle, receipt)
+                for message in messages:
+                    receipt = _receipt_in(message["Body"])
+                    if receipt is not None and receipt.message_id in wanted_set:
+                        ours.append((message["MessageId"], message["ReceiptHandle"], receipt))
+                    else:
+                        held[message["MessageId"]] = message["ReceiptHandle"]
+                self._take(ours, held)
+        finally:
+            _release(self._sqs, self.queue_url, held)
+        order = {message_id: position for position, message_id in enumerate(wanted)}
+        receipts = sorted(
+            (receipt for receipt in self._taken.values() if receipt.message_id in wanted_set),
+            key=lambda receipt: (order[receipt.message_id], receipt.at),
+        )
+        for receipt in receipts:
+            del self._taken[receipt.receipt_id]
+            self._returned[receipt.receipt_id] = None
+        while len(self._returned) > REMEMBERED_RECEIPTS:
+            del self._returned[next(iter(self._returned))]
+        covered = {receipt.message_id for receipt in receipts}
+        return ReceiptWait(receipts, [message_id for message_id in wanted if message_id not in covered])
+
+    def _take(self, ours: list[tuple[str, str, Receipt]], held: dict[str, str]) -> None:
+        """Delete the wanted receipts read; keep each the reader has not taken or returned before (a copy)."""
+        for chunk in itertools.batched(ours, SQS_MAX_BATCH_ENTRIES, strict=False):
+            entries: Any = [{"Id": str(i), "ReceiptHandle": handle} for i, (_, handle, _) in enumerate(chunk)]
+            try:  # an entry SQS did not delete comes back later as a copy, and is deleted then
+                self._sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            except Exception:  # still on the queue: visible again at once, for the next wait
+                held.update({message_id: handle for message_id, handle, _ in chunk})
+                raise
+            for _, _, receipt in chunk:
+                if receipt.receipt_id not in self._returned:
+                    self._taken.setdefault(receipt.receipt_id, receipt)
+
+
+def wait_for_receipts(
+    sqs: SQSClient,
+    queue_url: str,
+    message_ids: Iterable[str],
+    *,
+    timeout: float = 60.0,
+    poll_seconds: int = REPLY_POLL_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> ReceiptWait:
+    """The receipts of ``message_ids`` on the receipt queue ``queue_url``: :meth:`ReceiptReader.wait` once."""
+    return ReceiptReader(sqs, queue_url, poll_seconds=poll_seconds, clock=clock).wait(message_ids, timeout=timeout)
+
+
+def _receipt_in(body: str) -> Receipt | None:
+    """The receipt a body holds; None for a body that is none (it is left on the queue for whoever reads it)."""
+    try:
+        return Receipt.model_validate_json(body)
+    except ValueError:  # pydantic's ValidationError
+        return None
+
+
+def min_lsn_after(receipts: Iterable[Receipt], tenant: str) -> int | None:
+    """The LSN a query of ``tenant`` must see to reflect the writes of ``receipts``: the highest ``lsn`` of the
+    ``applied`` ones (None when none is applied: ``stale`` and ``dead_lettered`` receipts wrote nothing).
+
+    Raises ``ValueError`` for an ``applied`` receipt without an LSN (the relay writes over gRPC, or
+    Pinecone sent none: its freshness cannot be checked) and for a receipt of another tenant (LSNs
+    count the writes of one namespace; another tenant's say nothing about this one's).
+    """
+    lsns: list[int] = []
+    for receipt in receipts:
+        if receipt.tenant != tenant:
+            raise ValueError(
+                f"receipt {receipt.receipt_id} (message {receipt.message_id}) belongs to tenant {receipt.tenant!r}: "
+                f"a query of tenant {tenant!r} cannot wait for it (an LSN counts the writes of one namespace)"
+            )
+        if receipt.fate != "applied":
+            continue
+        if receipt.lsn is None:
+            raise ValueError(
+                f"receipt {receipt.receipt_id} (message {receipt.message_id}) was applied without an LSN (the relay "
+                "writes over gRPC, or Pinecone gave none): whether a query reflects it cannot be checked"
+            )
+        lsns.append(receipt.lsn)
+    return max(lsns, default=None)
 
 
 def _release(sqs: SQSClient, queue_url: str, held: dict[str, str]) -> None:

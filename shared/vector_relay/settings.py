@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     dead_letter_queue_url: str | None = Field(
         default=None, description="URL of the queue that poison messages are sent to (the source queue's DLQ)."
     )
+    receipt_retry_queue_url: str | None = Field(
+        default=None,
+        description="URL of the relay's own queue for write receipts a tenant's receipt queue did not take; "
+        "ReceiptsFunction sends them again (unset: such receipts are logged and counted as lost).",
+    )
     source_queue_max_receive_count: int = Field(
         default=5,
         ge=1,
@@ -248,6 +253,25 @@ class IndexFunctionSettings(BaseSettings):
 def index_function_settings() -> IndexFunctionSettings:
     try:
         return IndexFunctionSettings()
+    except ValueError as error:
+        raise ConfigurationError(f"invalid configuration: {error}") from None
+
+
+class ReceiptsFunctionSettings(BaseSettings):
+    """What ReceiptsFunction reads: where the tenant registry is. It calls neither Pinecone nor the key's secret,
+    so it needs none of their settings (the index's host among them). The same variables as :class:`Settings`'
+    (tests/unit/test_settings.py holds the fields equal)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    tenant_registry: str | None = None
+    tenant_registry_parameter: str | None = None
+    tenant_registry_ttl_seconds: int = Field(default=60, ge=0, le=3600)
+
+
+def receipts_function_settings() -> ReceiptsFunctionSettings:
+    try:
+        return ReceiptsFunctionSettings()
     except ValueError as error:
         raise ConfigurationError(f"invalid configuration: {error}") from None
 

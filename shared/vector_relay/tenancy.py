@@ -8,12 +8,15 @@ after ``TENANT_REGISTRY_TTL_SECONDS``). Each tenant maps to its namespace, eithe
 
     {"acme": {"namespace": "tenant-acme",
               "queues": ["arn:aws:sqs:us-east-1:123456789012:relay-tenant-acme-ingest", ...],
-              "reply_queues": ["https://sqs.us-east-1.amazonaws.com/123456789012/relay-tenant-acme-replies"]}}
+              "reply_queues": ["https://sqs.us-east-1.amazonaws.com/123456789012/relay-tenant-acme-replies"],
+              "receipts": "https://sqs.us-east-1.amazonaws.com/123456789012/relay-tenant-acme-receipts"}}
 
 ``queues`` binds the tenant to its own queues (docs/security.md, tenant binding): a message from
 one of them must name that tenant, and a message naming the tenant is taken from no other queue.
 SQS gives a function no sender identity, so the queue, whose policy admits only the tenant's
 producers, is the proof. ``reply_queues`` replaces the global reply allow-list for the tenant.
+``receipts`` is the queue the tenant's write receipts go to (:mod:`vector_relay.ingest.receipts`);
+a tenant without one gets none.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from vector_relay.errors import ConfigurationError, Problem
 
 MAX_NAMESPACE_CHARS = 512  # Pinecone's limit on a namespace's name
 DEFAULT_NAMESPACE = "__default__"
-ENTRY_KEYS = frozenset({"namespace", "queues", "reply_queues", "schema"})
+ENTRY_KEYS = frozenset({"namespace", "queues", "reply_queues", "receipts", "schema"})
 _QUEUE_ARN = re.compile(r"arn:aws[a-z-]*:sqs:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,80}(\.fifo)?")
+_QUEUE_URL = re.compile(r"https?://[A-Za-z0-9.:-]+/(\d{12}/)?[A-Za-z0-9_-]{1,80}(\.fifo)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,7 @@ class TenantRegistry(Mapping[str, str]):
     _queues: Mapping[str, frozenset[str]] = field(default_factory=dict)  # tenant -> bound queue ARNs
     _reply_queues: Mapping[str, frozenset[str]] = field(default_factory=dict)  # tenant -> reply queue URLs
     _schemas: Mapping[str, TenantSchema] = field(default_factory=dict)  # tenant -> metadata schema
+    _receipts: Mapping[str, str] = field(default_factory=dict)  # tenant -> receipt queue URL
 
     @classmethod
     def from_json(cls, text: str, *, source: str) -> TenantRegistry:
@@ -69,6 +74,7 @@ class TenantRegistry(Mapping[str, str]):
         queues: dict[str, frozenset[str]] = {}
         reply_queues: dict[str, frozenset[str]] = {}
         schemas: dict[str, TenantSchema] = {}
+        receipts: dict[str, str] = {}
         for tenant, entry in raw.items():
             if not isinstance(tenant, str) or not tenant:
                 problems.append(f"tenant {tenant!r} must be a non-empty string")
@@ -88,17 +94,28 @@ class TenantRegistry(Mapping[str, str]):
                 queues[tenant] = bound
             if replies is not None:
                 reply_queues[tenant] = replies
+            if isinstance(entry, dict) and "receipts" in entry:
+                url = entry["receipts"]
+                if isinstance(url, str) and _QUEUE_URL.fullmatch(url):
+                    receipts[tenant] = url
+                else:
+                    problems.append(f"tenant {tenant!r}: receipts must be an SQS queue URL")
             if isinstance(entry, dict) and "schema" in entry:
                 schema = TenantSchema.parse(entry["schema"], f"tenant {tenant!r}", problems)
                 if schema is not None:
                     schemas[tenant] = schema
         if problems:
             raise ConfigurationError(f"tenant registry from {source} is invalid: " + "; ".join(problems))
-        return cls({tenant: namespace for namespace, tenant in owners.items()}, queues, reply_queues, schemas)
+        namespaces = {tenant: namespace for namespace, tenant in owners.items()}
+        return cls(namespaces, queues, reply_queues, schemas, receipts)
 
     def schema_for(self, tenant: str) -> TenantSchema | None:
         """The tenant's metadata schema, if it declares one."""
         return self._schemas.get(tenant)
+
+    def receipts_for(self, tenant: str) -> str | None:
+        """The queue the tenant's write receipts go to; None: the tenant gets none."""
+        return self._receipts.get(tenant)
 
     def bound_tenant(self, queue_arn: str) -> str | None:
         """The tenant a queue is bound to, if any."""

@@ -275,6 +275,21 @@ def test_a_query_on_the_ingest_queue_is_unknown_op() -> None:
     assert "upsert, delete, delete_by_filter, purge_tenant" in error.detail
 
 
+@pytest.mark.parametrize("min_lsn", [0, 1, 1234, 2**63 - 1])
+def test_a_query_may_ask_for_read_your_writes_with_min_lsn(min_lsn: int) -> None:
+    assert parse_query_message(query(id="a", min_lsn=min_lsn), CONTEXT).min_lsn == min_lsn
+    assert parse_query_message(query(id="a", min_lsn=None), CONTEXT).min_lsn is None
+    assert parse_query_message(query(id="a"), CONTEXT).min_lsn is None
+
+
+@pytest.mark.parametrize("min_lsn", [-1, 2**63, True, False, "1234", 1234.0, 1e30, [1234], {"lsn": 1}])
+def test_a_min_lsn_that_is_no_lsn_is_min_lsn_invalid_without_quoting_it(min_lsn: object) -> None:
+    error = poison(query(id="a", min_lsn=min_lsn), parse=parse_query_message)
+    assert [(p.code, p.location) for p in error.problems] == [("min_lsn_invalid", "min_lsn")]
+    assert "1234" not in error.detail
+    assert "e+30" not in error.detail
+
+
 def test_a_query_cannot_name_a_namespace() -> None:
     """Isolation: the namespace comes from the registry; a query that tries to choose one is refused."""
     error = poison(query(id="a", namespace="tenant-globex"), parse=parse_query_message)
@@ -292,11 +307,27 @@ def test_query_reply_needs_matches_or_a_location() -> None:
         "status": "ok",
         "tenant": "acme",
         "matches": [],
+        "lsn": None,
     }
     with pytest.raises(ValueError, match="exactly one of matches and result_location"):
         QueryReplyOk(tenant="acme")
     error = QueryReplyError(error={"code": "invalid_filter", "message": "m"})  # type: ignore[arg-type]
     assert error.status == "error"
+
+
+def test_an_ok_reply_always_carries_its_lsn_and_fresh_only_when_asked() -> None:
+    unknown = QueryReplyOk(tenant="acme", matches=[])
+    plain = QueryReplyOk(tenant="acme", matches=[], lsn=41)
+    waited = QueryReplyOk(tenant="acme", matches=[], lsn=41, fresh=False)
+
+    assert json.loads(unknown.model_dump_json(exclude_none=True))["lsn"] is None  # null is written, not left out
+    assert {"lsn": 41}.items() <= json.loads(plain.model_dump_json(exclude_none=True)).items()
+    assert "fresh" not in json.loads(plain.model_dump_json(exclude_none=True))
+    assert {"lsn": 41, "fresh": False}.items() <= json.loads(waited.model_dump_json(exclude_none=True)).items()
+    assert "lsn" not in unknown.model_dump(exclude_none=True, exclude={"lsn"})
+    # a reply from a relay before read-your-writes (no lsn) still reads
+    older = QueryReplyOk.model_validate_json('{"schema_version": 1, "status": "ok", "tenant": "acme", "matches": []}')
+    assert (older.lsn, older.fresh) == (None, None)
 
 
 def test_dead_letter_attributes_round_trip_through_sqs_shape() -> None:

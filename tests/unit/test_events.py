@@ -20,6 +20,7 @@ from tests.conftest import (
 )
 from vector_relay.contract.fields import IndexShape, ValidationContext
 from vector_relay.contract.parsing import ERROR_CODES, parse_query_message, parse_write_message
+from vector_relay.contract.receipts import Receipt, receipt_id
 from vector_relay.errors import PoisonMessageError
 from vector_relay.keys.rotation import RotationEvent
 
@@ -32,6 +33,8 @@ SQS_EVENTS = sorted(
     path.stem for path in EVENTS.glob("*.json") if not path.stem.startswith(("rotation-", "reconcile-"))
 )
 ROTATION_EVENTS = sorted(path.stem for path in EVENTS.glob("rotation-*.json"))
+RECEIPT_EVENTS = [name for name in SQS_EVENTS if name.startswith("receipts-")]  # the receipt retry queue's
+MESSAGE_EVENTS = [name for name in SQS_EVENTS if name not in RECEIPT_EVENTS]  # the ingest and query queues'
 
 
 def documented_poison() -> dict[str, dict[int, str]]:
@@ -97,7 +100,7 @@ def test_poison_tables_cover_the_mixed_samples() -> None:
     assert set(ERROR_CODES) - worker_codes == {code for table in tables.values() for code in table.values()}
 
 
-@pytest.mark.parametrize("name", SQS_EVENTS)
+@pytest.mark.parametrize("name", MESSAGE_EVENTS)
 def test_valid_samples_parse_and_poison_samples_fail_with_their_code(name: str) -> None:
     event = load_event(name)
     parse = parser_for(event)
@@ -109,6 +112,25 @@ def test_valid_samples_parse_and_poison_samples_fail_with_their_code(name: str) 
             assert caught.value.error_code == poison[index], f"{name} record {index}"
         else:
             parse(record["body"], CONTEXT)
+
+
+def test_the_receipt_retry_samples_are_receipts_of_the_ingest_samples() -> None:
+    assert RECEIPT_EVENTS == ["receipts-retry"]
+    ingest_ids = {
+        record["messageId"]
+        for name in MESSAGE_EVENTS
+        if name.startswith("ingest-")
+        for record in load_event(name)["Records"]
+    }
+    receipts = [Receipt.model_validate_json(record["body"]) for record in load_event("receipts-retry")["Records"]]
+    assert {receipt.fate for receipt in receipts} == {"applied", "dead_lettered"}
+    for receipt in receipts:
+        assert receipt.message_id in ingest_ids
+        assert receipt.tenant in SAMPLE_TENANTS
+        assert receipt.receipt_id == receipt_id(
+            receipt.message_id, receipt.fate, receipt.op, receipt.records, receipt.stale, receipt.error_code
+        )
+        assert receipt.body() == json.dumps(json.loads(receipt.body()), separators=(",", ":"))  # as the relay sends it
 
 
 @pytest.mark.parametrize("name", ROTATION_EVENTS)

@@ -162,7 +162,13 @@ def test_every_metric_an_alarm_watches_is_in_the_catalogue() -> None:
         for alarmed in _alarm_metrics(resource["Properties"])
         if alarmed.get("Namespace") == METRIC_NAMESPACE
     ]
-    assert {alarmed["MetricName"] for alarmed in watched} == {"ReconcileMismatches", "PineconeIndexNotFound"}
+    # a metric whose meaning says "alarmed" has an alarm, and only those have
+    assert {alarmed["MetricName"] for alarmed in watched} == {m.name for m in METRICS if "alarmed" in m.meaning}
+    assert {alarmed["MetricName"] for alarmed in watched} == {
+        "ReconcileMismatches",
+        "PineconeIndexNotFound",
+        "ReceiptsLost",
+    }
     for alarmed in watched:
         metric = by_name[alarmed["MetricName"]]
         dimensions = {dimension["Name"]: dimension["Value"] for dimension in alarmed.get("Dimensions", [])}

@@ -9,7 +9,7 @@ import pytest
 from relay_local.cloudformation import load_template
 from tests.conftest import ROOT
 from vector_relay.errors import ConfigurationError
-from vector_relay.settings import Settings, get_settings
+from vector_relay.settings import ReceiptsFunctionSettings, Settings, get_settings, receipts_function_settings
 
 REQUIRED = {
     "PINECONE_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:k-AbCdEf",
@@ -116,3 +116,18 @@ def test_template_sets_only_variables_the_settings_know() -> None:
     unknown = {name for name in names if not name.startswith("POWERTOOLS_")} - env_var_names()
     assert unknown == set()
     assert {"PINECONE_SECRET_ARN", "PINECONE_INDEX_HOST"} <= names
+
+
+def test_the_receipts_function_reads_the_registry_as_the_workers_do_and_nothing_of_pinecone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, field in ReceiptsFunctionSettings.model_fields.items():
+        worker = Settings.model_fields[name]  # the same variable, type, default and bounds
+        assert (field.annotation, field.default, field.metadata) == (worker.annotation, worker.default, worker.metadata)
+    for name in REQUIRED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TENANT_REGISTRY_PARAMETER", "relay-tenant-registry")
+    assert receipts_function_settings().tenant_registry_parameter == "relay-tenant-registry"
+    monkeypatch.setenv("TENANT_REGISTRY_TTL_SECONDS", "-1")
+    with pytest.raises(ConfigurationError, match="tenant_registry_ttl_seconds"):
+        receipts_function_settings()

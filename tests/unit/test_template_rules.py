@@ -209,6 +209,70 @@ def test_the_index_function_reads_only_its_secret_and_invokes_only_itself() -> N
     }
 
 
+RECEIPT_QUEUES = {
+    "Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${AWS::StackName}-tenant-*-receipts"
+}
+
+
+def grants(role: str, condition: str | None = None) -> set[tuple[str, str]]:
+    """(action, resource) of every statement of ``role``'s policies, those under ``condition`` included."""
+    found = set()
+    for policy in resources(TEMPLATE)[role]["Properties"]["Policies"]:
+        if "Fn::If" in policy:
+            name, when_true, when_false = policy["Fn::If"]
+            policy = when_true if name == condition else when_false
+        if not isinstance(policy, dict) or "PolicyDocument" not in policy:
+            continue
+        for statement in policy["PolicyDocument"]["Statement"]:
+            targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            found |= {(action, json.dumps(t, sort_keys=True)) for action in statement["Action"] for t in targets}
+    return found
+
+
+def test_the_ingest_role_sends_write_receipts_to_the_tenants_receipt_queues_and_the_retry_queue_always() -> None:
+    retry_queue = {"Fn::GetAtt": ["ReceiptRetryQueue", "Arn"]}
+    for condition in ("UseTenantQueues", None):  # receipts need no tenant-bound queues
+        granted = grants("IngestFunctionRole", condition)
+        assert ("sqs:SendMessage", json.dumps(RECEIPT_QUEUES, sort_keys=True)) in granted
+        assert ("sqs:SendMessage", json.dumps(retry_queue, sort_keys=True)) in granted
+    ingest = resources(TEMPLATE)["IngestFunction"]["Properties"]["Environment"]["Variables"]
+    assert ingest["RECEIPT_RETRY_QUEUE_URL"] == {"Ref": "ReceiptRetryQueue"}
+    # and only the ingest role may put a receipt on the retry queue, which ReceiptsFunction passes on
+    policy = resources(TEMPLATE)["ReceiptRetryQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    deny = next(s for s in policy if s["Sid"] == "OnlyTheIngestFunctionSends")
+    assert (deny["Effect"], deny["Principal"], deny["Action"]) == ("Deny", "*", "sqs:SendMessage")
+    assert deny["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": {"Fn::GetAtt": ["IngestFunctionRole", "Arn"]}}}
+
+
+def test_the_receipts_function_consumes_its_queue_reads_the_registry_and_sends_to_receipt_queues_only() -> None:
+    retry_queue = json.dumps({"Fn::GetAtt": ["ReceiptRetryQueue", "Arn"]})
+    log_group = json.dumps({"Fn::GetAtt": ["ReceiptsFunctionLogGroup", "Arn"]})
+    registry = json.dumps(
+        {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/${TenantRegistryParameter}"}
+    )
+    expected = {
+        ("logs:CreateLogStream", log_group),
+        ("logs:PutLogEvents", log_group),
+        ("sqs:ReceiveMessage", retry_queue),
+        ("sqs:DeleteMessage", retry_queue),
+        ("sqs:GetQueueAttributes", retry_queue),
+        ("sqs:SendMessage", json.dumps(RECEIPT_QUEUES, sort_keys=True)),
+        ("ssm:GetParameter", registry),
+    }
+    assert grants("ReceiptsFunctionRole") == expected
+    key = json.dumps({"Fn::GetAtt": ["RelayKey", "Arn"]})
+    assert grants("ReceiptsFunctionRole", "UseCustomerManagedKey") == expected | {
+        ("kms:Decrypt", key),
+        ("kms:GenerateDataKey", key),
+        ("kms:DescribeKey", key),
+    }
+    function = resources(TEMPLATE)["ReceiptsFunction"]["Properties"]
+    assert function["Role"] == {"Fn::GetAtt": ["ReceiptsFunctionRole", "Arn"]}
+    assert function["Environment"]["Variables"] == {"POWERTOOLS_SERVICE_NAME": "receipts"}
+    [event] = function["Events"].values()
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["ReceiptRetryQueue", "Arn"]}
+
+
 # ---------------------------------------------------------------- who may send, read and be named (docs/security.md)
 
 TENANT = load_template(ROOT / "templates" / "tenant.yaml")
@@ -241,6 +305,7 @@ def test_tenant_yaml_breaks_no_rule() -> None:
     [
         (TEMPLATE, "IngestDeadLetterQueuePolicy", "OnlyTheRelaySends"),
         (TEMPLATE, "QueryDeadLetterQueuePolicy", "OnlyTheRelaySends"),
+        (TEMPLATE, "ReceiptRetryDeadLetterQueuePolicy", "NoOneSends"),
         (TENANT, "DeadLetterQueuesPolicy", "OnlyTheIngestFunctionSends"),
         (TENANT, "DeadLetterQueuesPolicy", "OnlyTheQueryFunctionSends"),
     ],
@@ -249,6 +314,20 @@ def test_a_dead_letter_queue_anyone_may_send_to_fails(template: dict[str, Any], 
     changed = copy.deepcopy(template)
     without(policy, sid)(changed)
     assert [v.rule for v in check(changed)] == ["dead_letter_senders"]
+
+
+def test_a_dead_letter_queue_no_one_sends_to_may_deny_every_sender_but_not_only_some() -> None:
+    statement = next(
+        s for s in policy_statements(TEMPLATE, "ReceiptRetryDeadLetterQueuePolicy") if s["Sid"] == "NoOneSends"
+    )
+    assert "Condition" not in statement  # a deny to every principal: stricter than one sparing named ones
+
+    def only_some(template: dict[str, Any]) -> None:
+        for s in policy_statements(template, "ReceiptRetryDeadLetterQueuePolicy"):
+            if s["Sid"] == "NoOneSends":
+                s["Condition"] = {"StringEquals": {"aws:PrincipalAccount": "123456789012"}}
+
+    assert broken(only_some) == ["dead_letter_senders"]
 
 
 def test_a_dead_letter_queue_that_denies_reading_fails() -> None:
@@ -271,12 +350,19 @@ def test_a_tenant_reply_queue_readable_without_named_readers_fails() -> None:
     assert broken_tenant(without("ReplyQueuePolicy", "OnlyTheTenantsReadersRead")) == ["reply_queue_readers"]
 
 
+def test_a_tenant_receipt_queue_readable_by_more_than_its_readers_fails() -> None:
+    # the receipt queue is a reply queue by the rule's measure: only named principals send, no function reads it
+    assert broken_tenant(without("ReceiptQueuePolicy", "OnlyTheTenantsReceiptReadersRead")) == ["reply_queue_readers"]
+
+
 PRINCIPAL_PARAMETERS = [
     (TENANT, "ProducerPrincipalArns"),
     (TENANT, "ReplyReaderPrincipalArns"),
     (TENANT, "RedrivePrincipalArns"),
     (TENANT, "IngestFunctionRoleArn"),
     (TENANT, "QueryFunctionRoleArn"),
+    (TENANT, "ReceiptsFunctionRoleArn"),
+    (TENANT, "ReceiptReaderPrincipalArns"),
     (TEMPLATE, "AdditionalReplyQueueArns"),
     (TEMPLATE, "ExistingApiKeySecretArn"),
 ]
@@ -313,7 +399,8 @@ def test_a_principal_or_resource_parameter_that_admits_a_wildcard_fails(
     ],
 )
 def test_a_principal_list_refuses_wildcards_at_deploy(value: str) -> None:
-    for name in ("ProducerPrincipalArns", "ReplyReaderPrincipalArns", "RedrivePrincipalArns"):
+    readers = ("ReplyReaderPrincipalArns", "ReceiptReaderPrincipalArns")
+    for name in ("ProducerPrincipalArns", *readers, "RedrivePrincipalArns"):
         pattern = TENANT["Parameters"][name]["AllowedPattern"]  # CloudFormation applies it to each item
         assert re.fullmatch(pattern, value) is None, (name, value)
         assert re.fullmatch(pattern, "arn:aws:iam::123456789012:role/team/producer")

@@ -40,18 +40,31 @@ def queue_names() -> dict[str, str]:
     }
 
 
-def tenant_statements(role: str) -> list[dict[str, Any]]:
+def role_statements(role: str, *, conditions: frozenset[str] = frozenset({"UseTenantQueues"})) -> list[dict[str, Any]]:
+    """The statements of a role's policies that apply when ``conditions`` hold (and the others do not)."""
+    found: list[dict[str, Any]] = []
     for policy in RELAY["Resources"][role]["Properties"]["Policies"]:
-        if isinstance(policy, dict) and "Fn::If" in policy and policy["Fn::If"][0] == "UseTenantQueues":
-            return policy["Fn::If"][1]["PolicyDocument"]["Statement"]
-    raise AssertionError(f"{role} has no UseTenantQueues policy")
+        if "Fn::If" in policy:
+            condition, when_true, when_false = policy["Fn::If"]
+            policy = when_true if condition in conditions else when_false
+        if isinstance(policy, dict) and "PolicyDocument" in policy:
+            found += policy["PolicyDocument"]["Statement"]
+    return found
 
 
-def allowed(role: str, action: str, queue_name: str) -> bool:
+def allowed(
+    role: str, action: str, queue_name: str, *, conditions: frozenset[str] = frozenset({"UseTenantQueues"})
+) -> bool:
+    """Whether ``role`` may ``action`` on the tenant queue named ``queue_name`` (the relay's tenant patterns)."""
     arn = f"arn:aws:sqs:us-east-1:123456789012:{queue_name}"
-    for statement in tenant_statements(role):
+    for statement in role_statements(role, conditions=conditions):
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-        if action in statement["Action"] and any(fnmatch.fnmatchcase(arn, sub(r["Fn::Sub"])) for r in resources):
+        patterns = [
+            sub(r["Fn::Sub"])
+            for r in resources
+            if isinstance(r, dict) and str(r.get("Fn::Sub", "")).startswith("arn:${AWS::Partition}:sqs:")
+        ]
+        if action in statement["Action"] and any(fnmatch.fnmatchcase(arn, pattern) for pattern in patterns):
             return True
     return False
 
@@ -64,6 +77,7 @@ def test_the_relay_roles_reach_exactly_the_tenant_queues_they_use() -> None:
         "QueryDeadLetterQueue": "relay-tenant-acme-query-dlq",
         "QueryQueue": "relay-tenant-acme-query",
         "ReplyQueue": "relay-tenant-acme-replies",
+        "ReceiptQueue": "relay-tenant-acme-receipts",
     }
     assert allowed("IngestFunctionRole", "sqs:ReceiveMessage", names["IngestQueue"])
     assert allowed("IngestFunctionRole", "sqs:SendMessage", names["IngestDeadLetterQueue"])
@@ -101,17 +115,70 @@ def test_only_the_tenant_s_producers_may_send_and_only_the_relay_may_answer() ->
 
 
 def test_the_registry_entry_output_is_accepted_by_the_workers() -> None:
-    text = TENANT["Outputs"]["RegistryEntry"]["Value"]["Fn::Sub"]
+    condition, with_receipts, without_receipts = TENANT["Outputs"]["RegistryEntry"]["Value"]["Fn::If"]
+    assert condition == "HasReceiptQueue"
+    receipt_url = "https://sqs.us-east-1.amazonaws.com/123456789012/relay-tenant-acme-receipts"
     arns = {
         "IngestQueue.Arn": "arn:aws:sqs:us-east-1:123456789012:relay-tenant-acme-ingest",
         "QueryQueue.Arn": "arn:aws:sqs:us-east-1:123456789012:relay-tenant-acme-query",
         "ReplyQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/relay-tenant-acme-replies",
+        "ReceiptQueue": receipt_url,
     }
-    entry = json.loads(sub(text, arns))
-    registry = TenantRegistry.from_mapping({"acme": entry, "globex": "tenant-globex"}, source="RegistryEntry")
-    assert registry.namespace_for("acme") == "tenant-acme"
-    assert registry.bound_tenant(arns["IngestQueue.Arn"]) == "acme"
-    assert registry.reply_queues_for("acme", frozenset()) == frozenset({arns["ReplyQueue"]})
+    for branch, receipts in ((with_receipts, receipt_url), (without_receipts, None)):
+        entry = json.loads(sub(branch["Fn::Sub"], arns))
+        registry = TenantRegistry.from_mapping({"acme": entry, "globex": "tenant-globex"}, source="RegistryEntry")
+        assert registry.namespace_for("acme") == "tenant-acme"
+        assert registry.bound_tenant(arns["IngestQueue.Arn"]) == "acme"
+        assert registry.reply_queues_for("acme", frozenset()) == frozenset({arns["ReplyQueue"]})
+        assert registry.receipts_for("acme") == receipts
+    assert TENANT["Outputs"]["ReceiptQueueUrl"] == {
+        "Condition": "HasReceiptQueue",
+        "Description": TENANT["Outputs"]["ReceiptQueueUrl"]["Description"],
+        "Value": {"Ref": "ReceiptQueue"},
+    }
+
+
+def test_write_receipts_reach_a_tenant_s_receipt_queue_from_the_relay_s_ingest_and_receipts_roles_only() -> None:
+    receipts = queue_names()["ReceiptQueue"]
+    for tenant_queues in (frozenset({"UseTenantQueues"}), frozenset()):  # receipts need no tenant-bound queues
+        assert allowed("IngestFunctionRole", "sqs:SendMessage", receipts, conditions=tenant_queues)
+        assert allowed("ReceiptsFunctionRole", "sqs:SendMessage", receipts, conditions=tenant_queues)
+    assert not allowed("IngestFunctionRole", "sqs:ReceiveMessage", receipts)
+    assert not allowed("QueryFunctionRole", "sqs:SendMessage", receipts)
+    for role in ("ReceiptsFunctionRole", "IngestFunctionRole"):  # no other tenant queue, nor another stack's
+        assert not allowed(role, "sqs:SendMessage", "relay-tenant-acme-replies")
+        assert not allowed(role, "sqs:SendMessage", "other-tenant-acme-receipts")
+    assert not allowed("ReceiptsFunctionRole", "sqs:SendMessage", "relay-tenant-acme-ingest")
+
+    statements = TENANT["Resources"]["ReceiptQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    by_sid = {s["Sid"]: s for s in statements}
+    forge = by_sid["OnlyTheRelayTells"]
+    assert (forge["Effect"], forge["Principal"], forge["Action"]) == ("Deny", "*", "sqs:SendMessage")
+    assert forge["Condition"] == {
+        "ArnNotLike": {"aws:PrincipalArn": [{"Ref": "IngestFunctionRoleArn"}, {"Ref": "ReceiptsFunctionRoleArn"}]}
+    }
+    # the readers named, else the tenant's producers (they wait for the receipts of what they sent)
+    readers = {"Fn::If": ["HasReceiptReaders", {"Ref": "ReceiptReaderPrincipalArns"}, {"Ref": "ProducerPrincipalArns"}]}
+    deny = by_sid["OnlyTheTenantsReceiptReadersRead"]
+    assert (deny["Effect"], deny["Principal"]) == ("Deny", "*")
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"} <= set(deny["Action"])
+    assert deny["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": readers}}
+    assert by_sid["TheTenantsReceiptReadersRead"]["Principal"] == {"AWS": readers}
+
+
+def test_the_receipt_queue_is_opt_in_and_needs_the_receipts_role() -> None:
+    assert TENANT["Parameters"]["WriteReceipts"]["Default"] == "false"
+    for name in ("ReceiptQueue", "ReceiptQueuePolicy"):
+        assert TENANT["Resources"][name]["Condition"] == "HasReceiptQueue"
+    # docs/contract.md: the queue keeps unread receipts up to 14 days
+    assert TENANT["Resources"]["ReceiptQueue"]["Properties"]["MessageRetentionPeriod"] == 14 * 86_400
+    assert TENANT["Conditions"]["HasReceiptQueue"] == {"Fn::Equals": [{"Ref": "WriteReceipts"}, "true"]}
+    rule = TENANT["Rules"]["ReceiptQueueNeedsTheReceiptsRole"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "WriteReceipts"}, "true"]}
+    assert [a["Assert"] for a in rule["Assertions"]] == [
+        {"Fn::Not": [{"Fn::Equals": [{"Ref": "ReceiptsFunctionRoleArn"}, ""]}]}
+    ]
+    assert RELAY["Outputs"]["ReceiptsFunctionRoleArn"]["Value"] == {"Fn::GetAtt": ["ReceiptsFunctionRole", "Arn"]}
 
 
 def test_a_tenant_s_readers_get_its_bucket_its_prefix_and_a_grant_on_that_prefix_only() -> None:

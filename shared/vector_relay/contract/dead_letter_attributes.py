@@ -21,6 +21,9 @@ class DeadLetterAttributes(StrictModel):
     # When the write was first sent (epoch ms), carried onto every copy (vector_relay.sqs.message_age);
     # absent on DLQ messages from before it existed.
     first_sent_at: Annotated[int, Field(ge=0)] | None = None
+    # The id of the producer's original message (vector_relay.sqs.message_age.FIRST_MESSAGE_ATTRIBUTE),
+    # carried onto a redriven copy so its write receipt names it; absent on DLQ messages from before it existed.
+    first_message_id: str | None = None
 
     def to_message_attributes(self) -> dict[str, dict[str, str]]:
         """The ``MessageAttributes`` argument of ``sqs.send_message``."""
@@ -33,6 +36,8 @@ class DeadLetterAttributes(StrictModel):
         }
         if self.first_sent_at is not None:
             attributes["first_sent_at"] = {"DataType": "Number", "StringValue": str(self.first_sent_at)}
+        if self.first_message_id:
+            attributes["first_message_id"] = {"DataType": "String", "StringValue": self.first_message_id}
         return attributes
 
     @classmethod

@@ -51,6 +51,8 @@ VERSION_METADATA_KEY = "_relay_version"
 VERSION_METADATA_ROOM = len(orjson.dumps({VERSION_METADATA_KEY: str(MAX_VERSION)}))
 MAX_TENANT_CHARS = 128
 MAX_CORRELATION_ID_CHARS = 256
+# A query's min_lsn: a log sequence number Pinecone gave a write (x-pinecone-request-lsn), 64 bits at most.
+MAX_LSN = 2**63 - 1
 
 Metric = Literal["cosine", "dotproduct", "euclidean"]
 
@@ -118,6 +120,20 @@ def _check_record_id(value: Any) -> Any:
 
 
 RecordId = Annotated[str, BeforeValidator(_check_record_id), Field(min_length=1, max_length=MAX_RECORD_ID_CHARS)]
+
+
+def _check_lsn(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LSN:
+        raise PydanticCustomError(
+            "min_lsn_invalid", "min_lsn must be an integer from 0 to 2**63 - 1 (a write's LSN, as its receipt gives it)"
+        )
+    return value
+
+
+# A log sequence number. Any wrong value (a string, a boolean, a float, a negative number) is
+# min_lsn_invalid rather than schema_violation, as any wrong record id is id_invalid. The Field comes
+# first so that the JSON Schema states the bounds as minimum and maximum.
+Lsn = Annotated[int, Field(ge=0, le=MAX_LSN), BeforeValidator(_check_lsn)]
 Version = Annotated[int, Field(strict=True, ge=0, le=MAX_VERSION)]
 # Finiteness is checked by pydantic-core as it parses each number (no per-float Python work); the
 # model config still lets the parser read NaN / Infinity, so they are reported as non_finite_value

@@ -16,6 +16,7 @@ from pydantic import TypeAdapter
 
 from vector_relay.contract.dead_letter_attributes import DeadLetterAttributes
 from vector_relay.contract.messages import QueryMessage, WriteMessage
+from vector_relay.contract.receipts import Receipt
 from vector_relay.contract.replies import QueryReply
 
 
@@ -26,6 +27,7 @@ def contract_schema() -> dict[str, Any]:
         "QueryMessage": QueryMessage.model_json_schema(),
         "QueryReply": TypeAdapter(QueryReply).json_schema(),
         "DeadLetterAttributes": DeadLetterAttributes.model_json_schema(),
+        "Receipt": Receipt.model_json_schema(),
     }
     definitions: dict[str, Any] = {}
     for name, schema in parts.items():

@@ -25,6 +25,7 @@ from vector_relay.contract.fields import (
     VERSION_METADATA_KEY,
     VERSION_METADATA_ROOM,
     DenseVector,
+    Lsn,
     MessageModel,
     RecordId,
     SparseQueryVector,
@@ -217,7 +218,12 @@ WriteMessage = Annotated[
 
 
 class QueryMessage(MessageModel):
-    """A similarity search in one tenant's namespace, answered on ``reply_to``."""
+    """A similarity search in one tenant's namespace, answered on ``reply_to``.
+
+    ``min_lsn`` asks for read-your-writes: the answer must reflect every write of the tenant's namespace
+    up to that log sequence number (its receipt's ``lsn``); the worker asks again while the index is behind
+    it, and the reply says whether it got there (``fresh``).
+    """
 
     op: Literal["query"]
     vector: DenseVector | None = None
@@ -229,6 +235,7 @@ class QueryMessage(MessageModel):
     include_values: bool = False
     reply_to: Annotated[str, Field(min_length=1, max_length=2048)]
     correlation_id: Annotated[str, Field(min_length=1, max_length=MAX_CORRELATION_ID_CHARS)] | None = None
+    min_lsn: Lsn | None = None
 
     @field_validator("top_k")
     @classmethod

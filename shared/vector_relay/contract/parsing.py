@@ -57,6 +57,7 @@ ERROR_CODES: dict[str, str] = {
     "filter_field_reserved": "a delete_by_filter's filter names _relay_version, the field the relay writes itself",
     "query_target_invalid": "a query has both or neither of vector and id",
     "top_k_out_of_range": f"top_k is outside 1-{MAX_TOP_K:,}",
+    "min_lsn_invalid": "a query's min_lsn is not an integer from 0 to 2**63 - 1 (a write's LSN)",
     "result_too_large": "the reply would exceed the relay's 4 MiB bound on one reply (set by the worker)",
     "reply_to_not_allowed": "reply_to is not on the reply queue allow-list (or the tenant's own reply_queues)",
     "pinecone_rejected": "Pinecone answered 400/422 for this message's records (set by the worker)",

@@ -84,6 +84,10 @@ class WriteOutcome:
     retries: int = 0  # attempts beyond the first of requests that succeeded
     uncertain_landings: int = 0  # succeeded after an attempt that may also land: leases kept to their end
     landed: set[tuple[str, str]] = field(default_factory=set)  # (namespace, id) written by a successful request
+    # Every (namespace, id) a successful request wrote, uncertain or not, with the LSN Pinecone gave that
+    # request (None: unknown); and each filter operation's, by message id. Write receipts are built from them.
+    written: dict[tuple[str, str], int | None] = field(default_factory=dict)
+    filter_lsns: dict[str, int | None] = field(default_factory=dict)
 
     def fail(self, request: PlannedRequest, error: BaseException) -> None:
         for message_id in request.message_ids:
@@ -184,17 +188,21 @@ class PlanRunner:
         if uncertain and not result.uncertain:
             self.outcome.uncertain_landings += 1
         landed = self.outcome.landed if not (result.uncertain or uncertain) else set()
+        keys: list[tuple[str, str]] = []
         match request.kind:
             case "upsert":
                 self.outcome.records_upserted += len(request.records)
-                landed.update((request.namespace, r.id) for r in request.records)
+                keys = [(request.namespace, r.id) for r in request.records]
             case "delete_ids":
                 self.outcome.records_deleted += len(request.ids)
-                landed.update((request.namespace, i) for i in request.ids)
+                keys = [(request.namespace, i) for i in request.ids]
             case "delete_by_filter" | "delete_all":
-                pass  # filter operations are ordered by their place in the batch, not leased
+                # filter operations are ordered by their place in the batch, not leased
+                self.outcome.filter_lsns.update(dict.fromkeys(request.origins, result.lsn))
             case _:
                 assert_never(request.kind)
+        landed.update(keys)
+        self.outcome.written.update(dict.fromkeys(keys, result.lsn))
         return True
 
     async def _isolate_rejected(self, request: PlannedRequest, error: PineconeRequestError) -> bool:

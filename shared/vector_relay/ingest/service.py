@@ -13,7 +13,10 @@ takes back a verdict for each one that is not done:
    (:mod:`vector_relay.ingest.runner`), each request admitted by the guard;
 4. verdicts: a message Pinecone rejects is poison (``pinecone_rejected``); one whose request failed
    transiently is retried; one that waits for another worker's hold (directly or behind an earlier
-   write of its namespace) waits, which is never a failure.
+   write of its namespace) waits, which is never a failure;
+5. receipts: once every verdict is applied, each message whose fate is final (applied, stale, or
+   dead-lettered by the edge) is told to its tenant's receipt queue, if it has one
+   (:mod:`vector_relay.ingest.receipts`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from statistics import fmean
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from vector_relay.aws_clients import sqs_client
 from vector_relay.contract.fields import IndexShape, ValidationContext
 from vector_relay.contract.messages import WriteMessage
 from vector_relay.contract.parsing import parse_write_message
@@ -34,6 +38,7 @@ from vector_relay.deadline import Deadline
 from vector_relay.errors import BusyWriteError, HeldBehindError, PoisonMessageError, Problem, WaitingError
 from vector_relay.ingest.admission import GuardedBatch, GuardSummary
 from vector_relay.ingest.planning import Coalesced, PlannableWrite, PlannedRequest, coalesce, pack
+from vector_relay.ingest.receipts import ReceiptBook, ReceiptsSent
 from vector_relay.ingest.runner import Admission, PlanRunner, WriteOutcome
 from vector_relay.ingest.version_guard import VersionGuard
 from vector_relay.keys.api_key_cache import GatewaySource
@@ -45,6 +50,9 @@ from vector_relay.metrics import (
     PINECONE_LATENCY,
     PINECONE_REQUESTS,
     PINECONE_RETRIES,
+    RECEIPTS_LOST,
+    RECEIPTS_RETRIED,
+    RECEIPTS_SENT,
     RECORDS_DELETED,
     RECORDS_UPSERTED,
     STALE_WRITES_DROPPED,
@@ -77,6 +85,14 @@ class IngestService:
         self._loop = loop
         self._metrics = metrics
         self._guard = guard
+
+    @property
+    def metrics(self) -> Metrics:
+        return self._metrics
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
 
     def validation(self, registry: TenantRegistry, index: IndexShape) -> ValidationContext:
         return ValidationContext(tenants=registry, index=index)
@@ -139,6 +155,7 @@ class IngestRun:
         self._deadline = deadline
         self._guarded = guarded
         self._valid: list[Delivery[PlannableWrite]] = []
+        self._receipts = ReceiptBook(registry)
 
     def take(self, delivery: Delivery[WriteMessage]) -> None:
         valid = Delivery(delivery.record, self._service.encode(delivery.message), delivery.last)
@@ -152,6 +169,30 @@ class IngestRun:
     def close(self) -> None:
         if self._guarded is not None:
             self._guarded.session.close()
+
+    def dead_lettered(self, record: SQSRecord, poison: PoisonMessageError) -> None:
+        self._receipts.dead_lettered(record, poison)
+
+    def settle(self) -> None:
+        """Send the batch's write receipts: after every verdict, so none is sent before its write landed."""
+        if not self._receipts.pending:
+            return
+        pending = list(self._receipts.pending)
+        try:
+            outcome = self._receipts.send(sqs_client(), self._service.settings.receipt_retry_queue_url)
+        except Exception as error:  # the batch is done whatever happens here
+            logger.exception("could not send write receipts", extra={"error": type(error).__name__})
+            outcome = ReceiptsSent(lost=pending)
+        metrics = self._service.metrics
+        RECEIPTS_SENT.emit(metrics, outcome.sent)
+        if outcome.retried:
+            RECEIPTS_RETRIED.emit(metrics, outcome.retried)
+        if outcome.lost:
+            RECEIPTS_LOST.emit(metrics, len(outcome.lost))
+            logger.error(
+                "write receipts lost: neither their queue nor the retry queue took them",
+                extra={"receipts": len(outcome.lost), "message_ids": [receipt.message_id for receipt in outcome.lost]},
+            )
 
     def finish(self) -> dict[str, Verdict]:
         service, guarded = self._service, self._guarded
@@ -176,12 +217,16 @@ class IngestRun:
                 outcome.failures[message_id] = _own_reason_first(outcome.failures.get(message_id), error)
         _wait_with_the_busy(outcome.failures)
         verdicts: dict[str, Verdict] = {message_id: Poison(poison) for message_id, poison in outcome.poison.items()}
-        for delivery in self._valid:  # batch order: a waiting copy is requeued in the order it was sent
-            failed = outcome.failures.get(delivery.record.message_id)
-            if failed is not None and delivery.record.message_id not in verdicts:
-                verdicts[delivery.record.message_id] = (
-                    Wait(failed) if isinstance(failed, WaitingError) else Retry(failed)
-                )
+        for delivery, (_, namespace, _) in zip(self._valid, writes, strict=True):
+            # batch order: a waiting copy is requeued in the order it was sent
+            message_id = delivery.record.message_id
+            failed = outcome.failures.get(message_id)
+            if message_id in verdicts:
+                continue
+            if failed is not None:
+                verdicts[message_id] = Wait(failed) if isinstance(failed, WaitingError) else Retry(failed)
+            else:
+                self._receipts.done(delivery.record, namespace, delivery.message, coalesced, outcome)
         service.report(outcome, len(self._valid), len(verdicts), summary)
         return verdicts
 

@@ -25,7 +25,7 @@ from vector_relay.contract.parsing import parse_write_message
 from vector_relay.contract.tenant_schemas import message_problems
 from vector_relay.errors import PoisonMessageError
 from vector_relay.sqs.limits import SQS_MAX_BATCH_ENTRIES, SQS_MAX_RECEIVE_MESSAGES
-from vector_relay.sqs.message_age import FIRST_SENT_ATTRIBUTE, first_sent_attribute
+from vector_relay.sqs.message_age import FIRST_MESSAGE_ATTRIBUTE, FIRST_SENT_ATTRIBUTE, first_sent_attribute
 from vector_relay.tenancy import TenantRegistry
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ class DeadLetter:
     source_queue: str  # the source queue's ARN as the message's attribute says, "" when it has none
     moved_from: str = ""  # the source queue's ARN as SQS says for a message its redrive policy moved
     first_sent_ms: int = 0  # when its write was first sent: carried onto the redriven copy (message_age)
+    first_message_id: str = ""  # the producer's original's id: carried onto the redriven copy (write receipts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,9 @@ def send_back(sqs: SQSClient, url: str, letter: DeadLetter) -> None:
     """Send ``letter``'s body to queue ``url`` as a new message carrying when its write was first sent, so
     the copy is judged by the write's age, not its own (``write_expired``). Raises what SQS raises."""
     sqs.send_message(
-        QueueUrl=url, MessageBody=letter.body, MessageAttributes=first_sent_attribute(letter.first_sent_ms)
+        QueueUrl=url,
+        MessageBody=letter.body,
+        MessageAttributes=first_sent_attribute(letter.first_sent_ms, letter.first_message_id),
     )
 
 
@@ -132,10 +135,12 @@ def _dead_letter(message: Mapping[str, Any]) -> DeadLetter:
         parsed = DeadLetterAttributes.from_message_attributes(attributes)
         code, detail, source = parsed.error_code, parsed.error_detail, parsed.source_queue
         first_sent += [parsed.first_sent_at] if parsed.first_sent_at is not None else []
-    except ValueError:  # moved by SQS's redrive policy: no reasons attached, its own attributes kept
+        original = parsed.first_message_id or parsed.source_message_id
+    except ValueError:  # moved by SQS's redrive policy: no reasons attached, its own attributes (and id) kept
         code, detail, source = "", "", ""
         carried = attributes.get(FIRST_SENT_ATTRIBUTE, {}).get("StringValue", "")
         first_sent += [int(carried)] if carried.isdigit() else []
+        original = attributes.get(FIRST_MESSAGE_ATTRIBUTE, {}).get("StringValue", "") or message["MessageId"]
     return DeadLetter(
         message_id=message["MessageId"],
         receipt_handle=message["ReceiptHandle"],
@@ -146,6 +151,7 @@ def _dead_letter(message: Mapping[str, Any]) -> DeadLetter:
         source_queue=source,
         moved_from=message.get("Attributes", {}).get("DeadLetterQueueSourceArn", ""),
         first_sent_ms=min(first_sent),
+        first_message_id=original,
     )
 
 

@@ -33,14 +33,23 @@ class ReplyTooLargeError(Exception):
     """The reply to a query would exceed :data:`MAX_REPLY_BYTES`."""
 
 
-def ok_reply(record: SQSRecord, message: QueryMessage, result: QueryResult) -> tuple[str, bool]:
+def ok_reply(record: SQSRecord, message: QueryMessage, result: QueryResult, fresh: bool | None) -> tuple[str, bool]:
     """The reply body, and whether the matches went to S3 because they exceed one SQS message.
 
-    Raises :class:`ReplyTooLargeError` past the relay's bound on a reply.
+    The reply carries the indexed LSN the result was read at (``lsn``, null when Pinecone said none)
+    and, for a query with ``min_lsn``, whether it reached it (``fresh``). Raises
+    :class:`ReplyTooLargeError` past the relay's bound on a reply.
     """
     usage = Usage(read_units=result.read_units) if result.read_units is not None else None
     matches = [Match.model_construct(**match) for match in result.matches]
-    reply = QueryReplyOk(correlation_id=message.correlation_id, tenant=message.tenant, matches=matches, usage=usage)
+    reply = QueryReplyOk(
+        correlation_id=message.correlation_id,
+        tenant=message.tenant,
+        matches=matches,
+        usage=usage,
+        lsn=result.indexed_lsn,
+        fresh=fresh,
+    )
     body = reply.model_dump_json(exclude_none=True)
     size = len(body.encode())
     if size > MAX_REPLY_BYTES:
@@ -50,10 +59,11 @@ def ok_reply(record: SQSRecord, message: QueryMessage, result: QueryResult) -> t
         )
     if size <= MAX_INLINE_REPLY_BYTES:
         return body, False
-    return store_large_reply(record, message, body, usage), True
+    return store_large_reply(record, message, body, reply), True
 
 
-def store_large_reply(record: SQSRecord, message: QueryMessage, body: str, usage: Usage | None) -> str:
+def store_large_reply(record: SQSRecord, message: QueryMessage, body: str, full: QueryReplyOk) -> str:
+    """Store ``body`` (the reply ``full``) in S3; the pointer reply names it, with the same usage, lsn and fresh."""
     from vector_relay.settings import get_settings  # the bucket is only needed for large replies
 
     bucket = get_settings().require("query_results_bucket")
@@ -63,7 +73,9 @@ def store_large_reply(record: SQSRecord, message: QueryMessage, body: str, usage
         correlation_id=message.correlation_id,
         tenant=message.tenant,
         result_location=ResultLocation(bucket=bucket, key=key),
-        usage=usage,
+        usage=full.usage,
+        lsn=full.lsn,
+        fresh=full.fresh,
     )
     logger.info("query reply stored in S3", extra={"message_id": record.message_id, "bytes": len(body.encode())})
     return pointer.model_dump_json(exclude_none=True)

@@ -5,15 +5,18 @@
   the matches, or, when they would not fit in one SQS message, a pointer to an S3 object.
 * An invalid query whose ``reply_to`` is on the allow-list gets an error reply with its code and
   is acknowledged; one with no usable ``reply_to`` is poison and goes to the DLQ with its reasons.
+* A query with ``min_lsn`` (read-your-writes) is asked again while the index is behind it, within the
+  deadline, and its reply says whether it got there (``fresh``); every ok reply carries the indexed
+  LSN it was read at (``lsn``). The waiting is :mod:`vector_relay.query.freshness`.
 * A query Pinecone rejects (400) gets an error reply ``pinecone_rejected``.
 * A transient failure leaves the query for SQS to redeliver; on its last delivery it gets an error
   reply ``retries_exhausted`` and goes to the DLQ, so no caller waits for an answer that never comes.
 * A reply queue that refuses the send (missing, no permission) makes the query a batch item
   failure: a reply is never dropped silently.
 
-Kept as one module at ~360 lines, just over the ~350 bound: the service, its batch run and the
-replies they build and send are one path that nothing else uses (the reply building, from
-``_reply_target`` to ``_send_replies``, is the seam if it grows).
+Kept as one module (~330 lines): the service, its batch run and the replies they build and send are
+one path that nothing else uses (the reply building, from ``_reply_target`` to ``_send_replies``, is
+the seam if it grows); how a read-your-writes query waits is in :mod:`vector_relay.query.freshness`.
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ from vector_relay.aws_clients import sqs_client
 from vector_relay.contract.fields import MAX_TENANT_CHARS, IndexShape, ValidationContext
 from vector_relay.contract.messages import QueryMessage
 from vector_relay.contract.parsing import parse_query_message, read_json
-from vector_relay.deadline import MIN_REQUEST_SECONDS, Deadline
+from vector_relay.deadline import Deadline
 from vector_relay.errors import FailureKind, PoisonMessageError, Problem, TransientError
 from vector_relay.keys.api_key_cache import GatewaySource, call_with_key_refresh
 from vector_relay.metrics import (
     ERROR_REPLIES_BY_CODE,
+    FRESH_REPLIES,
+    NOT_FRESH_REPLIES,
     OVERSIZED_REPLIES,
     QUERY_LATENCY,
     QUERY_REPLIES,
@@ -43,6 +48,7 @@ from vector_relay.metrics import (
 )
 from vector_relay.pinecone.data_plane import QueryResult
 from vector_relay.pinecone.errors import PineconeRequestError
+from vector_relay.query.freshness import Answer, Pacing, query_until_fresh
 from vector_relay.query.replies import ReplyTooLargeError, error_reply, ok_reply
 from vector_relay.settings import Settings
 from vector_relay.sqs.batch_service import Delivery, Poison, Retry, Verdict
@@ -63,16 +69,25 @@ class PendingReply:
     body: str
     code: str  # "ok" or the error code, for metrics
     dead_letter_after: PoisonMessageError | None = None
+    fresh: bool | None = None  # a read-your-writes answer's freshness, for metrics
 
 
 class QueryService:
     """Answers batches of queries on their reply queues."""
 
-    def __init__(self, settings: Settings, gateways: GatewaySource, loop: asyncio.Runner, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        gateways: GatewaySource,
+        loop: asyncio.Runner,
+        metrics: Metrics,
+        pacing: Pacing | None = None,
+    ) -> None:
         self.settings = settings
         self.gateways = gateways
         self.loop = loop
         self.metrics = metrics
+        self.pacing = pacing or Pacing()  # how read-your-writes queries wait (tests inject the sleep)
 
     def validation(self, registry: TenantRegistry, index: IndexShape) -> ValidationContext:
         # any queue some tenant may be answered on passes the contract; problems() narrows it to the tenant's own
@@ -110,6 +125,12 @@ class QueryRun:
     def take(self, delivery: Delivery[QueryMessage]) -> None:
         self._queries.append(delivery)
 
+    def dead_lettered(self, record: SQSRecord, poison: PoisonMessageError) -> None:
+        pass  # a refused query is answered (answer()) or has no one to tell
+
+    def settle(self) -> None:
+        pass  # every reply went out in finish()
+
     def answer(self, record: SQSRecord, poison: PoisonMessageError) -> bool:
         """An invalid query is answered with its code when its reply_to is usable for its tenant.
 
@@ -139,14 +160,14 @@ class QueryRun:
         metrics = service.metrics
         verdicts: dict[str, Verdict] = {}
         jobs = [(d.message, self._registry.namespace_for(d.message.tenant)) for d in self._queries]
-        queries = _run_queries(jobs, service.gateways, service.settings, self._deadline)
+        queries = _run_queries(jobs, service.gateways, service.settings, self._deadline, service.pacing)
         # this invocation's context, not the first one's that asyncio.Runner keeps (see IngestService.write)
         results = service.loop.run(queries, context=contextvars.copy_context())
         for delivery, result in zip(self._queries, results, strict=True):
             record, message = delivery.record, delivery.message
-            if isinstance(result, QueryResult):
+            if isinstance(result, Answer):
                 try:
-                    body, stored = ok_reply(record, message, result)
+                    body, stored = ok_reply(record, message, result.result, result.fresh)
                 except ReplyTooLargeError as error:  # the same answer on every delivery: an error reply, not a retry
                     body = error_reply(message.correlation_id, message.tenant, "result_too_large", str(error))
                     self._replies.append(PendingReply(record, message.reply_to, body, "result_too_large"))
@@ -162,8 +183,8 @@ class QueryRun:
                     continue
                 if stored:
                     OVERSIZED_REPLIES.emit(metrics, 1)
-                self._replies.append(PendingReply(record, message.reply_to, body, "ok"))
-                QUERY_LATENCY.emit(metrics, result.elapsed_ms)
+                self._replies.append(PendingReply(record, message.reply_to, body, "ok", fresh=result.fresh))
+                QUERY_LATENCY.emit(metrics, result.result.elapsed_ms)
             elif result.kind is FailureKind.REJECTED:
                 body = error_reply(message.correlation_id, message.tenant, "pinecone_rejected", str(result))
                 self._replies.append(PendingReply(record, message.reply_to, body, "pinecone_rejected"))
@@ -212,15 +233,16 @@ def _reply_target(
 
 
 async def _run_queries(
-    jobs: list[tuple[QueryMessage, str]], gateways: GatewaySource, settings: Settings, deadline: Deadline
-) -> list[QueryResult | PineconeRequestError]:
-    slots = asyncio.Semaphore(settings.pinecone_max_concurrency)
+    jobs: list[tuple[QueryMessage, str]],
+    gateways: GatewaySource,
+    settings: Settings,
+    deadline: Deadline,
+    pacing: Pacing,
+) -> list[Answer | PineconeRequestError]:
+    slots = asyncio.Semaphore(settings.pinecone_max_concurrency)  # held by each attempt, not while it waits
 
-    async def one(message: QueryMessage, namespace: str) -> QueryResult | PineconeRequestError:
-        async with slots:
-            left = deadline.left()
-            if left < MIN_REQUEST_SECONDS:
-                return PineconeRequestError(FailureKind.DEADLINE, "the invocation's deadline is too close to start")
+    async def one(message: QueryMessage, namespace: str) -> Answer | PineconeRequestError:
+        async def attempt() -> QueryResult | PineconeRequestError:
             try:
                 refreshed = await call_with_key_refresh(
                     gateways,
@@ -247,6 +269,8 @@ async def _run_queries(
                 return PineconeRequestError(FailureKind.TRANSIENT, f"the query failed: {type(error).__name__}: {error}")
             return refreshed.value
 
+        return await query_until_fresh(attempt, message.min_lsn, deadline, slots, pacing)
+
     # A task group, not gather: the invocation returns only when every query has ended (the loop
     # outlives it, and a query left running would resume inside the next invocation).
     async with asyncio.TaskGroup() as group:
@@ -261,6 +285,7 @@ def _send_replies(replies: list[PendingReply], sqs: SQSClient, metrics: Metrics)
     """
     verdicts: dict[str, Verdict] = {}
     sent: dict[str, int] = {}
+    freshness = {True: 0, False: 0}  # sent answers to read-your-writes queries, by their fresh
     by_queue: dict[str, list[PendingReply]] = {}
     for reply in replies:
         by_queue.setdefault(reply.reply_to, []).append(reply)
@@ -282,9 +307,15 @@ def _send_replies(replies: list[PendingReply], sqs: SQSClient, metrics: Metrics)
                     )
                     continue
                 sent[reply.code] = sent.get(reply.code, 0) + 1
+                if reply.fresh is not None:
+                    freshness[reply.fresh] += 1
                 if reply.dead_letter_after is not None:
                     verdicts[reply.record.message_id] = Poison(reply.dead_letter_after)
     QUERY_REPLIES.emit(metrics, sum(sent.values()))
+    if freshness[True]:
+        FRESH_REPLIES.emit(metrics, freshness[True])
+    if freshness[False]:
+        NOT_FRESH_REPLIES.emit(metrics, freshness[False])
     for code, count in sent.items():
         if code != "ok":
             ERROR_REPLIES_BY_CODE.of(code).emit(metrics, count)

@@ -72,6 +72,13 @@ class BatchRun[M](Protocol):
     def close(self) -> None:
         """Always called, after :meth:`finish` or instead of it."""
 
+    def dead_lettered(self, record: SQSRecord, poison: PoisonMessageError) -> None:
+        """The edge sent this message of the batch to the DLQ (on validation, or by its verdict)."""
+
+    def settle(self) -> None:
+        """After every verdict was applied: what the service does once each message's fate is final
+        (the ingest run sends its write receipts). Errors are the service's to handle: the batch is done."""
+
 
 class BatchService[M: HasTenant](Protocol):
     def validation(self, registry: TenantRegistry, index: IndexShape) -> ValidationContext:

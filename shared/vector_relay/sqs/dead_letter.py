@@ -14,7 +14,7 @@ from aws_lambda_powertools import Logger
 from vector_relay.contract.dead_letter_attributes import DeadLetterAttributes
 from vector_relay.errors import PoisonMessageError, TransientError
 from vector_relay.sqs.limits import SQS_MAX_MESSAGE_BYTES
-from vector_relay.sqs.message_age import first_sent_ms
+from vector_relay.sqs.message_age import first_message_id, first_sent_ms
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -73,6 +73,7 @@ def dead_letter_attributes(record: SQSRecord, error: PoisonMessageError) -> Dead
         source_message_id=record.message_id,
         receive_count=int(record.attributes.approximate_receive_count),
         first_sent_at=first_sent_ms(record),
+        first_message_id=first_message_id(record),
     )
 
 

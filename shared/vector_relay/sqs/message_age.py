@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
 
 FIRST_SENT_ATTRIBUTE = "first_sent_at"
+# The id SendMessage gave the producer's original, carried onto every copy the same way: a write
+# receipt names the message the producer sent (vector_relay.ingest.receipts), whichever copy landed.
+FIRST_MESSAGE_ATTRIBUTE = "first_message_id"
 # Writes must be applied this much before the guard may forget their record: SQS's clock (the send
 # time) and the workers' clocks (the claim) are not the same clock.
 EXPIRY_MARGIN_SECONDS = 3600
@@ -41,9 +44,21 @@ def first_sent_ms(record: SQSRecord) -> int:
     return sent
 
 
-def first_sent_attribute(first_sent: int) -> dict[str, MessageAttributeValueTypeDef]:
-    """The ``MessageAttributes`` that carry the original send time onto a copy."""
-    return {FIRST_SENT_ATTRIBUTE: {"DataType": "Number", "StringValue": str(first_sent)}}
+def first_message_id(record: SQSRecord) -> str:
+    """The id of the producer's original of ``record``: its ``first_message_id`` when a copy, else its own id."""
+    carried = record.message_attributes[FIRST_MESSAGE_ATTRIBUTE]
+    value = carried.string_value if carried is not None else None
+    return value or record.message_id
+
+
+def first_sent_attribute(first_sent: int, first_message: str = "") -> dict[str, MessageAttributeValueTypeDef]:
+    """The ``MessageAttributes`` that carry the original's send time (and id, when known) onto a copy."""
+    attributes: dict[str, MessageAttributeValueTypeDef] = {
+        FIRST_SENT_ATTRIBUTE: {"DataType": "Number", "StringValue": str(first_sent)}
+    }
+    if first_message:
+        attributes[FIRST_MESSAGE_ATTRIBUTE] = {"DataType": "String", "StringValue": first_message}
+    return attributes
 
 
 def expired(record: SQSRecord, *, now: float, remembered_seconds: int) -> Problem | None:

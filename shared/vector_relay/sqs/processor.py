@@ -151,7 +151,8 @@ def handle_batch[M: HasTenant](
         record = by_id[message_id]
         match verdict:
             case Poison(error):
-                dead_letter(edge, record, error, failures)
+                if dead_letter(edge, record, error, failures):
+                    run.dead_lettered(record, error)
             case Retry(error) if not edge.last_delivery(record):
                 failures[message_id] = error
             case Wait(error) if not edge.last_delivery(record):
@@ -163,11 +164,13 @@ def handle_batch[M: HasTenant](
                 pass  # a fresh copy waits on; this one is done
             case Retry(error) | Wait(error):
                 exhausted = PoisonMessageError([Problem("retries_exhausted", "", f"last delivery failed: {error}")])
-                dead_letter(edge, record, exhausted, failures)
+                if dead_letter(edge, record, exhausted, failures):
+                    run.dead_lettered(record, exhausted)
             case _:
                 assert_never(verdict)
     if waiting:  # back when the hold ends, not after the queue's visibility timeout (minutes)
         retry_soon(edge.sqs, waiting)
+    run.settle()
     return failures
 
 
@@ -229,12 +232,13 @@ def _sort[M: HasTenant](
                             extra={"message_id": record.message_id, "error": type(error).__name__},
                         )
                         answered = False
-                    if not answered:
-                        dead_letter(edge, record, verdict, failures)
+                    if not answered and dead_letter(edge, record, verdict, failures):
+                        run.dead_lettered(record, verdict)
                 case float() if edge.last_delivery(record):  # SQS would move it on without a reason: say why
                     why = f"last delivery: {unconfirmed(poison, verdict)}"
                     exhausted = PoisonMessageError([Problem("retries_exhausted", "tenant", why)])
-                    dead_letter(edge, record, exhausted, failures)
+                    if dead_letter(edge, record, exhausted, failures):
+                        run.dead_lettered(record, exhausted)
                 case float():
                     failures[record.message_id] = TransientError(unconfirmed(poison, verdict))
                     retry_in.append((record, verdict))
@@ -262,8 +266,8 @@ def _retry_alone(record: SQSRecord, error: Exception, failures: dict[str, BaseEx
     failures[record.message_id] = TransientError(f"unexpected {type(error).__name__} while validating the message")
 
 
-def dead_letter(edge: Edge, record: SQSRecord, poison: PoisonMessageError, failures: dict[str, BaseException]) -> None:
-    """Send ``record`` to the DLQ with its reasons; if that fails, add it to ``failures`` so SQS keeps it.
+def dead_letter(edge: Edge, record: SQSRecord, poison: PoisonMessageError, failures: dict[str, BaseException]) -> bool:
+    """Send ``record`` to the DLQ with its reasons (True); if that fails, add it to ``failures`` so SQS keeps it.
 
     A message from a tenant's own queue goes to that queue's DLQ (its redrive policy's target), the
     rest to ``DEAD_LETTER_QUEUE_URL``.
@@ -280,6 +284,8 @@ def dead_letter(edge: Edge, record: SQSRecord, poison: PoisonMessageError, failu
     else:
         POISON_MESSAGES.emit(edge.metrics, 1)
         POISON_MESSAGES_BY_CODE.of(poison.error_code).emit(edge.metrics, 1)
+        return True
+    return False
 
 
 def _dead_letter_url(edge: Edge, record: SQSRecord) -> str:

@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from vector_relay.errors import OutOfTimeError
 from vector_relay.sqs.limits import SQS_MAX_BATCH_ENTRIES
-from vector_relay.sqs.message_age import first_sent_attribute, first_sent_ms
+from vector_relay.sqs.message_age import first_message_id, first_sent_attribute, first_sent_ms
 from vector_relay.sqs.queues import queue_url
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def requeue(sqs: SQSClient, record: SQSRecord, delay_seconds: float) -> bool:
             QueueUrl=queue_url(sqs, record.event_source_arn),
             MessageBody=record.body,
             DelaySeconds=delay,
-            MessageAttributes=first_sent_attribute(first_sent_ms(record)),
+            MessageAttributes=first_sent_attribute(first_sent_ms(record), first_message_id(record)),
         )
     except (ClientError, BotoCoreError, OutOfTimeError) as failure:
         logger.warning(

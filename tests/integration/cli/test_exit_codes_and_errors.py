@@ -43,6 +43,7 @@ def fresh_shell(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         ["dlq", "redrive"],
         ["reconcile"],
         ["load", "{corpus}", "--tenant", "acme"],
+        ["receipts", "wait", "--tenant", "acme", "m-1"],
     ],
     ids=lambda command: " ".join(command[:2]),
 )

@@ -137,6 +137,26 @@ def test_a_killed_load_resumes_from_its_checkpoint(
     assert len(landed(small_index)) == RECORDS
 
 
+def test_message_ids_names_every_message_sent_once_across_a_crash_and_its_resume(
+    pipeline: Pipeline, small_index: Any, corpus: Path, outputs: Path, tmp_path: Path
+) -> None:
+    ids = tmp_path / "message-ids.txt"
+    command = [str(Path(sys.executable).parent / "vector-relay"), "--outputs", str(outputs), "load", str(corpus)]
+    command += ["--tenant", "acme", "--message-ids", str(ids)]
+
+    killed = subprocess.run(command, env={**os.environ, CRASH_AFTER_BATCHES: "1"}, capture_output=True, text=True)
+    assert killed.returncode == 75, killed.stderr
+    first = ids.read_text().splitlines()
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+
+    sent = [message["MessageId"] for message in pipeline.drain(pipeline.queue_url)]
+    written = ids.read_text().splitlines()
+    assert 0 < len(first) < len(written)  # the resume appended to what the killed load wrote
+    assert written[: len(first)] == first
+    assert sorted(written) == sorted(sent)  # each message the queue holds, once
+
+
 def test_a_resumed_load_says_after_which_line_it_went_on_and_a_finished_one_that_nothing_is_left(
     pipeline: Pipeline, small_index: Any, corpus: Path, outputs: Path
 ) -> None:

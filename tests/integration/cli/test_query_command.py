@@ -1,6 +1,10 @@
 """``vector-relay query`` against moto and the emulator, answered by the real query function: it prints the
 matches of its own reply (read from S3 when the reply is large), leaves every other reply on the reply queue,
-exits 1 on an error reply and 2, with what to check, when no reply comes or the query cannot be asked."""
+exits 1 on an error reply and 2, with what to check, when no reply comes or the query cannot be asked.
+
+With ``--after-receipts`` (the receipts ``vector-relay receipts wait`` printed), the query waits for the highest LSN
+of the applied ones: a fresh answer is exit 0, one the relay could not bring up to it exit 1, and receipts it cannot
+wait for (an applied one without an LSN) are refused before anything is sent."""
 
 from __future__ import annotations
 
@@ -20,6 +24,9 @@ from functions.query import app as query_app
 from tests.conftest import SAMPLE_DIMENSION, SAMPLE_REPLY_QUEUE, SAMPLE_TENANTS, wait_until
 from tests.integration.conftest import Pipeline, SqsDriver
 from tests.integration.test_ingest import upsert_body
+from tests.integration.test_producer_receipts import applied, dead_lettered
+from vector_relay.dependencies import reset_worker_dependencies
+from vector_relay.producer import Publisher
 from vector_relay_cli.main import cli
 
 PARAMETER = "relay-tenant-registry"
@@ -100,7 +107,8 @@ def test_json_prints_the_reply_as_the_contract_shapes_it(pipeline: Pipeline, out
 
     assert done.returncode == 0, done.stderr
     reply = json.loads(done.stdout)
-    assert set(reply) == {"schema_version", "correlation_id", "status", "tenant", "matches", "usage"}
+    assert set(reply) == {"schema_version", "correlation_id", "status", "tenant", "matches", "usage", "lsn"}
+    assert isinstance(reply["lsn"], int)  # the indexed LSN it was read at (over REST)
     assert (reply["schema_version"], reply["status"], reply["tenant"]) == (1, "ok", "acme")
     assert reply["matches"][0]["id"] == "doc-2#0"
     assert reply["matches"][0]["metadata"] == {"v": 1, "year": 2024, "_relay_version": "1"}
@@ -181,4 +189,103 @@ def test_a_query_the_relay_would_not_answer_is_refused_before_it_is_sent(pipelin
     assert f"is not a reply queue tenant 'acme' may name: {SAMPLE_REPLY_QUEUE}" in " ".join(elsewhere.output.split())
     assert both.exit_code == 2
     assert "give exactly one of --vector-file and --id" in both.output
+    assert queue_counts(pipeline.query_queue_url) == (0, 0)  # nothing was sent
+
+
+# ---------------------------------------------------------------- read-your-writes: --after-receipts
+
+
+def test_a_query_after_the_receipts_of_an_upsert_sees_it_and_says_fresh(
+    pipeline: Pipeline, outputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a tenant whose registry entry names a receipt queue, and an upsert the real ingest worker applied
+    receipt_queue = boto3.client("sqs").create_queue(QueueName="acme-receipts")["QueueUrl"]
+    monkeypatch.setenv("TENANT_REGISTRY", json.dumps({"acme": {"namespace": "tenant-acme", "receipts": receipt_queue}}))
+    reset_worker_dependencies()
+    sent = Publisher(pipeline.queue_url, sqs=boto3.client("sqs")).publish_bodies([upsert_body("acme", ["doc-7#0"])])
+    SqsDriver(pipeline.queue_url, pipeline.queue_arn, ingest_app.lambda_handler).run_until_empty()
+
+    # WHEN its receipt is waited for and the query is asked after it
+    waited = CliRunner().invoke(cli, ["receipts", "wait", "--queue", receipt_queue, *sent.message_ids])
+    assert waited.exit_code == 0, waited.output
+    receipts = tmp_path / "receipts.jsonl"
+    receipts.write_text(waited.stdout)
+    done = ask(pipeline, outputs, "--tenant", "acme", "--id", "doc-7#0", "--after-receipts", str(receipts), "--json")
+
+    # THEN the answer has the record, and says it reflects the write
+    assert done.returncode == 0, done.stderr
+    (receipt,) = [json.loads(line) for line in waited.stdout.splitlines()]
+    reply = json.loads(done.stdout)
+    assert (receipt["fate"], receipt["message_id"]) == ("applied", sent.message_ids[0])
+    assert reply["matches"][0]["id"] == "doc-7#0"
+    assert reply["fresh"] is True
+    assert reply["lsn"] >= receipt["lsn"] >= 1
+
+
+def answered_by_hand(pipeline: Pipeline, outputs: Path, *args: str, **reply: Any) -> tuple[Any, dict[str, Any]]:
+    """``vector-relay query ARGS`` in its own process, its query answered with ``reply`` by the test: the CLI's exit,
+    and the query message as it was sent."""
+    command = [str(Path(sys.executable).parent / "vector-relay"), "--outputs", str(outputs), "query", *args]
+    process = subprocess.Popen(command, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sqs = boto3.client("sqs")
+    asked: list[dict[str, Any]] = []
+    try:
+
+        def answer() -> bool:
+            messages = sqs.receive_message(QueueUrl=pipeline.query_queue_url, WaitTimeSeconds=1).get("Messages", [])
+            for message in messages:
+                asked.append(json.loads(message["Body"]))
+                body = {"schema_version": 1, "correlation_id": asked[-1]["correlation_id"], "status": "ok"}
+                sqs.send_message(QueueUrl=asked[-1]["reply_to"], MessageBody=json.dumps(body | reply))
+                sqs.delete_message(QueueUrl=pipeline.query_queue_url, ReceiptHandle=message["ReceiptHandle"])
+            return bool(messages) or process.poll() is not None
+
+        wait_until(answer, "the query was asked")
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr), asked[0] if asked else {}
+
+
+def test_an_answer_the_relay_could_not_bring_up_to_the_receipts_is_exit_1_and_says_so(
+    pipeline: Pipeline, outputs: Path, tmp_path: Path
+) -> None:
+    receipts = tmp_path / "receipts.jsonl"
+    lines = [applied("m-1", lsn=7), applied("m-2", lsn=12), dead_lettered("m-3")]
+    receipts.write_text("".join(receipt.body() + "\n" for receipt in lines))
+    late = {"tenant": "acme", "matches": [], "lsn": 9, "fresh": False}
+
+    done, asked = answered_by_hand(
+        pipeline, outputs, "--tenant", "acme", "--id", "doc-1#0", "--after-receipts", str(receipts), **late
+    )
+
+    assert asked["min_lsn"] == 12  # the highest LSN of the applied receipts
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.startswith("tenant acme: 0 matches; indexed LSN 9 (not fresh)")
+    assert "not fresh: the relay answered at indexed LSN 9, below the receipts' LSN 12" in done.stderr
+
+
+def test_receipts_a_query_cannot_wait_for_are_refused_before_it_is_sent(
+    pipeline: Pipeline, outputs: Path, tmp_path: Path
+) -> None:
+    no_lsn = applied("m-9", lsn=None)
+    without = tmp_path / "grpc.jsonl"
+    without.write_text(applied("m-1").body() + "\n" + no_lsn.body() + "\n")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(applied("m-1").body() + "\n" + '{"schema_version": 1, "type": "reply"}\n')
+    others = tmp_path / "globex.jsonl"
+    others.write_text(applied("m-1", tenant="globex").body() + "\n")
+
+    refused = [
+        run(outputs, "--tenant", "acme", "--id", "doc-1#0", "--after-receipts", str(path))
+        for path in (without, broken, others)
+    ]
+
+    assert [result.exit_code for result in refused] == [2, 2, 2]
+    said = [" ".join(result.output.split()) for result in refused]
+    assert f"receipt {no_lsn.receipt_id} (message m-9) was applied without an LSN" in said[0]
+    assert f"line 2 of --after-receipts {broken} is not a write receipt" in said[1]
+    assert "belongs to tenant 'globex': a query of tenant 'acme' cannot wait for it" in said[2]
     assert queue_counts(pipeline.query_queue_url) == (0, 0)  # nothing was sent

@@ -34,7 +34,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, moto_server_url: str) -> Ite
 
 def function_for(event_file: Path) -> str:
     kind = event_file.stem.split("-", 1)[0]
-    return {"ingest": "ingest", "query": "query", "reconcile": "reconcile", "rotation": "rotate_key"}[kind]
+    return {
+        "ingest": "ingest",
+        "query": "query",
+        "receipts": "receipts",
+        "reconcile": "reconcile",
+        "rotation": "rotate_key",
+    }[kind]
 
 
 def bodies(event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -111,7 +117,8 @@ def test_make_invoke_names_the_functions_for_a_wrong_fn_and_the_samples_for_a_mi
     assert (wrong_function, wrong.out) == (2, "")
     assert wrong.err.splitlines() == [
         "make invoke: FN=wrong: no function 'wrong' in the template; known: ingest (IngestFunction), "
-        "query (QueryFunction), rotate_key (RotateKeyFunction), reconcile (ReconcileFunction)"
+        "query (QueryFunction), rotate_key (RotateKeyFunction), reconcile (ReconcileFunction), "
+        "receipts (ReceiptsFunction)"
     ]
     assert (missing_event, missing.out, len(missing.err.splitlines())) == (2, "", 1)
     assert missing.err.startswith(
@@ -157,6 +164,7 @@ def test_env_local_json_is_what_the_local_stack_gives_each_function(stack: Local
     by_logical_id = {
         "IngestFunction": "ingest",
         "QueryFunction": "query",
+        "ReceiptsFunction": "receipts",
         "ReconcileFunction": "reconcile",
         "RotateKeyFunction": "rotate_key",
     }
