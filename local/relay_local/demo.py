@@ -5,10 +5,17 @@ Starts the local stack, publishes a small dataset of texts embedded with all-Min
 with a delete and a few poison messages, lets the pollers run the functions until the queue
 drains, asks questions through the query queue, prints the replies and what landed where, and
 checks every outcome. The exit status is 1 if any check failed.
+
+Then write receipts and read-your-writes (docs/producer.md): acme is deployed with a receipt queue in
+its registry entry; with the emulator's indexing lag at 2 s, the demo publishes a new record, a
+stale write and a poison message for acme, waits for their receipts with the producer's
+``ReceiptReader``, and sends a plain query and one ``after=`` the applied receipt at once: the
+second must see the new record (``fresh: true``), the first shows what the index had then.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -17,16 +24,30 @@ from pathlib import Path
 from typing import Any
 
 from pinecone_emulator.control import EmulatorControl
+from relay_local.cloudformation import ACCOUNT_ID, DEFAULT_STACK_NAME, REGION
 from relay_local.event_source import BatchOutcome
 from relay_local.inspection import dead_letter, drain_messages, namespace_counts
+from relay_local.sample_deployment import registry_entries
 from relay_local.stack import LocalStack, StackOptions
-from vector_relay.producer import Publisher, body_of, delete, query, upsert
+from vector_relay.contract.receipts import Receipt
+from vector_relay.contract.replies import QueryReplyError, QueryReplyOk
+from vector_relay.producer import Publisher, ReceiptReader, body_of, delete, query, upsert, wait_for_reply
 
 DATASET = Path(__file__).resolve().parent / "data" / "demo_dataset.json"
 RECORDS_PER_MESSAGE = 4
 DELETED_ID = "fleece#0"  # deleted after it is written: it must not be in the index
 UNDECLARED_FILTER_ID = "q-undeclared-field"
 UNKNOWN_TENANT = "initech"
+
+# Write receipts and read-your-writes
+RECEIPTS_TENANT = "acme"
+RECEIPT_QUEUE_NAME = f"{DEFAULT_STACK_NAME}-tenant-{RECEIPTS_TENANT}-receipts"  # as templates/tenant.yaml names it
+RECEIPT_QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{RECEIPT_QUEUE_NAME}"
+INDEXING_LAG_MS = 2000  # the emulator's delay before a write is visible to queries
+NEW_ID = "paddle-board#0"  # written with the question's own vector: its best match once the index has it
+STALE_ID = DELETED_ID  # its upsert at version 1 again, after the delete at version 2: stale
+PLAIN_QUERY_ID = "q-plain"
+FRESH_QUERY_ID = "q-after-receipt"
 
 
 @dataclass
@@ -44,6 +65,8 @@ class DemoResult:
     query_dead_letters: list[str] = field(default_factory=list)
     replies: dict[str, dict[str, Any]] = field(default_factory=dict)  # by correlation id
     transports: dict[str, int] = field(default_factory=dict)  # Pinecone data-plane requests: "rest" / "grpc"
+    receipts: dict[str, Receipt] = field(default_factory=dict)  # the receipts part's, by what was sent: "new" ...
+    fresh_replies: dict[str, QueryReplyOk | QueryReplyError] = field(default_factory=dict)  # by correlation id
     seconds: float = 0.0
 
     @property
@@ -150,13 +173,17 @@ def run_demo(
     def on_batch(outcome: BatchOutcome) -> None:
         step("  " + outcome.describe())
 
-    options = options or StackOptions()
+    options = with_receipt_queue(options or StackOptions())
     step("starting the local stack from template.yaml")
     with LocalStack(options, progress=lambda line: step("  " + line), on_batch=on_batch) as stack:
         info = stack.info
         assert info is not None
         sqs = stack.sqs()
         tenants = info.tenants
+        assert stack.provisioner is not None
+        # acme's receipt queue, which its registry entry names (with_receipt_queue), made before any write
+        stack.provisioner.create_queue(RECEIPT_QUEUE_NAME, {"MessageRetentionPeriod": "86400"})
+        step(f"created {RECEIPT_QUEUE_NAME}, the receipt queue {RECEIPTS_TENANT}'s registry entry names")
 
         bodies, poison = ingest_messages(dataset, tenants)
         step(
@@ -260,6 +287,9 @@ def run_demo(
                 f"  poller {name}: {counted.invocations} invocations, {counted.messages} messages, "
                 f"{counted.deleted} deleted, {counted.left} left for retry, {counted.cold_starts} cold starts"
             )
+
+        # ---------------------------------------------------------------- write receipts, read-your-writes
+        show_receipts_and_read_your_writes(stack, dataset, result, step, out, timeout=drain_timeout)
         step("stopping the local stack")
     result.seconds = time.monotonic() - started
     failed = [c for c in result.checks if not c.passed]
@@ -269,6 +299,208 @@ def run_demo(
     verdict = "everything landed where it should" if not failed else f"{len(failed)} check(s) failed"
     out(f"demo finished in {result.seconds:.1f} s: {verdict}")
     return result
+
+
+def with_receipt_queue(options: StackOptions) -> StackOptions:
+    """The options with acme's registry entry naming its receipt queue, in the registry the stack deploys.
+
+    Deployed with it (template parameter ``InitialTenantRegistry``, the SSM parameter's first
+    value), the workers read it on their first invocation. Written into the running stack's
+    parameter (``vector-relay tenant add``'s way), it would reach a worker that has already read
+    the registry only after ``TENANT_REGISTRY_TTL_SECONDS`` (60 s).
+    """
+    registry = registry_entries(options.tenants, options.schemas)
+    entry = registry[RECEIPTS_TENANT]
+    registry[RECEIPTS_TENANT] = {
+        **(entry if isinstance(entry, dict) else {"namespace": entry}),
+        "receipts": RECEIPT_QUEUE_URL,
+    }
+    parameters = {**options.parameters, "InitialTenantRegistry": json.dumps(registry)}
+    return dataclasses.replace(options, parameters=parameters)
+
+
+def show_receipts_and_read_your_writes(
+    stack: LocalStack,
+    dataset: dict[str, Any],
+    result: DemoResult,
+    step: Callable[[str], None],
+    out: Callable[[str], None],
+    *,
+    timeout: float,
+) -> None:
+    """Three writes for acme and their receipts; then a plain query and a read-your-writes one, sent at once."""
+    info = stack.info
+    assert info is not None
+    sqs = stack.sqs()
+    emulator = EmulatorControl(info.pinecone_url)
+    transport = str(info.functions["ingest"]["environment"].get("PINECONE_TRANSPORT", "rest"))
+    step(f"write receipts and read-your-writes: {RECEIPTS_TENANT}'s receipts go to {RECEIPT_QUEUE_NAME}")
+    earlier = [Receipt.model_validate_json(m["Body"]) for m in drain_messages(sqs, RECEIPT_QUEUE_URL)]
+    fates = ", ".join(f"{sum(r.fate == fate for r in earlier)} {fate}" for fate in sorted({r.fate for r in earlier}))
+    others = sorted(set(info.tenants) - {RECEIPTS_TENANT})
+    none_for = f"; {', '.join(others)}'s registry entry names no receipt queue: it gets none" if others else ""
+    out(f"  the writes above left {len(earlier)} receipts there ({fates or 'none'}){none_for}")
+    result.check(
+        f"{RECEIPTS_TENANT}'s receipt queue holds only {RECEIPTS_TENANT}'s receipts",
+        bool(earlier) and all(r.tenant == RECEIPTS_TENANT for r in earlier),
+        f"tenants {sorted({r.tenant for r in earlier})}",
+    )
+
+    question = next(q for q in dataset["queries"] if q["expected_top_id"] == "kayak#0")
+    stale_document = next(d for d in dataset["documents"] if d["id"] == STALE_ID)
+    new_record = {
+        "id": NEW_ID,
+        "version": 1,
+        "values": question["vector"],
+        "metadata": {"doc_id": NEW_ID.split("#")[0], "category": "water", "year": 2025, "text": "A paddle board."},
+    }
+    sent = {  # what is sent -> (the message, how the demo names it)
+        "new": (upsert(RECEIPTS_TENANT, [new_record]), f"upsert {NEW_ID} v1, a new record"),
+        "stale": (
+            upsert(RECEIPTS_TENANT, [{**_record_of(stale_document), "version": 1}]),
+            f"upsert {STALE_ID} v1 again (deleted at v2 above)",
+        ),
+        "poison": (
+            upsert(RECEIPTS_TENANT, [{"id": "short#1", "version": 1, "values": [0.1, 0.2, 0.3]}]),
+            "upsert short#1 with 3 dimensions",
+        ),
+    }
+    emulator.set_indexing_lag(INDEXING_LAG_MS)
+    try:
+        step(f"indexing lag {INDEXING_LAG_MS / 1000:.0f} s; publishing {len(sent)} messages for {RECEIPTS_TENANT}:")
+        for what, (_, name) in sent.items():
+            out(f"  {what:6} {name}")
+        published = Publisher(info.queues["IngestQueue"], sqs=sqs).publish(message for message, _ in sent.values())
+        if published.failed:
+            raise RuntimeError(f"SQS refused messages: {[(f.code, f.reason) for f in published.failed]}")
+        message_ids = {what: published.message_ids_of(index)[0] for index, what in enumerate(sent)}
+        waited = ReceiptReader(sqs, RECEIPT_QUEUE_URL).wait(message_ids.values(), timeout=timeout)  # a ceiling
+        step("their receipts (ReceiptReader.wait on the message ids publish returned):")
+        for what, message_id in message_ids.items():
+            receipt = waited.latest(message_id)
+            if receipt is not None:
+                result.receipts[what] = receipt
+            described = describe_receipt(receipt) if receipt is not None else "(no receipt)"
+            out(f"  {what:6} {described}; message {message_id[:8]}…")
+        outcomes = {what: (r.fate, r.error_code) for what, r in result.receipts.items()}
+        expected = {
+            "new": ("applied", None),
+            "stale": ("stale", None),
+            "poison": ("dead_lettered", "dimension_mismatch"),
+        }
+        result.check(
+            "receipts: the new record applied, the old version stale, the poison dead_lettered (dimension_mismatch)",
+            waited.complete and outcomes == expected,
+            f"found {outcomes}, missing {waited.missing}",
+        )
+        applied = result.receipts.get("new")
+        if applied is None:
+            return
+        result.check(
+            f"the applied receipt names {NEW_ID} v1",
+            [(r.id, r.version) for r in applied.records] == [(NEW_ID, 1)],
+            str(applied.records),
+        )
+        if applied.lsn is None:  # the SDK's gRPC transport reads no LSN: nothing to wait for
+            out(f"  the applied receipt has no lsn: over {transport} Pinecone's SDK reads none, so no query can")
+            out("  wait for it; read-your-writes needs PineconeTransport=rest (the default): its queries are skipped")
+            result.check("an applied receipt without an LSN only over gRPC", transport == "grpc", transport)
+            return
+        ask_plain_and_fresh(stack, question, applied, result, step, out, timeout=timeout)
+    finally:
+        emulator.set_indexing_lag(0)
+
+
+def ask_plain_and_fresh(
+    stack: LocalStack,
+    question: dict[str, Any],
+    applied: Receipt,
+    result: DemoResult,
+    step: Callable[[str], None],
+    out: Callable[[str], None],
+    *,
+    timeout: float,
+) -> None:
+    """The same question twice, at once: plainly, and after the applied receipt; what each answer saw."""
+    info = stack.info
+    assert info is not None
+    sqs = stack.sqs()
+    reply_to = info.queues["ExampleReplyQueue"]
+    common: dict[str, Any] = {"reply_to": reply_to, "vector": question["vector"], "top_k": 3}
+    plain = query(RECEIPTS_TENANT, **common, correlation_id=PLAIN_QUERY_ID)
+    fresh = query(RECEIPTS_TENANT, **common, correlation_id=FRESH_QUERY_ID, after=[applied])
+    step(
+        f'publishing "{question["question"]}" twice to QueryQueue at once: plain ({PLAIN_QUERY_ID}), and '
+        f"after=[the applied receipt] ({FRESH_QUERY_ID}: min_lsn {fresh.min_lsn})"
+    )
+    published = Publisher(info.queues["QueryQueue"], sqs=sqs).publish([plain, fresh])
+    if published.failed:
+        raise RuntimeError(f"SQS refused messages: {[(f.code, f.reason) for f in published.failed]}")
+    for correlation_id in (PLAIN_QUERY_ID, FRESH_QUERY_ID):
+        reply = wait_for_reply(sqs, reply_to, correlation_id, timeout=timeout)  # a ceiling
+        if reply is not None:
+            result.fresh_replies[correlation_id] = reply
+    step("their replies:")
+    for correlation_id, name in ((PLAIN_QUERY_ID, "plain"), (FRESH_QUERY_ID, "read-your-writes")):
+        out(f"  {name:16} {describe_fresh_reply(result.fresh_replies.get(correlation_id))}")
+    plain_reply = result.fresh_replies.get(PLAIN_QUERY_ID)
+    fresh_reply = result.fresh_replies.get(FRESH_QUERY_ID)
+    result.check(
+        f"{PLAIN_QUERY_ID} answered (whatever the index had then)",
+        isinstance(plain_reply, QueryReplyOk),
+        describe_fresh_reply(plain_reply),
+    )
+    result.check(
+        f"{FRESH_QUERY_ID} saw {NEW_ID}: fresh, at an lsn at or past the receipt's",
+        isinstance(fresh_reply, QueryReplyOk)
+        and fresh_reply.fresh is True
+        and fresh_reply.lsn is not None
+        and applied.lsn is not None
+        and fresh_reply.lsn >= applied.lsn
+        and NEW_ID in [m.id for m in fresh_reply.matches or []],
+        describe_fresh_reply(fresh_reply),
+    )
+
+
+def _record_of(document: dict[str, Any]) -> dict[str, Any]:
+    return {"id": document["id"], "values": document["values"], "metadata": document["metadata"]}
+
+
+def describe_receipt(receipt: Receipt) -> str:
+    """One line: fate, op, the records written or dropped, lsn (of an applied one), error_code, time since sent."""
+    parts = [f"{receipt.fate:13} {receipt.op or '-'}"]
+    if receipt.records:
+        parts.append("wrote " + _record_list(receipt.records, receipt.record_count))
+    if receipt.stale:
+        parts.append("dropped " + _record_list(receipt.stale, receipt.stale_count) + " (a newer version is recorded)")
+    if receipt.fate == "applied":
+        parts.append(f"lsn {receipt.lsn if receipt.lsn is not None else 'null'}")
+    if receipt.error_code:
+        parts.append(f"error_code {receipt.error_code}")
+    parts.append(f"{(receipt.at - receipt.first_sent_at) / 1000:.1f} s after sending")
+    return ", ".join(parts)
+
+
+def _record_list(records: list[Any], count: int) -> str:
+    listed = ", ".join(f"{r.id} v{r.version}" for r in records)
+    return listed + (f" and {count - len(records)} more" if count > len(records) else "")
+
+
+def describe_fresh_reply(reply: QueryReplyOk | QueryReplyError | None) -> str:
+    """lsn, fresh, and whether the new record is among the matches (and where)."""
+    if reply is None:
+        return "(no reply)"
+    if isinstance(reply, QueryReplyError):
+        return f"error {reply.error.code}"
+    ids = [m.id for m in reply.matches or []]
+    fresh = "no fresh field (not asked)" if reply.fresh is None else f"fresh: {str(reply.fresh).lower()}"
+    lsn = "null" if reply.lsn is None else str(reply.lsn)
+    if NEW_ID in ids:
+        match = (reply.matches or [])[ids.index(NEW_ID)]
+        seen = f"{NEW_ID} is match {ids.index(NEW_ID) + 1} ({match.score:.3f})"
+    else:
+        seen = f"{NEW_ID} not among its {len(ids)} matches ({', '.join(ids)})"
+    return f"lsn {lsn}, {fresh}: {seen}"
 
 
 def _short(text: str, width: int = 100) -> str:

@@ -1,4 +1,5 @@
-"""`make demo` end to end: the local stack from template.yaml, the dataset in, queries out, every outcome checked."""
+"""`make demo` end to end: the local stack from template.yaml, the dataset in, queries out, every outcome checked;
+then write receipts and read-your-writes under a 2 s indexing lag."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from relay_local.demo import DELETED_ID, load_dataset, run_demo
+from relay_local.demo import DELETED_ID, FRESH_QUERY_ID, NEW_ID, PLAIN_QUERY_ID, load_dataset, run_demo
 from relay_local.stack import StackOptions
 from tests.conftest import reset_moto
+from vector_relay.contract.replies import QueryReplyOk
 
 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
@@ -46,6 +48,23 @@ def test_demo_lands_the_dataset_answers_by_meaning_and_dead_letters_the_poison(
     assert result.ok, [c for c in result.checks if not c.passed]
     # ... and the workers reached Pinecone only over the transport asked for
     assert set(result.transports) == {transport}, result.transports
+    # AND acme's three writes got one receipt each, with its fate ...
+    assert {what: (r.fate, r.error_code) for what, r in result.receipts.items()} == {
+        "new": ("applied", None),
+        "stale": ("stale", None),
+        "poison": ("dead_lettered", "dimension_mismatch"),
+    }
+    if transport == "rest":
+        # ... and the query sent after the applied receipt saw the new record; the plain one was answered
+        fresh = result.fresh_replies[FRESH_QUERY_ID]
+        assert isinstance(fresh, QueryReplyOk), fresh
+        assert fresh.fresh is True
+        assert NEW_ID in [match.id for match in fresh.matches or []]
+        assert isinstance(result.fresh_replies[PLAIN_QUERY_ID], QueryReplyOk)
+    else:
+        # ... which over gRPC carry no LSN (the SDK reads none): the demo asks no read-your-writes query
+        assert result.receipts["new"].lsn is None
+        assert result.fresh_replies == {}
     # AND the output shows what landed where, and never the API key in full
     output = "\n".join(lines)
     assert "namespace tenant-acme" in output
