@@ -13,12 +13,13 @@ must not make ``log_metrics`` fail an invocation after its batch was already han
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from aws_lambda_powertools import Metrics
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, single_metric
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch.type_defs import MetricDatumTypeDef
@@ -28,6 +29,9 @@ METRIC_NAMESPACE = "VectorRelay"
 # The function that writes a metric: its POWERTOOLS_SERVICE_NAME in template.yaml, the `service` dimension's value.
 Service = Literal["ingest", "query", "receipts", "reconcile", "rotate_key"]
 SERVICE_DIMENSION = ("service",)  # Powertools adds it to every metric from POWERTOOLS_SERVICE_NAME
+# Per tenant: one series per registered tenant (the registry bounds them; cost in docs/metrics.md).
+TENANT_DIMENSIONS = ("tenant", "service")
+EMF_MAX_VALUES = 100  # values of one metric in one EMF line (CloudWatch's embedded metric format)
 
 
 def function_metrics() -> Metrics:
@@ -48,6 +52,22 @@ class Metric:
     def emit(self, metrics: Metrics, value: float) -> None:
         """Add ``value`` to the invocation's metrics (written when the handler's ``log_metrics`` flushes)."""
         metrics.add_metric(name=self.name, unit=self.unit, value=value)
+
+    def emit_by_tenant(self, values: Mapping[str, Sequence[float]]) -> None:
+        """Write each tenant's values at once, with the ``tenant`` dimension, up to 100 per EMF line.
+
+        For the metrics whose dimensions are :data:`TENANT_DIMENSIONS` only; ``service`` comes from
+        ``POWERTOOLS_SERVICE_NAME`` as for every other metric.
+        """
+        if self.dimensions != TENANT_DIMENSIONS:
+            raise ValueError(f"{self.name} has no tenant dimension")
+        for tenant, tenant_values in values.items():
+            for chunk in itertools.batched(tenant_values, EMF_MAX_VALUES, strict=False):
+                sink = EphemeralMetrics(namespace=METRIC_NAMESPACE)
+                sink.add_dimension(name="tenant", value=tenant)
+                for value in chunk:
+                    sink.add_metric(name=self.name, unit=self.unit, value=value)
+                sink.flush_metrics()
 
     def emit_now(self, value: float) -> None:
         """Write ``value`` at once, in an EMF line of its own (for a handler that flushes no ``Metrics``)."""
@@ -152,6 +172,14 @@ BUSY_REQUEUED = Metric(
 RECEIPTS_SENT = Metric(
     "ReceiptsSent", _COUNT, ("ingest",), "write receipts sent to tenants' receipt queues (docs/contract.md)"
 )
+WRITE_APPLIED_AFTER = Metric(
+    "WriteAppliedAfter",
+    _MS,
+    ("ingest",),
+    "per tenant: from a write message's first send (SentTimestamp, carried onto copies) to the batch that "
+    "applied it; one value per applied message",
+    TENANT_DIMENSIONS,
+)
 RECEIPTS_RETRIED = Metric(
     "ReceiptsRetried",
     _COUNT,
@@ -198,6 +226,14 @@ NOT_FRESH_REPLIES = Metric(
     ("query",),
     "replies to read-your-writes queries answered fresh false: the index still behind min_lsn when time ran out, "
     "or no LSN known (gRPC)",
+)
+WRITES_INDEXED_AFTER = Metric(
+    "WritesIndexedAfter",
+    _MS,
+    ("query",),
+    "per tenant: from the first send of the newest write a read-your-writes query waited for (its writes_sent_at) "
+    "to the answer that found it indexed; one value per fresh reply that says when its writes were sent",
+    TENANT_DIMENSIONS,
 )
 # ----------------------------------------------------------- the receipt retry function (docs/operating.md)
 RECEIPTS_RESENT = Metric(
@@ -278,6 +314,7 @@ CATALOGUE: tuple[Metric | MetricFamily, ...] = (
     STALE_WRITES_DROPPED,
     BUSY_WRITES,
     BUSY_REQUEUED,
+    WRITE_APPLIED_AFTER,
     RECEIPTS_SENT,
     RECEIPTS_RETRIED,
     RECEIPTS_LOST,
@@ -289,6 +326,7 @@ CATALOGUE: tuple[Metric | MetricFamily, ...] = (
     OVERSIZED_REPLIES,
     FRESH_REPLIES,
     NOT_FRESH_REPLIES,
+    WRITES_INDEXED_AFTER,
     RECEIPTS_RESENT,
     RECEIPTS_DROPPED,
     RECEIPTS_INVALID,

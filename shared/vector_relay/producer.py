@@ -122,7 +122,10 @@ def query(
     index had reached it (``fresh``). Receipts with nothing applied ask for nothing. ``min_lsn`` may
     also be given as a number; with both, the higher is asked for.
     """
+    after = list(after) if after is not None else None
     wanted = [lsn for lsn in (min_lsn, min_lsn_after(after, tenant) if after is not None else None) if lsn is not None]
+    # when the newest of those writes was first sent: the worker measures how long they took to be visible
+    sent_at = max((r.first_sent_at for r in after or () if r.fate == "applied"), default=None)
     body: dict[str, Any] = {
         "schema_version": 1,
         "op": "query",
@@ -141,6 +144,8 @@ def query(
         body["filter"] = dict(filter)
     if wanted:
         body["min_lsn"] = max(wanted)
+        if sent_at is not None:
+            body["writes_sent_at"] = sent_at
     return QueryMessage.model_validate(body)
 
 

@@ -10,6 +10,7 @@ the test flushes from a helper thread once the emulator has answered the handler
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -185,3 +186,37 @@ def test_the_sample_read_your_writes_event_is_answered_fresh_after_ingest(
     assert (reply["correlation_id"], reply["fresh"]) == ("c-125", True)
     assert reply["lsn"] >= body["min_lsn"]
     assert len(reply["matches"]) == 3
+
+
+def emf_values(text: str, metric: str) -> list[tuple[str, list[float]]]:
+    """(tenant, values) of every EMF line in ``text`` that carries ``metric``."""
+    lines = [json.loads(line) for line in text.splitlines() if '"_aws"' in line]
+    return [(line.get("tenant", ""), line[metric]) for line in lines if metric in line]
+
+
+def test_a_fresh_answer_counts_the_time_since_its_writes_were_sent_per_tenant(
+    pipeline: Pipeline, lambda_context: FakeLambdaContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a write the index shows only after the flush, and a query that says it was sent 5 s ago
+    control = pipeline.emulator.control
+    control.set_indexing_lag(LAG_MS)
+    written = write(pipeline, "late", seed=1)
+    sent_at = int(time.time() * 1000) - 5_000
+    control.clear_counters()
+    driver = queries(pipeline)
+    driver.publish([query_body(vector=vector(1), top_k=1, min_lsn=written, writes_sent_at=sent_at)])
+    capsys.readouterr()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        flushed = flush_once_queried(control, pool)
+        assert driver.deliver_once(lambda_context) == {"batchItemFailures": []}
+        flushed.result(timeout=60)
+
+    # THEN the fresh reply's freshness is one value of acme's WritesIndexedAfter: at least the 5 s since
+    # the write was sent (time only moves on), in the tenant's own series
+    [reply] = replies(pipeline)
+    assert reply["fresh"] is True
+    [(tenant, values)] = emf_values(capsys.readouterr().out, "WritesIndexedAfter")
+    assert tenant == "acme"
+    assert len(values) == 1
+    assert values[0] >= 5_000

@@ -179,3 +179,25 @@ def test_a_message_dead_lettered_then_redriven_gets_its_applied_receipt_under_th
     assert applied["fate"] == "applied"
     assert applied["message_id"] == original  # the redriven copy's own id is not what the producer knows
     assert applied["records"] == [{"id": "a", "version": 7}]
+
+
+def test_each_applied_message_is_one_value_of_its_tenants_write_applied_after_whether_or_not_it_gets_receipts(
+    pipeline: Pipeline, receipt_queues: dict[str, str], driver: SqsDriver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sqs = boto3.client("sqs")
+    sqs.delete_queue(QueueUrl=receipt_queues["globex"])  # globex's receipts will fail: its metric still counts
+    publish(pipeline, upsert(1, "a"))
+    publish(pipeline, upsert(1, "b"))
+    publish(pipeline, upsert(1, "x", tenant="globex"))
+    capsys.readouterr()
+
+    driver.run_until_empty()
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    values: dict[str, list[float]] = {}  # by tenant, over however many batches the driver made
+    for line in lines:
+        if "WriteAppliedAfter" in line:
+            values.setdefault(line["tenant"], []).extend(line["WriteAppliedAfter"])
+    assert sorted(values) == ["acme", "globex"]
+    assert {tenant: len(v) for tenant, v in values.items()} == {"acme": 2, "globex": 1}  # one per applied message
+    assert all(value >= 0 for v in values.values() for value in v)

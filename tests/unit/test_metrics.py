@@ -19,6 +19,7 @@ from vector_relay.metrics import (
     CATALOGUE,
     METRIC_NAMESPACE,
     RECONCILE_MISMATCHES_BY_KIND,
+    TENANT_DIMENSIONS,
     Metric,
     MetricFamily,
     metric_data,
@@ -177,7 +178,9 @@ def test_every_metric_an_alarm_watches_is_in_the_catalogue() -> None:
         assert alarmed.get("Unit") in (None, metric.unit.value), metric.name
 
 
-@pytest.mark.parametrize("entry", CATALOGUE, ids=lambda entry: entry.name)
+@pytest.mark.parametrize(
+    "entry", [e for e in CATALOGUE if e.dimensions != TENANT_DIMENSIONS], ids=lambda entry: entry.name
+)
 def test_each_metric_is_written_with_its_namespace_unit_and_dimensions(entry: Metric | MetricFamily) -> None:
     for metric in _as_written(entry)[:2]:
         for service in metric.emitted_by:
@@ -192,6 +195,33 @@ def test_each_metric_is_written_with_its_namespace_unit_and_dimensions(entry: Me
                 }
             ]
             assert (line["service"], line[metric.name]) == (service, [3.0])
+
+
+@pytest.mark.parametrize(
+    "metric", [m for m in METRICS if m.dimensions == TENANT_DIMENSIONS], ids=lambda metric: metric.name
+)
+def test_a_per_tenant_metric_is_written_with_its_tenant_one_line_per_tenant_and_at_most_100_values_a_line(
+    metric: Metric, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [service] = metric.emitted_by
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", service)
+    metric.emit_by_tenant({"acme": [float(v) for v in range(150)], "globex": [3.0]})
+    lines = [json.loads(text) for text in capsys.readouterr().out.splitlines() if '"_aws"' in text]
+    assert [(line["tenant"], line["service"], len(line[metric.name])) for line in lines] == [
+        ("acme", service, 100),
+        ("acme", service, 50),
+        ("globex", service, 1),
+    ]
+    for line in lines:
+        assert line["_aws"]["CloudWatchMetrics"] == [
+            {
+                "Namespace": "VectorRelay",
+                "Dimensions": [list(TENANT_DIMENSIONS)],
+                "Metrics": [{"Name": metric.name, "Unit": metric.unit.value}],
+            }
+        ]
+    with pytest.raises(ValueError, match="no tenant dimension"):
+        catalogue.RECORDS_UPSERTED.emit_by_tenant({"acme": [1.0]})
 
 
 def test_a_metric_written_at_once_and_one_published_carry_the_same_shape(

@@ -192,6 +192,16 @@ def test_the_query_waits_for_the_highest_lsn_of_the_applied_receipts() -> None:
     assert json.loads(producer.body_of(question))["min_lsn"] == 12
 
 
+def test_the_query_says_when_the_newest_applied_write_was_sent_for_the_freshness_metric() -> None:
+    sent_later = applied("m-2", lsn=12) | {"first_sent_at": SENT + 400}
+    after = receipts(applied("m-1", lsn=7), sent_later, dead_lettered("m-4") | {"first_sent_at": SENT + 900})
+
+    question = producer.query("acme", reply_to=REPLY, id="doc-1", after=after)
+
+    assert question.writes_sent_at == SENT + 400  # the applied ones only: a dead letter wrote nothing
+    assert producer.query("acme", reply_to=REPLY, id="doc-1", min_lsn=3).writes_sent_at is None
+
+
 def test_receipts_with_nothing_applied_ask_for_nothing() -> None:
     after = receipts(stale(), dead_lettered())
 

@@ -222,7 +222,8 @@ class QueryMessage(MessageModel):
 
     ``min_lsn`` asks for read-your-writes: the answer must reflect every write of the tenant's namespace
     up to that log sequence number (its receipt's ``lsn``); the worker asks again while the index is behind
-    it, and the reply says whether it got there (``fresh``).
+    it, and the reply says whether it got there (``fresh``). ``writes_sent_at`` (epoch ms, the newest of
+    those writes' ``first_sent_at``) lets the worker report how long they took to become visible.
     """
 
     op: Literal["query"]
@@ -236,6 +237,7 @@ class QueryMessage(MessageModel):
     reply_to: Annotated[str, Field(min_length=1, max_length=2048)]
     correlation_id: Annotated[str, Field(min_length=1, max_length=MAX_CORRELATION_ID_CHARS)] | None = None
     min_lsn: Lsn | None = None
+    writes_sent_at: Annotated[int, Field(strict=True, ge=0, le=2**53)] | None = None
 
     @field_validator("top_k")
     @classmethod

@@ -71,16 +71,21 @@ class ReceiptBook:
     registry: TenantRegistry
     clock: Callable[[], float] = time.time
     pending: list[PendingReceipt] = field(default_factory=list)
+    # ms from each applied message's first send to its fate, by tenant (every tenant's: a metric, not a receipt)
+    applied_after: dict[str, list[float]] = field(default_factory=dict)
 
     def done(
         self, record: SQSRecord, namespace: str, message: PlannableWrite, coalesced: Coalesced, outcome: WriteOutcome
     ) -> None:
         """``record``'s message is done (acknowledged): ``applied`` or ``stale``, from what the batch wrote."""
+        written, stale, lsns = _fates(record.message_id, namespace, message, coalesced, outcome)
+        fate = "applied" if written or isinstance(message, DeleteByFilterMessage | PurgeTenantMessage) else "stale"
+        if fate == "applied":
+            after = self.clock() * 1000 - first_sent_ms(record)
+            self.applied_after.setdefault(message.tenant, []).append(max(after, 0.0))
         destination = self.registry.receipts_for(message.tenant)
         if destination is None:
             return
-        written, stale, lsns = _fates(record.message_id, namespace, message, coalesced, outcome)
-        fate = "applied" if written or isinstance(message, DeleteByFilterMessage | PurgeTenantMessage) else "stale"
         lsn = None if not lsns or None in lsns else max(lsn for lsn in lsns if lsn is not None)
         self._add(
             record,

@@ -58,6 +58,7 @@ from vector_relay.metrics import (
     STALE_WRITES_DROPPED,
     TRANSIENT_FAILURES,
     UNCERTAIN_LANDINGS,
+    WRITE_APPLIED_AFTER,
 )
 from vector_relay.pinecone.wire import encode_upsert
 from vector_relay.settings import Settings
@@ -175,6 +176,7 @@ class IngestRun:
 
     def settle(self) -> None:
         """Send the batch's write receipts: after every verdict, so none is sent before its write landed."""
+        WRITE_APPLIED_AFTER.emit_by_tenant(self._receipts.applied_after)
         if not self._receipts.pending:
             return
         pending = list(self._receipts.pending)

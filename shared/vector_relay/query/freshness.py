@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ class Pacing:
 
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)  # back-off jitter, not a secret
+    clock: Callable[[], float] = time.time  # when an answer came (epoch seconds): the freshness metric's end
     first: float = FIRST_DELAY_SECONDS
     cap: float = MAX_DELAY_SECONDS
 
@@ -57,6 +59,7 @@ class Answer:
 
     result: QueryResult
     fresh: bool | None = None
+    at: float = 0.0  # when the last attempt's answer came (epoch seconds; 0: not recorded)
 
 
 def reached(indexed_lsn: int | None, min_lsn: int) -> bool:
@@ -81,7 +84,7 @@ async def query_until_fresh(
     if isinstance(first, PineconeRequestError):
         return first
     if min_lsn is None:
-        return Answer(first)
+        return Answer(first, at=pacing.clock())
     result, retry, read_units = first, 0, first.read_units
     while result.indexed_lsn is not None and not reached(result.indexed_lsn, min_lsn):
         wait = pacing.delay(retry)
@@ -99,7 +102,8 @@ async def query_until_fresh(
         result = again
         if again.read_units is not None:
             read_units = (read_units or 0) + again.read_units
-    return Answer(dataclasses.replace(result, read_units=read_units), fresh=reached(result.indexed_lsn, min_lsn))
+    fresh = reached(result.indexed_lsn, min_lsn)
+    return Answer(dataclasses.replace(result, read_units=read_units), fresh=fresh, at=pacing.clock())
 
 
 async def _in_slot(

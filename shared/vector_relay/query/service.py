@@ -45,6 +45,7 @@ from vector_relay.metrics import (
     QUERY_LATENCY,
     QUERY_REPLIES,
     TRANSIENT_FAILURES,
+    WRITES_INDEXED_AFTER,
 )
 from vector_relay.pinecone.data_plane import QueryResult
 from vector_relay.pinecone.errors import PineconeRequestError
@@ -70,6 +71,8 @@ class PendingReply:
     code: str  # "ok" or the error code, for metrics
     dead_letter_after: PoisonMessageError | None = None
     fresh: bool | None = None  # a read-your-writes answer's freshness, for metrics
+    indexed_after_ms: float | None = None  # a fresh answer: from its writes' first send (writes_sent_at) to it
+    tenant: str = ""  # whose answer it is (the per-tenant freshness metric)
 
 
 class QueryService:
@@ -183,7 +186,22 @@ class QueryRun:
                     continue
                 if stored:
                     OVERSIZED_REPLIES.emit(metrics, 1)
-                self._replies.append(PendingReply(record, message.reply_to, body, "ok", fresh=result.fresh))
+                indexed_after = (
+                    max(result.at * 1000 - message.writes_sent_at, 0.0)
+                    if result.fresh and message.writes_sent_at is not None
+                    else None
+                )
+                self._replies.append(
+                    PendingReply(
+                        record,
+                        message.reply_to,
+                        body,
+                        "ok",
+                        fresh=result.fresh,
+                        indexed_after_ms=indexed_after,
+                        tenant=message.tenant,
+                    )
+                )
                 QUERY_LATENCY.emit(metrics, result.result.elapsed_ms)
             elif result.kind is FailureKind.REJECTED:
                 body = error_reply(message.correlation_id, message.tenant, "pinecone_rejected", str(result))
@@ -286,6 +304,7 @@ def _send_replies(replies: list[PendingReply], sqs: SQSClient, metrics: Metrics)
     verdicts: dict[str, Verdict] = {}
     sent: dict[str, int] = {}
     freshness = {True: 0, False: 0}  # sent answers to read-your-writes queries, by their fresh
+    indexed_after: dict[str, list[float]] = {}  # by tenant
     by_queue: dict[str, list[PendingReply]] = {}
     for reply in replies:
         by_queue.setdefault(reply.reply_to, []).append(reply)
@@ -309,6 +328,8 @@ def _send_replies(replies: list[PendingReply], sqs: SQSClient, metrics: Metrics)
                 sent[reply.code] = sent.get(reply.code, 0) + 1
                 if reply.fresh is not None:
                     freshness[reply.fresh] += 1
+                if reply.indexed_after_ms is not None:
+                    indexed_after.setdefault(reply.tenant, []).append(reply.indexed_after_ms)
                 if reply.dead_letter_after is not None:
                     verdicts[reply.record.message_id] = Poison(reply.dead_letter_after)
     QUERY_REPLIES.emit(metrics, sum(sent.values()))
@@ -316,6 +337,7 @@ def _send_replies(replies: list[PendingReply], sqs: SQSClient, metrics: Metrics)
         FRESH_REPLIES.emit(metrics, freshness[True])
     if freshness[False]:
         NOT_FRESH_REPLIES.emit(metrics, freshness[False])
+    WRITES_INDEXED_AFTER.emit_by_tenant(indexed_after)
     for code, count in sent.items():
         if code != "ok":
             ERROR_REPLIES_BY_CODE.of(code).emit(metrics, count)
