@@ -443,6 +443,12 @@ def ask_plain_and_fresh(
     step("their replies:")
     for correlation_id, name in ((PLAIN_QUERY_ID, "plain"), (FRESH_QUERY_ID, "read-your-writes")):
         out(f"  {name:16} {describe_fresh_reply(result.fresh_replies.get(correlation_id))}")
+    if (fresh_answer := result.fresh_replies.get(FRESH_QUERY_ID)) is not None and getattr(fresh_answer, "fresh", None):
+        visible = time.time() - applied.first_sent_at / 1000  # an upper bound: the reply was read after it was sent
+        out(
+            f"  {NEW_ID} visible to queries at most {visible:.1f} s after it was sent (applied after "
+            f"{(applied.at - applied.first_sent_at) / 1000:.1f} s; per tenant in the metric WritesIndexedAfter)"
+        )
     plain_reply = result.fresh_replies.get(PLAIN_QUERY_ID)
     fresh_reply = result.fresh_replies.get(FRESH_QUERY_ID)
     result.check(
