@@ -96,10 +96,13 @@ class TenantRegistry(Mapping[str, str]):
                 reply_queues[tenant] = replies
             if isinstance(entry, dict) and "receipts" in entry:
                 url = entry["receipts"]
-                if isinstance(url, str) and _QUEUE_URL.fullmatch(url):
-                    receipts[tenant] = url
-                else:
+                shared_with = next((other for other, taken in receipts.items() if taken == url), None)
+                if not isinstance(url, str) or not _QUEUE_URL.fullmatch(url):
                     problems.append(f"tenant {tenant!r}: receipts must be an SQS queue URL")
+                elif shared_with is not None:
+                    problems.append(f"tenants {shared_with!r} and {tenant!r} share receipt queue {url}")
+                else:
+                    receipts[tenant] = url
             if isinstance(entry, dict) and "schema" in entry:
                 schema = TenantSchema.parse(entry["schema"], f"tenant {tenant!r}", problems)
                 if schema is not None:

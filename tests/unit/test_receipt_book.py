@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from tests.lambda_events import lambda_sqs_record
@@ -17,9 +18,10 @@ from vector_relay.contract.messages import DeleteByFilterMessage, DeleteMessage,
 from vector_relay.contract.receipts import RECEIPT_MAX_LISTED, Receipt
 from vector_relay.errors import PoisonMessageError, Problem
 from vector_relay.ingest.planning import PlannableWrite, coalesce
-from vector_relay.ingest.receipts import ReceiptBook
+from vector_relay.ingest.receipts import Landed, ReceiptBook
 from vector_relay.ingest.runner import WriteOutcome
 from vector_relay.pinecone.wire import EncodedUpsert, encode_record
+from vector_relay.sqs.message_age import first_message_id
 from vector_relay.tenancy import TenantRegistry
 
 SHARED_QUEUE = "arn:aws:sqs:us-east-1:123456789012:ingest"
@@ -189,3 +191,59 @@ def test_a_dead_letter_is_told_only_to_a_tenant_its_queue_may_speak_for() -> Non
         Receipt.model_validate(receipt)
         assert "9.5" not in json.dumps(receipt)
         assert "expected 8 values" not in json.dumps(receipt)  # no error detail: it may quote input
+
+
+def test_a_message_dead_lettered_after_part_of_it_was_written_names_what_is_in_the_index() -> None:
+    # M's records went out in two requests: the first landed (a and b, LSN 41), the second was rejected
+    message = upsert("acme", ("a", 1), ("b", 1), ("c", 1))
+    coalesced = coalesce([("m", "ns-acme", message)])
+    outcome = WriteOutcome(written={("ns-acme", "a"): 41, ("ns-acme", "b"): 41})
+    rejected = PoisonMessageError([Problem("pinecone_rejected", "", "rejected by Pinecone")])
+    book = ReceiptBook(REGISTRY)
+    body = json.dumps({"schema_version": 1, "op": "upsert", "tenant": "acme", "records": []})
+
+    book.dead_lettered(record("m", body), rejected, Landed("ns-acme", message, coalesced, outcome))
+    book.dead_lettered(record("n", body), rejected, None)  # nothing of it written
+
+    partly, nothing = (Receipt.model_validate_json(pending.body) for pending in book.pending)
+    assert (partly.fate, partly.error_code, partly.lsn, partly.namespace) == (
+        "dead_lettered",
+        "pinecone_rejected",
+        41,
+        "ns-acme",
+    )
+    assert [(r.id, r.version) for r in partly.records] == [("a", 1), ("b", 1)]
+    assert partly.record_count == 2
+    assert (nothing.record_count, nothing.records, nothing.lsn) == (0, [], None)
+    assert "records" not in json.loads(nothing.body())  # a dead letter that wrote nothing says nothing of records
+
+
+@pytest.mark.parametrize(
+    "attribute",
+    [
+        {"DataType": "Binary", "BinaryValue": "AAEC"},  # no string value at all
+        {"DataType": "String", "StringValue": "x" * 101},
+        {"DataType": "String", "StringValue": "not an id; DROP"},
+        {"DataType": "String", "StringValue": ""},
+    ],
+)
+def test_a_first_message_id_not_shaped_like_an_sqs_message_id_is_ignored(attribute: dict[str, str]) -> None:
+    message = {
+        "MessageId": "own-id",
+        "ReceiptHandle": "handle",
+        "Body": "{}",
+        "Attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1765000000000",
+            "ApproximateFirstReceiveTimestamp": "1765000000001",
+        },
+        "MessageAttributes": {"first_message_id": attribute},
+    }
+    raw = lambda_sqs_record(message, SHARED_QUEUE)
+    if attribute["DataType"] == "Binary":  # as Lambda builds it: a binaryValue, no stringValue key
+        raw["messageAttributes"]["first_message_id"] = {"binaryValue": "AAEC", "dataType": "Binary"}
+
+    assert first_message_id(SQSRecord(raw)) == "own-id"
+    assert first_message_id(record("copy", first_message_id="0c1f7a52-3b8e-4d5a-9f61-2e7b8c4d9a10")) == (
+        "0c1f7a52-3b8e-4d5a-9f61-2e7b8c4d9a10"
+    )

@@ -88,8 +88,12 @@ def test_an_applied_receipt_without_an_lsn_says_null_rather_than_leaving_it_out(
     [
         ({"fate": "dead_lettered"}, "a dead_lettered receipt names its error_code"),
         (
-            {"fate": "dead_lettered", "error_code": "x", "namespace": None},
-            "a dead_lettered receipt names no records and no lsn",
+            {"fate": "dead_lettered", "error_code": "x", "stale": [{"id": "a", "version": 1}], "stale_count": 1},
+            "a dead_lettered receipt names no stale records",
+        ),
+        (
+            {"fate": "dead_lettered", "error_code": "x", "records": [], "record_count": 0, "lsn": 5},
+            "a dead_lettered receipt has an lsn only for records written before it was refused",
         ),
         ({"namespace": None}, "an applied receipt names its namespace"),
         ({"error_code": "x"}, "only a dead_lettered receipt has error codes"),

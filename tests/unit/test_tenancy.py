@@ -35,6 +35,12 @@ def test_registry_maps_tenants_to_their_namespaces() -> None:
             "'acme' and 'globex' are both bound to queue",
         ),
         ('{"acme": {"namespace": "a", "reply_queues": [""]}}', "reply_queues must be a list of non-empty strings"),
+        ('{"acme": {"namespace": "a", "receipts": "arn:aws:sqs:us-east-1:123456789012:r"}}', "an SQS queue URL"),
+        (
+            '{"acme": {"namespace": "a", "receipts": "https://sqs.us-east-1.amazonaws.com/123456789012/r"},'
+            ' "globex": {"namespace": "g", "receipts": "https://sqs.us-east-1.amazonaws.com/123456789012/r"}}',
+            "'acme' and 'globex' share receipt queue",
+        ),
     ],
 )
 def test_invalid_registries_are_configuration_errors(text: str, fragment: str) -> None:

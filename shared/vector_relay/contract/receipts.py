@@ -78,8 +78,12 @@ class Receipt(StrictModel):
         if self.fate == "dead_lettered":
             if not self.error_code:
                 problems.append("a dead_lettered receipt names its error_code")
-            if self.records or self.stale or self.record_count or self.stale_count or self.lsn is not None:
-                problems.append("a dead_lettered receipt names no records and no lsn")
+            if self.stale or self.stale_count:
+                problems.append("a dead_lettered receipt names no stale records")
+            if len(self.records) > self.record_count:
+                problems.append("record_count counts at least the records listed")
+            if self.lsn is not None and not self.record_count:
+                problems.append("a dead_lettered receipt has an lsn only for records written before it was refused")
         else:
             if self.namespace is None:
                 problems.append(f"an {self.fate} receipt names its namespace")
@@ -95,8 +99,10 @@ class Receipt(StrictModel):
 
     def body(self) -> str:
         """The receipt as the relay sends it: the common fields and its fate's (docs/producer.md)."""
-        other = _DEAD_LETTER_FIELDS if self.fate != "dead_lettered" else _WRITE_FIELDS - {"namespace"}
+        other = _DEAD_LETTER_FIELDS if self.fate != "dead_lettered" else {"stale", "stale_count"}
         exclude = set(other)
+        if self.fate == "dead_lettered" and not self.record_count:  # nothing of it was written: no write fields
+            exclude |= _WRITE_FIELDS
         if self.fate == "dead_lettered" and self.namespace is None:
             exclude.add("namespace")
         return self.model_dump_json(exclude=exclude)

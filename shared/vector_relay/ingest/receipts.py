@@ -58,6 +58,16 @@ WRITE_OPS = frozenset({"upsert", "delete", "delete_by_filter", "purge_tenant"})
 
 
 @dataclass(frozen=True, slots=True)
+class Landed:
+    """A valid message of the batch and what the batch wrote (for the receipt of a message dead-lettered after)."""
+
+    namespace: str
+    message: PlannableWrite
+    coalesced: Coalesced
+    outcome: WriteOutcome
+
+
+@dataclass(frozen=True, slots=True)
 class PendingReceipt:
     destination: str
     message_id: str  # the producer's original's
@@ -103,8 +113,13 @@ class ReceiptBook:
             },
         )
 
-    def dead_lettered(self, record: SQSRecord, poison: PoisonMessageError) -> None:
-        """``record`` went to the DLQ: ``dead_lettered``, if its body names a tenant its queue may speak for."""
+    def dead_lettered(self, record: SQSRecord, poison: PoisonMessageError, landed: Landed | None = None) -> None:
+        """``record`` went to the DLQ: ``dead_lettered``, if its body names a tenant its queue may speak for.
+
+        ``landed``: what the batch wrote of it before the rest was refused (a message split across
+        requests, one of which Pinecone rejected or which failed on its last delivery); the receipt
+        names those records and their LSN, as they are in the index.
+        """
         tenant, op = _tenant_and_op(record.body)
         if tenant is None or tenant not in self.registry:
             return
@@ -113,17 +128,25 @@ class ReceiptBook:
         destination = self.registry.receipts_for(tenant)
         if destination is None:
             return
-        self._add(
-            record,
-            destination,
-            {
-                "tenant": tenant,
-                "op": op,
-                "fate": "dead_lettered",
-                "error_code": poison.error_code,
-                "error_codes": list(poison.error_codes),
-            },
-        )
+        fields: dict[str, Any] = {
+            "tenant": tenant,
+            "op": op,
+            "fate": "dead_lettered",
+            "error_code": poison.error_code,
+            "error_codes": list(poison.error_codes),
+        }
+        if landed is not None and tenant == landed.message.tenant:
+            written, _, lsns = _fates(
+                record.message_id, landed.namespace, landed.message, landed.coalesced, landed.outcome
+            )
+            if written:
+                fields |= {
+                    "namespace": landed.namespace,
+                    "records": _listed(written),
+                    "record_count": len(written),
+                    "lsn": None if None in lsns else max(lsn for lsn in lsns if lsn is not None),
+                }
+        self._add(record, destination, fields)
 
     def _add(self, record: SQSRecord, destination: str, fields: dict[str, Any]) -> None:
         original = first_message_id(record)

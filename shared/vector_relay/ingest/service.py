@@ -38,7 +38,7 @@ from vector_relay.deadline import Deadline
 from vector_relay.errors import BusyWriteError, HeldBehindError, PoisonMessageError, Problem, WaitingError
 from vector_relay.ingest.admission import GuardedBatch, GuardSummary
 from vector_relay.ingest.planning import Coalesced, PlannableWrite, PlannedRequest, coalesce, pack
-from vector_relay.ingest.receipts import ReceiptBook, ReceiptsSent
+from vector_relay.ingest.receipts import Landed, ReceiptBook, ReceiptsSent
 from vector_relay.ingest.runner import Admission, PlanRunner, WriteOutcome
 from vector_relay.ingest.version_guard import VersionGuard
 from vector_relay.keys.api_key_cache import GatewaySource
@@ -157,6 +157,7 @@ class IngestRun:
         self._guarded = guarded
         self._valid: list[Delivery[PlannableWrite]] = []
         self._receipts = ReceiptBook(registry)
+        self._landed: dict[str, Landed] = {}  # by message id, once the batch has run: for dead letters' receipts
 
     def take(self, delivery: Delivery[WriteMessage]) -> None:
         valid = Delivery(delivery.record, self._service.encode(delivery.message), delivery.last)
@@ -172,15 +173,19 @@ class IngestRun:
             self._guarded.session.close()
 
     def dead_lettered(self, record: SQSRecord, poison: PoisonMessageError) -> None:
-        self._receipts.dead_lettered(record, poison)
+        try:
+            self._receipts.dead_lettered(record, poison, self._landed.get(record.message_id))
+        except Exception as error:  # the message is dead-lettered already: a receipt must not undo that
+            logger.exception("could not build a write receipt", extra={"error": type(error).__name__})
+            RECEIPTS_LOST.emit(self._service.metrics, 1)
 
     def settle(self) -> None:
         """Send the batch's write receipts: after every verdict, so none is sent before its write landed."""
-        WRITE_APPLIED_AFTER.emit_by_tenant(self._receipts.applied_after)
-        if not self._receipts.pending:
-            return
         pending = list(self._receipts.pending)
         try:
+            WRITE_APPLIED_AFTER.emit_by_tenant(self._receipts.applied_after)
+            if not pending:
+                return
             outcome = self._receipts.send(sqs_client(), self._service.settings.receipt_retry_queue_url)
         except Exception as error:  # the batch is done whatever happens here
             logger.exception("could not send write receipts", extra={"error": type(error).__name__})
@@ -228,9 +233,24 @@ class IngestRun:
             if failed is not None:
                 verdicts[message_id] = Wait(failed) if isinstance(failed, WaitingError) else Retry(failed)
             else:
-                self._receipts.done(delivery.record, namespace, delivery.message, coalesced, outcome)
+                self._receipt_for(delivery, namespace, coalesced, outcome)
+        self._landed = {
+            d.record.message_id: Landed(namespace, d.message, coalesced, outcome)
+            for d, (_, namespace, _) in zip(self._valid, writes, strict=True)
+            if d.record.message_id in outcome.poison or d.last
+        }
         service.report(outcome, len(self._valid), len(verdicts), summary)
         return verdicts
+
+    def _receipt_for(
+        self, delivery: Delivery[PlannableWrite], namespace: str, coalesced: Coalesced, outcome: WriteOutcome
+    ) -> None:
+        """A done message's receipt (and freshness figure); a failure here is logged, never the batch's."""
+        try:
+            self._receipts.done(delivery.record, namespace, delivery.message, coalesced, outcome)
+        except Exception as error:  # its write landed and it is acknowledged whatever happens here
+            logger.exception("could not build a write receipt", extra={"error": type(error).__name__})
+            RECEIPTS_LOST.emit(self._service.metrics, 1)
 
 
 def _own_reason_first(current: BaseException | None, new: BaseException) -> BaseException:

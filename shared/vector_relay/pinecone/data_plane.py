@@ -196,7 +196,8 @@ class PineconeGateway:
                 lsn = await asyncio.wait_for(call, timeout=left)
             except Exception as error:
                 if missing_is_success and namespace_not_found(error):
-                    break  # the namespace does not exist: nothing to delete
+                    lsn = 0  # the namespace does not exist: nothing deleted, nothing for a query to wait for
+                    break
                 failure = index_not_found(error) if getattr(error, "status_code", None) == 404 else classify(error)
                 failure.uncertain = failure.uncertain or uncertain
                 uncertain = failure.uncertain

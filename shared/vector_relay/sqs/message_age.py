@@ -17,6 +17,7 @@ old one and is still a valid write.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from vector_relay.errors import Problem
@@ -29,6 +30,7 @@ FIRST_SENT_ATTRIBUTE = "first_sent_at"
 # The id SendMessage gave the producer's original, carried onto every copy the same way: a write
 # receipt names the message the producer sent (vector_relay.ingest.receipts), whichever copy landed.
 FIRST_MESSAGE_ATTRIBUTE = "first_message_id"
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
 # Writes must be applied this much before the guard may forget their record: SQS's clock (the send
 # time) and the workers' clocks (the claim) are not the same clock.
 EXPIRY_MARGIN_SECONDS = 3600
@@ -45,10 +47,15 @@ def first_sent_ms(record: SQSRecord) -> int:
 
 
 def first_message_id(record: SQSRecord) -> str:
-    """The id of the producer's original of ``record``: its ``first_message_id`` when a copy, else its own id."""
+    """The id of the producer's original of ``record``: its ``first_message_id`` when a copy, else its own id.
+
+    Anyone who may send to the queue may set the attribute, so it is taken only in the shape of an SQS
+    message id (1-100 letters, digits and hyphens). A sender can point a receipt at another message
+    id only for the tenants it may write for anyway (docs/security.md: tenant binding).
+    """
     carried = record.message_attributes[FIRST_MESSAGE_ATTRIBUTE]
-    value = carried.string_value if carried is not None else None
-    return value or record.message_id
+    value = carried.get("stringValue") if carried is not None else None  # a Binary attribute has none
+    return value if isinstance(value, str) and _MESSAGE_ID.fullmatch(value) else record.message_id
 
 
 def first_sent_attribute(first_sent: int, first_message: str = "") -> dict[str, MessageAttributeValueTypeDef]:
