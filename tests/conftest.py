@@ -17,6 +17,7 @@ from relay_local.moto_server import MotoServer
 from vector_relay.aws_clients import clear_client_caches
 from vector_relay.dependencies import reset_worker_dependencies
 from vector_relay.settings import get_settings
+from vector_relay.tracing import reset_tracing
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -34,13 +35,15 @@ SAMPLE_REPLY_QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/vector-re
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fake AWS credentials, no stray AWS configuration, and settings and clients rebuilt for each test."""
+    """Fake AWS credentials, no stray AWS configuration, tracing off (tests/xray_tracing.py turns it on), and
+    settings and clients rebuilt for each test."""
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "tests")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     _clear_caches()
     yield
     _clear_caches()
@@ -48,6 +51,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def _clear_caches() -> None:
     get_settings.cache_clear()
+    reset_tracing()
     reset_worker_dependencies()
     clear_client_caches()
 

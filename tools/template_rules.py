@@ -10,7 +10,9 @@
 * ``no_wildcard_actions``: no statement *allows* ``*`` actions (a deny may be broad), except the
   account-root statement of a KMS key policy (AWS's default, which hands the key's use to IAM);
 * ``no_wildcard_resources``: no statement of an IAM role or policy allows on ``*`` resources (or a
-  resource ARN whose account, region, or name is ``*``): each names what it may touch;
+  resource ARN whose account, region, or name is ``*``): each names what it may touch. The one
+  exception is a statement of only actions IAM defines no resource type for
+  (:data:`ACTIONS_WITHOUT_RESOURCES`), which can name nothing but ``*``;
 * ``no_managed_policies``: no role attaches AWS-managed policies (``AWSLambdaBasicExecutionRole`` and
   SAM's SQS poller policy grant on ``*``); every function has its own role from this template;
 * ``secure_transport``: every queue and bucket has a policy that denies requests without TLS;
@@ -213,6 +215,9 @@ def _no_wildcard_actions(t: _Template) -> Iterator[Violation]:
 
 
 IAM_TYPES = ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+# Actions whose "Resource types" column is empty in the Service Authorization Reference: a statement
+# granting them can only say "*". X-Ray's uploads (the functions' active tracing) are the ones used here.
+ACTIONS_WITHOUT_RESOURCES = frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"})
 
 
 def _wildcard_arn(resource: Any) -> bool:
@@ -235,12 +240,18 @@ def _no_wildcard_resources(t: _Template) -> Iterator[Violation]:
         if resource.get("Type") not in IAM_TYPES:
             continue
         for where, statement in _statements(resource.get("Properties", {}), name):
-            if statement.get("Effect") == "Deny":
+            if statement.get("Effect") == "Deny" or _only_actions_without_resources(statement):
                 continue
             targets = statement.get("Resource", [])
             for target in targets if isinstance(targets, list) else [targets]:
                 if _wildcard_arn(target):
                     yield Violation("no_wildcard_resources", where, f"allows {statement.get('Action')} on {target!r}")
+
+
+def _only_actions_without_resources(statement: dict[str, Any]) -> bool:
+    actions = statement.get("Action", [])
+    actions = [actions] if isinstance(actions, str) else actions
+    return "NotAction" not in statement and bool(actions) and set(actions) <= ACTIONS_WITHOUT_RESOURCES
 
 
 def _no_managed_policies(t: _Template) -> Iterator[Violation]:

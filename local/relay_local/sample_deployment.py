@@ -56,6 +56,9 @@ def local_parameters(
         # The sample events' reply_to, so events/query*.json work against the local stack too.
         "AdditionalReplyQueueUrls": SAMPLE_REPLY_QUEUE_URL,
         "AdditionalReplyQueueArns": SAMPLE_REPLY_QUEUE_ARN,
+        # No X-Ray daemon listens here: the functions trace only where a test collects the segments
+        # (relay_local.xray_collector, tests/integration/test_tracing.py).
+        "Tracing": "false",
     }
 
 

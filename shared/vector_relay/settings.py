@@ -276,6 +276,31 @@ def receipts_function_settings() -> ReceiptsFunctionSettings:
         raise ConfigurationError(f"invalid configuration: {error}") from None
 
 
+class TracingSettings(BaseSettings):
+    """Whether a function traces (:mod:`vector_relay.tracing`): Powertools' own switch, read as its Tracer reads it.
+
+    Off with ``POWERTOOLS_TRACE_DISABLED`` true (the template's ``Tracing=false``, the tests, the local
+    stack), outside Lambda (no ``LAMBDA_TASK_ROOT``: no X-Ray daemon to send to) and under ``sam local``.
+    """
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    powertools_trace_disabled: bool = False
+    lambda_task_root: str | None = None  # set by Lambda (and by the local stack's runtime)
+    aws_sam_local: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return not self.powertools_trace_disabled and bool(self.lambda_task_root) and not self.aws_sam_local
+
+
+def tracing_settings() -> TracingSettings:
+    try:
+        return TracingSettings()
+    except ValueError as error:
+        raise ConfigurationError(f"invalid configuration: {error}") from None
+
+
 def require_https(value: str | None) -> str | None:
     """The API key and the service account's secret travel to these URLs: TLS unless they stay on loopback."""
     if value is None:

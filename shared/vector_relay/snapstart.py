@@ -4,8 +4,8 @@ With SnapStart (template parameter ``SnapStart=PublishedVersions``) Lambda runs 
 once, snapshots the memory, and starts later environments from that snapshot. Before the
 snapshot, :func:`prime` does the expensive, connection-free work the first invocation would
 otherwise pay (the SDK's async client and HTTP transport imported, the AWS service models loaded
-into the shared botocore session). After every restore, :func:`refresh` makes sure nothing from
-the snapshot is trusted that may have changed or been cloned:
+into the shared botocore session, the X-Ray SDK imported when tracing is on). After every restore,
+:func:`refresh` makes sure nothing from the snapshot is trusted that may have changed or been cloned:
 
 * the worker's dependencies are dropped: their HTTP connection pools (Pinecone, AWS) point at
   sockets that did not survive the snapshot, and their event loop is closed;
@@ -52,9 +52,11 @@ def prime() -> None:
     """Load what the first invocation needs without opening a connection (run before the snapshot)."""
     from vector_relay.aws_clients import load_service_models
     from vector_relay.pinecone.data_plane import load_transport
+    from vector_relay.tracing import active_tracer
 
     load_transport()
     load_service_models(("secretsmanager", "sqs", "ssm", "dynamodb"))
+    active_tracer()  # the X-Ray SDK, when tracing is on (docs/operating.md, tracing)
 
 
 def refresh() -> None:

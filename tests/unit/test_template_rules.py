@@ -268,7 +268,10 @@ def test_the_receipts_function_consumes_its_queue_reads_the_registry_and_sends_t
     }
     function = resources(TEMPLATE)["ReceiptsFunction"]["Properties"]
     assert function["Role"] == {"Fn::GetAtt": ["ReceiptsFunctionRole", "Arn"]}
-    assert function["Environment"]["Variables"] == {"POWERTOOLS_SERVICE_NAME": "receipts"}
+    assert function["Environment"]["Variables"] == {
+        "POWERTOOLS_SERVICE_NAME": "receipts",
+        "POWERTOOLS_TRACE_DISABLED": {"Fn::If": ["TraceFunctions", "false", "true"]},
+    }
     [event] = function["Events"].values()
     assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["ReceiptRetryQueue", "Arn"]}
 
@@ -413,3 +416,52 @@ def test_object_grants_on_a_whole_bucket_fail() -> None:
         write["Resource"] = {"Fn::Sub": "${QueryResultsBucket.Arn}/*"}
 
     assert broken(whole_bucket) == ["object_grants_by_prefix"]
+
+
+# ---------------------------------------------------------------- tracing (docs/operating.md, tracing)
+
+TRACED = ("IngestFunction", "QueryFunction", "ReceiptsFunction")
+SEND_TRACES = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+def test_the_tracing_parameter_turns_active_tracing_its_permission_and_the_tracer_on_and_off_together() -> None:
+    assert TEMPLATE["Parameters"]["Tracing"]["AllowedValues"] == ["true", "false"]
+    assert TEMPLATE["Conditions"]["TraceFunctions"] == {"Fn::Equals": [{"Ref": "Tracing"}, "true"]}
+    for name, resource in resources(TEMPLATE).items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        properties = resource["Properties"]
+        variables = properties.get("Environment", {}).get("Variables", {})
+        if name not in TRACED:  # nothing to trace in them: no X-Ray, no permission
+            assert "Tracing" not in properties, name
+            assert "POWERTOOLS_TRACE_DISABLED" not in variables, name
+            continue
+        assert properties["Tracing"] == {"Fn::If": ["TraceFunctions", "Active", "PassThrough"]}
+        assert variables["POWERTOOLS_TRACE_DISABLED"] == {"Fn::If": ["TraceFunctions", "false", "true"]}
+        role = properties["Role"]["Fn::GetAtt"][0]
+        traced = {action for action, _ in grants(role, "TraceFunctions") if action.startswith("xray:")}
+        assert traced == SEND_TRACES, name
+        assert not any(action.startswith("xray:") for action, _ in grants(role)), name  # Tracing=false: none
+    assert "Tracing" not in TEMPLATE["Globals"]["Function"]
+
+
+def test_only_a_statement_of_actions_iam_gives_no_resource_may_name_every_resource() -> None:
+    def send_traces(template: dict[str, Any]) -> dict[str, Any]:
+        [policy] = [
+            p["Fn::If"][1]
+            for p in resources(template)["IngestFunctionRole"]["Properties"]["Policies"]
+            if "Fn::If" in p and p["Fn::If"][0] == "TraceFunctions"
+        ]
+        statement: dict[str, Any] = policy["PolicyDocument"]["Statement"][0]
+        assert (set(statement["Action"]), statement["Resource"]) == (SEND_TRACES, "*")
+        return statement
+
+    def with_more(template: dict[str, Any]) -> None:
+        send_traces(template)["Action"].append("xray:GetTraceSummaries")  # a read: may name resources
+
+    def mixed(template: dict[str, Any]) -> None:
+        send_traces(template)["Action"].append("sqs:SendMessage")
+
+    assert broken(lambda template: None) == []
+    assert broken(with_more) == ["no_wildcard_resources"]
+    assert broken(mixed) == ["no_wildcard_resources"]

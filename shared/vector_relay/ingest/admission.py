@@ -14,6 +14,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Literal, assert_never
 
+from vector_relay import tracing
 from vector_relay.contract.messages import DeleteByFilterMessage, DeleteMessage, PurgeTenantMessage, UpsertMessage
 from vector_relay.deadline import MIN_REQUEST_SECONDS, Deadline
 from vector_relay.errors import BusyWriteError
@@ -33,11 +34,19 @@ class GuardedBatch:
     request then waits only for the claims of its own records and carries the claimed ones.
     """
 
-    def __init__(self, guard: VersionGuard, lease_seconds: float, deadline: Deadline, tenants: TenantRegistry) -> None:
+    def __init__(
+        self,
+        guard: VersionGuard,
+        lease_seconds: float,
+        deadline: Deadline,
+        tenants: TenantRegistry,
+        spans: tracing.SpanLog = tracing.NO_SPANS,
+    ) -> None:
         self.guard = guard
         self.session = guard.session(
             guard.lease(lease_seconds),
             stop=lambda: deadline.left() < MIN_REQUEST_SECONDS,  # nothing claimed now could still be sent
+            spans=spans,  # one span per claim group, for the batch's trace
         )
         self.coalesced = Coalesced()
         self._tenants = tenants

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from vector_relay import tracing
 from vector_relay.errors import GuardUnavailableError
 from vector_relay.ingest.guard_records import LOCK_SECONDS, ClaimLock, GuardedWrite, Lease, Verdict
 
@@ -66,11 +67,19 @@ class ClaimSession:
     not stand in its way.
     """
 
-    def __init__(self, guard: _Claimer, pool: ThreadPoolExecutor, lease: Lease, stop: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        guard: _Claimer,
+        pool: ThreadPoolExecutor,
+        lease: Lease,
+        stop: Callable[[], bool],
+        spans: tracing.SpanLog = tracing.NO_SPANS,
+    ) -> None:
         self._guard = guard
         self._pool = pool
         self.lease = lease
         self._stop = stop
+        self._spans = spans  # one "guard claim" span per group, timed on the pool's threads
         self._mutex = threading.Lock()
         self._namespaces: dict[str, _NamespaceClaims] = {}
         self._tasks: list[Future[None]] = []
@@ -132,7 +141,10 @@ class ClaimSession:
                 with contextlib.suppress(RuntimeError):  # the guard is closing: this drain goes on alone
                     self._start(state)  # the next group can be claimed alongside, if there is one
             try:
-                self._claim(state, group)
+                with self._spans.span("guard claim") as span:
+                    span.note(namespace=state.namespace, records=len(ids))
+                    decided = self._claim(state, group, span)
+                _settle(group, decided)  # after the span: a request waiting for these starts after it ended
             finally:
                 with self._mutex:
                     state.claiming -= ids
@@ -158,10 +170,9 @@ class ClaimSession:
         return group
 
     def _claim(
-        self,
-        state: _NamespaceClaims,
-        group: list[_Submission],
-    ) -> None:
+        self, state: _NamespaceClaims, group: list[_Submission], span: tracing.Span
+    ) -> dict[tuple[str, str], Verdict] | GuardUnavailableError:
+        """Claim ``group``'s writes: their verdicts (a record not decided is busy), or why the guard could not."""
         writes = [write for submitted, _ in group for write in submitted]
         lock = None
         try:
@@ -178,6 +189,7 @@ class ClaimSession:
                     with self._mutex:
                         self.held_until |= held
                 elif state.gave_up:  # another worker's lock: it ends within LOCK_SECONDS
+                    span.note(lock="held by another worker")
                     with self._mutex:
                         self.held_until |= dict.fromkeys(
                             (write.key for write in writes), self._guard.now() + LOCK_SECONDS
@@ -188,9 +200,25 @@ class ClaimSession:
             # as usual and the next worker need not wait for it to expire.
             failure = GuardUnavailableError(f"version guard could not claim: {error!r}")
             failure.__cause__ = error
+            span.failed(type(error).__name__)
+            return failure
+        if span.recording:  # counted only for a trace
+            span.note(**_verdict_counts(verdicts, writes))
+        return verdicts
+
+
+def _settle(group: list[_Submission], decided: dict[tuple[str, str], Verdict] | GuardUnavailableError) -> None:
+    """Give each submission of ``group`` its records' verdicts (busy where none was decided), or the failure."""
+    for submitted, future in group:
+        if isinstance(decided, GuardUnavailableError):
+            future.set_exception(decided)
         else:
-            for submitted, future in group:
-                future.set_result({write.key: verdicts.get(write.key, Verdict.BUSY) for write in submitted})
-            return
-        for _, future in group:
-            future.set_exception(failure)
+            future.set_result({write.key: decided.get(write.key, Verdict.BUSY) for write in submitted})
+
+
+def _verdict_counts(verdicts: dict[tuple[str, str], Verdict], writes: Sequence[GuardedWrite]) -> dict[str, int]:
+    """How many of a group's records were claimed, stale or busy (for its span)."""
+    counts = dict.fromkeys((verdict.value for verdict in Verdict), 0)
+    for write in writes:
+        counts[verdicts.get(write.key, Verdict.BUSY).value] += 1
+    return counts

@@ -32,6 +32,7 @@ from typing import Any, assert_never
 
 from aws_lambda_powertools import Logger
 
+from vector_relay import tracing
 from vector_relay.deadline import MIN_REQUEST_SECONDS, Deadline
 from vector_relay.errors import (
     AuthError,
@@ -106,9 +107,11 @@ class PlanRunner:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         admit: Callable[[PlannedRequest], Awaitable[Admission]] | None = None,
+        spans: tracing.SpanLog = tracing.NO_SPANS,
     ) -> None:
         self._gateways = gateways
         self._admit = admit
+        self._spans = spans  # one span per request sent (tasks run concurrently: timed, written later)
         self._clock = clock
         self._sleep = sleep
         self._deadline = deadline
@@ -232,22 +235,33 @@ class PlanRunner:
             if left < MIN_REQUEST_SECONDS:
                 raise PineconeRequestError(FailureKind.DEADLINE, "the invocation's deadline is too close to start")
             self.outcome.requests += 1
-            match request.kind:
-                case "upsert":
-                    result = await gateway.upsert(request.namespace, request.records, timeout=left)
-                case "delete_ids":
-                    result = await gateway.delete_ids(request.namespace, request.ids, timeout=left)
-                case "delete_by_filter":
-                    assert request.filter is not None
-                    result = await gateway.delete_by_filter(request.namespace, request.filter, timeout=left)
-                case "delete_all":
-                    result = await gateway.delete_all(request.namespace, timeout=left)
-                case _:  # a new kind must be sent here, never as "delete every record" by default
-                    assert_never(request.kind)
+            with self._spans.span(f"pinecone {request.kind}", "remote") as span:
+                span.note(namespace=request.namespace, records=len(request.records) + len(request.ids))
+                try:
+                    result = await self._call(gateway, request, left)
+                except PineconeRequestError as error:
+                    span.failed(error.kind.value, fault=error.kind is not FailureKind.REJECTED)
+                    raise
+                span.note(attempts=result.attempts, lsn=result.lsn)
             self.outcome.latencies_ms.append(result.elapsed_ms)
             self.outcome.retries += result.attempts - 1
             self.outcome.uncertain_landings += result.uncertain
             return result
+
+    @staticmethod
+    async def _call(gateway: PineconeGateway, request: PlannedRequest, timeout: float) -> CallResult:
+        match request.kind:
+            case "upsert":
+                return await gateway.upsert(request.namespace, request.records, timeout=timeout)
+            case "delete_ids":
+                return await gateway.delete_ids(request.namespace, request.ids, timeout=timeout)
+            case "delete_by_filter":
+                assert request.filter is not None
+                return await gateway.delete_by_filter(request.namespace, request.filter, timeout=timeout)
+            case "delete_all":
+                return await gateway.delete_all(request.namespace, timeout=timeout)
+            case _:  # a new kind must be sent here, never as "delete every record" by default
+                assert_never(request.kind)
 
     async def _respect_rate_limit(self, namespace: str) -> None:
         if not self._min_interval:

@@ -29,6 +29,7 @@ from statistics import fmean
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from vector_relay import tracing
 from vector_relay.aws_clients import sqs_client
 from vector_relay.contract.fields import IndexShape, ValidationContext
 from vector_relay.contract.messages import WriteMessage
@@ -111,13 +112,14 @@ class IngestService:
         return message_problems(registry.schema_for(message.tenant), message)
 
     def start(self, registry: TenantRegistry, deadline: Deadline) -> IngestRun:
+        spans = tracing.span_log()  # the batch's guard claims and Pinecone requests, for its trace
         guarded = None
         if self._guard is not None:
             settings = self._settings
             # a lease outlives the invocation: its remaining time, the deadline margin and the clock-skew slack
             lease = deadline.left() + settings.deadline_margin_ms / 1000 + settings.write_version_lease_slack_seconds
-            guarded = GuardedBatch(self._guard, lease, deadline, registry)
-        return IngestRun(self, registry, deadline, guarded)
+            guarded = GuardedBatch(self._guard, lease, deadline, registry, spans)
+        return IngestRun(self, registry, deadline, guarded, spans)
 
     def encode(self, message: WriteMessage) -> PlannableWrite:
         """An upsert's records encoded once for the transport, as soon as the message is valid."""
@@ -128,6 +130,7 @@ class IngestService:
         coalesced: Coalesced,
         deadline: Deadline,
         admit: Callable[[PlannedRequest], Awaitable[Admission]] | None = None,
+        spans: tracing.SpanLog = tracing.NO_SPANS,
     ) -> WriteOutcome:
         """Plan the coalesced writes into requests and run them (each admitted by ``admit`` first, if given)."""
         runner = PlanRunner(
@@ -136,6 +139,7 @@ class IngestService:
             max_concurrency=self._settings.pinecone_max_concurrency,
             namespace_rate_limit=self._settings.pinecone_namespace_rate_limit,
             admit=admit,
+            spans=spans,
         )
         # In this invocation's context: asyncio.Runner.run would otherwise use the context of the container's
         # first invocation, whose AWS time box (deadline.invocation_deadline) has long ended.
@@ -149,12 +153,18 @@ class IngestRun:
     """One batch: the valid messages in batch order, claimed as they come when guarded."""
 
     def __init__(
-        self, service: IngestService, registry: TenantRegistry, deadline: Deadline, guarded: GuardedBatch | None
+        self,
+        service: IngestService,
+        registry: TenantRegistry,
+        deadline: Deadline,
+        guarded: GuardedBatch | None,
+        spans: tracing.SpanLog = tracing.NO_SPANS,
     ) -> None:
         self._service = service
         self._registry = registry
         self._deadline = deadline
         self._guarded = guarded
+        self._spans = spans
         self._valid: list[Delivery[PlannableWrite]] = []
         self._receipts = ReceiptBook(registry)
         self._landed: dict[str, Landed] = {}  # by message id, once the batch has run: for dead letters' receipts
@@ -171,6 +181,7 @@ class IngestRun:
     def close(self) -> None:
         if self._guarded is not None:
             self._guarded.session.close()
+        self._spans.record()  # every claim and request has ended: written from the handler's thread
 
     def dead_lettered(self, record: SQSRecord, poison: PoisonMessageError) -> None:
         try:
@@ -186,7 +197,9 @@ class IngestRun:
             WRITE_APPLIED_AFTER.emit_by_tenant(self._receipts.applied_after)
             if not pending:
                 return
-            outcome = self._receipts.send(sqs_client(), self._service.settings.receipt_retry_queue_url)
+            with tracing.span("receipt send") as span:
+                outcome = self._receipts.send(sqs_client(), self._service.settings.receipt_retry_queue_url)
+                span.note(receipts=len(pending), sent=outcome.sent, retried=outcome.retried, lost=len(outcome.lost))
         except Exception as error:  # the batch is done whatever happens here
             logger.exception("could not send write receipts", extra={"error": type(error).__name__})
             outcome = ReceiptsSent(lost=pending)
@@ -207,18 +220,20 @@ class IngestRun:
         coalesced = coalesce(writes)
         summary: GuardSummary | None = None
         if guarded is None:
-            outcome = service.write(coalesced, self._deadline)
+            outcome = service.write(coalesced, self._deadline, spans=self._spans)
         else:
             guarded.coalesced = coalesced
             guarded.session.seal()
             try:
-                outcome = service.write(coalesced, self._deadline, admit=guarded.admit)
+                outcome = service.write(coalesced, self._deadline, admit=guarded.admit, spans=self._spans)
             finally:
                 guarded.session.close()
             summary = guarded.settle()
             # Release what landed. A failed or cancelled request may still reach Pinecone late, so its
             # records stay leased until the lease expires and no newer write can overtake it.
-            guarded.guard.release(guarded.session.lease, summary.claimed, outcome.landed)
+            with tracing.span("guard release") as span:
+                span.note(claimed=len(summary.claimed), landed=len(outcome.landed))
+                guarded.guard.release(guarded.session.lease, summary.claimed, outcome.landed)
         for message_id, error in (summary.failures if summary else {}).items():
             if message_id not in outcome.poison:
                 outcome.failures[message_id] = _own_reason_first(outcome.failures.get(message_id), error)

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from vector_relay import tracing
 from vector_relay.aws_clients import GUARD_PROFILE, fits
 from vector_relay.errors import GuardUnavailableError
 from vector_relay.ingest.claim_session import ClaimSession
@@ -117,12 +118,14 @@ class VersionGuard:
         """A new lease for one invocation, ending ``seconds`` from now."""
         return Lease(uuid.uuid4().hex, int((self._clock() + seconds) * 1000))
 
-    def session(self, lease: Lease, *, stop: Callable[[], bool] = lambda: False) -> ClaimSession:
-        """Start claiming for one invocation; see :class:`ClaimSession`."""
+    def session(
+        self, lease: Lease, *, stop: Callable[[], bool] = lambda: False, spans: tracing.SpanLog = tracing.NO_SPANS
+    ) -> ClaimSession:
+        """Start claiming for one invocation; see :class:`ClaimSession` (``spans`` times each claim group)."""
         with self._count_lock:
             if self._pool is None:  # kept while the container is warm, like the clients
                 self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="version-guard")
-        return ClaimSession(self, self._pool, lease, stop)
+        return ClaimSession(self, self._pool, lease, stop, spans)
 
     def claim(self, writes: Sequence[GuardedWrite], lease: Lease) -> dict[tuple[str, str], Verdict]:
         """Claim every write (record ids distinct per namespace) and return each one's verdict.

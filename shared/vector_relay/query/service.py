@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from vector_relay import tracing
 from vector_relay.aws_clients import sqs_client
 from vector_relay.contract.fields import MAX_TENANT_CHARS, IndexShape, ValidationContext
 from vector_relay.contract.messages import QueryMessage
@@ -163,9 +164,13 @@ class QueryRun:
         metrics = service.metrics
         verdicts: dict[str, Verdict] = {}
         jobs = [(d.message, self._registry.namespace_for(d.message.tenant)) for d in self._queries]
-        queries = _run_queries(jobs, service.gateways, service.settings, self._deadline, service.pacing)
+        spans = tracing.span_log()  # each attempt of each query, for the batch's trace
+        queries = _run_queries(jobs, service.gateways, service.settings, self._deadline, service.pacing, spans)
         # this invocation's context, not the first one's that asyncio.Runner keeps (see IngestService.write)
-        results = service.loop.run(queries, context=contextvars.copy_context())
+        try:
+            results = service.loop.run(queries, context=contextvars.copy_context())
+        finally:
+            spans.record()  # the queries ran as concurrent tasks: written from the handler's thread
         for delivery, result in zip(self._queries, results, strict=True):
             record, message = delivery.record, delivery.message
             if isinstance(result, Answer):
@@ -214,8 +219,10 @@ class QueryRun:
             else:
                 verdicts[record.message_id] = Retry(TransientError(str(result)))
                 TRANSIENT_FAILURES.emit(metrics, 1)
-        verdicts |= _send_replies(self._replies, service_sqs(), metrics)
-        return verdicts
+        with tracing.span("reply send") as span:
+            sent = _send_replies(self._replies, service_sqs(), metrics)
+            span.note(replies=len(self._replies), refused=sum(isinstance(v, Retry) for v in sent.values()))
+        return verdicts | sent
 
 
 def service_sqs() -> SQSClient:
@@ -256,11 +263,23 @@ async def _run_queries(
     settings: Settings,
     deadline: Deadline,
     pacing: Pacing,
+    spans: tracing.SpanLog = tracing.NO_SPANS,
 ) -> list[Answer | PineconeRequestError]:
     slots = asyncio.Semaphore(settings.pinecone_max_concurrency)  # held by each attempt, not while it waits
 
     async def one(message: QueryMessage, namespace: str) -> Answer | PineconeRequestError:
         async def attempt() -> QueryResult | PineconeRequestError:
+            with spans.span("pinecone query", "remote") as span:
+                span.annotate("tenant", message.tenant)
+                span.note(namespace=namespace, top_k=message.top_k)
+                result = await ask()
+                if isinstance(result, PineconeRequestError):
+                    span.failed(result.kind.value, fault=result.kind is not FailureKind.REJECTED)
+                else:
+                    span.note(matches=len(result.matches), read_units=result.read_units, lsn=result.indexed_lsn)
+                return result
+
+        async def ask() -> QueryResult | PineconeRequestError:
             try:
                 refreshed = await call_with_key_refresh(
                     gateways,

@@ -29,7 +29,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, assert_never
 
 from aws_lambda_powertools import Logger, Metrics
@@ -37,6 +37,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import BotoCoreError, ClientError
 
+from vector_relay import tracing
 from vector_relay.aws_clients import sqs_client
 from vector_relay.contract.fields import IndexShape, ValidationContext
 from vector_relay.deadline import FINISH_SECONDS, Deadline, invocation_deadline
@@ -105,11 +106,15 @@ class SqsBatchProcessor(BatchProcessor):
     def process(self) -> list[tuple[Any, ...]]:
         records = [SQSRecord(raw) for raw in self.records]
         context: LambdaContext | None = getattr(self, "lambda_context", None)
+        tally = Tally()
         try:
             with _aws_calls_bounded(context):
-                failures = handle_batch(records, context, self.handler())
+                failures = handle_batch(records, context, self.handler(), tally)
         except Exception as batch_error:  # the batch could not be sorted: every message is retried
             failures = {record.message_id: batch_error for record in records}
+        tracing.annotate_batch(
+            messages=len(records), tenants=tally.tenants, dead_lettered=tally.dead_lettered, retried=len(failures)
+        )
         results: list[tuple[Any, ...]] = []
         for record in records:
             error = failures.get(record.message_id)
@@ -118,6 +123,14 @@ class SqsBatchProcessor(BatchProcessor):
             else:
                 results.append(self.failure_handler(record=record, exception=(type(error), error, error.__traceback__)))
         return results
+
+
+@dataclass(slots=True)
+class Tally:
+    """What became of a batch, for its trace (:func:`vector_relay.tracing.annotate_batch`)."""
+
+    tenants: list[str] = field(default_factory=list)  # the tenant of each valid message
+    dead_lettered: int = 0
 
 
 @contextmanager
@@ -131,9 +144,13 @@ def _aws_calls_bounded(context: LambdaContext | None) -> Iterator[None]:
 
 
 def handle_batch[M: HasTenant](
-    records: list[SQSRecord], context: LambdaContext | None, worker: Worker[M]
+    records: list[SQSRecord], context: LambdaContext | None, worker: Worker[M], tally: Tally | None = None
 ) -> dict[str, BaseException]:
-    """The messages SQS must redeliver, by message id; everything else was done or dead-lettered."""
+    """The messages SQS must redeliver, by message id; everything else was done or dead-lettered.
+
+    ``tally`` is told each valid message's tenant and each dead letter sent.
+    """
+    tally = Tally() if tally is None else tally
     edge, service = worker.edge, worker.service
     check_timing(context, edge)
     deadline = Deadline(invocation_budget(context, edge.settings))
@@ -141,7 +158,7 @@ def handle_batch[M: HasTenant](
     failures: dict[str, BaseException] = {}
     run = service.start(registry, deadline)
     try:
-        _sort(records, edge, service, registry, run, failures)
+        _sort(records, edge, service, registry, run, failures, tally)
         verdicts = run.finish()
     finally:
         run.close()
@@ -152,7 +169,7 @@ def handle_batch[M: HasTenant](
         match verdict:
             case Poison(error):
                 if dead_letter(edge, record, error, failures):
-                    run.dead_lettered(record, error)
+                    _dead_lettered(run, record, error, tally)
             case Retry(error) if not edge.last_delivery(record):
                 failures[message_id] = error
             case Wait(error) if not edge.last_delivery(record):
@@ -165,7 +182,7 @@ def handle_batch[M: HasTenant](
             case Retry(error) | Wait(error):
                 exhausted = PoisonMessageError([Problem("retries_exhausted", "", f"last delivery failed: {error}")])
                 if dead_letter(edge, record, exhausted, failures):
-                    run.dead_lettered(record, exhausted)
+                    _dead_lettered(run, record, exhausted, tally)
             case _:
                 assert_never(verdict)
     if waiting:  # back when the hold ends, not after the queue's visibility timeout (minutes)
@@ -189,6 +206,7 @@ def _sort[M: HasTenant](
     registry: TenantRegistry,
     run: BatchRun[M],
     failures: dict[str, BaseException],
+    tally: Tally,
 ) -> None:
     """Judge each record; hand the valid ones to ``run``; dead-letter (or let ``run`` answer) the poison.
 
@@ -233,12 +251,12 @@ def _sort[M: HasTenant](
                         )
                         answered = False
                     if not answered and dead_letter(edge, record, verdict, failures):
-                        run.dead_lettered(record, verdict)
+                        _dead_lettered(run, record, verdict, tally)
                 case float() if edge.last_delivery(record):  # SQS would move it on without a reason: say why
                     why = f"last delivery: {unconfirmed(poison, verdict)}"
                     exhausted = PoisonMessageError([Problem("retries_exhausted", "tenant", why)])
                     if dead_letter(edge, record, exhausted, failures):
-                        run.dead_lettered(record, exhausted)
+                        _dead_lettered(run, record, exhausted, tally)
                 case float():
                     failures[record.message_id] = TransientError(unconfirmed(poison, verdict))
                     retry_in.append((record, verdict))
@@ -249,8 +267,14 @@ def _sort[M: HasTenant](
             _retry_alone(record, error, failures)
             continue
         run.take(Delivery(record, message, edge.last_delivery(record)))
+        tally.tenants.append(message.tenant)
     if retry_in:
         retry_soon(edge.sqs, retry_in)
+
+
+def _dead_lettered[M](run: BatchRun[M], record: SQSRecord, poison: PoisonMessageError, tally: Tally) -> None:
+    tally.dead_lettered += 1
+    run.dead_lettered(record, poison)
 
 
 def _retry_alone(record: SQSRecord, error: Exception, failures: dict[str, BaseException]) -> None:
@@ -273,7 +297,10 @@ def dead_letter(edge: Edge, record: SQSRecord, poison: PoisonMessageError, failu
     rest to ``DEAD_LETTER_QUEUE_URL``.
     """
     try:
-        route_poison(edge.sqs, dead_letter_queue_url=_dead_letter_url(edge, record), record=record, error=poison)
+        with tracing.span("dead-letter send") as span:
+            span.annotate("error_code", poison.error_code)
+            span.note(message_id=record.message_id)
+            route_poison(edge.sqs, dead_letter_queue_url=_dead_letter_url(edge, record), record=record, error=poison)
     except (ClientError, BotoCoreError, ConfigurationError) as error:  # the tenant queue's DLQ could not be found
         logger.error(
             "no DLQ for a message's source queue", extra={"message_id": record.message_id, "error": str(error)}

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 
+from vector_relay import tracing
 from vector_relay.contract.receipts import Receipt
 from vector_relay.deadline import FINISH_SECONDS, invocation_deadline
 from vector_relay.metrics import RECEIPTS_DROPPED, RECEIPTS_INVALID, RECEIPTS_RESENT, Metric
@@ -60,7 +61,9 @@ def resend(sqs: SQSClient, registry: TenantRegistry, body: str) -> bool:
     if destination is None:
         logger.warning("a retried receipt's tenant has no receipt queue now; dropped", extra={"tenant": receipt.tenant})
         return False
-    sqs.send_message(QueueUrl=destination, MessageBody=body)
+    with tracing.span("receipt resend") as span:
+        span.annotate("tenant", receipt.tenant)
+        sqs.send_message(QueueUrl=destination, MessageBody=body)
     return True
 
 
