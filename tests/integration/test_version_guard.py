@@ -18,6 +18,7 @@ from tests.conftest import SAMPLE_TENANTS, FakeLambdaContext
 from tests.integration.conftest import Pipeline, SqsDriver, create_version_table, parametrize_transports
 from tests.integration.test_ingest import upsert_body
 from tests.lambda_events import lambda_sqs_record
+from vector_relay import dependencies
 from vector_relay.dependencies import reset_worker_dependencies, worker_dependencies
 from vector_relay.errors import GuardUnavailableError
 from vector_relay.ingest.guard_records import (
@@ -597,6 +598,17 @@ def test_messages_held_behind_a_busy_write_on_their_last_delivery_are_sent_again
     acme = SAMPLE_TENANTS["acme"]
     other = VersionGuard(boto3.client("dynamodb"), "relay-write-versions", ttl_seconds=3600)
     other.claim([w("doc", 4, namespace=acme)], other.lease(2))  # another worker holds doc v4 for 2 s
+    # The worker's guard reads the time as it was at that claim: the hold is live when the handler meets
+    # it however long a busy machine takes to get there (a real clock let the 2 s pass first in one
+    # repeat run of twenty, and doc was claimed, not busy). The copies' delays come from this clock too.
+    at_the_claim = time.time()
+    monkeypatch.setattr(
+        dependencies,
+        "version_guard",
+        lambda settings: VersionGuard(
+            boto3.client("dynamodb"), "relay-write-versions", ttl_seconds=3600, clock=lambda: at_the_claim
+        ),
+    )
     purge = json.dumps({"schema_version": 1, "op": "purge_tenant", "tenant": "acme", "confirm": "acme"})
     bodies = [upsert_body("acme", ["doc"], version=5), purge, upsert_body("acme", ["after"], version=1)]
     sqs = boto3.client("sqs")
