@@ -536,7 +536,28 @@ def test_a_filter_operation_waits_for_an_earlier_busy_write_of_its_batch(pipelin
     assert set(pipeline.fetch("acme", ["keep"])) == {"keep"}
 
 
-def test_a_busy_message_comes_back_when_the_hold_ends_not_after_the_visibility_timeout(pipeline: Pipeline) -> None:
+def workers_guard_reads_the_time_of(monkeypatch: pytest.MonkeyPatch, moment: float) -> None:
+    """The ingest worker's version guard reads ``moment`` as the time (its clock injected).
+
+    A test whose other worker holds a record for 2 s must meet that hold live however long a busy
+    machine takes to reach the handler's claim: with a real clock, one repeat run of twenty let the 2 s
+    pass first, the record was claimed, not busy, and nothing waited. Delays the worker computes from
+    the hold's end (visibility, requeued copies) come from this clock too, so they are never shorter
+    than the real hold has left.
+    """
+    monkeypatch.setattr(
+        dependencies,
+        "version_guard",
+        lambda settings: VersionGuard(
+            boto3.client("dynamodb"), "relay-write-versions", ttl_seconds=3600, clock=lambda: moment
+        ),
+    )
+    reset_worker_dependencies()  # the next invocation builds its container, and guard, with it
+
+
+def test_a_busy_message_comes_back_when_the_hold_ends_not_after_the_visibility_timeout(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Transient, and retried soon: the queue's visibility timeout (420 s) would hold it for minutes.
 
     No wall-clock race: the message cannot come back before the hold has ended (the worker sets its
@@ -547,6 +568,7 @@ def test_a_busy_message_comes_back_when_the_hold_ends_not_after_the_visibility_t
     other = VersionGuard(boto3.client("dynamodb"), "relay-write-versions", ttl_seconds=3600)
     hold = other.lease(2)  # another worker holds doc for 2 s more
     other.claim([w("doc", 4, namespace=acme)], hold)
+    workers_guard_reads_the_time_of(monkeypatch, time.time())  # the hold is live whenever the handler gets there
     sqs = boto3.client("sqs")
     sqs.send_message(QueueUrl=pipeline.queue_url, MessageBody=upsert_body("acme", ["doc"], version=5))
     sqs.send_message(QueueUrl=pipeline.queue_url, MessageBody=upsert_body("acme", ["free"], version=1))
@@ -598,17 +620,7 @@ def test_messages_held_behind_a_busy_write_on_their_last_delivery_are_sent_again
     acme = SAMPLE_TENANTS["acme"]
     other = VersionGuard(boto3.client("dynamodb"), "relay-write-versions", ttl_seconds=3600)
     other.claim([w("doc", 4, namespace=acme)], other.lease(2))  # another worker holds doc v4 for 2 s
-    # The worker's guard reads the time as it was at that claim: the hold is live when the handler meets
-    # it however long a busy machine takes to get there (a real clock let the 2 s pass first in one
-    # repeat run of twenty, and doc was claimed, not busy). The copies' delays come from this clock too.
-    at_the_claim = time.time()
-    monkeypatch.setattr(
-        dependencies,
-        "version_guard",
-        lambda settings: VersionGuard(
-            boto3.client("dynamodb"), "relay-write-versions", ttl_seconds=3600, clock=lambda: at_the_claim
-        ),
-    )
+    workers_guard_reads_the_time_of(monkeypatch, time.time())  # the hold is live whenever the handler gets there
     purge = json.dumps({"schema_version": 1, "op": "purge_tenant", "tenant": "acme", "confirm": "acme"})
     bodies = [upsert_body("acme", ["doc"], version=5), purge, upsert_body("acme", ["after"], version=1)]
     sqs = boto3.client("sqs")
