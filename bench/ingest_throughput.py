@@ -311,8 +311,9 @@ class AwsResources:
             properties = template.resolve(template.properties(logical_id))
             ssm.put_parameter(Name=properties["Name"], Type=properties["Type"], Value=properties["Value"])
             physical[logical_id] = PhysicalResource(properties["Name"])
-        dlq = boto3.client("sqs").create_queue(QueueName=template.default_name("IngestDeadLetterQueue"))["QueueUrl"]
-        physical["IngestDeadLetterQueue"] = PhysicalResource(dlq)
+        for logical_id in ("IngestDeadLetterQueue", "ReceiptRetryQueue"):
+            url = boto3.client("sqs").create_queue(QueueName=template.default_name(logical_id))["QueueUrl"]
+            physical[logical_id] = PhysicalResource(url)
         table = template.default_name("WriteVersionTable")
         create_version_table(table)
         physical["WriteVersionTable"] = PhysicalResource(table)
