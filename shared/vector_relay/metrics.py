@@ -67,7 +67,8 @@ class Metric:
                 sink.add_dimension(name="tenant", value=tenant)
                 for value in chunk:
                     sink.add_metric(name=self.name, unit=self.unit, value=value)
-                sink.flush_metrics()
+                if sink.metric_set:  # Powertools writes a line by itself when a metric reaches 100 values
+                    sink.flush_metrics()
 
     def emit_now(self, value: float) -> None:
         """Write ``value`` at once, in an EMF line of its own (for a handler that flushes no ``Metrics``)."""
