@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
 
+    from vector_relay.tenancy import TenantRegistry
+
 
 @dataclass
 class Context:
@@ -84,6 +86,17 @@ class Context:
             return name, str(self.ssm().get_parameter(Name=name)["Parameter"]["Value"])
         except (ClientError, BotoCoreError) as error:
             raise CannotRun(f"cannot read the tenant registry {name}: {error}") from None
+
+    def tenant_registry(self) -> TenantRegistry:
+        """The tenant registry as the workers read it (exit 2 if it cannot be read or is not valid)."""
+        from vector_relay.errors import ConfigurationError
+        from vector_relay.tenancy import TenantRegistry
+
+        parameter, text = self.read_registry()
+        try:
+            return TenantRegistry.from_json(text, source=f"SSM parameter {parameter}")
+        except ConfigurationError as error:
+            raise CannotRun(str(error)) from None
 
     def sqs(self) -> SQSClient:
         return self._client("sqs")  # type: ignore[no-any-return]

@@ -189,18 +189,13 @@ def load(
 
 def _check_deployment(ctx: Context, tenant: str, queue_url: str | None) -> Target:
     """The queue, index shape and schema the load is checked against; exit 2 if the relay would refuse the tenant."""
-    from vector_relay.errors import ConfigurationError
     from vector_relay.pinecone.control_plane import describe_index_shape
     from vector_relay.pinecone.errors import PineconeRequestError
-    from vector_relay.tenancy import TenantRegistry
 
     deployment = ctx.deployment()
     url = queue_url or deployment.output("IngestQueueUrl")
-    parameter, text = ctx.read_registry()
-    try:
-        registry = TenantRegistry.from_json(text, source=f"SSM parameter {parameter}")
-    except ConfigurationError as error:
-        raise CannotRun(str(error)) from None
+    registry = ctx.tenant_registry()
+    parameter = deployment.output("TenantRegistryParameterName")
     if tenant not in registry:
         known = sorted(registry)
         close = difflib.get_close_matches(tenant, known, n=1)

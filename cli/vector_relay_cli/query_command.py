@@ -193,14 +193,7 @@ def _read_filter(text: str) -> dict[str, Any]:
 
 
 def _registry(ctx: Context) -> TenantRegistry:
-    from vector_relay.errors import ConfigurationError
-    from vector_relay.tenancy import TenantRegistry
-
-    parameter, text = ctx.read_registry()
-    try:
-        return TenantRegistry.from_json(text, source=f"SSM parameter {parameter}")
-    except ConfigurationError as error:
-        raise CannotRun(str(error)) from None
+    return ctx.tenant_registry()
 
 
 def _check_tenant(ctx: Context, registry: TenantRegistry, tenant: str, url: str, own_queue: bool) -> None:

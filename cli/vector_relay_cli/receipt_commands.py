@@ -96,14 +96,7 @@ def _queue(ctx: Context, queue_url: str | None, tenant: str | None) -> str:
         raise click.UsageError("give exactly one of --queue and --tenant")
     if queue_url is not None:
         return queue_url
-    from vector_relay.errors import ConfigurationError
-    from vector_relay.tenancy import TenantRegistry
-
-    parameter, text = ctx.read_registry()
-    try:
-        registry = TenantRegistry.from_json(text, source=f"SSM parameter {parameter}")
-    except ConfigurationError as error:
-        raise CannotRun(str(error)) from None
+    registry = ctx.tenant_registry()
     if tenant not in registry:
         raise CannotRun(f"tenant {tenant!r} is not in the tenant registry ({', '.join(sorted(registry)) or 'none'})")
     url = registry.receipts_for(str(tenant))
