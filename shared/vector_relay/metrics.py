@@ -13,7 +13,6 @@ must not make ``log_metrics`` fail an invocation after its batch was already han
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -31,7 +30,8 @@ Service = Literal["ingest", "query", "receipts", "reconcile", "rotate_key"]
 SERVICE_DIMENSION = ("service",)  # Powertools adds it to every metric from POWERTOOLS_SERVICE_NAME
 # Per tenant: one series per registered tenant (the registry bounds them; cost in docs/metrics.md).
 TENANT_DIMENSIONS = ("tenant", "service")
-EMF_MAX_VALUES = 100  # values of one metric in one EMF line (CloudWatch's embedded metric format)
+# The `tenant` of a dead letter whose tenant is not in the registry (or cannot be read): one series for them all.
+UNREGISTERED_TENANT = "-"
 
 
 def function_metrics() -> Metrics:
@@ -54,26 +54,41 @@ class Metric:
         metrics.add_metric(name=self.name, unit=self.unit, value=value)
 
     def emit_by_tenant(self, values: Mapping[str, Sequence[float]]) -> None:
-        """Write each tenant's values at once, with the ``tenant`` dimension, up to 100 per EMF line.
-
-        For the metrics whose dimensions are :data:`TENANT_DIMENSIONS` only; ``service`` comes from
-        ``POWERTOOLS_SERVICE_NAME`` as for every other metric.
-        """
-        if self.dimensions != TENANT_DIMENSIONS:
-            raise ValueError(f"{self.name} has no tenant dimension")
-        for tenant, tenant_values in values.items():
-            for chunk in itertools.batched(tenant_values, EMF_MAX_VALUES, strict=False):
-                sink = EphemeralMetrics(namespace=METRIC_NAMESPACE)
-                sink.add_dimension(name="tenant", value=tenant)
-                for value in chunk:
-                    sink.add_metric(name=self.name, unit=self.unit, value=value)
-                if sink.metric_set:  # Powertools writes a line by itself when a metric reaches 100 values
-                    sink.flush_metrics()
+        """Write each tenant's values at once, with the ``tenant`` dimension (see :func:`emit_per_tenant`)."""
+        emit_per_tenant({tenant: {self: tenant_values} for tenant, tenant_values in values.items()})
 
     def emit_now(self, value: float) -> None:
         """Write ``value`` at once, in an EMF line of its own (for a handler that flushes no ``Metrics``)."""
         with single_metric(name=self.name, unit=self.unit, value=value, namespace=METRIC_NAMESPACE):
             pass  # written as the block ends
+
+
+def emit_per_tenant(
+    values: Mapping[str, Mapping[Metric, float | Sequence[float]]],
+    properties: Mapping[str, Mapping[str, object]] | None = None,
+) -> None:
+    """Write each tenant's metrics at once: one EMF line per tenant with the ``tenant`` dimension.
+
+    For the metrics whose dimensions are :data:`TENANT_DIMENSIONS` only; ``service`` comes from
+    ``POWERTOOLS_SERVICE_NAME`` as for every other metric. A metric with more than 100 values spills
+    into further lines (Powertools writes a line by itself when a metric reaches 100 values, keeping
+    the dimension). ``properties[tenant]`` go into the tenant's line as EMF properties: searchable
+    with Logs Insights, never metrics (high-cardinality detail such as error codes costs nothing there).
+    A count of zero is left out (a list of values is written whole); a tenant with nothing to write
+    writes no line.
+    """
+    for tenant, tenant_values in values.items():
+        sink = EphemeralMetrics(namespace=METRIC_NAMESPACE)
+        sink.add_dimension(name="tenant", value=tenant)
+        for key, value in (properties or {}).get(tenant, {}).items():
+            sink.add_metadata(key=key, value=value)
+        for metric, written in tenant_values.items():
+            if metric.dimensions != TENANT_DIMENSIONS:
+                raise ValueError(f"{metric.name} has no tenant dimension")
+            for value in ((written,) if written else ()) if isinstance(written, int | float) else written:
+                sink.add_metric(name=metric.name, unit=metric.unit, value=value)
+        if sink.metric_set:  # empty when nothing was written or Powertools wrote the last 100 values itself
+            sink.flush_metrics()
 
 
 @dataclass(frozen=True)
@@ -181,6 +196,22 @@ WRITE_APPLIED_AFTER = Metric(
     "applied it; one value per applied message",
     TENANT_DIMENSIONS,
 )
+TENANT_RECORDS_UPSERTED = Metric(
+    "RecordsUpserted", _COUNT, ("ingest",), "per tenant: records upserted to Pinecone", TENANT_DIMENSIONS
+)
+TENANT_RECORDS_DELETED = Metric(
+    "RecordsDeleted", _COUNT, ("ingest",), "per tenant: records deleted by id", TENANT_DIMENSIONS
+)
+TENANT_STALE_WRITES_DROPPED = Metric(
+    "StaleWritesDropped",
+    _COUNT,
+    ("ingest",),
+    "per tenant: records the version guard dropped as older than the newest write",
+    TENANT_DIMENSIONS,
+)
+TENANT_BUSY_WRITES = Metric(
+    "BusyWrites", _COUNT, ("ingest",), "per tenant: records another worker's claim held", TENANT_DIMENSIONS
+)
 RECEIPTS_RETRIED = Metric(
     "ReceiptsRetried",
     _COUNT,
@@ -195,6 +226,14 @@ RECEIPTS_LOST = Metric(
 )
 # ----------------------------------------------------------- the SQS edge of both workers
 POISON_MESSAGES = Metric("PoisonMessages", _COUNT, ("ingest", "query"), "messages dead-lettered (docs/runbook-dlq.md)")
+TENANT_POISON_MESSAGES = Metric(
+    "PoisonMessages",
+    _COUNT,
+    ("ingest", "query"),
+    "per tenant (`-`: not in the registry, or unreadable): messages dead-lettered; one line per code, the code "
+    "in its `error_code` property (Logs Insights query relay-dead-letters-by-tenant)",
+    TENANT_DIMENSIONS,
+)
 POISON_MESSAGES_BY_CODE = MetricFamily(
     "PoisonMessages.",
     "error_code",
@@ -212,6 +251,24 @@ ERROR_REPLIES_BY_CODE = MetricFamily(
     "error replies sent with this error code (docs/contract.md lists the codes)",
 )
 QUERY_LATENCY = Metric("QueryLatency", _MS, ("query",), "time of one answered Pinecone query (one value each)")
+TENANT_QUERY_REPLIES = Metric(
+    "QueryReplies", _COUNT, ("query",), "per tenant: replies sent, matches or errors", TENANT_DIMENSIONS
+)
+TENANT_QUERY_LATENCY = Metric(
+    "QueryLatency",
+    _MS,
+    ("query",),
+    "per tenant: time of one answered Pinecone query (one value each)",
+    TENANT_DIMENSIONS,
+)
+TENANT_QUERY_READ_UNITS = Metric(
+    "QueryReadUnits",
+    _COUNT,
+    ("query",),
+    "per tenant: Pinecone read units of the tenant's queries, every attempt, as Pinecone reports them (`usage`; "
+    "none over gRPC)",
+    TENANT_DIMENSIONS,
+)
 OVERSIZED_REPLIES = Metric(
     "OversizedReplies", _COUNT, ("query",), "replies too large for SQS, stored in S3 and sent as a pointer"
 )
@@ -315,15 +372,23 @@ CATALOGUE: tuple[Metric | MetricFamily, ...] = (
     STALE_WRITES_DROPPED,
     BUSY_WRITES,
     BUSY_REQUEUED,
+    TENANT_RECORDS_UPSERTED,
+    TENANT_RECORDS_DELETED,
+    TENANT_STALE_WRITES_DROPPED,
+    TENANT_BUSY_WRITES,
     WRITE_APPLIED_AFTER,
     RECEIPTS_SENT,
     RECEIPTS_RETRIED,
     RECEIPTS_LOST,
     POISON_MESSAGES,
+    TENANT_POISON_MESSAGES,
     POISON_MESSAGES_BY_CODE,
     QUERY_REPLIES,
     ERROR_REPLIES_BY_CODE,
     QUERY_LATENCY,
+    TENANT_QUERY_REPLIES,
+    TENANT_QUERY_LATENCY,
+    TENANT_QUERY_READ_UNITS,
     OVERSIZED_REPLIES,
     FRESH_REPLIES,
     NOT_FRESH_REPLIES,

@@ -151,6 +151,13 @@ class TenantRegistry(Mapping[str, str]):
         """The tenant's namespace. Callers validate the tenant first; an unknown one here is a bug."""
         return self._namespaces[tenant]
 
+    def tenant_of_namespace(self, namespace: str) -> str | None:
+        """The tenant whose namespace this is (distinct tenants never share one); None if no tenant's."""
+        for tenant, own in self._namespaces.items():
+            if own == namespace:
+                return tenant
+        return None
+
     def __getitem__(self, tenant: str) -> str:
         return self._namespaces[tenant]
 

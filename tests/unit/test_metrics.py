@@ -23,6 +23,7 @@ from vector_relay.metrics import (
     TENANT_DIMENSIONS,
     Metric,
     MetricFamily,
+    emit_per_tenant,
     metric_data,
 )
 from vector_relay.operations.reconcile import MISMATCH_KINDS, Report, metric_counts
@@ -101,8 +102,10 @@ def test_a_metric_named_outside_the_catalogue_is_caught(tmp_path: Path) -> None:
 def test_every_metric_defined_is_in_the_catalogue_once() -> None:
     defined = {value for value in vars(catalogue).values() if isinstance(value, Metric | MetricFamily)}
     assert defined | set(RECONCILE_MISMATCHES_BY_KIND.values()) == set(CATALOGUE)
-    names = [metric.name for entry in CATALOGUE for metric in _as_written(entry)]
-    assert len(names) == len(set(names)), "two metrics of the catalogue share a name"
+    # a CloudWatch metric is its name and dimension names: RecordsUpserted by service and by tenant are two
+    series = [(metric.name, metric.dimensions) for entry in CATALOGUE for metric in _as_written(entry)]
+    assert len(series) == len(set(series)), "two metrics of the catalogue share a name and dimensions"
+    names = [name for name, _ in series]
     assert all(len(name) <= 255 and name.isascii() for name in names)  # CloudWatch's limits on a metric name
 
 
@@ -156,7 +159,7 @@ def test_every_metric_an_alarm_watches_is_in_the_catalogue() -> None:
         if resource["Type"] == "AWS::Serverless::Function"
     }
     assert {service for entry in CATALOGUE for service in entry.emitted_by} <= services
-    by_name = {metric.name: metric for metric in METRICS}
+    by_name = {metric.name: metric for metric in METRICS if metric.dimensions != TENANT_DIMENSIONS}
     watched = [
         alarmed
         for resource in resources.values()
@@ -204,7 +207,7 @@ def test_each_metric_is_written_with_its_namespace_unit_and_dimensions(entry: Me
 def test_a_per_tenant_metric_is_written_with_its_tenant_one_line_per_tenant_and_at_most_100_values_a_line(
     metric: Metric, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    [service] = metric.emitted_by
+    service = metric.emitted_by[0]
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", service)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Powertools warns when asked to write an empty line
@@ -245,3 +248,36 @@ def test_a_metric_written_at_once_and_one_published_carry_the_same_shape(
             "Unit": "Count",
         }
     ]
+
+
+def test_a_tenants_metrics_go_out_in_one_line_with_its_properties_and_no_zero_counts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "ingest")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        emit_per_tenant(
+            {
+                "acme": {
+                    catalogue.TENANT_RECORDS_UPSERTED: 7,
+                    catalogue.TENANT_RECORDS_DELETED: 0,
+                    catalogue.WRITE_APPLIED_AFTER: [12.0, 30.0],
+                },
+                "globex": {catalogue.TENANT_POISON_MESSAGES: 2},
+                "initech": {catalogue.TENANT_STALE_WRITES_DROPPED: 0},  # nothing to say: no line
+            },
+            {"globex": {"error_code": "schema_invalid", "dead_letters": 2}},
+        )
+    lines = [json.loads(text) for text in capsys.readouterr().out.splitlines() if '"_aws"' in text]
+    assert [line["tenant"] for line in lines] == ["acme", "globex"]
+    acme, globex = lines
+    assert [m["Name"] for m in acme["_aws"]["CloudWatchMetrics"][0]["Metrics"]] == [
+        "RecordsUpserted",
+        "WriteAppliedAfter",
+    ]
+    assert (acme["RecordsUpserted"], acme["WriteAppliedAfter"]) == ([7.0], [12.0, 30.0])
+    assert "RecordsDeleted" not in acme
+    assert (globex["PoisonMessages"], globex["error_code"], globex["dead_letters"]) == ([2.0], "schema_invalid", 2)
+    assert "error_code" not in acme
+    with pytest.raises(ValueError, match="no tenant dimension"):
+        emit_per_tenant({"acme": {catalogue.RECORDS_UPSERTED: 1}})

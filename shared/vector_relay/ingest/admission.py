@@ -10,6 +10,7 @@ ones make the message wait (:meth:`GuardedBatch.settle`).
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Literal, assert_never
@@ -109,11 +110,13 @@ class GuardedBatch:
                 summary.claimed.append(GuardedWrite(*key, winner.version, winner.operation))
             elif verdict is Verdict.STALE:
                 summary.stale += 1
+                summary.stale_by_namespace[key[0]] += 1
             elif error is not None:
                 for message_id in winner.message_ids:
                     summary.failures.setdefault(message_id, error)
             else:
                 summary.busy += 1
+                summary.busy_by_namespace[key[0]] += 1
                 for message_id in winner.message_ids:
                     busy_until.setdefault(message_id, []).append(self.session.held_until.get(key))
         for message_id, ends in busy_until.items():
@@ -128,4 +131,6 @@ class GuardSummary:
     claimed: list[GuardedWrite] = field(default_factory=list)
     stale: int = 0  # acknowledged and dropped
     busy: int = 0  # held by another invocation: retried
+    stale_by_namespace: Counter[str] = field(default_factory=Counter)
+    busy_by_namespace: Counter[str] = field(default_factory=Counter)
     failures: dict[str, BaseException] = field(default_factory=dict)

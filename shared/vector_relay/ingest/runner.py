@@ -26,6 +26,7 @@ import asyncio
 import dataclasses
 import enum
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, assert_never
@@ -77,6 +78,9 @@ class WriteOutcome:
     poison: dict[str, PoisonMessageError] = field(default_factory=dict)
     records_upserted: int = 0
     records_deleted: int = 0
+    # The same two counts by namespace (each tenant has its own: the per-tenant metrics come from these).
+    upserted_by_namespace: Counter[str] = field(default_factory=Counter)
+    deleted_by_namespace: Counter[str] = field(default_factory=Counter)
     requests: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     deadline_cutoffs: int = 0
@@ -195,9 +199,11 @@ class PlanRunner:
         match request.kind:
             case "upsert":
                 self.outcome.records_upserted += len(request.records)
+                self.outcome.upserted_by_namespace[request.namespace] += len(request.records)
                 keys = [(request.namespace, r.id) for r in request.records]
             case "delete_ids":
                 self.outcome.records_deleted += len(request.ids)
+                self.outcome.deleted_by_namespace[request.namespace] += len(request.ids)
                 keys = [(request.namespace, i) for i in request.ids]
             case "delete_by_filter" | "delete_all":
                 # filter operations are ordered by their place in the batch, not leased

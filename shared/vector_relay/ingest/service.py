@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from statistics import fmean
 
 from aws_lambda_powertools import Logger, Metrics
@@ -57,9 +57,15 @@ from vector_relay.metrics import (
     RECORDS_DELETED,
     RECORDS_UPSERTED,
     STALE_WRITES_DROPPED,
+    TENANT_BUSY_WRITES,
+    TENANT_RECORDS_DELETED,
+    TENANT_RECORDS_UPSERTED,
+    TENANT_STALE_WRITES_DROPPED,
     TRANSIENT_FAILURES,
     UNCERTAIN_LANDINGS,
     WRITE_APPLIED_AFTER,
+    Metric,
+    emit_per_tenant,
 )
 from vector_relay.pinecone.wire import encode_upsert
 from vector_relay.settings import Settings
@@ -168,6 +174,8 @@ class IngestRun:
         self._valid: list[Delivery[PlannableWrite]] = []
         self._receipts = ReceiptBook(registry)
         self._landed: dict[str, Landed] = {}  # by message id, once the batch has run: for dead letters' receipts
+        self._outcome: WriteOutcome | None = None  # once the batch has run: the per-tenant metrics come from it
+        self._summary: GuardSummary | None = None
 
     def take(self, delivery: Delivery[WriteMessage]) -> None:
         valid = Delivery(delivery.record, self._service.encode(delivery.message), delivery.last)
@@ -194,7 +202,7 @@ class IngestRun:
         """Send the batch's write receipts: after every verdict, so none is sent before its write landed."""
         pending = list(self._receipts.pending)
         try:
-            WRITE_APPLIED_AFTER.emit_by_tenant(self._receipts.applied_after)
+            emit_per_tenant(self._tenant_metrics())
             if not pending:
                 return
             with tracing.span("receipt send") as span:
@@ -213,6 +221,29 @@ class IngestRun:
                 "write receipts lost: neither their queue nor the retry queue took them",
                 extra={"receipts": len(outcome.lost), "message_ids": [receipt.message_id for receipt in outcome.lost]},
             )
+
+    def _tenant_metrics(self) -> dict[str, dict[Metric, float | Sequence[float]]]:
+        """Each tenant's share of the batch: records written, stale, busy, and how long its writes took."""
+        by_tenant: dict[str, dict[Metric, float | Sequence[float]]] = {}
+        counts: list[tuple[Metric, Mapping[str, int]]] = []
+        if self._outcome is not None:
+            counts += [
+                (TENANT_RECORDS_UPSERTED, self._outcome.upserted_by_namespace),
+                (TENANT_RECORDS_DELETED, self._outcome.deleted_by_namespace),
+            ]
+        if self._summary is not None:
+            counts += [
+                (TENANT_STALE_WRITES_DROPPED, self._summary.stale_by_namespace),
+                (TENANT_BUSY_WRITES, self._summary.busy_by_namespace),
+            ]
+        for metric, by_namespace in counts:
+            for namespace, count in by_namespace.items():
+                tenant = self._registry.tenant_of_namespace(namespace)
+                if tenant is not None:
+                    by_tenant.setdefault(tenant, {})[metric] = count
+        for tenant, after in self._receipts.applied_after.items():
+            by_tenant.setdefault(tenant, {})[WRITE_APPLIED_AFTER] = after
+        return by_tenant
 
     def finish(self) -> dict[str, Verdict]:
         service, guarded = self._service, self._guarded
@@ -255,6 +286,7 @@ class IngestRun:
             if d.record.message_id in outcome.poison or d.last
         }
         service.report(outcome, len(self._valid), len(verdicts), summary)
+        self._outcome, self._summary = outcome, summary
         return verdicts
 
     def _receipt_for(

@@ -14,7 +14,7 @@
 * A reply queue that refuses the send (missing, no permission) makes the query a batch item
   failure: a reply is never dropped silently.
 
-Kept as one module (~330 lines): the service, its batch run and the replies they build and send are
+Kept as one module (~400 lines): the service, its batch run and the replies they build and send are
 one path that nothing else uses (the reply building, from ``_reply_target`` to ``_send_replies``, is
 the seam if it grows); how a read-your-writes query waits is in :mod:`vector_relay.query.freshness`.
 """
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -45,8 +45,14 @@ from vector_relay.metrics import (
     OVERSIZED_REPLIES,
     QUERY_LATENCY,
     QUERY_REPLIES,
+    TENANT_QUERY_LATENCY,
+    TENANT_QUERY_READ_UNITS,
+    TENANT_QUERY_REPLIES,
     TRANSIENT_FAILURES,
+    UNREGISTERED_TENANT,
     WRITES_INDEXED_AFTER,
+    Metric,
+    emit_per_tenant,
 )
 from vector_relay.pinecone.data_plane import QueryResult
 from vector_relay.pinecone.errors import PineconeRequestError
@@ -73,7 +79,9 @@ class PendingReply:
     dead_letter_after: PoisonMessageError | None = None
     fresh: bool | None = None  # a read-your-writes answer's freshness, for metrics
     indexed_after_ms: float | None = None  # a fresh answer: from its writes' first send (writes_sent_at) to it
-    tenant: str = ""  # whose answer it is (the per-tenant freshness metric)
+    tenant: str = UNREGISTERED_TENANT  # whose answer it is, when the registry has the tenant (per-tenant metrics)
+    latency_ms: float | None = None  # an answer: the time of its Pinecone query
+    read_units: int | None = None  # an answer: the read units Pinecone reported for it (every attempt)
 
 
 class QueryService:
@@ -146,7 +154,9 @@ class QueryRun:
             return False
         reply_to, correlation_id, tenant = target
         body = error_reply(correlation_id, tenant, poison.error_code, poison.detail)
-        self._replies.append(PendingReply(record, reply_to, body, poison.error_code))
+        # a metric's dimension only ever names a registered tenant: the registry bounds how many series there are
+        known = tenant if tenant is not None and tenant in self._registry else UNREGISTERED_TENANT
+        self._replies.append(PendingReply(record, reply_to, body, poison.error_code, tenant=known))
         return True
 
     def _usable_reply_queues(self, record: SQSRecord, tenant: object) -> frozenset[str]:
@@ -178,7 +188,9 @@ class QueryRun:
                     body, stored = ok_reply(record, message, result.result, result.fresh)
                 except ReplyTooLargeError as error:  # the same answer on every delivery: an error reply, not a retry
                     body = error_reply(message.correlation_id, message.tenant, "result_too_large", str(error))
-                    self._replies.append(PendingReply(record, message.reply_to, body, "result_too_large"))
+                    self._replies.append(
+                        PendingReply(record, message.reply_to, body, "result_too_large", tenant=message.tenant)
+                    )
                     continue
                 except Exception as error:  # S3 refused, or no time left to store it: this query is retried alone
                     logger.warning(
@@ -205,17 +217,23 @@ class QueryRun:
                         fresh=result.fresh,
                         indexed_after_ms=indexed_after,
                         tenant=message.tenant,
+                        latency_ms=result.result.elapsed_ms,
+                        read_units=result.result.read_units,
                     )
                 )
                 QUERY_LATENCY.emit(metrics, result.result.elapsed_ms)
             elif result.kind is FailureKind.REJECTED:
                 body = error_reply(message.correlation_id, message.tenant, "pinecone_rejected", str(result))
-                self._replies.append(PendingReply(record, message.reply_to, body, "pinecone_rejected"))
+                self._replies.append(
+                    PendingReply(record, message.reply_to, body, "pinecone_rejected", tenant=message.tenant)
+                )
             elif delivery.last:  # answered, so no caller waits for an answer that never comes, then dead-lettered
                 detail = f"last delivery failed: {result}"
                 body = error_reply(message.correlation_id, message.tenant, "retries_exhausted", detail)
                 exhausted = PoisonMessageError([Problem("retries_exhausted", "", detail)])
-                self._replies.append(PendingReply(record, message.reply_to, body, "retries_exhausted", exhausted))
+                self._replies.append(
+                    PendingReply(record, message.reply_to, body, "retries_exhausted", exhausted, tenant=message.tenant)
+                )
             else:
                 verdicts[record.message_id] = Retry(TransientError(str(result)))
                 TRANSIENT_FAILURES.emit(metrics, 1)
@@ -315,6 +333,32 @@ async def _run_queries(
     return [task.result() for task in tasks]
 
 
+@dataclass(slots=True)
+class _TenantReplies:
+    """What one tenant's sent replies of a batch count for in its per-tenant metrics."""
+
+    replies: int = 0
+    read_units: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    indexed_after_ms: list[float] = field(default_factory=list)
+
+    def add(self, reply: PendingReply) -> None:
+        self.replies += 1
+        self.read_units += reply.read_units or 0
+        if reply.latency_ms is not None:
+            self.latencies_ms.append(reply.latency_ms)
+        if reply.indexed_after_ms is not None:
+            self.indexed_after_ms.append(reply.indexed_after_ms)
+
+    def metrics(self) -> dict[Metric, float | Sequence[float]]:
+        return {
+            TENANT_QUERY_REPLIES: self.replies,
+            TENANT_QUERY_READ_UNITS: self.read_units,
+            TENANT_QUERY_LATENCY: self.latencies_ms,
+            WRITES_INDEXED_AFTER: self.indexed_after_ms,
+        }
+
+
 def _send_replies(replies: list[PendingReply], sqs: SQSClient, metrics: Metrics) -> dict[str, Verdict]:
     """Send replies in batches per reply queue; a refused send fails its query (SQS redelivers it).
 
@@ -323,7 +367,7 @@ def _send_replies(replies: list[PendingReply], sqs: SQSClient, metrics: Metrics)
     verdicts: dict[str, Verdict] = {}
     sent: dict[str, int] = {}
     freshness = {True: 0, False: 0}  # sent answers to read-your-writes queries, by their fresh
-    indexed_after: dict[str, list[float]] = {}  # by tenant
+    by_tenant: dict[str, _TenantReplies] = {}
     by_queue: dict[str, list[PendingReply]] = {}
     for reply in replies:
         by_queue.setdefault(reply.reply_to, []).append(reply)
@@ -347,8 +391,7 @@ def _send_replies(replies: list[PendingReply], sqs: SQSClient, metrics: Metrics)
                 sent[reply.code] = sent.get(reply.code, 0) + 1
                 if reply.fresh is not None:
                     freshness[reply.fresh] += 1
-                if reply.indexed_after_ms is not None:
-                    indexed_after.setdefault(reply.tenant, []).append(reply.indexed_after_ms)
+                by_tenant.setdefault(reply.tenant, _TenantReplies()).add(reply)
                 if reply.dead_letter_after is not None:
                     verdicts[reply.record.message_id] = Poison(reply.dead_letter_after)
     QUERY_REPLIES.emit(metrics, sum(sent.values()))
@@ -356,7 +399,7 @@ def _send_replies(replies: list[PendingReply], sqs: SQSClient, metrics: Metrics)
         FRESH_REPLIES.emit(metrics, freshness[True])
     if freshness[False]:
         NOT_FRESH_REPLIES.emit(metrics, freshness[False])
-    WRITES_INDEXED_AFTER.emit_by_tenant(indexed_after)
+    emit_per_tenant({tenant: replies.metrics() for tenant, replies in by_tenant.items()})
     for code, count in sent.items():
         if code != "ok":
             ERROR_REPLIES_BY_CODE.of(code).emit(metrics, count)

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, assert_never
 
+import orjson
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -42,7 +44,14 @@ from vector_relay.aws_clients import sqs_client
 from vector_relay.contract.fields import IndexShape, ValidationContext
 from vector_relay.deadline import FINISH_SECONDS, Deadline, invocation_deadline
 from vector_relay.errors import ConfigurationError, PoisonMessageError, Problem, TransientError, WaitingError
-from vector_relay.metrics import BUSY_REQUEUED, POISON_MESSAGES, POISON_MESSAGES_BY_CODE
+from vector_relay.metrics import (
+    BUSY_REQUEUED,
+    POISON_MESSAGES,
+    POISON_MESSAGES_BY_CODE,
+    TENANT_POISON_MESSAGES,
+    UNREGISTERED_TENANT,
+    emit_per_tenant,
+)
 from vector_relay.settings import Settings
 from vector_relay.sqs.batch_service import BatchRun, BatchService, Delivery, HasTenant, Poison, Retry, Wait
 from vector_relay.sqs.dead_letter import route_poison
@@ -131,6 +140,7 @@ class Tally:
 
     tenants: list[str] = field(default_factory=list)  # the tenant of each valid message
     dead_lettered: int = 0
+    dead_letters: list[tuple[SQSRecord, str]] = field(default_factory=list)  # each sent, with its error code
 
 
 @contextmanager
@@ -188,7 +198,42 @@ def handle_batch[M: HasTenant](
     if waiting:  # back when the hold ends, not after the queue's visibility timeout (minutes)
         retry_soon(edge.sqs, waiting)
     run.settle()
+    _count_dead_letters_by_tenant(tally.dead_letters, registry)
     return failures
+
+
+def _count_dead_letters_by_tenant(dead_letters: list[tuple[SQSRecord, str]], registry: TenantRegistry) -> None:
+    """The batch's dead letters in the per-tenant metric: a line per tenant and code, the code a property.
+
+    The properties (``error_code``, ``dead_letters``) are for Logs Insights (the saved query
+    ``relay-dead-letters-by-tenant``): a code per tenant as a dimension would multiply the series.
+    """
+    counted = Counter((_tenant_of(record, registry), error_code) for record, error_code in dead_letters)
+    try:
+        for (tenant, error_code), count in counted.items():
+            emit_per_tenant(
+                {tenant: {TENANT_POISON_MESSAGES: count}},
+                {tenant: {"error_code": error_code, "dead_letters": count}},
+            )
+    except Exception as error:  # the messages are dead-lettered: a metric must not fail their batch
+        logger.warning("could not write the dead letters' per-tenant metric", extra={"error": type(error).__name__})
+
+
+def _tenant_of(record: SQSRecord, registry: TenantRegistry) -> str:
+    """A dead letter's tenant for its metric: its queue's bound tenant, else the registered tenant it names.
+
+    A tenant the registry does not have (or a body that names none) is ``-``: a dimension value never
+    comes from a message alone, so the registry bounds the series.
+    """
+    bound = registry.bound_tenant(record.event_source_arn)
+    if bound is not None:
+        return bound
+    try:
+        body = orjson.loads(record.body)
+    except orjson.JSONDecodeError:
+        return UNREGISTERED_TENANT
+    tenant = body.get("tenant") if isinstance(body, dict) else None
+    return tenant if isinstance(tenant, str) and tenant in registry else UNREGISTERED_TENANT
 
 
 def _requeue(edge: Edge, record: SQSRecord, error: WaitingError) -> bool:
@@ -274,6 +319,7 @@ def _sort[M: HasTenant](
 
 def _dead_lettered[M](run: BatchRun[M], record: SQSRecord, poison: PoisonMessageError, tally: Tally) -> None:
     tally.dead_lettered += 1
+    tally.dead_letters.append((record, poison.error_code))
     run.dead_lettered(record, poison)
 
 
