@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from vector_relay_cli.context import Context
+from vector_relay_cli.dashboard_command import dashboard
 from vector_relay_cli.dlq_commands import dlq
 from vector_relay_cli.errors import EXIT_CANNOT_RUN, ServiceErrorsExit2
 from vector_relay_cli.index_commands import index
@@ -15,6 +16,7 @@ from vector_relay_cli.query_command import query
 from vector_relay_cli.receipt_commands import receipts
 from vector_relay_cli.reconcile_command import reconcile
 from vector_relay_cli.tenant_commands import tenant
+from vector_relay_cli.top_command import top
 
 
 @click.group(cls=ServiceErrorsExit2, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -38,6 +40,7 @@ def cli(ctx: click.Context, stack: str | None, outputs: Path | None, region: str
     ctx.obj = Context(stack, outputs, region)
 
 
+cli.add_command(dashboard)
 cli.add_command(dlq)
 cli.add_command(index)
 cli.add_command(load)
@@ -45,6 +48,7 @@ cli.add_command(query)
 cli.add_command(receipts)
 cli.add_command(reconcile)
 cli.add_command(tenant)
+cli.add_command(top)
 
 
 def main() -> None:
