@@ -27,6 +27,7 @@ from vector_relay.deadline import aws_time_left
 from vector_relay.errors import OutOfTimeError
 
 if TYPE_CHECKING:
+    from botocore.credentials import Credentials
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_s3 import S3Client
@@ -138,6 +139,11 @@ def lambda_client() -> LambdaClient:
 def dynamodb_client() -> DynamoDBClient:
     """The version guard's client (one short attempt per call; the guard checks the time left itself)."""
     return _session().client("dynamodb", config=GUARD_CONFIG)
+
+
+def aws_credentials() -> Credentials | None:
+    """The shared session's credentials (the function role's, from the environment in Lambda)."""
+    return _session().get_credentials()
 
 
 def load_service_models(services: tuple[str, ...]) -> None:

@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from aws_lambda_powertools import Metrics
 
-from vector_relay.aws_clients import dynamodb_client, secrets_client, sqs_client, ssm_client
+from vector_relay.aws_clients import aws_credentials, dynamodb_client, secrets_client, sqs_client, ssm_client
 from vector_relay.contract.fields import IndexShape
 from vector_relay.contract.messages import QueryMessage, WriteMessage
+from vector_relay.ingest.dynamodb_json import JsonDynamoDB
 from vector_relay.ingest.version_guard import VersionGuard
 from vector_relay.keys.api_key_cache import ApiKey, ApiKeyCache, GatewaySource, read_api_key
 from vector_relay.metrics import AUTH_FAILURE
@@ -34,6 +35,7 @@ from vector_relay.tenancy import TenantRegistrySource
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from mypy_boto3_dynamodb import DynamoDBClient
 
     from vector_relay.sqs.receipt_retry import Outcome
 
@@ -116,8 +118,9 @@ def version_guard(settings: Settings) -> VersionGuard | None:
     """The DynamoDB version guard when ``WRITE_VERSION_TABLE`` is set; without it, writes are not version-checked."""
     if not settings.write_version_table:
         return None
+    dynamodb = JsonDynamoDB(dynamodb_client(), aws_credentials())  # claims' bulk calls without botocore's model walk
     return VersionGuard(
-        dynamodb_client(),
+        cast("DynamoDBClient", dynamodb),  # the client's calls, two of them sent as raw JSON
         settings.write_version_table,
         ttl_seconds=settings.write_version_ttl_seconds,
         concurrency=settings.write_version_concurrency,
