@@ -242,7 +242,7 @@ class LocalTemplate:
         if name == "Sub":
             template, variables = (argument, {}) if isinstance(argument, str) else argument
             variables = {k: self.resolve(v) for k, v in variables.items()}
-            return re.sub(r"\$\{([^}!]+)\}", lambda m: str(self._sub_variable(m.group(1), variables)), template)
+            return re.sub(r"\$\{(![^}]*|[^}!]+)\}", lambda m: self._sub_piece(m.group(1), variables), template)
         if name == "Join":
             separator, items = argument
             resolved = self.resolve(items)
@@ -262,6 +262,12 @@ class LocalTemplate:
         if name in {"Equals", "Not", "And", "Or"}:
             return self._condition_function(name, argument)
         raise TemplateError(f"Fn::{name} is not supported by the local stack")
+
+    def _sub_piece(self, name: str, variables: dict[str, Any]) -> str:
+        """What ``${name}`` of a ``Fn::Sub`` becomes; ``${!Literal}`` is ``${Literal}``, as in CloudFormation."""
+        if name.startswith("!"):
+            return "${" + name[1:] + "}"
+        return str(self._sub_variable(name, variables))
 
     def _sub_variable(self, name: str, variables: dict[str, Any]) -> Any:
         if name in variables:

@@ -194,6 +194,12 @@ class EventSourcePoller:
         self.pool.close()
 
     @property
+    def running(self) -> int:
+        """Invocations running or being settled (Lambda's ConcurrentExecutions of this event source)."""
+        with self._lock:
+            return self._invoking
+
+    @property
     def idle(self) -> bool:
         """No invocation running or being settled (messages being gathered count as in flight on the queue)."""
         with self._lock:

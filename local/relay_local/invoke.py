@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
+from relay_local.aws_metrics import invocation_metrics
 from relay_local.cloudformation import ROOT, LocalTemplate, TemplateError
+from relay_local.metrics_feed import MetricsFeed
 from relay_local.runtime import InvocationResult, RuntimeEnvironment
 from relay_local.stack import LocalStack, StackOptions
 from relay_local.state_file import DEFAULT_STATE_DIR, StackInfo, running_stack
@@ -29,14 +31,27 @@ def function_short_name(function: str) -> str:
 
 
 def invoke_event(
-    info: StackInfo, function: str, event: dict[str, Any], *, log: IO[str] | None = None
+    info: StackInfo,
+    function: str,
+    event: dict[str, Any],
+    *,
+    log: IO[str] | None = None,
+    metrics: MetricsFeed | None = None,
 ) -> InvocationResult:
-    """Run ``event`` through a fresh environment of ``function`` (a cold start), then stop the environment."""
-    environment = RuntimeEnvironment(info.runtime_config(function_short_name(function)), log=log or sys.stderr)
+    """Run ``event`` through a fresh environment of ``function`` (a cold start), then stop the environment.
+
+    With ``metrics``, the function's EMF lines and Lambda's metrics of the invocation go to it too.
+    """
+    config = info.runtime_config(function_short_name(function))
+    on_line = metrics.log_line if metrics is not None else None
+    environment = RuntimeEnvironment(config, log=log or sys.stderr, on_line=on_line)
     try:
-        return environment.invoke(event)
+        result = environment.invoke(event)
     finally:
         environment.close()
+    if metrics is not None:
+        metrics.publish(invocation_metrics(config.name, result, concurrent=1))
+    return result
 
 
 def command_invoke(function: str, event_path: Path, *, state_dir: Path = DEFAULT_STATE_DIR) -> int:
@@ -56,13 +71,14 @@ def command_invoke(function: str, event_path: Path, *, state_dir: Path = DEFAULT
     info = running_stack(state_dir)
     if info is not None:
         print(f"invoking {name} against the running local stack ({info.aws_endpoint})", file=sys.stderr)
-        result = invoke_event(info, name, event)
+        with MetricsFeed(info.aws_endpoint, info.region) as metrics:  # as Lambda's would, into its CloudWatch
+            result = invoke_event(info, name, event, metrics=metrics)
     else:
         print(f"no `make up` stack is running: starting one for this invocation of {name}", file=sys.stderr)
         options = StackOptions(state_dir=state_dir, pollers=False, write_state_file=False)
         with LocalStack(options, progress=lambda line: print(f"  {line}", file=sys.stderr)) as stack:
             assert stack.info is not None
-            result = invoke_event(stack.info, name, event)
+            result = invoke_event(stack.info, name, event, metrics=stack.metrics_feed)
     print(
         f"REPORT RequestId: {result.request_id}  Outcome: {result.outcome}  Duration: {result.duration_ms:.2f} ms",
         file=sys.stderr,

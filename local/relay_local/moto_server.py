@@ -30,6 +30,13 @@ fails (as DynamoDB answers), and only then applies the actions, keeping a copy o
 it changes in case one is refused midway. moto's own copied every table the transaction named,
 whole, on every call (seconds per call once the version guard's table holds some thousands of
 records); transactions with an ``Update`` still go to it.
+
+**CloudWatch answers percentiles.** ``GetMetricData`` with a percentile statistic (``p50``,
+``p99``, ``p99.9``: the dashboard's latency and freshness graphs) failed with HTTP 500 in moto,
+which computes only ``Sum``, ``Average``, ``Minimum``, ``Maximum`` and ``SampleCount``.
+:func:`statistic_for_type` adds percentiles, by nearest rank over the values put in each period
+(CloudWatch's own are estimates from the same values). Values put only as ``StatisticValues`` have
+no percentile, in CloudWatch as here.
 """
 
 from __future__ import annotations
@@ -38,11 +45,14 @@ import argparse
 import copy
 import io
 import logging
+import math
+import re
 import socket
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, SupportsFloat
 
+from moto.cloudwatch.models import Statistics
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
@@ -151,6 +161,25 @@ def transact_write_items(backend: DynamoDBBackend, transact_items: list[dict[str
 
 
 DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign,assignment]
+
+
+_PERCENTILE = re.compile(r"p(100|\d{1,2}(?:\.\d+)?)")  # CloudWatch's pNN and pNN.NN statistics
+_moto_statistic = Statistics.get_statistics_for_type
+
+
+def statistic_for_type(statistics: Statistics, stat: str) -> SupportsFloat | None:
+    """moto's statistic of one period's values, or their percentile ``pNN`` (nearest rank)."""
+    match = _PERCENTILE.fullmatch(stat)
+    if match is None:
+        return _moto_statistic(statistics, stat)
+    values = sorted(statistics.metric_single_values_list)
+    if not values:
+        return None
+    rank = math.ceil(float(match.group(1)) / 100 * len(values))
+    return values[max(rank, 1) - 1]
+
+
+Statistics.get_statistics_for_type = statistic_for_type  # type: ignore[method-assign,assignment]
 
 
 def moto_app() -> Any:

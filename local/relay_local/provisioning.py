@@ -1,9 +1,13 @@
-"""Create the template's queues, secrets, parameters, table and bucket in moto's server.
+"""Create the template's queues, secrets, parameters, table, bucket, alarms and dashboard in moto's server.
 
 Every property comes from template.yaml (through :class:`LocalTemplate`), so a change there (a
 visibility timeout, a redrive policy, a retention period, a key schema) changes the local stack
-too. Resources that do nothing on one machine (IAM, log groups, alarms, layers, the Lambda
-permission) are listed as skipped rather than imitated.
+too. Resources that do nothing on one machine (IAM, log groups, layers, the Lambda permission) are
+listed as skipped rather than imitated.
+
+The dashboard is put with its body resolved as CloudFormation would (``vector-relay dashboard``
+reads it back and draws it), the alarms with ``PutMetricAlarm``: ``DescribeAlarms`` lists them, but
+moto never evaluates one (they stay ``INSUFFICIENT_DATA`` or wherever ``SetAlarmState`` puts them).
 
 The rotation schedule enables rotation on its secret with the template's rotation function, as
 CloudFormation does. moto's ``RotateSecret`` accepts only the ARN of a function its Lambda knows,
@@ -47,7 +51,30 @@ CREATED_TYPES = (
     "AWS::DynamoDB::Table",
     "AWS::S3::Bucket",
     "AWS::SecretsManager::RotationSchedule",  # rotation enabled on the secret; `make rotate` runs one
+    "AWS::CloudWatch::Alarm",  # listed by DescribeAlarms; moto never evaluates them
+    "AWS::CloudWatch::Dashboard",  # `vector-relay dashboard` draws it
 )
+# CloudFormation AWS::CloudWatch::Alarm properties that PutMetricAlarm takes under the same name, and their types.
+_ALARM_PROPERTIES: dict[str, type] = {
+    "AlarmDescription": str,
+    "ActionsEnabled": bool,
+    "AlarmActions": list,
+    "OKActions": list,
+    "InsufficientDataActions": list,
+    "Namespace": str,
+    "MetricName": str,
+    "Dimensions": list,
+    "Statistic": str,
+    "ExtendedStatistic": str,
+    "Period": int,
+    "Unit": str,
+    "EvaluationPeriods": int,
+    "DatapointsToAlarm": int,
+    "Threshold": float,
+    "ComparisonOperator": str,
+    "TreatMissingData": str,
+    "EvaluateLowSampleCountPercentile": str,
+}
 MODELLED_TYPES = (
     "AWS::Serverless::Function",  # run by the local stack's pollers and runtimes
     "Custom::PineconeIndex",  # carried out by the index function's own code, in process (LocalStack._create_index)
@@ -116,6 +143,11 @@ class Provisioner:
             )
         for logical_id in t.resources_of_type("AWS::SecretsManager::RotationSchedule"):
             self._rotation_schedule(logical_id)
+        # After the queues and functions: the alarms and the dashboard name them.
+        for logical_id in t.resources_of_type("AWS::CloudWatch::Alarm"):
+            self._alarm(logical_id)
+        for logical_id in t.resources_of_type("AWS::CloudWatch::Dashboard"):
+            self._dashboard(logical_id)
         for logical_id, resource in t.resources.items():
             kind = str(resource.get("Type"))
             if kind not in CREATED_TYPES and kind not in MODELLED_TYPES:
@@ -260,6 +292,36 @@ class Provisioner:
             self._moto_config({"lambda": self.moto_lambda_config})
             self.moto_lambda_config = None
 
+    # ------------------------------------------------------------------ CloudWatch
+    def _alarm(self, logical_id: str) -> None:
+        t = self.template
+        properties = t.resolve(t.properties(logical_id))
+        name = str(properties.pop("AlarmName", None) or t.default_name(logical_id))
+        unknown = sorted(set(properties) - set(_ALARM_PROPERTIES))
+        if unknown:
+            raise TemplateError(f"{logical_id}: alarm properties the local stack does not create: {unknown}")
+        arguments = {key: _alarm_argument(_ALARM_PROPERTIES[key], value) for key, value in properties.items()}
+        self.client("cloudwatch").put_metric_alarm(AlarmName=name, **arguments)
+        t.physical[logical_id] = PhysicalResource(ref=name, attributes={"Arn": t.arn("cloudwatch", f"alarm:{name}")})
+        statistic = properties.get("Statistic") or properties.get("ExtendedStatistic")
+        metric = f"{properties.get('Namespace')} {properties.get('MetricName')}"
+        summary = (
+            f"{metric} {statistic} over {properties.get('Period')} s {properties.get('ComparisonOperator')} "
+            f"{properties.get('Threshold')} (never evaluated locally)"
+        )
+        self.created.append(CreatedResource(logical_id, "AWS::CloudWatch::Alarm", name, summary))
+
+    def _dashboard(self, logical_id: str) -> None:
+        t = self.template
+        properties = t.resolve(t.properties(logical_id))
+        name = str(properties.get("DashboardName") or t.default_name(logical_id))
+        body = str(properties["DashboardBody"])
+        self.client("cloudwatch").put_dashboard(DashboardName=name, DashboardBody=body)
+        t.physical[logical_id] = PhysicalResource(ref=name)
+        widgets = len(json.loads(body).get("widgets", []))
+        summary = f"{widgets} widgets (`vector-relay dashboard --png DIR` draws it)"
+        self.created.append(CreatedResource(logical_id, "AWS::CloudWatch::Dashboard", name, summary))
+
     # ------------------------------------------------------------------ SSM
     def _parameter(self, logical_id: str) -> None:
         t = self.template
@@ -353,6 +415,13 @@ def schedule_days(expression: str) -> int:
     count = int(rate.group(1))
     days = count if rate.group(2).startswith("day") else count // 24
     return min(max(days, 1), 1000)
+
+
+def _alarm_argument(kind: type, value: Any) -> Any:
+    """A resolved alarm property as PutMetricAlarm takes it (a parameter's "true" is a bool there)."""
+    if kind is bool:
+        return value if isinstance(value, bool) else str(value).lower() == "true"
+    return kind(value)
 
 
 def _attribute(value: Any) -> str:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from relay_local.aws_metrics import invocation_metrics
+from relay_local.metrics_feed import MetricsFeed
 from relay_local.provisioning import aws_client
 from relay_local.runtime import RuntimeEnvironment
 from relay_local.stack import oauth_url
@@ -154,8 +156,11 @@ class LocalRotation:
         self.say(f"  invoking {config.name} (awslambdaric, log: {self.log_path})")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         rotation_token = str(uuid.uuid4())  # opaque to the function, as Secrets Manager's is
-        with self.log_path.open("a", buffering=1) as log:
-            environment = RuntimeEnvironment(config, log=log)
+        with (
+            self.log_path.open("a", buffering=1) as log,
+            MetricsFeed(self.info.aws_endpoint, self.info.region) as metrics,  # as Lambda's would: its CloudWatch
+        ):
+            environment = RuntimeEnvironment(config, log=log, on_line=metrics.log_line)
             try:
                 for step in STEPS:
                     event = {
@@ -165,6 +170,7 @@ class LocalRotation:
                         "RotationToken": rotation_token,
                     }
                     result = environment.invoke(event)
+                    metrics.publish(invocation_metrics(config.name, result, concurrent=1))
                     seconds = result.duration_ms / 1000
                     if result.outcome != "ok":
                         message = result.payload.get("errorMessage", "") if isinstance(result.payload, dict) else ""

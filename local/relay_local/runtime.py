@@ -26,12 +26,14 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
 RUNTIME_PREFIX = "/2018-06-01/runtime"
 INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit for the init phase of an on-demand function
+PUMP_DRAIN_SECONDS = 5.0  # how long close waits for the copy of an ended process's output to finish
 # Variables a function process inherits from the machine; everything else comes from the template.
 INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
@@ -233,7 +235,16 @@ class FunctionRuntimeConfig:
 class RuntimeEnvironment:
     """One Lambda execution environment: an ``awslambdaric`` process and its Runtime API."""
 
-    def __init__(self, config: FunctionRuntimeConfig, *, log: IO[str] | int | None = None) -> None:
+    def __init__(
+        self,
+        config: FunctionRuntimeConfig,
+        *,
+        log: IO[str] | int | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> None:
+        """``log``: where the process's stdout and stderr go (None: this process's own); ``on_line``: called
+        with every line of that output too, after the line is in the log (the local stack's metrics feed);
+        it must return at once, as a pipe that is not read stalls the function."""
         self.config = config
         self.api = RuntimeApi()
         self._invocations = 0
@@ -258,7 +269,7 @@ class RuntimeEnvironment:
             }
         )
         environment.update(config.environment)
-        output, pump_to = _process_output(log)
+        output, pump = _process_output(log, on_line)
         self.started = time.monotonic()
         self.process = subprocess.Popen(  # noqa: S603 - our interpreter, the template's handler
             [config.python, "-m", "awslambdaric", config.handler],
@@ -270,8 +281,12 @@ class RuntimeEnvironment:
             start_new_session=True,  # Ctrl-C reaches the local stack, which then stops its environments
         )
 
-        if pump_to is not None and self.process.stdout is not None:
-            threading.Thread(target=_pump, args=(self.process.stdout, pump_to), daemon=True).start()
+        self._pump: threading.Thread | None = None
+        if pump is not None and self.process.stdout is not None:
+            self._pump = threading.Thread(
+                target=pump, args=(self.process.stdout,), name=f"output-{config.name}", daemon=True
+            )
+            self._pump.start()
 
     @property
     def alive(self) -> bool:
@@ -340,24 +355,74 @@ class RuntimeEnvironment:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=3)
+        if self._pump is not None:  # the process's last lines are in the log (and with on_line) when close returns
+            self._pump.join(timeout=PUMP_DRAIN_SECONDS)
         self.api.close()
 
 
-def _process_output(log: IO[str] | int | None) -> tuple[IO[str] | int | None, IO[str] | None]:
-    """Where the process writes: the log itself if it is a real file, else a pipe copied into it."""
-    if log is None or isinstance(log, int):
+def _process_output(
+    log: IO[str] | int | None, on_line: Callable[[str], None] | None
+) -> tuple[IO[str] | int | None, Callable[[IO[bytes]], None] | None]:
+    """Where the process writes, and what reads its pipe if it writes to one.
+
+    The log itself if it is a real file and no one else wants the lines; else a pipe, each line of
+    which is written to the log unchanged (the same bytes to a real file) and then given to ``on_line``.
+    """
+    if on_line is None:
+        if log is None or isinstance(log, int):
+            return log, None
+        try:
+            log.fileno()
+        except (OSError, ValueError, AttributeError):  # e.g. a captured sys.stderr in tests
+            return subprocess.PIPE, partial(_pump, write=_line_writer(log))
         return log, None
+    return subprocess.PIPE, partial(_pump, write=_line_writer(sys.stdout if log is None else log), on_line=on_line)
+
+
+def _line_writer(log: IO[str] | int) -> Callable[[bytes], None]:
+    """Writes one line of the process's output to ``log`` as the process would have: the same bytes."""
+    if isinstance(log, int):
+        if log < 0:  # subprocess.DEVNULL (PIPE and STDOUT mean nothing for a log)
+            return lambda line: None
+        return partial(_write_all, log)
+    binary = getattr(log, "buffer", None)
     try:
         log.fileno()
-    except (OSError, ValueError, AttributeError):  # e.g. a captured sys.stderr in tests
-        return subprocess.PIPE, log
-    return log, None
+    except (OSError, ValueError, AttributeError):  # no file under it (a captured sys.stderr): text, as before
+        binary = None
+    if binary is not None:  # through the file object, never its descriptor: once closed, it says so
+
+        def write_bytes(line: bytes) -> None:
+            binary.write(line)
+            binary.flush()
+
+        return write_bytes
+
+    def write_text(line: bytes) -> None:
+        log.write(line.decode(errors="replace"))
+
+    return write_text
 
 
-def _pump(source: IO[bytes], sink: IO[str]) -> None:
-    with contextlib.suppress(ValueError, OSError):
+def _write_all(descriptor: int, line: bytes) -> None:
+    view = memoryview(line)
+    while view:
+        view = view[os.write(descriptor, view) :]
+
+
+def _pump(source: IO[bytes], *, write: Callable[[bytes], None], on_line: Callable[[str], None] | None = None) -> None:
+    """Copy the process's output line by line until it ends; a log that fails stops being written, not read."""
+    writing = True
+    with contextlib.suppress(ValueError, OSError):  # the pipe itself closed
         for line in source:
-            sink.write(line.decode(errors="replace"))
+            if writing:
+                try:
+                    write(line)
+                except (ValueError, OSError):  # the log closed (the stack stopping): keep the pipe drained
+                    writing = False
+            if on_line is not None:
+                with contextlib.suppress(Exception):
+                    on_line(line.decode(errors="replace"))
 
 
 # ---------------------------------------------------------------------------- in-process

@@ -4,7 +4,10 @@
 in moto (:mod:`relay_local.provisioning`), creates the index in the emulator, puts the emulator's
 API key into the template's secret and the tenants into its registry parameter, and (unless told
 not to) starts one :class:`~relay_local.event_source.EventSourcePoller` per SQS event of the
-template, each running the function under ``awslambdaric`` in its own processes.
+template, each running the function under ``awslambdaric`` in its own processes. Unless told not
+to, it also puts into moto's CloudWatch what CloudWatch would hold in AWS: the metrics in the
+functions' EMF lines (:mod:`relay_local.metrics_feed`), and Lambda's and SQS's own
+(:mod:`relay_local.aws_metrics`).
 
 It writes ``<state dir>/stack.json`` (endpoints, queue URLs, the functions' environments; never the
 API key) so ``status`` and ``invoke`` can find a running stack. With a data directory the emulator
@@ -31,10 +34,12 @@ from typing import IO, Any
 
 from pinecone_emulator.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PROJECT_ID
 from pinecone_emulator.control import EmulatorControl
+from relay_local.aws_metrics import DEFAULT_QUEUE_PERIOD_SECONDS, QueueMetrics, invocation_metrics
 from relay_local.aws_state import AwsState, registry_tenants
 from relay_local.cloudformation import ROOT, FunctionSpec, LocalTemplate, PhysicalResource
 from relay_local.event_source import BatchOutcome, EnvironmentPool, EventSourceConfig, EventSourcePoller
 from relay_local.inspection import namespace_counts
+from relay_local.metrics_feed import MetricsFeed
 from relay_local.moto_server import MotoServer, MotoServerError
 from relay_local.provisioning import CreatedResource, Provisioner, aws_client
 from relay_local.runtime import FunctionRuntimeConfig, RuntimeEnvironment
@@ -80,6 +85,9 @@ class StackOptions:
     poll_wait_seconds: int = 1
     function_logs: str = "file"  # "file" (<state dir>/logs/<function>.log) or "stderr"
     write_state_file: bool = True
+    # Into moto's CloudWatch: the functions' EMF metrics, AWS/Lambda per invocation, AWS/SQS (docs/local-stack.md).
+    cloudwatch_metrics: bool = True
+    queue_metrics_seconds: float = DEFAULT_QUEUE_PERIOD_SECONDS  # AWS/SQS every this many seconds (AWS: 60)
 
 
 class StartupError(RuntimeError):
@@ -107,6 +115,8 @@ class LocalStack:
         self.provisioner: Provisioner | None = None
         self.info: StackInfo | None = None
         self.pollers: dict[str, EventSourcePoller] = {}
+        self.metrics_feed: MetricsFeed | None = None
+        self.queue_metrics: QueueMetrics | None = None
         self.created: list[CreatedResource] = []
         self._logs: list[IO[str]] = []
         self._state_file: Path | None = None
@@ -123,6 +133,8 @@ class LocalStack:
             self._grpc_host = EmulatorControl(pinecone_url).grpc_host(options.index_name)
             self.info = self._describe(aws_endpoint, pinecone_url, index_host)
             self._keep_aws_state()
+            if options.cloudwatch_metrics:
+                self._start_metrics()
             if options.pollers:
                 self._start_pollers(state_dir)
             if self.aws_state is not None:
@@ -370,6 +382,48 @@ class LocalStack:
             layer_dirs=(ROOT / "shared",),
         )
 
+    def _start_metrics(self) -> None:
+        info = self.info
+        assert info is not None
+        self.metrics_feed = MetricsFeed(info.aws_endpoint, info.region).start()
+        sqs = aws_client("sqs", info.aws_endpoint, info.region)
+        period = self.options.queue_metrics_seconds
+        self.queue_metrics = QueueMetrics(
+            self.metrics_feed, sqs, list(info.queues.values()), info.region, period_seconds=period
+        ).start()
+        self.progress(
+            "moto's CloudWatch gets the functions' EMF metrics, AWS/Lambda's per invocation and AWS/SQS's "
+            f"every {period:g} s"
+        )
+
+    def _batch_done(self, outcome: BatchOutcome) -> None:
+        """A poller's batch settled: Lambda's metrics of the invocation, then whoever asked to be told."""
+        if self.metrics_feed is not None and self.info is not None:
+            poller = self.pollers.get(outcome.function)
+            running = poller.running if poller is not None else 1
+            name = str(self.info.functions[outcome.function]["name"])
+            self.metrics_feed.publish(invocation_metrics(name, outcome.result, concurrent=running))
+        if self.on_batch is not None:
+            self.on_batch(outcome)
+
+    def _stop_metrics(self) -> None:
+        if self.queue_metrics is not None:
+            self.queue_metrics.stop()
+            self.queue_metrics = None
+        feed, self.metrics_feed = self.metrics_feed, None
+        if feed is None:
+            return
+        feed.stop()
+        c = feed.counters
+        said = [f"{c.points_sent:,} data points sent to moto's CloudWatch ({c.emf_lines:,} EMF lines)"]
+        if c.invalid_lines:
+            said.append(f"{c.invalid_lines:,} lines with an _aws member gave no metric (the last: {c.last_invalid})")
+        if c.dropped:
+            said.append(f"{c.dropped:,} lines or data points dropped (the feed was full or stopped)")
+        if c.failed_calls:
+            said.append(f"{c.failed_calls:,} PutMetricData calls failed (the last: {c.last_failure})")
+        self.progress("metrics: " + "; ".join(said))
+
     def _start_pollers(self, state_dir: Path) -> None:
         t = self.template
         info = self.info
@@ -383,7 +437,12 @@ class LocalStack:
                 log = self._open_log(state_dir, spec.short_name) if self.options.function_logs == "file" else None
 
                 def factory(config: FunctionRuntimeConfig = config, log: IO[str] | None = log) -> RuntimeEnvironment:
-                    return RuntimeEnvironment(config, log=log if log is not None else sys.stderr)
+                    feed = self.metrics_feed
+                    return RuntimeEnvironment(
+                        config,
+                        log=log if log is not None else sys.stderr,
+                        on_line=feed.log_line if feed is not None else None,
+                    )
 
                 source = EventSourceConfig(
                     function=spec.short_name,
@@ -399,7 +458,7 @@ class LocalStack:
                 )
                 pool = EnvironmentPool(factory, source.maximum_concurrency)
                 sqs = aws_client("sqs", info.aws_endpoint, t.region)
-                self.pollers[spec.short_name] = EventSourcePoller(source, pool, sqs, on_batch=self.on_batch).start()
+                self.pollers[spec.short_name] = EventSourcePoller(source, pool, sqs, on_batch=self._batch_done).start()
                 self.progress(
                     f"poller {spec.short_name} <- {event.queue}: batch size {event.batch_size}, "
                     f"window {event.batching_window_seconds} s, max concurrency {source.maximum_concurrency}, "
@@ -448,6 +507,7 @@ class LocalStack:
         for poller in self.pollers.values():
             poller.stop()
         self.pollers = {}
+        self._stop_metrics()  # after the pollers: their environments' last lines and invocations are in it
         if self.aws_state is not None:
             self.aws_state.stop_saving()
             try:

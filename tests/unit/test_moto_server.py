@@ -11,9 +11,12 @@ import http.client
 import json
 import threading
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
-from relay_local.moto_server import AtomicDynamoDB, MotoServer
+from moto.cloudwatch.models import MetricDatum, Statistics
+
+from relay_local.moto_server import AtomicDynamoDB, MotoServer, statistic_for_type
 
 CEILING = 5.0  # generous: how long a request that should wait is given to show it does not
 
@@ -108,3 +111,13 @@ def test_a_connection_is_kept_open_between_requests_as_aws_keeps_it() -> None:
         connection.close()
     finally:
         server.stop()
+
+
+def test_cloudwatch_percentiles_are_the_nearest_rank_of_the_period_s_values() -> None:
+    statistics = Statistics(["p99"], datetime.now(UTC))
+    statistics.metric_data = [MetricDatum("NS", "M", float(value), [], None) for value in range(100, 0, -1)]
+    percentiles = {stat: statistic_for_type(statistics, stat) for stat in ("p0", "p50", "p99", "p99.5", "p100")}
+    assert percentiles == {"p0": 1, "p50": 50, "p99": 99, "p99.5": 100, "p100": 100}
+    assert statistic_for_type(Statistics(["p50"], datetime.now(UTC)), "p50") is None  # no values: no datapoint
+    statistics.stats = ["Sum"]
+    assert statistic_for_type(statistics, "Sum") == 5050  # the rest is moto's own

@@ -22,9 +22,22 @@ def test_dependencies_layer_has_exactly_the_runtime_pins() -> None:
 
 def test_every_dependency_is_pinned_exactly() -> None:
     project = PYPROJECT["project"]
-    for requirement in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
+    extras = project["optional-dependencies"]
+    for requirement in [*project["dependencies"], *(r for group in extras.values() for r in group)]:
         assert "==" in requirement, requirement
     assert "pinecone==10.2.0" in project["dependencies"]
+
+
+def test_each_package_is_pinned_in_one_place() -> None:
+    """One pin per package across the runtime and every extra (make venv installs several extras together)."""
+    project = PYPROJECT["project"]
+    groups = {"dependencies": project["dependencies"], **project["optional-dependencies"]}
+    seen: dict[str, str] = {}
+    for group, requirements in groups.items():
+        for requirement in requirements:
+            name = requirement.split("==")[0].split("[")[0].lower()
+            assert name not in seen, f"{name} is pinned in {seen[name]} and {group}"
+            seen[name] = group
 
 
 def test_layer_sources_have_no_python_folder() -> None:

@@ -44,6 +44,7 @@ def fresh_shell(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         ["reconcile"],
         ["load", "{corpus}", "--tenant", "acme"],
         ["receipts", "wait", "--tenant", "acme", "m-1"],
+        ["dashboard", "--png", "pngs"],
     ],
     ids=lambda command: " ".join(command[:2]),
 )
