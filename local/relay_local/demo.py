@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +45,7 @@ UNKNOWN_TENANT = "initech"
 
 # Write receipts and read-your-writes
 RECEIPTS_TENANT = "acme"
+DASHBOARD_DIR = "dashboard"  # under the stack's state directory: the demo's drawing of the template's dashboard
 RECEIPT_QUEUE_NAME = f"{DEFAULT_STACK_NAME}-tenant-{RECEIPTS_TENANT}-receipts"  # as templates/tenant.yaml names it
 RECEIPT_QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{RECEIPT_QUEUE_NAME}"
 INDEXING_LAG_MS = 2000  # the emulator's delay before a write is visible to queries
@@ -290,6 +295,9 @@ def run_demo(
 
         # ---------------------------------------------------------------- write receipts, read-your-writes
         show_receipts_and_read_your_writes(stack, dataset, result, step, out, timeout=drain_timeout)
+
+        # ---------------------------------------------------------------- the dashboard, drawn
+        draw_dashboard(stack, result, step, out, options.state_dir / DASHBOARD_DIR)
         step("stopping the local stack")
     result.seconds = time.monotonic() - started
     failed = [c for c in result.checks if not c.passed]
@@ -299,6 +307,50 @@ def run_demo(
     verdict = "everything landed where it should" if not failed else f"{len(failed)} check(s) failed"
     out(f"demo finished in {result.seconds:.1f} s: {verdict}")
     return result
+
+
+def draw_dashboard(
+    stack: LocalStack, result: DemoResult, step: Callable[[str], None], out: Callable[[str], None], directory: Path
+) -> None:
+    """The template's dashboard drawn from moto's CloudWatch after the demo's traffic, as an operator would draw it.
+
+    ``vector-relay dashboard --png`` runs as a user runs it, with the stack's environment; the
+    queues' figures are taken once more first (they are otherwise sampled every 15 s) and every
+    metric the stack has taken is put into moto before it reads them.
+    """
+    info, feed = stack.info, stack.metrics_feed
+    assert info is not None
+    if feed is None:
+        result.check("dashboard drawn", False, "the stack was started without its CloudWatch metrics")
+        return
+    if stack.queue_metrics is not None:
+        feed.publish(stack.queue_metrics.sample())
+    result.check("metrics in moto's CloudWatch", feed.flush(), "the metrics feed did not flush")
+    step(f"drawing the dashboard (vector-relay dashboard --png {directory})")
+    with tempfile.TemporaryDirectory() as scratch:  # the stack's outputs, as `make up` writes them for vector-relay
+        outputs = Path(scratch) / "outputs.json"
+        outputs.write_text(json.dumps(info.outputs))
+        command = [str(Path(sys.executable).parent / "vector-relay"), "--outputs", str(outputs), "dashboard"]
+        drawn = subprocess.run(  # noqa: S603 - the project's own command
+            [*command, "--png", str(directory), "--since", "15m", "--json"],
+            env={**os.environ, **info.upstream_environment()},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    if drawn.returncode != 0:
+        result.check("dashboard drawn", False, f"exit {drawn.returncode}: {_short(drawn.stderr.strip())}")
+        return
+    report = json.loads(drawn.stdout)
+    graphs = [w for w in report["widgets"] if w["kind"] == "metric"]
+    with_data = [w["title"] for w in graphs if w["status"] == "data"]
+    out(f"  {len(with_data)} of {len(graphs)} graphs have data after the demo's traffic; open {report['overview']}")
+    result.check(
+        "dashboard drawn with the demo's traffic in it",
+        {"Queue depth", "Records upserted per tenant", "Dead-lettered messages by error code"} <= set(with_data),
+        f"graphs with data: {with_data}",
+    )
 
 
 def with_receipt_queue(options: StackOptions) -> StackOptions:

@@ -296,6 +296,13 @@ class _Points:
 _STOP = object()
 
 
+@dataclass
+class _Flush:
+    """Send what is pending now and say so (:meth:`MetricsFeed.flush`)."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+
+
 class MetricsFeed:
     """Takes log lines and metric points from any thread at once; sends them to moto's CloudWatch from its own."""
 
@@ -337,6 +344,17 @@ class MetricsFeed:
         if points:
             self._offer(_Points(list(points)))
 
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Send what was taken so far now; True once it is in moto (False: the feed is stopped, full or slow)."""
+        marker = _Flush()
+        if self._closed.is_set() or not self._thread.is_alive():
+            return False
+        try:
+            self._queue.put(marker, timeout=timeout)
+        except queue.Full:
+            return False
+        return marker.done.wait(timeout)
+
     def stop(self, timeout: float = 30.0) -> None:
         """Send what was taken so far, then end the thread (waits up to ``timeout`` for moto)."""
         if self._closed.is_set():
@@ -375,6 +393,11 @@ class MetricsFeed:
                 item = None
             if item is _STOP:
                 break
+            if isinstance(item, _Flush):
+                self._send(pending)
+                pending, due = [], None
+                item.done.set()
+                continue
             if item is not None:
                 pending += self._points(item)
                 if pending and due is None:

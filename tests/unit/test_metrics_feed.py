@@ -283,3 +283,20 @@ def test_the_feed_sends_within_its_flush_interval_without_being_stopped() -> Non
         wait_until(lambda: bool(cloudwatch.calls), "the point is sent while the feed runs", ceiling=CEILING)
     finally:
         feed.stop()
+
+
+def test_flush_sends_what_was_taken_before_it_returns_and_a_stopped_feed_says_it_cannot() -> None:
+    cloudwatch = FakeCloudWatch()
+    feed = MetricsFeed(
+        "http://unused", "us-east-1", client=cloudwatch, flush_seconds=3600, clock=lambda: NOW_MS / 1000
+    ).start()
+    feed.publish([point("Stack", name="Own")])
+    feed.log_line(emf({"service": "ingest", "M": 1}, GOOD))
+
+    assert feed.flush()  # not an hour later: now
+
+    sent = sorted((namespace, datum["MetricName"]) for namespace, data in cloudwatch.calls for datum in data)
+    assert ("Stack", "Own") in sent
+    assert len(sent) == 2
+    feed.stop()
+    assert not feed.flush()
