@@ -65,9 +65,13 @@ class Services:
     emulator: str
     moto: str
     emulator_pid: int
+    moto_pid: int = 0  # moto's server (the version guard's DynamoDB): its CPU is reported apart
 
     def emulator_cpu(self) -> float:
         return tree_cpu_seconds(self.emulator_pid)
+
+    def moto_cpu(self) -> float:
+        return tree_cpu_seconds(self.moto_pid) if self.moto_pid else 0.0
 
 
 @contextmanager
@@ -109,9 +113,11 @@ def local_services(api_key: str, *emulator_args: str) -> Iterator[Services]:
     ]
     with (
         _service(emulator_cmd, f"{emulator}/_emulator/health") as emulator_process,
-        _service([PYTHON, "-m", "relay_local.moto_server", "--port", str(moto_port)], f"{moto}/moto-api/"),
+        _service(
+            [PYTHON, "-m", "relay_local.moto_server", "--port", str(moto_port)], f"{moto}/moto-api/"
+        ) as moto_process,
     ):
-        yield Services(emulator, moto, emulator_process.pid)
+        yield Services(emulator, moto, emulator_process.pid, moto_process.pid)
 
 
 def configure_workers(

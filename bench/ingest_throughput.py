@@ -64,7 +64,9 @@ client is the bound; Pinecone upsert requests per batch; this process's CPU per 
 runs in this process: the handler, its boto3 calls, the peers' threads); the rate that CPU would
 allow at the template's 512 MB (Lambda gives a function CPU in proportion to memory, one vCPU at
 1,769 MB, so 0.29 of one; this process had a whole core); DynamoDB requests per 1,000 records for
-the guarded row. Ratios are between rows of this run, never wall-clock targets.
+the guarded row, and the CPU moto's server spent meanwhile per 1,000 records (from ``/proc``: the
+guard's DynamoDB, which on this 2-core machine competes with the handler for the cores where in
+AWS it runs elsewhere). Ratios are between rows of this run, never wall-clock targets.
 
 ``--quick``: one round per shape and a small ceiling run: a smoke run that the code works, not a
 measurement. ``--json`` writes ``bench/results/ingest_throughput.json`` (``bench/plot.py`` draws it).
@@ -382,15 +384,27 @@ class Sample:
     cpu_seconds: float
     requests: int
     guard_requests: int
+    moto_cpu_seconds: float  # moto's server meanwhile: DynamoDB's work, which in AWS runs elsewhere
 
 
 def measure(services: Services, call: Callable[[], None], guard_requests: Callable[[], int]) -> Sample:
-    requests, guard, cpu = upserts_served(services.emulator), guard_requests(), time.process_time()
+    requests, guard, cpu, moto = (
+        upserts_served(services.emulator),
+        guard_requests(),
+        time.process_time(),
+        services.moto_cpu(),
+    )
     start = time.perf_counter()
     call()
     seconds = time.perf_counter() - start
     cpu = time.process_time() - cpu
-    return Sample(seconds, cpu, upserts_served(services.emulator) - requests, guard_requests() - guard)
+    return Sample(
+        seconds,
+        cpu,
+        upserts_served(services.emulator) - requests,
+        guard_requests() - guard,
+        services.moto_cpu() - moto,
+    )
 
 
 @dataclass
@@ -404,6 +418,7 @@ class Row:
     cpu_us_per_record: float
     cpu_bound_vectors_per_s: float  # at the function's memory
     dynamodb_requests_per_1k: float | None
+    moto_cpu_ms_per_1k: float | None  # moto's CPU per 1,000 records (the guard's DynamoDB, on this machine)
 
 
 def run_shape(
@@ -473,6 +488,7 @@ def run_shape(
     for strategy, runs in samples.items():
         cpu_per_record = statistics.median(s.cpu_seconds for s in runs) / shape.vectors
         guard = statistics.median(s.guard_requests for s in runs) / shape.vectors * 1000
+        moto = statistics.median(s.moto_cpu_seconds for s in runs) / shape.vectors * 1e6  # ms per 1,000 records
         rows.append(
             Row(
                 shape=shape.name,
@@ -484,6 +500,7 @@ def run_shape(
                 cpu_us_per_record=cpu_per_record * 1e6,
                 cpu_bound_vectors_per_s=cpu_share / cpu_per_record,
                 dynamodb_requests_per_1k=guard if strategy == "handler, guard on" else None,
+                moto_cpu_ms_per_1k=moto if strategy == "handler, guard on" else None,
             )
         )
     return rows, ceiling
@@ -596,13 +613,15 @@ def report(shape: Shape, rows: list[Row], ceiling: float, memory_mb: int) -> Non
     cpu_bound = f"CPU-bound @{memory_mb}MB"
     print(
         f"  {'strategy':<20}{'vectors/s':>10}{'/ ' + LEAN:>19}{'% ceiling':>11}{'requests':>10}"
-        f"{'CPU us/rec':>12}{cpu_bound:>19}{'DynamoDB/1k rec':>17}"
+        f"{'CPU us/rec':>12}{cpu_bound:>19}{'DynamoDB/1k rec':>17}{'moto ms/1k rec':>16}"
     )
     for row in rows:
         dynamodb = "-" if row.dynamodb_requests_per_1k is None else f"{row.dynamodb_requests_per_1k:.0f}"
+        moto = "-" if row.moto_cpu_ms_per_1k is None else f"{row.moto_cpu_ms_per_1k:.0f}"
         print(
             f"  {row.strategy:<20}{row.vectors_per_s:>10,.0f}{row.over_lean:>18.2f}x{row.percent_of_ceiling:>10.0f}%"
             f"{row.requests:>10}{row.cpu_us_per_record:>12.0f}{row.cpu_bound_vectors_per_s:>19,.0f}{dynamodb:>17}"
+            f"{moto:>16}"
         )
 
 
