@@ -1,7 +1,8 @@
 """A local Pinecone (API 2026-07) for tests: control plane, data plane, Admin API, keys, limits and faults.
 
 ``Emulator`` is the state (app.py), ``handle(emulator, request)`` answers one request (routes.py), and
-``EmulatorServer`` puts an emulator on a port, with its gRPC front end (server.py).
+``EmulatorServer`` puts an emulator on a port, and each index on a port of its own that answers REST and gRPC
+(server.py).
 """
 
 from pinecone_emulator.app import Emulator

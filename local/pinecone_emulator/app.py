@@ -75,8 +75,11 @@ class Emulator:
         # what an index created from now on reads to tell whether a write's indexing lag has passed; a test
         # replaces it with a clock it advances, so "readable after the lag" is decided without the wall clock
         self.indexing_clock: Callable[[], float] = time.monotonic
-        # index name -> "http://host:port" of its gRPC listener; set by the server that owns the sockets
-        self.grpc_endpoint: Callable[[str], str] | None = None
+        # index name -> "http://host:port", the index's own host (REST and gRPC); set by the server that owns the
+        # sockets (server.py). Without one (requests handed to routes.handle in process) an index's host is the
+        # emulator's URL with /data/<index>, which every emulator serves too.
+        self.index_endpoint: Callable[[str], str] | None = None
+        self.index_ports: dict[str, int] = {}  # index name -> its host's port, saved with the indexes (--data-dir)
 
     def _apply_startup_faults(self) -> None:
         if self.config.faults:
@@ -88,6 +91,9 @@ class Emulator:
         return f"http://{self.config.advertise_host or self.config.host}:{self.port}"
 
     def index_host(self, name: str) -> str:
+        """What ``describe_index`` reports as the index's ``host``."""
+        if self.index_endpoint is not None:
+            return self.index_endpoint(name)
         return f"{self.base_url}/data/{name}"
 
     def get_index(self, name: str) -> IndexState:

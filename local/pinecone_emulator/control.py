@@ -115,7 +115,7 @@ class EmulatorControl:
         return str(self._call("PUT", f"indexes/{urllib.parse.quote(index)}/state", {"state": state})["state"])
 
     def grpc_host(self, index: str) -> str:
-        """The index's gRPC endpoint (``http://host:port``; use with ``grpc_scheme="http"``)."""
+        """Where the index answers gRPC: its host, as ``describe_index`` reports it (``grpc_scheme="http"``)."""
         return str(self._call("GET", f"indexes/{index}/grpc")["host"])
 
     def journal(self, index: str, namespace: str, record_id: str | None = None) -> list[dict[str, Any]]:

@@ -175,11 +175,13 @@ def set_index_state(emulator: Emulator, request: Request, *, index: str) -> Resp
 
 @_refuses_unreadable
 def grpc_host(emulator: Emulator, request: Request, *, index: str) -> Response:
-    """The index's gRPC endpoint, its listener started now if it was not (by the server that owns sockets)."""
+    """Where the index's data plane answers gRPC: its host, the one ``describe_index`` reports (REST and gRPC).
+
+    Kept for clients written when gRPC had a port of its own."""
     emulator.get_index(index)  # 404 for an index that does not exist
-    if emulator.grpc_endpoint is None:
+    if emulator.index_endpoint is None:
         raise ApiError(501, "This emulator has no gRPC front end: it is served by pinecone_emulator.EmulatorServer")
-    return Response.json(200, {"host": emulator.grpc_endpoint(index)})
+    return Response.json(200, {"host": emulator.index_host(index)})
 
 
 @_refuses_unreadable

@@ -7,11 +7,11 @@ metadata), the limits, the counters and the fault injection; the REST answer is 
 the gRPC response, or into a gRPC status: the data plane's error bodies already carry their gRPC
 code (``rpcStatus``), 401 is UNAUTHENTICATED and a dropped connection UNAVAILABLE.
 
-The SDK's gRPC client dials a host and port and drops any path, so the emulator's index hosts
-(``http://host:port/data/<index>``) cannot name the index over gRPC: each index gets its own
-listener, started on first request for it (:meth:`GrpcFrontEnd.endpoint`, also
-``GET /_emulator/indexes/<name>/grpc``). The message definitions are ``vector_service.proto``
-(compiled at start-up with grpcio-tools, a dev dependency).
+The SDK's gRPC client dials a host and port and drops any path, and its requests name no index, so
+each index has a gRPC server of its own here, on loopback, started on the first gRPC connection to the
+index's host (:meth:`GrpcFrontEnd.address`): the index's port (server.py) splices every HTTP/2
+connection to it (port_sharing.py). The message definitions are ``vector_service.proto`` (compiled
+at start-up with grpcio-tools, a dev dependency).
 
 An upsert's 2 MB limit is measured on the protobuf message, as Pinecone measures a gRPC request.
 A write's LSN and a query's indexed LSN go back as initial metadata under their HTTP header names
@@ -257,20 +257,20 @@ class _Servicer:
 
 
 class GrpcFrontEnd:
-    """One gRPC listener per index, started on first use; all answered by the same front door."""
+    """One gRPC server per index, on loopback, started on first use; all answered by the same front door."""
 
     def __init__(self, handle: Handle, host: str = "127.0.0.1", workers: int = 16) -> None:
         self.handle, self.host, self.workers = handle, host, workers
         self._servers: dict[str, tuple[grpc.Server, int]] = {}
         self._lock = threading.Lock()
 
-    def endpoint(self, index: str) -> str:
-        """``http://host:port`` of the index's gRPC listener (started now if it was not)."""
+    def address(self, index: str) -> tuple[str, int]:
+        """``(host, port)`` of the index's gRPC server (started now if it was not)."""
         with self._lock:
             if index not in self._servers:
                 self._servers[index] = self._start(index)
             port = self._servers[index][1]
-        return f"http://{self.host}:{port}"
+        return self.host, port
 
     def _start(self, index: str) -> tuple[grpc.Server, int]:
         pb, services = messages()

@@ -4,7 +4,8 @@ The emulator marks itself dirty on every change; a background thread writes a sn
 per ``snapshot_interval_s`` (only the indexes that changed), and a clean shutdown writes a final one.
 A ``kill -9`` loses at most the last interval. Layout::
 
-    DIR/state.json                      indexes (control-plane fields, LSNs), API keys (SHA-256 digests only)
+    DIR/state.json                      indexes (control-plane fields, LSNs, their hosts' ports), API keys
+                                        (SHA-256 digests only)
     DIR/namespaces/<index>/<sha1>.npz   one namespace: vectors, ids, metadata, sparse values
 """
 
@@ -124,6 +125,8 @@ class Persistence:
             index.indexed_lsns = dict(index.lsns)
             emulator.indexes[index.name] = index
             self._saved_versions[index.name] = (id(index), index.version)
+        # each index's host keeps its port across a restart (when it is free), as Pinecone keeps an index's host
+        emulator.index_ports.update({name: int(port) for name, port in state.get("index_ports", {}).items()})
         keyring = emulator.keyring
         revoked = {entry["digest"]: entry["id"] for entry in state.get("revoked", [])}
         emulator.revoked.update(revoked)
@@ -146,6 +149,8 @@ class Persistence:
                         )
                     ]
                 )
+        for name in emulator.indexes:
+            emulator.index_host(name)  # opens the index's port now: a client that kept its host needs no describe
         log.info("loaded %d index(es) from %s", len(emulator.indexes), self.directory)
 
     # ------------------------------------------------------------------------------------------ save
@@ -210,6 +215,7 @@ class Persistence:
                     for k in emulator.keyring.list()
                 ],
                 "revoked": [{"digest": d, "id": i} for d, i in emulator.revoked.items()],
+                "index_ports": {name: port for name, port in dict(emulator.index_ports).items() if name in live},
             }
             _atomic_write(self.directory / "state.json", json.dumps(state, indent=1).encode())
 

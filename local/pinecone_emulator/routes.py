@@ -6,7 +6,8 @@ which surface answers (the shape of its errors, wire.py), the operation the requ
 the request concerns (index-scoped fault rules). One port serves them all:
 
 * ``/indexes``, ``/indexes/{index}``          control plane, ``Api-Key``
-* ``/data/{index}/...``                       that index's data plane, ``Api-Key``
+* ``/data/{index}/...``                       that index's data plane, ``Api-Key`` (on the index's own
+                                              host, server.py, its paths without this prefix)
 * ``/oauth/token``                            OAuth client-credentials token
 * ``/admin/...``                              Admin API, ``Authorization: Bearer``
 * ``/_emulator/...``                          test control: faults, counters, reset, state

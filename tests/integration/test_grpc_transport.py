@@ -67,6 +67,26 @@ def test_an_upsert_over_grpc_lands_in_one_attempt(pinecone_emulator: EmulatorHan
     assert pinecone_emulator.control.count(operation="upsert", status=200) == 1
 
 
+def test_with_no_grpc_host_the_gateway_dials_the_index_host(pinecone_emulator: EmulatorHandle, grpc_host: str) -> None:
+    # PINECONE_GRPC_HOST unset: gRPC goes to PINECONE_INDEX_HOST, which serves REST and gRPC, as Pinecone's does
+    index_host = pinecone_emulator.index_host("grpc")
+
+    async def call() -> CallResult:
+        gateway = PineconeGateway(
+            host=index_host, transport="grpc", api_key=pinecone_emulator.api_key, attempt_timeout=300
+        )
+        try:
+            return await gateway.upsert("ns", RECORDS, timeout=600)
+        finally:
+            await gateway.close()
+
+    result = asyncio.run(call())
+
+    assert result.attempts == 1
+    assert grpc_host == index_host  # the control endpoint names the same host
+    assert pinecone_emulator.control.counters()["by_transport"] == {"grpc": 1}
+
+
 def test_an_unavailable_storm_is_tried_max_attempts_times_then_transient_and_uncertain(
     pinecone_emulator: EmulatorHandle, grpc_host: str
 ) -> None:

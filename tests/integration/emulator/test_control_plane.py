@@ -18,8 +18,9 @@ def test_legacy_create_returns_a_ready_index_with_a_dialable_http_host(
 
     assert model.status.ready is True
     assert model.status.state == "Ready"
-    assert model.host == f"{pinecone_emulator.url}/data/movies"
+    assert model.host == pinecone_emulator.index_host("movies")
     assert model.host.startswith("http://127.0.0.1:")
+    assert model.host != pinecone_emulator.url  # a host of its own, no path: as Pinecone's, and dialable over gRPC
     assert (model.dimension, model.metric, model.vector_type) == (8, "euclidean", "dense")
     assert model.deletion_protection == "disabled"
     assert model.tags == {"team": "search"}

@@ -18,8 +18,10 @@ def test_quick_start_snippet_runs(pinecone_emulator: EmulatorHandle) -> None:
     exec(compile(code, str(GUIDE), "exec"), namespace)
 
     index = namespace["index"]
+    grpc_index = namespace["grpc_index"]
     admin = namespace["admin"]
     assert index.describe_index_stats().dimension == 1536  # type: ignore[attr-defined]
+    assert grpc_index.describe_index_stats().dimension == 1536  # type: ignore[attr-defined] - over gRPC, same host
     assert [p.id for p in admin.projects.list()] == [pinecone_emulator.project_id]  # type: ignore[attr-defined]
 
 
