@@ -26,9 +26,12 @@ PYTHON313 = $(shell tools/find-python.sh)
 help:
 	@echo "make demo      the whole product on this machine: local stack from template.yaml, a dataset in, queries out, checked"
 	@echo "make up        the local stack in the foreground until Ctrl-C or make down (DATA_DIR=$(DATA_DIR) keeps its data)"
+	@echo "               TRACING=1 (make up or make demo) deploys with Tracing=true and collects the X-Ray traces"
+	@echo "               in .local-stack/traces.jsonl (make status shows the last ones; python -m relay_local traces)"
 	@echo "make down      stop the running make up of this checkout (by its recorded process ids)"
 	@echo "make invoke    one event through one function under awslambdaric: make invoke FN=ingest EVENT=events/ingest-upsert.json"
-	@echo "make status    queue depths, DLQ messages with their reasons, index stats, emulator counters of a running make up"
+	@echo "make status    queue depths, DLQ messages with their reasons, index stats, emulator counters of a running make up,"
+	@echo "               and its last traces as trees when it traces (TRACING=1)"
 	@echo "make rotate    one rotation of the running make up's Pinecone key through RotateKeyFunction (4 steps, awslambdaric);"
 	@echo "               TOKEN=<version> runs the steps again for a rotation that stopped part-way"
 	@echo "make test      lint, types, template checks, sam build, the whole pytest suite on every core (what CI runs)"

@@ -1,4 +1,5 @@
-"""Command line of the local stack: ``demo``, ``up``, ``down``, ``status``, ``invoke``, ``rotate``, ``env-vars``."""
+"""Command line of the local stack: ``demo``, ``up``, ``down``, ``status``, ``traces``, ``invoke``, ``rotate``,
+``env-vars``."""
 
 from __future__ import annotations
 
@@ -44,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="queue depths, DLQ messages, index stats, emulator counters")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
 
+    traces = commands.add_parser(
+        "traces", help="the last traces a stack that traces collected (make up TRACING=1), as trees"
+    )
+    traces.add_argument("--last", type=int, default=5, help="how many traces (default 5)")
+    traces.add_argument("--json", action="store_true", help="print the traces as JSON")
+
     invoke = commands.add_parser("invoke", help="run one event through a function under awslambdaric")
     invoke.add_argument("function", help="ingest, query, receipts, reconcile or rotate_key (or the logical id)")
     invoke.add_argument("event", type=Path, help="an event file, e.g. events/ingest-upsert.json")
@@ -56,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("env-vars", help="print SAM --env-vars JSON for a `make up` stack (env.local.json)")
-    for sub in (demo, up, down, status, invoke, rotate):
+    for sub in (demo, up, down, status, traces, invoke, rotate):
         sub.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help=argparse.SUPPRESS)
     return parser
 
@@ -73,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         from relay_local.status import print_status
 
         return print_status(args.state_dir, as_json=args.json)
+    if args.command == "traces":
+        from relay_local.traces import command_traces
+
+        return command_traces(args.state_dir, last=args.last, as_json=args.json)
     if args.command == "invoke":
         from relay_local.invoke import command_invoke
 
@@ -99,6 +110,16 @@ def transport_parameter() -> dict[str, str]:
     return {"PineconeTransport": transport}
 
 
+def tracing_requested() -> bool:
+    """TRACING=1 make up|demo: deploy with the template parameter Tracing=true and collect the traces locally."""
+    value = os.environ.get("TRACING", "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise SystemExit(f"TRACING must be 1 or 0 (true or false), not {value!r}")
+
+
 def command_demo(args: argparse.Namespace) -> int:
     from relay_local.demo import run_demo
 
@@ -107,6 +128,7 @@ def command_demo(args: argparse.Namespace) -> int:
         function_logs=args.function_logs,
         write_state_file=False,
         parameters=transport_parameter(),
+        tracing=tracing_requested(),
     )
     result = run_demo(options, drain_timeout=args.timeout)
     return 0 if result.ok else 1
@@ -122,6 +144,7 @@ ENV_FILE = "env"  # the export lines of a running `make up`, for `source .local-
 def command_up(args: argparse.Namespace) -> int:
     from relay_local.instance import StartRefused, claim
 
+    parameters, tracing = transport_parameter(), tracing_requested()  # a bad value stops here, before the claim
     state_dir = ensure_state_dir(args.state_dir)
     try:
         held = claim(state_dir, args.aws_port, args.pinecone_port, describe_running=lambda: describe_running(state_dir))
@@ -134,7 +157,8 @@ def command_up(args: argparse.Namespace) -> int:
         state_dir=state_dir,
         data_dir=args.data_dir,
         function_logs=args.function_logs,
-        parameters=transport_parameter(),
+        parameters=parameters,
+        tracing=tracing,
     )
 
     def on_batch(outcome: Any) -> None:
@@ -179,6 +203,8 @@ def command_up(args: argparse.Namespace) -> int:
             print(f"  {url}")
         if options.function_logs == "file":
             print(f"Function logs: {options.state_dir / 'logs'}/<function>.log")
+        if info.traces_file:
+            print(f"Traces: {info.traces_file} (make status shows the last ones; python -m relay_local traces)")
         print(
             "Try: make status | make invoke FN=ingest EVENT=events/ingest-upsert.json | make rotate | "
             "make down (or Ctrl-C) to stop"

@@ -92,6 +92,7 @@ class FunctionSpec:
     memory_mb: int
     environment: dict[str, Any]  # unresolved (intrinsics left in)
     events: tuple[SqsEventSource, ...]
+    tracing: str = "PassThrough"  # X-Ray: Active or PassThrough (Lambda's default), resolved
 
     @property
     def short_name(self) -> str:
@@ -339,6 +340,7 @@ class LocalTemplate:
                     memory_mb=int(self.resolve(merged.get("MemorySize", 128))),
                     environment=environment,
                     events=tuple(events),
+                    tracing=str(self.resolve(merged.get("Tracing", "PassThrough"))),
                 )
             )
         return specs

@@ -11,6 +11,9 @@ its registry entry; with the emulator's indexing lag at 2 s, the demo publishes 
 stale write and a poison message for acme, waits for their receipts with the producer's
 ``ReceiptReader``, and sends a plain query and one ``after=`` the applied receipt at once: the
 second must see the new record (``fresh: true``), the first shows what the index had then.
+
+With tracing (``TRACING=1 make demo``) it ends with the traces the run collected: how many per
+function, and the last ingest invocation's tree.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from relay_local.event_source import BatchOutcome
 from relay_local.inspection import dead_letter, drain_messages, namespace_counts
 from relay_local.sample_deployment import registry_entries
 from relay_local.stack import LocalStack, StackOptions
+from relay_local.traces import Trace, last_traces, read_documents, render_trace
 from vector_relay.contract.receipts import Receipt
 from vector_relay.contract.replies import QueryReplyError, QueryReplyOk
 from vector_relay.producer import Publisher, ReceiptReader, body_of, delete, query, upsert, wait_for_reply
@@ -169,6 +173,7 @@ def run_demo(
     out: Callable[[str], None] = print,
 ) -> DemoResult:
     started = time.monotonic()
+    began = time.time()  # the traces of this run: the journal keeps those of earlier ones too
     result = DemoResult()
     dataset = load_dataset(dataset_path)
 
@@ -299,6 +304,8 @@ def run_demo(
         # ---------------------------------------------------------------- the dashboard, drawn
         draw_dashboard(stack, result, step, out, options.state_dir / DASHBOARD_DIR)
         step("stopping the local stack")
+    if info.traces_file:  # read once the stack stopped: every segment sent is in the journal
+        show_traces(Path(info.traces_file), began, result, out)
     result.seconds = time.monotonic() - started
     failed = [c for c in result.checks if not c.passed]
     out("")
@@ -307,6 +314,23 @@ def run_demo(
     verdict = "everything landed where it should" if not failed else f"{len(failed)} check(s) failed"
     out(f"demo finished in {result.seconds:.1f} s: {verdict}")
     return result
+
+
+def show_traces(journal: Path, since: float, result: DemoResult, out: Callable[[str], None]) -> None:
+    """What the run's traces hold: how many per function, and the last ingest invocation's tree."""
+    traces = [trace for trace in last_traces(read_documents(journal), 10_000) if trace.start >= since]
+    by_function: dict[str, int] = {}
+    for trace in traces:
+        for root in trace.roots:
+            by_function[root.name] = by_function.get(root.name, 0) + 1
+    counted = ", ".join(f"{count} {name}" for name, count in sorted(by_function.items()))
+    out(f"traces of this run in {journal}: {len(traces)} ({counted or 'none'})")
+    result.check("traces collected", bool(traces), f"none in {journal}")
+    ingest: list[Trace] = [t for t in traces if any(r.name.endswith("-IngestFunction") for r in t.roots)]
+    if ingest:
+        out("  the last ingest invocation's (python -m relay_local traces shows more):")
+        for line in render_trace(ingest[-1], "    "):
+            out(line)
 
 
 def draw_dashboard(

@@ -9,6 +9,10 @@ id, ARN) and JSON marshalling are Lambda's own code. An invocation that overruns
 timeout ends the process, as Lambda ends a timed-out environment; the next invocation starts a new
 one (a cold start).
 
+Each invocation gets a trace header, as Lambda gives one: sampled by Lambda's rule when the function
+traces actively and the stack collects traces, with the function's segment sent to the X-Ray daemon's
+address after the invocation (:mod:`relay_local.active_tracing`); ``Sampled=0`` otherwise.
+
 :class:`InProcessEnvironment` runs a handler callable in a thread instead, for fast tests of the
 poller that do not need a process per function.
 """
@@ -30,6 +34,8 @@ from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
+
+from relay_local.active_tracing import FunctionTracing, new_trace_header
 
 RUNTIME_PREFIX = "/2018-06-01/runtime"
 INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit for the init phase of an on-demand function
@@ -77,6 +83,9 @@ class _Invocation:
     body: bytes
     function_arn: str
     timeout_seconds: float
+    trace_header: str
+    submitted_at: float = field(default_factory=time.time)
+    picked_up_at: float = 0.0  # epoch seconds; 0 while the runtime has not asked for it
     deadline_ms: int = 0
     picked_up: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
@@ -141,8 +150,10 @@ class RuntimeApi:
         host, port = self._server.server_address[:2]
         return f"{host!s}:{port}"
 
-    def submit(self, body: bytes, *, function_arn: str, timeout_seconds: float) -> _Invocation:
-        invocation = _Invocation(str(uuid.uuid4()), body, function_arn, timeout_seconds)
+    def submit(self, body: bytes, *, function_arn: str, timeout_seconds: float, trace_header: str = "") -> _Invocation:
+        """Queue one invocation; ``trace_header``: its ``Lambda-Runtime-Trace-Id`` (default: new, unsampled)."""
+        header = trace_header or str(new_trace_header(sampled=False))
+        invocation = _Invocation(str(uuid.uuid4()), body, function_arn, timeout_seconds, header)
         with self._lock:
             self._active[invocation.request_id] = invocation
         self._pending.put(invocation)
@@ -156,7 +167,8 @@ class RuntimeApi:
                 continue
             if invocation.done.is_set():  # abandoned before the runtime asked for it
                 continue
-            invocation.deadline_ms = int((time.time() + invocation.timeout_seconds) * 1000)
+            invocation.picked_up_at = time.time()
+            invocation.deadline_ms = int((invocation.picked_up_at + invocation.timeout_seconds) * 1000)
             invocation.picked_up.set()
             handler._reply(
                 200,
@@ -165,7 +177,7 @@ class RuntimeApi:
                     "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
                     "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
                     "Lambda-Runtime-Invoked-Function-Arn": invocation.function_arn,
-                    "Lambda-Runtime-Trace-Id": f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Sampled=0",
+                    "Lambda-Runtime-Trace-Id": invocation.trace_header,  # awslambdaric: _X_AMZN_TRACE_ID
                 },
             )
             return
@@ -230,6 +242,8 @@ class FunctionRuntimeConfig:
     environment: Mapping[str, str]  # the template's variables plus the local stack's endpoints
     layer_dirs: tuple[Path, ...] = ()  # on PYTHONPATH after the code, as /opt/python is in Lambda
     python: str = sys.executable
+    tracing: str = "PassThrough"  # the template's Tracing property: Active or PassThrough
+    xray_daemon_address: str = ""  # host:port of the stack's X-Ray collector; "" = none listens
 
 
 class RuntimeEnvironment:
@@ -247,6 +261,12 @@ class RuntimeEnvironment:
         it must return at once, as a pipe that is not read stalls the function."""
         self.config = config
         self.api = RuntimeApi()
+        self.tracing = FunctionTracing(
+            name=config.name,
+            arn=config.arn,
+            active=config.tracing == "Active",
+            daemon_address=config.xray_daemon_address,
+        )
         self._invocations = 0
         self._lock = threading.Lock()
         environment = {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
@@ -268,6 +288,16 @@ class RuntimeEnvironment:
                 "TZ": ":UTC",
             }
         )
+        if config.xray_daemon_address:  # what Lambda sets for the X-Ray SDK, with its daemon's address
+            host, _, port = config.xray_daemon_address.rpartition(":")
+            environment.update(
+                {
+                    "AWS_XRAY_DAEMON_ADDRESS": config.xray_daemon_address,
+                    "_AWS_XRAY_DAEMON_ADDRESS": host,
+                    "_AWS_XRAY_DAEMON_PORT": port,
+                    "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+                }
+            )
         environment.update(config.environment)
         output, pump = _process_output(log, on_line)
         self.started = time.monotonic()
@@ -298,33 +328,48 @@ class RuntimeEnvironment:
             cold = self._invocations == 0
             self._invocations += 1
             body = json.dumps(event).encode()
-            invocation = self.api.submit(body, function_arn=self.config.arn, timeout_seconds=timeout)
-            started = time.monotonic()
-            # Init (import of the handler module) happens before the first invocation/next.
-            if not self._wait(invocation.picked_up, INIT_TIMEOUT_SECONDS if cold else 5.0, invocation):
-                return self._dead(invocation, started, cold)
-            invoke_started = time.monotonic()
-            if not self._wait(invocation.done, timeout, invocation):
-                if self.alive:  # overran its timeout: Lambda stops the environment
-                    self.close()
-                    return InvocationResult(
-                        "timeout",
-                        {
-                            "errorType": "Sandbox.Timedout",
-                            "errorMessage": f"Task timed out after {timeout:.2f} seconds",
-                        },
-                        (time.monotonic() - invoke_started) * 1000,
-                        cold,
-                        invocation.request_id,
-                    )
-                return self._dead(invocation, started, cold)
-            return InvocationResult(
-                invocation.outcome,
-                invocation.payload,
-                (time.monotonic() - invoke_started) * 1000,
-                cold,
-                invocation.request_id,
+            trace = self.tracing.begin()
+            invocation = self.api.submit(
+                body, function_arn=self.config.arn, timeout_seconds=timeout, trace_header=str(trace)
             )
+            result = self._run(invocation, timeout, cold)
+            self.tracing.end(
+                trace,
+                request_id=invocation.request_id,
+                start=invocation.picked_up_at or invocation.submitted_at,
+                end=time.time(),
+                failed=result.outcome != "ok",
+            )
+            return result
+
+    def _run(self, invocation: _Invocation, timeout: float, cold: bool) -> InvocationResult:
+        """Wait for the runtime to pick ``invocation`` up and answer it, within Lambda's limits."""
+        started = time.monotonic()
+        # Init (import of the handler module) happens before the first invocation/next.
+        if not self._wait(invocation.picked_up, INIT_TIMEOUT_SECONDS if cold else 5.0, invocation):
+            return self._dead(invocation, started, cold)
+        invoke_started = time.monotonic()
+        if not self._wait(invocation.done, timeout, invocation):
+            if self.alive:  # overran its timeout: Lambda stops the environment
+                self.close()
+                return InvocationResult(
+                    "timeout",
+                    {
+                        "errorType": "Sandbox.Timedout",
+                        "errorMessage": f"Task timed out after {timeout:.2f} seconds",
+                    },
+                    (time.monotonic() - invoke_started) * 1000,
+                    cold,
+                    invocation.request_id,
+                )
+            return self._dead(invocation, started, cold)
+        return InvocationResult(
+            invocation.outcome,
+            invocation.payload,
+            (time.monotonic() - invoke_started) * 1000,
+            cold,
+            invocation.request_id,
+        )
 
     def _wait(self, event: threading.Event, seconds: float, invocation: _Invocation) -> bool:
         """Wait for ``event``; False if the time ran out or the process died first."""

@@ -56,8 +56,8 @@ def local_parameters(
         # The sample events' reply_to, so events/query*.json work against the local stack too.
         "AdditionalReplyQueueUrls": SAMPLE_REPLY_QUEUE_URL,
         "AdditionalReplyQueueArns": SAMPLE_REPLY_QUEUE_ARN,
-        # No X-Ray daemon listens here: the functions trace only where a test collects the segments
-        # (relay_local.xray_collector, tests/integration/test_tracing.py).
+        # Off unless asked for (StackOptions(tracing=True), `make up TRACING=1`): the stack then collects
+        # the segments itself (relay_local.xray_collector), as no X-Ray daemon listens on this machine.
         "Tracing": "false",
     }
 

@@ -7,7 +7,11 @@ not to) starts one :class:`~relay_local.event_source.EventSourcePoller` per SQS 
 template, each running the function under ``awslambdaric`` in its own processes. Unless told not
 to, it also puts into moto's CloudWatch what CloudWatch would hold in AWS: the metrics in the
 functions' EMF lines (:mod:`relay_local.metrics_feed`), and Lambda's and SQS's own
-(:mod:`relay_local.aws_metrics`).
+(:mod:`relay_local.aws_metrics`). With ``StackOptions(tracing=True)`` (or the template parameter
+``Tracing=true`` among its parameters) it does what X-Ray active tracing does in AWS: the functions
+trace, each invocation gets Lambda's sampled trace header (:mod:`relay_local.active_tracing`), and the
+segments they send to the X-Ray daemon's address are collected on loopback
+(:mod:`relay_local.xray_collector`) into ``<state dir>/traces.jsonl``.
 
 It writes ``<state dir>/stack.json`` (endpoints, queue URLs, the functions' environments; never the
 API key) so ``status`` and ``invoke`` can find a running stack. With a data directory the emulator
@@ -27,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -52,7 +56,15 @@ from relay_local.sample_deployment import (
     SAMPLE_TENANTS,
     local_parameters,
 )
-from relay_local.state_file import DEFAULT_STATE_DIR, OUTPUTS_FILE, STATE_FILE, StackInfo, ensure_state_dir
+from relay_local.state_file import (
+    DEFAULT_STATE_DIR,
+    OUTPUTS_FILE,
+    STATE_FILE,
+    TRACES_FILE,
+    StackInfo,
+    ensure_state_dir,
+)
+from relay_local.xray_collector import XRayCollector
 
 DEFAULT_AWS_PORT = 4566
 DEFAULT_PINECONE_PORT = 5080
@@ -88,6 +100,8 @@ class StackOptions:
     # Into moto's CloudWatch: the functions' EMF metrics, AWS/Lambda per invocation, AWS/SQS (docs/local-stack.md).
     cloudwatch_metrics: bool = True
     queue_metrics_seconds: float = DEFAULT_QUEUE_PERIOD_SECONDS  # AWS/SQS every this many seconds (AWS: 60)
+    # X-Ray as with active tracing: deploy with Tracing=true, collect the segments in <state dir>/traces.jsonl.
+    tracing: bool = False
 
 
 class StartupError(RuntimeError):
@@ -117,6 +131,7 @@ class LocalStack:
         self.pollers: dict[str, EventSourcePoller] = {}
         self.metrics_feed: MetricsFeed | None = None
         self.queue_metrics: QueueMetrics | None = None
+        self.xray: XRayCollector | None = None  # the X-Ray daemon's stand-in, when the functions trace
         self.created: list[CreatedResource] = []
         self._logs: list[IO[str]] = []
         self._state_file: Path | None = None
@@ -131,6 +146,8 @@ class LocalStack:
             pinecone_url = self._start_emulator(state_dir)
             index_host = self._provision(aws_endpoint, pinecone_url)
             self._grpc_host = EmulatorControl(pinecone_url).grpc_host(options.index_name)
+            if self.traces:
+                self._start_xray(state_dir)
             self.info = self._describe(aws_endpoint, pinecone_url, index_host)
             self._keep_aws_state()
             if options.cloudwatch_metrics:
@@ -212,7 +229,7 @@ class LocalStack:
         t = self.template
         assert t is not None
         properties = t.resolve(t.properties(logical_id))
-        answers: list[dict[str, Any]] = []
+        answers: list[Mapping[str, Any]] = []
         started = time.monotonic()
 
         def sleep(seconds: float) -> None:
@@ -254,6 +271,7 @@ class LocalStack:
         o = self.options
         parameters = {
             **local_parameters("", o.index_name, o.dimension, o.metric, o.tenants, o.schemas),
+            **({"Tracing": "true"} if o.tracing else {}),
             **o.parameters,
         }
         self.template = LocalTemplate(parameters=parameters)
@@ -351,6 +369,7 @@ class LocalStack:
             outputs=t.outputs(),
             pid=os.getpid(),
             grpc_host=self._grpc_host,
+            traces_file=str(self.xray.journal) if self.xray is not None else "",
         )
 
     def runtime_config(self, spec: FunctionSpec, aws_endpoint: str, pinecone_url: str) -> FunctionRuntimeConfig:
@@ -367,9 +386,7 @@ class LocalStack:
             "PINECONE_CONTROL_HOST": pinecone_url,
             "PINECONE_OAUTH_URL": oauth_url(pinecone_url),  # the rotation function's Admin API sign-in
         }
-        if (
-            environment.get("PINECONE_TRANSPORT") == "grpc"
-        ):  # Pinecone serves gRPC on the index host; the emulator cannot
+        if environment.get("PINECONE_TRANSPORT") == "grpc":  # the index's own host (REST and gRPC), named explicitly
             environment["PINECONE_GRPC_HOST"] = self._grpc_host
         return FunctionRuntimeConfig(
             name=t.function_name(spec),
@@ -380,7 +397,39 @@ class LocalStack:
             memory_mb=spec.memory_mb,
             environment=environment,
             layer_dirs=(ROOT / "shared",),
+            tracing=spec.tracing,
+            xray_daemon_address=self.xray.address if self.xray is not None else "",
         )
+
+    @property
+    def traces(self) -> bool:
+        """Whether the deployed template traces the functions (its parameter ``Tracing``)."""
+        return self.template is not None and self.template.parameters.get("Tracing") == "true"
+
+    def _start_xray(self, state_dir: Path) -> None:
+        """The X-Ray daemon's stand-in: every document the functions (and Lambda's part) send, to the journal."""
+        journal = state_dir / TRACES_FILE
+        self.xray = XRayCollector(journal=journal, keep=False)
+        t = self.template
+        assert t is not None
+        active = [spec.logical_id for spec in t.functions() if spec.tracing == "Active"]
+        self.progress(
+            f"X-Ray: active tracing of {', '.join(active) or 'no function'} (Lambda samples the first invocation "
+            f"each second and 5 % of the others); their segments go to {self.xray.address} (the daemon's UDP "
+            f"protocol) and are appended to {journal}"
+        )
+
+    def _stop_xray(self) -> None:
+        collector, self.xray = self.xray, None
+        if collector is None:
+            return
+        collector.stop()
+        said = f"traces: {collector.received:,} trace documents appended to {collector.journal}"
+        if collector.rejected_count:
+            said += f"; {collector.rejected_count:,} datagrams not in the X-Ray daemon's format"
+        if collector.journal_failures:
+            said += f"; {collector.journal_failures:,} could not be written"
+        self.progress(said)
 
     def _start_metrics(self) -> None:
         info = self.info
@@ -508,6 +557,7 @@ class LocalStack:
             poller.stop()
         self.pollers = {}
         self._stop_metrics()  # after the pollers: their environments' last lines and invocations are in it
+        self._stop_xray()  # after the pollers too: their last segments are in the journal
         if self.aws_state is not None:
             self.aws_state.stop_saving()
             try:

@@ -20,6 +20,7 @@ from relay_local.runtime import FunctionRuntimeConfig
 DEFAULT_STATE_DIR = ROOT / ".local-stack"
 STATE_FILE = "stack.json"
 OUTPUTS_FILE = "outputs.json"  # the stack's Outputs for `vector-relay --outputs` (VECTOR_RELAY_OUTPUTS)
+TRACES_FILE = "traces.jsonl"  # the X-Ray documents a stack that traces collected, one JSON line each
 
 
 def ensure_state_dir(path: Path) -> Path:
@@ -49,6 +50,7 @@ class StackInfo:
     outputs_file: str = ""  # those outputs as a JSON file (written with the state file)
     pid: int = 0
     grpc_host: str = ""  # the index's gRPC endpoint in the emulator (PINECONE_TRANSPORT=grpc)
+    traces_file: str = ""  # where the collected X-Ray documents go (a stack that traces); "" = not tracing
 
     def upstream_environment(self) -> dict[str, str]:
         """The environment an upstream service needs to publish to this stack."""

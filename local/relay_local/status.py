@@ -1,4 +1,7 @@
-"""``make status``: what a running ``make up`` stack holds, read without changing it."""
+"""``make status``: what a running ``make up`` stack holds, read without changing it.
+
+For a stack that traces (``make up TRACING=1``), also its last traces as trees (:mod:`relay_local.traces`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,9 @@ from typing import Any
 from relay_local.inspection import dead_letter, emulator_get, peek_messages, queue_depth
 from relay_local.provisioning import aws_client
 from relay_local.state_file import StackInfo, running_stack
+from relay_local.traces import Trace, last_traces, read_documents, render_trace
+
+STATUS_TRACES = 3  # the last this many traces; `python -m relay_local traces --last N` shows more
 
 
 def collect_status(info: StackInfo) -> dict[str, Any]:
@@ -40,13 +46,22 @@ def collect_status(info: StackInfo) -> dict[str, Any]:
     }
 
 
+def stack_traces(info: StackInfo, count: int = STATUS_TRACES) -> list[Trace] | None:
+    """The stack's last ``count`` traces, oldest first; None when it does not trace."""
+    if not info.traces_file:
+        return None
+    return last_traces(read_documents(Path(info.traces_file)), count)
+
+
 def print_status(state_dir: Path, *, as_json: bool = False) -> int:
     info = running_stack(state_dir)
     if info is None:
         print("no local stack is running in this checkout (start one with `make up`)")
         return 1
     status = collect_status(info)
+    traces = stack_traces(info)
     if as_json:
+        status["traces"] = None if traces is None else [trace.to_json() for trace in traces]
         print(json.dumps(status, indent=2))
         return 0
     print(f"local stack: AWS {status['aws_endpoint']}, Pinecone {status['pinecone_url']}")
@@ -69,4 +84,14 @@ def print_status(state_dir: Path, *, as_json: bool = False) -> int:
     for operation, by_status in sorted(status["emulator_requests"].items()):
         counts = ", ".join(f"{code} x {n}" for code, n in sorted(by_status.items()))
         print(f"  {operation:22} {counts}")
+    if traces is None:
+        print("traces: off (`make up TRACING=1` deploys with Tracing=true and collects them)")
+    elif not traces:
+        print(
+            f"traces: none yet in {info.traces_file} (Lambda samples the first invocation each second, 5 % of the rest)"
+        )
+    else:
+        print(f"traces (the last {len(traces)} in {info.traces_file}; `python -m relay_local traces --last N`):")
+        for trace in traces:
+            print("\n".join(render_trace(trace, "  ")))
     return 0

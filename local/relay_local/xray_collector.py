@@ -8,7 +8,9 @@ batches them into ``PutTraceSegments``; :class:`XRayCollector` keeps them in mem
 :func:`trace_tree` puts one trace back together as X-Ray's console shows it: each subsegment under
 its parent, whether it arrived inside its parent's document or on its own.
 
-A test points the functions at :attr:`XRayCollector.address` (``AWS_XRAY_DAEMON_ADDRESS``).
+A test points the functions at :attr:`XRayCollector.address` (``AWS_XRAY_DAEMON_ADDRESS``); the local
+stack does too when it traces (``StackOptions(tracing=True)``), and has the collector write each
+document as one JSON line to its journal (``<state dir>/traces.jsonl``) instead of keeping it in memory.
 """
 
 from __future__ import annotations
@@ -20,21 +22,34 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 HEADER = {"format": "json", "version": 1}
 MAX_DATAGRAM = 65_535
 
 
 class XRayCollector:
-    """A UDP listener on 127.0.0.1 (a free port) that keeps every trace document it is sent."""
+    """A UDP listener on 127.0.0.1 (a free port) that keeps every trace document it is sent.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    ``journal``: a file each document is appended to as one JSON line, as it arrives; ``keep``: whether
+    the documents (and the rejected datagrams) are kept in memory too, for :meth:`documents`.
+    """
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, journal: Path | None = None, keep: bool = True
+    ) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._socket.bind((host, port))
         self._socket.settimeout(0.1)
         self._documents: list[dict[str, Any]] = []
-        self.rejected: list[bytes] = []  # datagrams not in the daemon's protocol
+        self.rejected: list[bytes] = []  # datagrams not in the daemon's protocol (kept only with keep)
+        self.received = 0  # documents taken
+        self.rejected_count = 0
+        self.journal = journal
+        self.journal_failures = 0  # documents that could not be written to the journal
+        self._keep = keep
+        self._journal: IO[str] | None = journal.open("a", buffering=1) if journal is not None else None
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._receive, name="xray-collector", daemon=True)
@@ -63,9 +78,23 @@ class XRayCollector:
         return documents
 
     def stop(self) -> None:
+        """Stop listening, once what was already sent to it is taken (the last segments of a stopping stack)."""
+        if self._stopped.is_set():
+            return
         self._stopped.set()
         self._thread.join(timeout=5)
+        self._socket.setblocking(False)
+        while True:
+            try:
+                datagram = self._socket.recv(MAX_DATAGRAM)
+            except OSError:  # nothing more queued
+                break
+            self._take(datagram)
         self._socket.close()
+        with self._lock:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
 
     def __enter__(self) -> XRayCollector:
         return self
@@ -81,12 +110,24 @@ class XRayCollector:
                 continue
             except OSError:  # closed
                 return
-            document = parse_datagram(datagram)
-            with self._lock:
-                if document is None:
+            self._take(datagram)
+
+    def _take(self, datagram: bytes) -> None:
+        document = parse_datagram(datagram)
+        with self._lock:
+            if document is None:
+                self.rejected_count += 1
+                if self._keep:
                     self.rejected.append(datagram)
-                else:
-                    self._documents.append(document)
+                return
+            self.received += 1
+            if self._keep:
+                self._documents.append(document)
+            if self._journal is not None:
+                try:
+                    self._journal.write(json.dumps(document, separators=(",", ":")) + "\n")
+                except (OSError, ValueError):  # a full disk; the journal closed
+                    self.journal_failures += 1
 
 
 def parse_datagram(datagram: bytes) -> dict[str, Any] | None:
