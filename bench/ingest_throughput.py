@@ -11,7 +11,7 @@ the API key from its secret, the tenant registry from its SSM parameter, the rot
 on (their lines discarded, as Lambda ships them to CloudWatch), and ``WRITE_VERSION_TABLE``, which
 the template always sets: the version guard's table (tests/integration/conftest.py's
 ``create_version_table``) lives in moto's server, in its own process. The context has the
-function's Timeout (60 s) and MemorySize (512 MB). Each handler run follows a warm-up invocation,
+function's Timeout (60 s) and MemorySize (1,769 MB). Each handler run follows a warm-up invocation,
 as in a warm container. "handler, guard off" is the same without ``WRITE_VERSION_TABLE``: not a
 configuration the template can deploy, shown for the guard's cost.
 
@@ -62,11 +62,12 @@ loop (``upsert_concurrently``, its 4 client threads) sending the shape's records
 built before the clock starts, on an index with no added latency, so the emulator rather than the
 client is the bound; Pinecone upsert requests per batch; this process's CPU per record (every row
 runs in this process: the handler, its boto3 calls, the peers' threads); the rate that CPU would
-allow at the template's 512 MB (Lambda gives a function CPU in proportion to memory, one vCPU at
-1,769 MB, so 0.29 of one; this process had a whole core); DynamoDB requests per 1,000 records for
-the guarded row, and the CPU moto's server spent meanwhile per 1,000 records (from ``/proc``: the
-guard's DynamoDB, which on this 2-core machine competes with the handler for the cores where in
-AWS it runs elsewhere). Ratios are between rows of this run, never wall-clock targets.
+allow at the template's MemorySize (Lambda gives a function CPU in proportion to memory, one vCPU
+at 1,769 MB, IngestFunction's: the whole core this process had; 0.29 of one at 512 MB); DynamoDB
+requests per 1,000 records for the guarded row, and the CPU moto's server spent meanwhile per 1,000
+records (from ``/proc``: the guard's DynamoDB, which on this 2-core machine competes with the
+handler for the cores where in AWS it runs elsewhere). Ratios are between rows of this run, never
+wall-clock targets.
 
 ``--quick``: one round per shape and a small ceiling run: a smoke run that the code works, not a
 measurement. ``--json`` writes ``bench/results/ingest_throughput.json`` (``bench/plot.py`` draws it).
