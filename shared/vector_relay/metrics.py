@@ -17,13 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from aws_lambda_powertools import Metrics
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, single_metric
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch.type_defs import MetricDatumTypeDef
 
 METRIC_NAMESPACE = "VectorRelay"
+logger = Logger(child=True)
 
 # The function that writes a metric: its POWERTOOLS_SERVICE_NAME in template.yaml, the `service` dimension's value.
 Service = Literal["ingest", "query", "receipts", "reconcile", "rotate_key"]
@@ -75,20 +76,26 @@ def emit_per_tenant(
     the dimension). ``properties[tenant]`` go into the tenant's line as EMF properties: searchable
     with Logs Insights, never metrics (high-cardinality detail such as error codes costs nothing there).
     A count of zero is left out (a list of values is written whole); a tenant with nothing to write
-    writes no line.
+    writes no line. It never raises for what it is given to write (logged instead): the batch it
+    counts is done.
     """
-    for tenant, tenant_values in values.items():
-        sink = EphemeralMetrics(namespace=METRIC_NAMESPACE)
-        sink.add_dimension(name="tenant", value=tenant)
-        for key, value in (properties or {}).get(tenant, {}).items():
-            sink.add_metadata(key=key, value=value)
-        for metric, written in tenant_values.items():
+    for tenant_values in values.values():
+        for metric in tenant_values:
             if metric.dimensions != TENANT_DIMENSIONS:
                 raise ValueError(f"{metric.name} has no tenant dimension")
-            for value in ((written,) if written else ()) if isinstance(written, int | float) else written:
-                sink.add_metric(name=metric.name, unit=metric.unit, value=value)
-        if sink.metric_set:  # empty when nothing was written or Powertools wrote the last 100 values itself
-            sink.flush_metrics()
+    try:
+        for tenant, tenant_values in values.items():
+            sink = EphemeralMetrics(namespace=METRIC_NAMESPACE)
+            sink.add_dimension(name="tenant", value=tenant)
+            for key, value in (properties or {}).get(tenant, {}).items():
+                sink.add_metadata(key=key, value=value)
+            for metric, written in tenant_values.items():
+                for value in ((written,) if written else ()) if isinstance(written, int | float) else written:
+                    sink.add_metric(name=metric.name, unit=metric.unit, value=value)
+            if sink.metric_set:  # empty when nothing was written or Powertools wrote the last 100 values itself
+                sink.flush_metrics()
+    except Exception as error:  # a figure must never fail a batch whose work is done (its writes landed)
+        logger.warning("could not write the per-tenant metrics", extra={"error": type(error).__name__})
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from vector_relay.contract.fields import MAX_TENANT_CHARS
 from vector_relay.contract.tenant_schemas import TenantSchema
 from vector_relay.errors import ConfigurationError, Problem
+from vector_relay.metrics import UNREGISTERED_TENANT
 
 MAX_NAMESPACE_CHARS = 512  # Pinecone's limit on a namespace's name
 DEFAULT_NAMESPACE = "__default__"
@@ -53,6 +55,11 @@ class TenantRegistry(Mapping[str, str]):
     _reply_queues: Mapping[str, frozenset[str]] = field(default_factory=dict)  # tenant -> reply queue URLs
     _schemas: Mapping[str, TenantSchema] = field(default_factory=dict)  # tenant -> metadata schema
     _receipts: Mapping[str, str] = field(default_factory=dict)  # tenant -> receipt queue URL
+    # namespace -> tenant (distinct tenants never share a namespace): the per-tenant metrics look every namespace up
+    _tenants: Mapping[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_tenants", {namespace: tenant for tenant, namespace in self._namespaces.items()})
 
     @classmethod
     def from_json(cls, text: str, *, source: str) -> TenantRegistry:
@@ -78,6 +85,9 @@ class TenantRegistry(Mapping[str, str]):
         for tenant, entry in raw.items():
             if not isinstance(tenant, str) or not tenant:
                 problems.append(f"tenant {tenant!r} must be a non-empty string")
+                continue
+            if (naming := _tenant_name_problem(tenant)) is not None:
+                problems.append(f"tenant {tenant!r} {naming}")
                 continue
             namespace, bound, replies = _entry(tenant, entry, problems)
             if namespace is None:
@@ -153,10 +163,7 @@ class TenantRegistry(Mapping[str, str]):
 
     def tenant_of_namespace(self, namespace: str) -> str | None:
         """The tenant whose namespace this is (distinct tenants never share one); None if no tenant's."""
-        for tenant, own in self._namespaces.items():
-            if own == namespace:
-                return tenant
-        return None
+        return self._tenants.get(namespace)
 
     def __getitem__(self, tenant: str) -> str:
         return self._namespaces[tenant]
@@ -166,6 +173,22 @@ class TenantRegistry(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._namespaces)
+
+
+def _tenant_name_problem(tenant: str) -> str | None:
+    """Why ``tenant`` cannot name a tenant, or None. A tenant's name is a metric dimension's value
+    (docs/metrics.md): CloudWatch drops a blank one (its figures would fall into the service-wide
+    series), ``-`` counts dead letters of tenants not in the registry, and no message can name a tenant
+    longer than the contract allows."""
+    if not tenant.strip():
+        return "must not be blank"
+    if tenant == UNREGISTERED_TENANT:
+        return f"is reserved: {UNREGISTERED_TENANT!r} counts dead letters of tenants not in the registry"
+    if len(tenant) > MAX_TENANT_CHARS:
+        return f"is longer than {MAX_TENANT_CHARS} characters (a message's tenant can be no longer)"
+    if any(not character.isprintable() for character in tenant):
+        return "must not contain control characters"
+    return None
 
 
 def _entry(tenant: str, entry: object, problems: list[str]) -> tuple[str | None, frozenset[str], frozenset[str] | None]:

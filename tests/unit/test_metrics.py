@@ -281,3 +281,12 @@ def test_a_tenants_metrics_go_out_in_one_line_with_its_properties_and_no_zero_co
     assert "error_code" not in acme
     with pytest.raises(ValueError, match="no tenant dimension"):
         emit_per_tenant({"acme": {catalogue.RECORDS_UPSERTED: 1}})
+
+
+def test_a_per_tenant_figure_that_cannot_be_written_never_fails_the_batch_that_counted_it(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "ingest")
+    emit_per_tenant({"acme": {catalogue.TENANT_RECORDS_UPSERTED: ["not a number"]}})  # type: ignore[dict-item]
+    assert '"_aws"' not in capsys.readouterr().out
+    assert "could not write the per-tenant metrics" in caplog.text

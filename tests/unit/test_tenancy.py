@@ -138,3 +138,25 @@ def test_a_tenant_s_reply_queues_replace_the_global_allow_list() -> None:
     assert BOUND.reply_queues_for("acme", default) == frozenset({"https://r/acme"})
     assert BOUND.reply_queues_for("globex", default) == default
     assert BOUND.all_reply_queues() == frozenset({"https://r/acme"})
+
+
+@pytest.mark.parametrize(
+    ("tenant", "why"),
+    [
+        ("   ", "must not be blank"),  # CloudWatch drops a blank dimension: its figures would join the service's
+        ("-", "is reserved"),  # the per-tenant metrics' name for dead letters of tenants not in the registry
+        ("a" * 129, "longer than 128"),  # no message could name it
+        ("acme\n", "control characters"),
+    ],
+)
+def test_a_tenant_name_that_cannot_be_a_metric_dimension_is_refused(tenant: str, why: str) -> None:
+    with pytest.raises(ConfigurationError, match=why):
+        TenantRegistry.from_mapping({tenant: "tenant-x"}, source="test")
+
+
+def test_a_namespace_is_looked_up_to_its_tenant() -> None:
+    registry = TenantRegistry.from_mapping(
+        {"acme": "tenant-acme", "globex": {"namespace": "tenant-globex"}}, source="t"
+    )
+    assert registry.tenant_of_namespace("tenant-globex") == "globex"
+    assert registry.tenant_of_namespace("tenant-initech") is None

@@ -203,6 +203,9 @@ class IngestRun:
         pending = list(self._receipts.pending)
         try:
             emit_per_tenant(self._tenant_metrics())
+        except Exception as error:  # a figure: never the receipts' or the batch's failure
+            logger.warning("could not count the batch per tenant", extra={"error": type(error).__name__})
+        try:
             if not pending:
                 return
             with tracing.span("receipt send") as span:

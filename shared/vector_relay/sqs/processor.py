@@ -208,8 +208,8 @@ def _count_dead_letters_by_tenant(dead_letters: list[tuple[SQSRecord, str]], reg
     The properties (``error_code``, ``dead_letters``) are for Logs Insights (the saved query
     ``relay-dead-letters-by-tenant``): a code per tenant as a dimension would multiply the series.
     """
-    counted = Counter((_tenant_of(record, registry), error_code) for record, error_code in dead_letters)
     try:
+        counted = Counter((_tenant_of(record, registry), error_code) for record, error_code in dead_letters)
         for (tenant, error_code), count in counted.items():
             emit_per_tenant(
                 {tenant: {TENANT_POISON_MESSAGES: count}},
