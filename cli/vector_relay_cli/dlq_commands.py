@@ -125,7 +125,14 @@ def redrive(
     The source queue is the DLQ's, as SQS lists it; when the DLQ has several, the one the message
     names (a message naming none of them stays). Exit 1 when some selected messages stay.
     """
-    from vector_relay.operations.redrive import judge, read_all, redrive_target, release, send_back
+    from vector_relay.operations.redrive import (
+        held_by_another_reader,
+        judge,
+        read_all,
+        redrive_target,
+        release,
+        send_back,
+    )
 
     if queue == "query" and not url:
         raise CannotRun("queries are not redriven: whoever asked has stopped waiting; publish the question again")
@@ -135,6 +142,8 @@ def redrive(
     registry, shape = _today(ctx)
     try:
         letters = list(read_all(sqs, dlq_url, limit))
+        # Messages another reader had hidden (`vector-relay top`, `dlq inspect`) were not seen by this scan.
+        held = held_by_another_reader(sqs, dlq_url, len(letters)) if limit is None else 0
     except (ClientError, BotoCoreError) as error:
         raise CannotRun(f"cannot read {dlq_url}: {error}") from None
     selected = [x for x in letters if not codes or x.error_code in codes]
@@ -181,6 +190,7 @@ def redrive(
         "failed_to_send": failed,
         "still_poison": dict(still),
         "no_source_queue": no_source,
+        "held_by_another_reader": held,
         "dry_run": dry_run,
     }
     if as_json:
@@ -196,7 +206,12 @@ def redrive(
                 f"  no source queue: {no_source} (left in the DLQ: they name none of its source queues"
                 f" {', '.join(q.arn for q in sources)}; --target-url picks one for messages that name none)"
             )
-    if still or failed or no_source:
+        if held:
+            click.echo(
+                f"  held by another reader: about {held} (not looked at: hidden by `vector-relay top` or `dlq"
+                " inspect` while this ran; left in the DLQ, run redrive again)"
+            )
+    if still or failed or no_source or held:
         raise SystemExit(EXIT_FOUND)
 
 

@@ -107,6 +107,16 @@ def read_all(sqs: SQSClient, url: str, limit: int | None = None) -> Iterator[Dea
             yield _dead_letter(message)
 
 
+def held_by_another_reader(sqs: SQSClient, url: str, held_here: int) -> int:
+    """About how many of the queue's messages someone else has hidden now, besides the ``held_here`` a scan holds.
+
+    A scan cannot see a message another reader received (``vector-relay top`` and ``dlq inspect``
+    hide what they read for a moment); SQS's in-flight count says how many there are (approximately).
+    """
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+    return max(int(attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"]) - held_here, 0)
+
+
 def send_back(sqs: SQSClient, url: str, letter: DeadLetter) -> None:
     """Send ``letter``'s body to queue ``url`` as a new message carrying when its write was first sent, so
     the copy is judged by the write's age, not its own (``write_expired``). Raises what SQS raises."""

@@ -120,6 +120,21 @@ def test_redrive_moves_exactly_what_is_valid_today_and_it_lands(
     assert bodies_in(pipeline.dlq_url) == [bodies[2]]  # the zero vector stays, still poison
 
 
+def test_redrive_says_when_another_reader_held_dead_letters_it_could_not_see(
+    pipeline: Pipeline, outputs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN three dead letters, one of them hidden by another reader (as `vector-relay top` hides what it reads)
+    dead_letter_three(pipeline)
+    register_initech(monkeypatch)
+    boto3.client("sqs").receive_message(QueueUrl=pipeline.dlq_url, MaxNumberOfMessages=1, VisibilityTimeout=300)
+
+    # WHEN redrive runs meanwhile
+    code, report = run(outputs, "redrive", "--dry-run")
+
+    # THEN it says it could not look at one, and exits 1 (something is left that it did not judge)
+    assert (code, report["looked_at"], report["held_by_another_reader"]) == (1, 2, 1)
+
+
 def test_a_redriven_copy_carries_when_its_write_was_first_sent(
     pipeline: Pipeline, outputs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
