@@ -209,7 +209,10 @@ class _IndexPorts:
                     for server in opened:
                         self._selector.register(server.socket, selectors.EVENT_READ, server)
                 else:
-                    self._accept(key.data)
+                    try:
+                        self._accept(key.data)
+                    except Exception:  # one connection's failure (no thread to serve it) must not stop every port
+                        log.exception("index port %s: a connection could not be served", key.data.server_address)
 
     @staticmethod
     def _accept(server: _Server) -> None:
@@ -246,6 +249,7 @@ class EmulatorServer:
         self._thread: threading.Thread | None = None
         self._grpc: GrpcFrontEnd | None = None  # made on first use (grpcio loads only then)
         self._grpc_lock = threading.Lock()
+        self._stopped = False  # under _grpc_lock: no gRPC front end is started once stop() has begun
         self._index_ports = _IndexPorts(self.emulator, self._grpc_address)
         self.emulator.index_endpoint = self.index_host
 
@@ -265,6 +269,8 @@ class EmulatorServer:
     def _grpc_address(self, index: str) -> tuple[str, int]:
         """Where the index's gRPC server listens on loopback (started now if it was not)."""
         with self._grpc_lock:
+            if self._stopped:  # a connection spliced while stopping: nothing would ever stop a new front end
+                raise ConnectionRefusedError("the emulator is stopping")
             if self._grpc is None:
                 from pinecone_emulator.grpc_server import GrpcFrontEnd
 
@@ -283,6 +289,7 @@ class EmulatorServer:
     def stop(self) -> None:
         self._index_ports.close()
         with self._grpc_lock:
+            self._stopped = True
             front_end, self._grpc = self._grpc, None
         if front_end is not None:
             front_end.stop()
