@@ -43,7 +43,7 @@ help:
 	@echo "make typecheck mypy --strict on shared/, cli/ and functions/"
 	@echo "make validate  sam validate, sam validate --lint, cfn-lint on the translated template"
 	@echo "make security  bandit on the code, checkov on the translated template (accepted findings: tools/security_suppressions.toml)"
-	@echo "make build     sam build (no container) into $(BUILD_DIR), then bytecode for Lambda's read-only file system"
+	@echo "make build     sam build (no container) into $(BUILD_DIR), the unused botocore models dropped, then bytecode"
 	@echo "make bench     every benchmark in bench/ (minutes; not part of make test), JSON in bench/results/, then bench-plot"
 	@echo "make bench-plot docs/performance.png from bench/results/ingest_throughput.json"
 	@echo "make schema    regenerate docs/contract.schema.json from the contract models"
@@ -116,6 +116,7 @@ validate: $(VENV)/.installed $(SAM_VENV)/.installed
 build: $(SAM_VENV)/.installed
 	@py=$$(tools/find-python.sh) || exit 1; \
 	  PATH="$$(dirname $$py):$$PATH" $(SAM) build --template template.yaml --build-dir $(BUILD_DIR) --cached && \
+	  $$py tools/prune_botocore.py $(BUILD_DIR) && \
 	  $$py tools/precompile.py $(BUILD_DIR)
 
 schema: $(VENV)/.installed

@@ -15,6 +15,7 @@ import pytest
 
 from relay_local.cloudformation import load_template
 from tests.conftest import ROOT
+from tools.prune_botocore import KEEP, LAYER_DATA
 
 BUILD = ROOT / ".aws-sam" / "build"
 TEMPLATE = load_template(ROOT / "template.yaml")
@@ -116,3 +117,24 @@ def test_the_sdks_grpc_client_loads_from_the_built_layer(built: Path) -> None:
     assert str(built / "DependenciesLayer") in result.stdout
     wheel = next((built / "DependenciesLayer" / "python").glob("pinecone-*.dist-info")) / "WHEEL"
     assert "manylinux" in wheel.read_text()  # glibc-based: Lambda's Amazon Linux 2023 runtimes
+
+
+def test_the_built_layer_keeps_the_botocore_models_the_functions_use_and_only_those(built: Path) -> None:
+    """`make build` drops the others (tools/prune_botocore.py); each kept one still makes a client from the layer."""
+    data = built / LAYER_DATA
+    assert {folder.name for folder in data.iterdir() if folder.is_dir()} == KEEP
+    script = (
+        "import sys; sys.path[:0] = sys.argv[2:]; import boto3; "
+        "session = boto3.session.Session(region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='y'); "
+        "[session.client(name) for name in sys.argv[1].split(',')]; print(boto3.__file__)"
+    )
+    layer_dirs = [str(built / layer / "python") for layer in LAYERS]
+    result = subprocess.run(
+        [lambda_python(), "-I", "-S", "-c", script, ",".join(sorted(KEEP)), *layer_dirs],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert str(built / "DependenciesLayer") in result.stdout

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 
 from relay_local.cloudformation import load_template
 from tests.conftest import ROOT
+from tools.prune_botocore import USED
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 TEMPLATE = load_template(ROOT / "template.yaml")
@@ -65,3 +67,15 @@ def test_only_the_gateway_may_import_the_pinecone_sdk() -> None:
     banned = PYPROJECT["tool"]["ruff"]["lint"]["flake8-tidy-imports"]["banned-api"]
     assert "pinecone" in banned
     assert "TID" in PYPROJECT["tool"]["ruff"]["lint"]["select"]
+
+
+def test_the_layer_keeps_the_botocore_model_of_every_client_the_code_makes() -> None:
+    """tools/prune_botocore.py drops the models of services no function uses: a client made for a dropped
+    one would fail in Lambda (UnknownServiceError), so every service named to make a client is kept."""
+    named = set()
+    for path in (ROOT / "shared").rglob("*.py"):
+        named |= set(re.findall(r"""\b_?client\(\s*["']([a-z0-9-]+)["']""", path.read_text()))
+    snapstart = (ROOT / "shared" / "vector_relay" / "snapstart.py").read_text()
+    [preloaded] = re.findall(r"load_service_models\(\(([^)]*)\)\)", snapstart)
+    named |= set(re.findall(r'"([a-z0-9-]+)"', preloaded))
+    assert named == USED
