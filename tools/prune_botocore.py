@@ -3,7 +3,8 @@
 botocore ships a model for every AWS service (about 460 folders). Creating a client lists them all
 (``Loader.list_available_services``, a directory scan) before loading its own: measured on this
 machine, creating the four clients of a first ingest invocation took 75-81 ms with every model and
-61-66 ms with only these (issue 33, cold start), and the layer has 18 MB less to unpack. The functions make clients for :data:`USED` (``vector_relay.aws_clients``; a test holds the two
+61-66 ms with only these (issue 33, cold start), and the layer has 18 MB less to unpack. The
+functions make clients for :data:`USED` (``vector_relay.aws_clients``; a test holds the two
 together); :data:`CREDENTIALS` are what botocore's credential chain may call (assumed roles, web
 identity, SSO) outside Lambda's own environment credentials. Run by ``make build`` after ``sam
 build`` and before ``tools/precompile.py``; a ``sam build`` alone keeps every model, which works too.
