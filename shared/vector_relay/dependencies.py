@@ -23,11 +23,8 @@ from aws_lambda_powertools import Metrics
 from vector_relay.aws_clients import aws_credentials, dynamodb_client, secrets_client, sqs_client, ssm_client
 from vector_relay.contract.fields import IndexShape
 from vector_relay.contract.messages import QueryMessage, WriteMessage
-from vector_relay.ingest.dynamodb_json import JsonDynamoDB
-from vector_relay.ingest.version_guard import VersionGuard
 from vector_relay.keys.api_key_cache import ApiKey, ApiKeyCache, GatewaySource, read_api_key
 from vector_relay.metrics import AUTH_FAILURE
-from vector_relay.pinecone.control_plane import describe_index_shape
 from vector_relay.pinecone.data_plane import PineconeGateway
 from vector_relay.settings import Settings, get_settings, receipts_function_settings
 from vector_relay.sqs.processor import Edge, Worker
@@ -37,6 +34,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from mypy_boto3_dynamodb import DynamoDBClient
 
+    from vector_relay.ingest.version_guard import VersionGuard
     from vector_relay.sqs.receipt_retry import Outcome
 
 
@@ -52,6 +50,9 @@ class IndexShapeSource:
     def current(self) -> IndexShape:
         with self._lock:
             if self._shape is None:
+                # Imported here: with the shape in the settings (as the template sets it) it is never needed.
+                from vector_relay.pinecone.control_plane import describe_index_shape
+
                 name = self._settings.require("pinecone_index_name")
                 self._shape = describe_index_shape(
                     api_key=self._keys.current().value, name=name, control_host=self._settings.pinecone_control_host
@@ -118,6 +119,10 @@ def version_guard(settings: Settings) -> VersionGuard | None:
     """The DynamoDB version guard when ``WRITE_VERSION_TABLE`` is set; without it, writes are not version-checked."""
     if not settings.write_version_table:
         return None
+    # Imported here: the query function, whose environment names no table, never loads the guard.
+    from vector_relay.ingest.dynamodb_json import JsonDynamoDB
+    from vector_relay.ingest.version_guard import VersionGuard
+
     dynamodb = JsonDynamoDB(dynamodb_client(), aws_credentials())  # claims' bulk calls without botocore's model walk
     return VersionGuard(
         cast("DynamoDBClient", dynamodb),  # the client's calls, two of them sent as raw JSON

@@ -249,6 +249,9 @@ class Settings(EnvironmentSettings):
 class IndexFunctionSettings(EnvironmentSettings):
     """What the Custom::PineconeIndex function reads: it runs before the index (and so its host) exists."""
 
+    # Its validator is built on first use, so the workers that import this module never pay for it.
+    model_config = ConfigDict(defer_build=True)
+
     pinecone_secret_arn: str
     pinecone_control_host: str | None = None
 
@@ -274,6 +277,8 @@ class ReceiptsFunctionSettings(EnvironmentSettings):
     """What ReceiptsFunction reads: where the tenant registry is. It calls neither Pinecone nor the key's secret,
     so it needs none of their settings (the index's host among them). The same variables as :class:`Settings`'
     (tests/unit/test_settings.py holds the fields equal)."""
+
+    model_config = ConfigDict(defer_build=True)  # built on first use, as IndexFunctionSettings'
 
     tenant_registry: str | None = None
     tenant_registry_parameter: str | None = None
