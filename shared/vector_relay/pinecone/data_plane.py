@@ -1,9 +1,13 @@
 """The data plane: upserts, deletes and queries on one index with one API key, over REST or gRPC.
 
-The data plane is used through the SDK's ``AsyncIndex``. The SDK retries data-plane requests by
-itself inside its HTTP transport (10.2.0: 4 attempts, ``Retry-After`` up to 60 s) and offers no
-setting for it; :func:`disable_sdk_retries` turns those retries off on each index this module
-builds (a test pins the SDK internals it relies on), and :class:`PineconeGateway` retries instead,
+The data plane is used through the SDK's own HTTP client for the data plane, the one ``AsyncIndex``
+builds for itself (:func:`data_plane_client`): writes are posted through it, and a query goes
+through an ``AsyncIndex`` built on the first query and made to use that same client. So a worker
+that only writes (the ingest function) never imports ``AsyncIndex`` and the SDK modules it pulls
+in (~16-20 ms of a cold start, issue 33). The SDK retries data-plane requests by itself inside its
+HTTP transport (10.2.0: 4 attempts, ``Retry-After`` up to 60 s) and offers no setting for it; the
+client built here has those retries off (as :func:`disable_sdk_retries` turns them off on an
+``AsyncIndex``; tests pin the SDK internals both rely on), and :class:`PineconeGateway` retries instead,
 where it can see every attempt: at most ``max_attempts``, never past the call's deadline, and it
 reports whether an attempt of a successful call may also have been applied (a timeout, a dropped
 connection or a 5xx after which Pinecone may still write). Every call runs under a deadline
@@ -32,17 +36,25 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pinecone
-from pinecone import AsyncIndex, ResponseInfo
-from pinecone._internal.config import PineconeConfig, RetryConfig
+from pinecone import ResponseInfo
+from pinecone._internal.config import PineconeConfig, RetryConfig, check_api_key_is_header_safe
+from pinecone._internal.constants import DATA_PLANE_API_VERSION
+from pinecone._internal.data_plane_helpers import _validate_host, _warn_if_plaintext_public_host
+from pinecone._internal.http_client import AsyncHTTPClient
+from pinecone.errors.exceptions import ValidationError
 
 from vector_relay.errors import FailureKind
 from vector_relay.pinecone.errors import PineconeRequestError, classify, index_not_found, namespace_not_found
 from vector_relay.pinecone.wire import EncodedRecord, Transport, upsert_body
 
+if TYPE_CHECKING:
+    from pinecone import AsyncIndex
+
 BACKOFF_BASE_SECONDS = 0.25
+SOURCE_TAG = "vector_relay"
 BACKOFF_CAP_SECONDS = 4.0
 
 
@@ -218,11 +230,27 @@ class PineconeGateway:
 
 
 class _RestPlane:
-    """The data plane over HTTP: the SDK's ``AsyncIndex`` with its own retries off."""
+    """The data plane over HTTP: the SDK's data-plane client, its retries off; ``AsyncIndex`` for queries."""
 
     def __init__(self, host: str, api_key: str, attempt_timeout: float) -> None:
-        self._index = AsyncIndex(host=host, api_key=api_key, timeout=attempt_timeout, source_tag="vector_relay")
-        disable_sdk_retries(self._index)
+        self._host = host
+        self._api_key = api_key
+        self._attempt_timeout = attempt_timeout
+        self._http = data_plane_client(host=host, api_key=api_key, timeout=attempt_timeout)
+        self._queries: AsyncIndex | None = None
+
+    def _query_index(self) -> AsyncIndex:
+        """The SDK's ``AsyncIndex`` (its query's request and response models), on this plane's client."""
+        if self._queries is None:
+            from pinecone import AsyncIndex
+
+            index = AsyncIndex(
+                host=self._host, api_key=self._api_key, timeout=self._attempt_timeout, source_tag=SOURCE_TAG
+            )
+            disable_sdk_retries(index)  # checks the internals relied on here: its ``_http``, not built yet
+            index._http = self._http  # one client, one connection pool for every call; tests pin it
+            self._queries = index
+        return self._queries
 
     def upsert_sender(
         self, namespace: str, records: Sequence[EncodedRecord]
@@ -232,7 +260,7 @@ class _RestPlane:
         mapping). The planner encoded every record to measure the 2 MB limit; the SDK would encode
         them again."""
         body = upsert_body(namespace, [record.encoded for record in records])
-        http = self._index._http  # the SDK's client, as in disable_sdk_retries; a test pins it
+        http = self._http
 
         async def send(attempt: float) -> int | None:
             response = await http.post(
@@ -260,14 +288,14 @@ class _RestPlane:
             body["deleteAll"] = True
         if filter is not None:
             body["filter"] = filter
-        response = await self._index._http.post("/vectors/delete", timeout=attempt, json=body)
+        response = await self._http.post("/vectors/delete", timeout=attempt, json=body)
         return _committed_lsn(response.headers)
 
     async def query(self, attempt: float, **request: Any) -> Any:
-        return await self._index.query(timeout=attempt, **request)
+        return await self._query_index().query(timeout=attempt, **request)
 
     async def close(self) -> None:
-        await self._index.close()
+        await self._http.close()  # the query index's client too: they are one
 
 
 class _GrpcPlane:
@@ -289,7 +317,7 @@ class _GrpcPlane:
         self._index = GrpcIndex(
             host=host,
             api_key=api_key,
-            source_tag="vector_relay",
+            source_tag=SOURCE_TAG,
             secure=not plaintext,
             grpc_scheme="http" if plaintext else "https",
             timeout=attempt_timeout,
@@ -326,11 +354,37 @@ def _committed_lsn(headers: Mapping[str, str]) -> int | None:
 
 
 def load_transport() -> None:
-    """Import what the SDK loads on its first data-plane call (its HTTP transport), without connecting."""
+    """Import what the SDK loads on its first data-plane call (HTTP transport, ``AsyncIndex``), without connecting."""
     import httpcore  # noqa: F401 - imported for its side effect: the module is loaded
     import httpx  # noqa: F401
+    from pinecone import AsyncIndex
 
-    AsyncIndex(host="https://snapshot.invalid", api_key="unused", source_tag="vector_relay")
+    AsyncIndex(host="https://snapshot.invalid", api_key="unused", source_tag=SOURCE_TAG)
+
+
+def data_plane_client(*, host: str, api_key: str, timeout: float) -> AsyncHTTPClient:
+    """The HTTP client ``AsyncIndex(host=host, api_key=api_key, timeout=timeout, source_tag=...)`` builds for
+    itself (SDK 10.2.0: same host check, configuration, headers), with the SDK's own retries off.
+
+    Built without importing ``AsyncIndex``. Like the SDK's, its httpx client (connection pool, TLS
+    context) is made on the first request. tests/unit/test_pinecone_client.py holds it equal to the
+    one ``AsyncIndex`` builds.
+    """
+    normalized = _validate_host(host)
+    _warn_if_plaintext_public_host(normalized)
+    config = PineconeConfig(
+        api_key=api_key,  # an empty one falls back to PINECONE_API_KEY here, as in AsyncIndex
+        host=normalized,
+        timeout=timeout,
+        source_tag=SOURCE_TAG,
+        retry_config=RetryConfig(max_retries=0),
+    )
+    if not config.api_key:
+        raise ValidationError(
+            "No API key provided. Pass api_key='...' or set the PINECONE_API_KEY environment variable."
+        )
+    check_api_key_is_header_safe(config.api_key)
+    return AsyncHTTPClient(config, DATA_PLANE_API_VERSION)
 
 
 def disable_sdk_retries(index: AsyncIndex) -> None:
@@ -363,7 +417,7 @@ def _match(scored: Any, include_values: bool, include_metadata: bool) -> dict[st
 
 def check_api_key(*, host: str, api_key: str, timeout: float) -> None:
     """One cheap data-plane call (index stats) with ``api_key``; raises :class:`PineconeRequestError` if refused."""
-    index = pinecone.Index(host=host, api_key=api_key, timeout=timeout, source_tag="vector_relay")
+    index = pinecone.Index(host=host, api_key=api_key, timeout=timeout, source_tag=SOURCE_TAG)
     try:
         index.describe_index_stats(timeout=timeout)
     except Exception as error:
