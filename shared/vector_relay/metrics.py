@@ -13,6 +13,7 @@ must not make ``log_metrics`` fail an invocation after its batch was already han
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -33,6 +34,8 @@ SERVICE_DIMENSION = ("service",)  # Powertools adds it to every metric from POWE
 TENANT_DIMENSIONS = ("tenant", "service")
 # The `tenant` of a dead letter whose tenant is not in the registry (or cannot be read): one series for them all.
 UNREGISTERED_TENANT = "-"
+# Values of one metric in one EMF line: CloudWatch's limit, at which Powertools writes the line and starts another.
+MAX_VALUES_PER_LINE = 100
 
 
 def function_metrics() -> Metrics:
@@ -90,12 +93,43 @@ def emit_per_tenant(
             for key, value in (properties or {}).get(tenant, {}).items():
                 sink.add_metadata(key=key, value=value)
             for metric, written in tenant_values.items():
-                for value in ((written,) if written else ()) if isinstance(written, int | float) else written:
-                    sink.add_metric(name=metric.name, unit=metric.unit, value=value)
+                _add_values(
+                    sink, metric, ((written,) if written else ()) if isinstance(written, int | float) else written
+                )
             if sink.metric_set:  # empty when nothing was written or Powertools wrote the last 100 values itself
                 sink.flush_metrics()
     except Exception as error:  # a figure must never fail a batch whose work is done (its writes landed)
         logger.warning("could not write the per-tenant metrics", extra={"error": type(error).__name__})
+
+
+def _add_values(sink: EphemeralMetrics, metric: Metric, values: Sequence[float]) -> None:
+    """Add ``values`` to ``sink`` as ``add_metric`` one at a time would, without its cost per value.
+
+    Powertools formats the metric's whole list of values into a debug message on every
+    ``add_metric`` call, so a hundred values one by one cost a hundred growing formats (about 25 us
+    a value, measured on a batch's freshness figures). Here ``add_metric`` takes the first value
+    (checking the name and unit) and the 100th of a line (when Powertools writes the line and starts
+    a new one); the values between are appended to its list directly.
+    """
+    position = 0
+    while position < len(values):
+        sink.add_metric(name=metric.name, unit=metric.unit, value=values[position])
+        position += 1
+        entry = sink.metric_set.get(metric.name)
+        if entry is None:  # the line was full and written: the next value starts a new one
+            continue
+        room = MAX_VALUES_PER_LINE - 1 - len(entry["Value"])  # the last value of a line goes through add_metric
+        if room > 0:
+            taken = [_number(value) for value in values[position : position + room]]
+            entry["Value"].extend(taken)
+            position += len(taken)
+
+
+def _number(value: float) -> float:
+    """``value`` as ``add_metric`` takes it: a number, as a float (anything else raises, as ``add_metric`` does)."""
+    if not isinstance(value, numbers.Number) or isinstance(value, complex):
+        raise TypeError(f"{value!r} is not a valid number")
+    return float(value)
 
 
 @dataclass(frozen=True)

@@ -230,6 +230,30 @@ def test_a_per_tenant_metric_is_written_with_its_tenant_one_line_per_tenant_and_
         catalogue.RECORDS_UPSERTED.emit_by_tenant({"acme": [1.0]})
 
 
+def test_a_tenants_many_values_come_out_whole_and_in_order_across_lines(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Values added to a line in bulk (not one ``add_metric`` each) keep every value, its order, and 100 a line."""
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "ingest")
+    values = [float(v) / 4 for v in range(250)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        emit_per_tenant({"acme": {catalogue.WRITE_APPLIED_AFTER: values, catalogue.TENANT_RECORDS_UPSERTED: 7}})
+    lines = [json.loads(text) for text in capsys.readouterr().out.splitlines() if '"_aws"' in text]
+    written = [value for line in lines for value in line.get(catalogue.WRITE_APPLIED_AFTER.name, [])]
+    assert written == values
+    assert [len(line.get(catalogue.WRITE_APPLIED_AFTER.name, [])) for line in lines] == [100, 100, 50]
+    assert sum(line.get(catalogue.TENANT_RECORDS_UPSERTED.name, [0.0])[0] for line in lines) == 7
+
+
+def test_a_value_that_is_not_a_number_is_logged_and_never_raised(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "ingest")
+    emit_per_tenant({"acme": {catalogue.WRITE_APPLIED_AFTER: [1.0, "soon", 2.0]}})  # type: ignore[list-item]
+    assert "could not write the per-tenant metrics" in caplog.text
+
+
 def test_a_metric_written_at_once_and_one_published_carry_the_same_shape(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

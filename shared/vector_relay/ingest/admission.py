@@ -10,10 +10,12 @@ ones make the message wait (:meth:`GuardedBatch.settle`).
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Literal, assert_never
+from typing import Any, Literal, assert_never
 
 from vector_relay import tracing
 from vector_relay.contract.messages import DeleteByFilterMessage, DeleteMessage, PurgeTenantMessage, UpsertMessage
@@ -89,10 +91,10 @@ class GuardedBatch:
         if not keys:
             return Admission(request)  # a filter operation
         claims = {id(claim): claim for claim in map(self._claim_of, keys)}
-        results = await asyncio.gather(*map(asyncio.wrap_future, claims.values()), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await _all_done(claims.values())
+        for claim in claims.values():
+            if (error := claim.exception()) is not None:
+                raise error
         verdicts = {key: self._claim_of(key).result()[key] for key in keys}
         keep = {key for key, verdict in verdicts.items() if verdict is Verdict.CLAIMED}
         complete = all(verdict is not Verdict.BUSY for verdict in verdicts.values())
@@ -124,6 +126,38 @@ class GuardedBatch:
             busy = BusyWriteError(f"{len(ends)} record(s) held by another worker; retried later", retry_at)
             summary.failures.setdefault(message_id, busy)
         return summary
+
+
+async def _all_done(claims: Iterable[Future[Any]]) -> None:
+    """Wait until every one of ``claims`` is done, woken once (not once per claim, as ``asyncio.wrap_future`` would).
+
+    A request of many one-record messages waits on as many claims; most are done already (claimed
+    while the batch was read), and the rest finish together with their claim group. Each claim
+    still pending counts down; the last one wakes the event loop.
+    """
+    pending = [claim for claim in claims if not claim.done()]
+    if not pending:
+        return
+    loop = asyncio.get_running_loop()
+    woken = loop.create_future()
+    left = [len(pending)]
+    counting = threading.Lock()
+
+    def wake(_: Future[Any]) -> None:
+        with counting:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            loop.call_soon_threadsafe(_set_done, woken)
+
+    for claim in pending:
+        claim.add_done_callback(wake)  # runs at once if the claim finished meanwhile
+    await woken
+
+
+def _set_done(woken: asyncio.Future[None]) -> None:
+    if not woken.done():  # not when the waiting request was cancelled meanwhile
+        woken.set_result(None)
 
 
 @dataclass(slots=True)

@@ -128,6 +128,7 @@ class ClaimSession:
     def _drain(self, state: _NamespaceClaims) -> None:
         """Claim what has queued up for ``state``'s namespace; the last drain out drops the claim lock."""
         while True:
+            self._lock_first(state)  # submissions queue up meanwhile: the group taken next holds them too
             with self._mutex:
                 group = self._take(state)
                 if not group:
@@ -150,6 +151,23 @@ class ClaimSession:
                     state.claiming -= ids
         if lock is not None:
             self._guard._unlock(lock)
+
+    def _lock_first(self, state: _NamespaceClaims) -> None:
+        """Take the namespace's claim lock, if work waits and it is not held, before taking a group to claim.
+
+        Taking it is a round trip; the messages validated meanwhile join the first group rather than
+        being claimed in groups of their own (fewer, fuller claim groups: fewer DynamoDB requests).
+        An error here is left for :meth:`_claim`, which tries again and fails its group with it.
+        """
+        if not state.queue or state.gave_up or (state.lock is not None and not state.lock.lost) or self._stop():
+            return
+        with state.locking:
+            if (state.lock is None or state.lock.lost) and not state.gave_up:
+                try:
+                    state.lock = self._guard._lock(state.namespace, self._stop)
+                except Exception:  # reported by _claim, which takes the lock again for its group
+                    return
+                state.gave_up = state.lock is None  # held by another worker for long: try again later
 
     @staticmethod
     def _take(state: _NamespaceClaims) -> list[_Submission]:
