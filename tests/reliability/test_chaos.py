@@ -17,7 +17,7 @@ which faults, kills and a starved machine's 5 s invocations can do; never with a
 the index must equal the reference model (the highest version per (tenant, id)), every poison message
 must be in the DLQ with its reason, and no valid message may be there.
 
-``VECTOR_RELAY_CHAOS_OPERATIONS`` sets the stream's size: 400 in ``make test`` (a third of it over gRPC, at
+``VECTOR_RELAY_CHAOS_OPERATIONS`` sets the stream's size: 600 in ``make test`` (a third of it over gRPC, at
 least 150); the long run is ``VECTOR_RELAY_CHAOS_OPERATIONS=50000 .venv/bin/pytest tests/reliability/test_chaos.py
 -s``.
 
@@ -59,7 +59,7 @@ from tests.integration.conftest import create_version_table
 
 __all__ = ["pinecone_emulator", "pinecone_emulator_server"]
 
-OPERATIONS = int(os.environ.get("VECTOR_RELAY_CHAOS_OPERATIONS", "400"))
+OPERATIONS = int(os.environ.get("VECTOR_RELAY_CHAOS_OPERATIONS", "600"))
 TENANTS = [f"tenant{i}" for i in range(10)]
 DIMENSION = 8
 WORKERS = 3
