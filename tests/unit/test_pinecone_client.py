@@ -1,8 +1,10 @@
-"""The REST data plane's client is the one ``AsyncIndex`` builds (retries off); a writer never imports ``AsyncIndex``.
+"""The REST data plane's client is the one ``AsyncIndex`` builds (retries off), its queries are refused as
+``AsyncIndex`` refuses them, and a worker never imports ``AsyncIndex``.
 
 ``data_plane_client`` builds the SDK's data-plane client without ``AsyncIndex`` (issue 33, cold
 start). If the SDK changed how ``AsyncIndex`` configures it (host, key, timeout, headers, user
-agent), these tests fail rather than let the workers talk to Pinecone differently.
+agent) or checks a query, these tests fail rather than let the workers talk to Pinecone
+differently (tests/integration/test_pinecone_queries.py compares the answers).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 import pytest
 from pinecone import AsyncIndex
 from pinecone._internal.config import RetryConfig
-from pinecone.errors.exceptions import ValidationError
+from pinecone.errors.exceptions import PineconeValueError, ValidationError
 
 from vector_relay.pinecone.data_plane import SOURCE_TAG, _RestPlane, data_plane_client
 
@@ -46,19 +48,41 @@ def test_a_missing_key_or_a_bad_host_is_refused_as_async_index_refuses_it(monkey
         assert str(ours.value) == str(sdk.value)
 
 
-def test_queries_go_through_the_planes_client_with_its_retries_off() -> None:
-    plane = _RestPlane("https://idx-abc123.svc.pinecone.io", API_KEY, 3.0)
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"top_k": 0, "vector": [1.0]},
+        {"top_k": 10_001, "vector": [1.0]},
+        {"top_k": 1, "vector": [1.0], "id": "a"},
+        {"top_k": 1, "id": "a", "sparse_vector": {"indices": [1], "values": [1.0]}},
+        {"top_k": 1},
+        {"top_k": 1, "id": ""},
+    ],
+)
+def test_a_query_is_refused_before_sending_as_async_index_refuses_it(request_: dict[str, object]) -> None:
+    host = "https://idx-abc123.svc.pinecone.io"  # nothing listens there: both must refuse without a request
+    query = {"vector": None, "id": None, "filter": None, "sparse_vector": None} | request_
+    options = {"namespace": "ns", "include_values": False, "include_metadata": False}
 
-    index = plane._query_index()
+    async def refusals() -> tuple[BaseException, BaseException]:
+        index = AsyncIndex(host=host, api_key=API_KEY)
+        plane = _RestPlane(host, API_KEY, 1.0)
+        try:
+            with pytest.raises(PineconeValueError) as sdk:  # refused before any request is sent
+                await index.query(timeout=1.0, **options, **query)  # type: ignore[arg-type]
+            with pytest.raises(PineconeValueError) as ours:
+                await plane.query(1.0, **options, **query)  # type: ignore[arg-type]
+        finally:
+            await index.close()
+            await plane.close()
+        return sdk.value, ours.value
 
-    assert index._http is plane._http  # one client and connection pool for writes and queries
-    assert index._http._config.retry_config.max_retries == 0
-    assert plane._query_index() is index
-    asyncio.run(plane.close())
+    sdk, ours = asyncio.run(refusals())
+    assert (type(ours), str(ours)) == (type(sdk), str(sdk))
 
 
-def test_a_writing_gateway_does_not_import_async_index() -> None:
-    """The ingest function builds and uses only the data-plane client: ``AsyncIndex`` and its SDK modules stay out."""
+def test_a_gateway_does_not_import_async_index() -> None:
+    """A worker builds and uses only the data-plane client: ``AsyncIndex`` and its SDK modules stay out."""
     script = (
         "import sys\n"
         "from vector_relay.pinecone.data_plane import PineconeGateway\n"

@@ -1,17 +1,18 @@
 """The data plane: upserts, deletes and queries on one index with one API key, over REST or gRPC.
 
 The data plane is used through the SDK's own HTTP client for the data plane, the one ``AsyncIndex``
-builds for itself (:func:`data_plane_client`): writes are posted through it, and a query goes
-through an ``AsyncIndex`` built on the first query and made to use that same client. So a worker
-that only writes (the ingest function) never imports ``AsyncIndex`` and the SDK modules it pulls
-in (~16-20 ms of a cold start, issue 33). The SDK retries data-plane requests by itself inside its
-HTTP transport (10.2.0: 4 attempts, ``Retry-After`` up to 60 s) and offers no setting for it; the
-client built here has those retries off (as :func:`disable_sdk_retries` turns them off on an
-``AsyncIndex``; tests pin the SDK internals both rely on), and :class:`PineconeGateway` retries instead,
-where it can see every attempt: at most ``max_attempts``, never past the call's deadline, and it
-reports whether an attempt of a successful call may also have been applied (a timeout, a dropped
-connection or a 5xx after which Pinecone may still write). Every call runs under a deadline
-(``asyncio.wait_for``) and a per-attempt timeout. Failures are classified by
+builds for itself (:func:`data_plane_client`): upserts, deletes and queries are sent through it
+as ``AsyncIndex`` sends them, and queries are decoded into the SDK's ``QueryResponse``. So no
+worker imports ``AsyncIndex`` and the SDK modules it pulls in (every adapter: assistants,
+backups, imports, inference; ~16-20 ms of a cold start, issue 33). The SDK retries data-plane
+requests by itself inside its HTTP transport (10.2.0: 4 attempts, ``Retry-After`` up to 60 s) and
+offers no setting for it; the client built here has those retries off (as
+:func:`disable_sdk_retries` turns them off on an ``AsyncIndex``; tests pin the SDK internals both
+rely on), and :class:`PineconeGateway` retries instead, where it can see every attempt: at most
+``max_attempts``, never past the call's deadline, and it reports whether an attempt of a
+successful call may also have been applied (a timeout, a dropped connection or a 5xx after which
+Pinecone may still write). Every call runs under a deadline (``asyncio.wait_for``) and a
+per-attempt timeout. Failures are classified by
 :mod:`vector_relay.pinecone.errors`.
 
 With ``transport="grpc"`` (setting ``PINECONE_TRANSPORT``) the same calls go through the SDK's gRPC
@@ -38,13 +39,21 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import pinecone
 from pinecone import ResponseInfo
 from pinecone._internal.config import PineconeConfig, RetryConfig, check_api_key_is_header_safe
 from pinecone._internal.constants import DATA_PLANE_API_VERSION
 from pinecone._internal.data_plane_helpers import _validate_host, _warn_if_plaintext_public_host
 from pinecone._internal.http_client import AsyncHTTPClient
-from pinecone.errors.exceptions import ValidationError
+from pinecone._internal.validation import (
+    QUERY_TOP_K_MAX,
+    require_in_range,
+    require_query_selectors,
+    require_valid_vector_id,
+)
+from pinecone.errors.exceptions import ResponseParsingError, ValidationError
+from pinecone.models.vectors.responses import QueryResponse
 
 from vector_relay.errors import FailureKind
 from vector_relay.pinecone.errors import PineconeRequestError, classify, index_not_found, namespace_not_found
@@ -230,27 +239,10 @@ class PineconeGateway:
 
 
 class _RestPlane:
-    """The data plane over HTTP: the SDK's data-plane client, its retries off; ``AsyncIndex`` for queries."""
+    """The data plane over HTTP: the SDK's data-plane client with its own retries off."""
 
     def __init__(self, host: str, api_key: str, attempt_timeout: float) -> None:
-        self._host = host
-        self._api_key = api_key
-        self._attempt_timeout = attempt_timeout
         self._http = data_plane_client(host=host, api_key=api_key, timeout=attempt_timeout)
-        self._queries: AsyncIndex | None = None
-
-    def _query_index(self) -> AsyncIndex:
-        """The SDK's ``AsyncIndex`` (its query's request and response models), on this plane's client."""
-        if self._queries is None:
-            from pinecone import AsyncIndex
-
-            index = AsyncIndex(
-                host=self._host, api_key=self._api_key, timeout=self._attempt_timeout, source_tag=SOURCE_TAG
-            )
-            disable_sdk_retries(index)  # checks the internals relied on here: its ``_http``, not built yet
-            index._http = self._http  # one client, one connection pool for every call; tests pin it
-            self._queries = index
-        return self._queries
 
     def upsert_sender(
         self, namespace: str, records: Sequence[EncodedRecord]
@@ -291,11 +283,50 @@ class _RestPlane:
         response = await self._http.post("/vectors/delete", timeout=attempt, json=body)
         return _committed_lsn(response.headers)
 
-    async def query(self, attempt: float, **request: Any) -> Any:
-        return await self._query_index().query(timeout=attempt, **request)
+    async def query(
+        self,
+        attempt: float,
+        *,
+        top_k: int,
+        vector: Sequence[float] | None,
+        id: str | None,
+        namespace: str,
+        filter: Mapping[str, Any] | None,
+        include_values: bool,
+        include_metadata: bool,
+        sparse_vector: Mapping[str, Any] | None,
+    ) -> QueryResponse:
+        """One attempt of a query as ``AsyncIndex.query`` makes it (SDK 10.2.0): the same checks before
+        sending, the same body, the answer decoded into the SDK's ``QueryResponse`` with its
+        ``response_info``. Without ``AsyncIndex``, whose module imports every SDK adapter (assistants,
+        backups, imports, inference); tests/integration/test_pinecone_queries.py holds the two equal."""
+        require_in_range("top_k", top_k, 1, QUERY_TOP_K_MAX)
+        require_query_selectors(vector=vector, id=id, sparse_vector=sparse_vector)
+        if id is not None:
+            require_valid_vector_id("id", id)
+        body: dict[str, Any] = {"topK": top_k, "includeValues": include_values, "includeMetadata": include_metadata}
+        if namespace:
+            body["namespace"] = namespace
+        if vector is not None:
+            body["vector"] = vector
+        if id is not None:
+            body["id"] = id
+        if filter is not None:
+            body["filter"] = filter
+        if sparse_vector is not None:
+            body["sparseVector"] = sparse_vector
+        response = await self._http.post("/query", timeout=attempt, json=body)
+        try:
+            result = msgspec.json.decode(response.content, type=QueryResponse)
+        except (msgspec.ValidationError, msgspec.DecodeError) as error:  # as the SDK's decode_response wraps them
+            raise ResponseParsingError(
+                f"Failed to parse API response as QueryResponse: {error}", cause=error
+            ) from error
+        result.response_info = ResponseInfo(raw_headers=dict(response.headers))
+        return result
 
     async def close(self) -> None:
-        await self._http.close()  # the query index's client too: they are one
+        await self._http.close()
 
 
 class _GrpcPlane:
@@ -354,12 +385,11 @@ def _committed_lsn(headers: Mapping[str, str]) -> int | None:
 
 
 def load_transport() -> None:
-    """Import what the SDK loads on its first data-plane call (HTTP transport, ``AsyncIndex``), without connecting."""
+    """Import what the SDK loads on its first data-plane call (its HTTP transport), without connecting."""
     import httpcore  # noqa: F401 - imported for its side effect: the module is loaded
     import httpx  # noqa: F401
-    from pinecone import AsyncIndex
 
-    AsyncIndex(host="https://snapshot.invalid", api_key="unused", source_tag=SOURCE_TAG)
+    data_plane_client(host="https://snapshot.invalid", api_key="unused", timeout=1.0)
 
 
 def data_plane_client(*, host: str, api_key: str, timeout: float) -> AsyncHTTPClient:
