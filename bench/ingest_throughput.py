@@ -65,9 +65,10 @@ runs in this process: the handler, its boto3 calls, the peers' threads); the rat
 allow at the template's MemorySize (Lambda gives a function CPU in proportion to memory, one vCPU
 at 1,769 MB, IngestFunction's: the whole core this process had; 0.29 of one at 512 MB); DynamoDB
 requests per 1,000 records for the guarded row, and the CPU moto's server spent meanwhile per 1,000
-records (from ``/proc``: the guard's DynamoDB, which on this 2-core machine competes with the
-handler for the cores where in AWS it runs elsewhere). Ratios are between rows of this run, never
-wall-clock targets.
+records (from the process's CPU clock, to the nanosecond: ``/proc`` counts 10 ms ticks, one or two
+per round; the guard's DynamoDB, which on this 2-core machine competes with the handler for the
+cores where in AWS it runs elsewhere). Ratios are between rows of this run, never wall-clock
+targets.
 
 ``--quick``: one round per shape and a small ceiling run: a smoke run that the code works, not a
 measurement. ``--json`` writes ``bench/results/ingest_throughput.json`` (``bench/plot.py`` draws it).
