@@ -17,6 +17,7 @@ import botocore.auth
 import pytest
 
 from vector_relay.ingest import dynamodb_json
+from vector_relay.ingest.dynamodb_http import Answer
 from vector_relay.ingest.dynamodb_json import JsonDynamoDB
 
 AT = datetime.datetime(2026, 12, 7, 9, 0, 0, tzinfo=datetime.UTC)
@@ -51,20 +52,28 @@ class _Answer:
 
 
 class _Capture:
-    def __init__(self) -> None:
-        self.sent: list[Any] = []
+    """Stands for botocore's HTTP session (``send``) or the kept-alive endpoint (``post``): records what is sent."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.sent: list[tuple[dict[str, str], bytes]] = []
 
     def send(self, prepared: Any) -> _Answer:
-        self.sent.append(prepared)
+        self.sent.append((dict(prepared.headers.items()), prepared.body))
         return _Answer()
+
+    def post(self, headers: dict[str, str], body: bytes) -> Answer:
+        self.sent.append((headers, body))
+        return Answer(200, {}, b"{}")
 
 
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+@pytest.mark.parametrize("transport", ["kept-alive endpoint", "botocore session"])
 @pytest.mark.parametrize("call", sorted(CALLS))
-def test_a_raw_call_is_signed_as_botocore_signs_the_same_request(call: str) -> None:
+def test_a_raw_call_is_signed_as_botocore_signs_the_same_request(call: str, transport: str) -> None:
     client = boto3.client(
         "dynamodb",
         region_name="eu-west-1",
@@ -80,8 +89,13 @@ def test_a_raw_call_is_signed_as_botocore_signs_the_same_request(call: str) -> N
 
     client.meta.events.register("before-send.dynamodb.*", stop_before_sending)
     raw = JsonDynamoDB(client, client._request_signer._credentials)
-    capture = _Capture()
-    raw._http = capture  # type: ignore[assignment]
+    assert raw._endpoint is not None  # no proxy here: the kept-alive endpoint is what sends
+    capture = _Capture(raw._endpoint.host)
+    if transport == "botocore session":
+        raw._endpoint = None
+        raw._http = capture  # type: ignore[assignment]
+    else:
+        raw._endpoint = capture  # type: ignore[assignment]
 
     with mock.patch.object(botocore.auth, "get_current_datetime", return_value=AT):
         with pytest.raises(_Stop):
@@ -91,8 +105,10 @@ def test_a_raw_call_is_signed_as_botocore_signs_the_same_request(call: str) -> N
         with mock.patch.object(dynamodb_json.orjson, "dumps", return_value=botocore_request.body):
             getattr(raw, call)(**CALLS[call])
 
-    [sent] = capture.sent
-    assert sent.body == botocore_request.body
-    assert {name: _text(sent.headers[name]) for name in SIGNED} == {
+    [(headers, body)] = capture.sent
+    assert body == botocore_request.body
+    assert {name: _text(headers[name]) for name in SIGNED} == {
         name: _text(botocore_request.headers[name]) for name in SIGNED
     }
+    if transport == "kept-alive endpoint":  # the Host it sends is the one botocore signed from the URL
+        assert headers["Host"] == "dynamodb.eu-west-1.amazonaws.com"

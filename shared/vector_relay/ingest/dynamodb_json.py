@@ -9,9 +9,10 @@ call however small (docs/performance.md). DynamoDB's wire format is the request 
 string, number and string-set attributes and maps of them, whose JSON is their botocore form. So
 :class:`JsonDynamoDB` encodes the guard's five calls (the two above, and ``PutItem``, ``UpdateItem``
 and ``DeleteItem`` for the claim lock and the release marker) with orjson, signs them with
-botocore's own SigV4 signer and the client's credentials, and sends them through the client's own
-HTTP session (its pooled connections, timeouts and socket options) to its endpoint. Anything else
-goes to the botocore client unchanged.
+botocore's own SigV4 signer and the client's credentials, and sends them to its endpoint with the
+client's HTTP settings (timeouts, certificate verification, socket options) over kept-alive
+connections of :mod:`vector_relay.ingest.dynamodb_http` (through the client's own HTTP session
+where a proxy or a client certificate applies). Anything else goes to the botocore client unchanged.
 
 What callers see is what botocore gives: the same response dictionaries, a
 :class:`~botocore.exceptions.ClientError` with the error code, message and (for a cancelled
@@ -21,13 +22,16 @@ one attempt per call, as the guard's client does (``GUARD_PROFILE``): the guard 
 
 from __future__ import annotations
 
+import zlib
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.exceptions import ClientError, NoCredentialsError
+from botocore.exceptions import ChecksumError, ClientError, NoCredentialsError
 from botocore.httpsession import URLLib3Session
+
+from vector_relay.ingest.dynamodb_http import DynamoDBEndpoint
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -54,6 +58,8 @@ class JsonDynamoDB:
         # and socket options (TCP_NODELAY: without it a body sent after its headers waits ~40 ms for an ACK).
         # Not a public attribute, but the one object that is all of those; closed with the client.
         self._http: URLLib3Session = cast("Any", client)._endpoint.http_session
+        # The same settings over lean kept-alive connections (dynamodb_http), unless a proxy or client cert applies.
+        self._endpoint = DynamoDBEndpoint.for_session(self._url, self._http)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -78,21 +84,38 @@ class JsonDynamoDB:
     def _call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         if self._credentials is None:
             raise NoCredentialsError()
-        aws_request = AWSRequest(
-            method="POST",
-            url=self._url,
-            data=orjson.dumps(request),
-            headers={"Content-Type": CONTENT_TYPE, "X-Amz-Target": TARGET_PREFIX + operation},
-        )
+        headers = {"Content-Type": CONTENT_TYPE, "X-Amz-Target": TARGET_PREFIX + operation}
+        if self._endpoint is not None:
+            headers["Host"] = self._endpoint.host  # signed as sent
+        payload = orjson.dumps(request)
+        aws_request = AWSRequest(method="POST", url=self._url, data=payload, headers=headers)
         SigV4Auth(self._credentials.get_frozen_credentials(), "dynamodb", self._region).add_auth(aws_request)
-        response = self._http.send(aws_request.prepare())
+        if self._endpoint is not None:
+            answer = self._endpoint.post(dict(aws_request.headers.items()), payload)
+            status, content = answer.status, answer.body
+            _check_crc32(answer.headers.get("x-amz-crc32"), content)
+        else:
+            response = self._http.send(aws_request.prepare())
+            status, content = response.status_code, response.content
         try:
-            body: dict[str, Any] = orjson.loads(response.content) if response.content else {}
+            body: dict[str, Any] = orjson.loads(content) if content else {}
         except orjson.JSONDecodeError:  # not DynamoDB's answer (a proxy's error page): its status says what
             body = {}
-        if response.status_code >= 300 or not isinstance(body, dict):
-            raise ClientError(_error_response(body, response.status_code), operation)  # type: ignore[arg-type]
+        if status >= 300 or not isinstance(body, dict):
+            raise ClientError(_error_response(body, status), operation)  # type: ignore[arg-type]
         return body
+
+    def close(self) -> None:
+        """Close the kept-alive connections, and the botocore client (its session's)."""
+        if self._endpoint is not None:
+            self._endpoint.close()
+        self._client.close()
+
+
+def _check_crc32(expected: str | None, content: bytes) -> None:
+    """DynamoDB's ``x-amz-crc32`` of the answer, checked as botocore checks it (a mismatch is a damaged answer)."""
+    if expected is not None and expected.isdigit() and zlib.crc32(content) != int(expected):
+        raise ChecksumError(checksum_type="crc32", expected_checksum=expected, actual_checksum=str(zlib.crc32(content)))
 
 
 def _error_response(body: dict[str, Any], status: int) -> dict[str, Any]:
