@@ -257,6 +257,10 @@ def test_the_endpoint_takes_the_sessions_settings_and_leaves_proxied_clients_to_
     assert (direct._endpoint._connect_timeout, direct._endpoint._read_timeout) == (0.5, 1.5)  # GUARD_PROFILE
     proxied = _json_client(1, proxies={"http": "http://proxy.example:3128"})
     assert proxied._endpoint is None  # the proxy is botocore's to use
+    secure = JsonDynamoDB(boto3.client("dynamodb", region_name="eu-west-1", config=GUARD_CONFIG), None)
+    assert secure._endpoint is not None
+    assert secure._endpoint.host == "dynamodb.eu-west-1.amazonaws.com"
+    assert not isinstance(secure._endpoint._ssl, ssl.SSLContext)  # the CA bundle is loaded at the first connection
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,12 @@ before it is reused (as urllib3 does), and any failure after the request was wri
 
 from __future__ import annotations
 
+import functools
 import select
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,7 +60,7 @@ class DynamoDBEndpoint:
         *,
         connect_timeout: float | None,
         read_timeout: float | None,
-        ssl_context: ssl.SSLContext | None = None,
+        ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = None,
         socket_options: tuple[tuple[int, int, int], ...] = (),
     ) -> None:
         parts = urlsplit(url)
@@ -73,6 +75,7 @@ class DynamoDBEndpoint:
         self._path = parts.path or "/"
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        # A factory is called at the first connection: loading the certificate bundle is not a cold start's cost.
         self._ssl = ssl_context if self._https else None
         if self._https and self._ssl is None:
             raise ValueError("an https endpoint needs an SSL context")
@@ -94,10 +97,10 @@ class DynamoDBEndpoint:
         context = None
         if urlsplit(url).scheme == "https":
             verify = settings._verify
-            if verify is False:
-                context = ssl._create_unverified_context()  # noqa: S323 - the client was configured with verify=False
+            if verify is False:  # the client was configured with verify=False
+                context = ssl._create_unverified_context
             else:
-                context = ssl.create_default_context(cafile=get_cert_path(verify))
+                context = functools.partial(ssl.create_default_context, cafile=get_cert_path(verify))
         options = tuple(tuple(option) for option in settings._socket_options)
         return cls(url, connect_timeout=connect, read_timeout=read, ssl_context=context, socket_options=options)
 
@@ -162,7 +165,7 @@ class DynamoDBEndpoint:
             for level, option, value in self._options:
                 connection.setsockopt(level, option, value)
             if self._ssl is not None:
-                connection = self._ssl.wrap_socket(connection, server_hostname=self._address[0])
+                connection = self._context().wrap_socket(connection, server_hostname=self._address[0])
         except ssl.SSLError as error:
             connection.close()
             raise SSLError(endpoint_url=self.url, error=error) from error
@@ -174,6 +177,13 @@ class DynamoDBEndpoint:
             raise EndpointConnectionError(endpoint_url=self.url, error=error) from error
         connection.settimeout(self._read_timeout)
         return connection
+
+    def _context(self) -> ssl.SSLContext:
+        with self._lock:
+            if not isinstance(self._ssl, ssl.SSLContext):
+                assert self._ssl is not None  # https endpoints only
+                self._ssl = self._ssl()
+            return self._ssl
 
 
 class _Malformed(Exception):
