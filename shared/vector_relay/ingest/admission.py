@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal, assert_never
@@ -22,7 +22,7 @@ from vector_relay.contract.messages import DeleteByFilterMessage, DeleteMessage,
 from vector_relay.deadline import MIN_REQUEST_SECONDS, Deadline
 from vector_relay.errors import BusyWriteError
 from vector_relay.ingest.guard_records import GuardedWrite, Verdict
-from vector_relay.ingest.planning import Coalesced, PlannableWrite, PlannedRequest, narrow, request_keys
+from vector_relay.ingest.planning import Coalesced, PlannableWrite, PlannedRequest, Winner, narrow, request_keys
 from vector_relay.ingest.runner import Admission
 from vector_relay.ingest.version_guard import VersionGuard
 from vector_relay.pinecone.wire import EncodedUpsert
@@ -77,28 +77,33 @@ class GuardedBatch:
         for write in latest.values():
             self._claims[(write.key, write.version, write.operation)] = future
 
-    def _claim_of(self, key: tuple[str, str]) -> Future[dict[tuple[str, str], Verdict]]:
-        winner = self.coalesced.winners[key]
+    def _claim_of(
+        self, key: tuple[str, str], winners: Mapping[tuple[str, str], Winner] | None = None
+    ) -> Future[dict[tuple[str, str], Verdict]]:
+        winner = (self.coalesced.winners if winners is None else winners)[key]
         return self._claims[(key, winner.version, winner.operation)]
 
-    async def admit(self, request: PlannedRequest) -> Admission:
+    async def admit(
+        self, request: PlannedRequest, winners: Mapping[tuple[str, str], Winner] | None = None
+    ) -> Admission:
         """The part of ``request`` this invocation may write; raises the guard's error if it could not be asked.
 
         Stale records are dropped for good; busy ones make the admission incomplete, so the stages
-        after this one wait for their redelivery too.
+        after this one wait for their redelivery too. ``winners``: the writes ``request`` carries,
+        for a request sent before the batch was coalesced (by default the batch's winners).
         """
         keys = request_keys(request)
         if not keys:
             return Admission(request)  # a filter operation
-        claims = {id(claim): claim for claim in map(self._claim_of, keys)}
+        claims = {id(claim): claim for claim in (self._claim_of(key, winners) for key in keys)}
         await _all_done(claims.values())
         for claim in claims.values():
             if (error := claim.exception()) is not None:
                 raise error
-        verdicts = {key: self._claim_of(key).result()[key] for key in keys}
+        verdicts = {key: self._claim_of(key, winners).result()[key] for key in keys}
         keep = {key for key, verdict in verdicts.items() if verdict is Verdict.CLAIMED}
         complete = all(verdict is not Verdict.BUSY for verdict in verdicts.values())
-        return Admission(narrow(request, self.coalesced.winners, keep), complete)
+        return Admission(narrow(request, self.coalesced.winners if winners is None else winners, keep), complete)
 
     def settle(self) -> GuardSummary:
         """After the session closed: the claimed writes, the stale and busy counts, the messages to retry."""

@@ -248,6 +248,19 @@ def narrow(
     return packed[0] if packed else None
 
 
+def one_request(namespace: str, writes: list[Winner]) -> PlannedRequest:
+    """The one request carrying ``writes`` (all upserts or all deletes, in batch order), packed as :func:`pack` does.
+
+    For writes chosen to fill exactly one request (:mod:`vector_relay.ingest.early_writes`); more
+    than one request's worth is a caller's error.
+    """
+    deletes = bool(writes) and writes[0].record is None
+    packed = _pack_deletes(namespace, writes) if deletes else _pack_upserts(namespace, writes)
+    if len(packed) != 1 or sum(len(r.records) + len(r.ids) for r in packed) != len(writes):
+        raise ValueError(f"{len(writes)} writes of one kind do not make exactly one request")
+    return packed[0]
+
+
 def _pack_upserts(namespace: str, writes: list[Winner]) -> list[PlannedRequest]:
     first = next((winner.record for winner in writes if winner.record is not None), None)
     overhead = request_overhead(namespace, first.transport if first is not None else "rest")

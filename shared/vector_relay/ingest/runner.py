@@ -27,7 +27,7 @@ import dataclasses
 import enum
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
@@ -71,6 +71,19 @@ class Admission:
 
 
 @dataclass(slots=True)
+class EarlyStage:
+    """One namespace's requests sent while the batch was still being read, and what they mean for the plan.
+
+    ``rewritten``: records sent early that a later message of the batch writes again (a higher or
+    equal version): the plan's request carrying that write must follow the early ones, and a record
+    counts as landed only when that later write has.
+    """
+
+    tasks: list[EarlyTask] = field(default_factory=list)
+    rewritten: set[tuple[str, str]] = field(default_factory=set)
+
+
+@dataclass(slots=True)
 class WriteOutcome:
     """What happened to each message: failed (retry) or rejected by Pinecone (poison). Others succeeded."""
 
@@ -82,6 +95,7 @@ class WriteOutcome:
     upserted_by_namespace: Counter[str] = field(default_factory=Counter)
     deleted_by_namespace: Counter[str] = field(default_factory=Counter)
     requests: int = 0
+    early_requests: int = 0  # started while the batch was still being read (early_writes)
     latencies_ms: list[float] = field(default_factory=list)
     deadline_cutoffs: int = 0
     index_not_found: int = 0  # requests answered 404 for the index itself (not for a namespace)
@@ -124,19 +138,44 @@ class PlanRunner:
         self._next_start: dict[str, float] = {}
         self.outcome = WriteOutcome()
 
-    async def run(self, plan: WritePlan) -> WriteOutcome:
-        """Run every namespace of ``plan``; returns when all its requests have ended, none left running."""
-        await _all(self.run_namespace(stages) for stages in plan.stages.values())
+    async def run(self, plan: WritePlan, early: Mapping[str, EarlyStage] | None = None) -> WriteOutcome:
+        """Run every namespace of ``plan``; returns when all its requests have ended, none left running.
+
+        ``early``: per namespace, requests of the batch's first segment already sent while the batch
+        was being read (:mod:`vector_relay.ingest.early_writes`); they count as part of its first stage.
+        """
+        early = early or {}
+        namespaces = list(plan.stages) + [namespace for namespace in early if namespace not in plan.stages]
+        await _all(self.run_namespace(plan.stages.get(namespace, []), early.get(namespace)) for namespace in namespaces)
         return self.outcome
 
-    async def run_namespace(self, stages: list[list[PlannedRequest]]) -> bool:
+    def start_early(
+        self, request: PlannedRequest, admit: Callable[[PlannedRequest], Awaitable[Admission]] | None
+    ) -> EarlyTask:
+        """Send ``request`` now (admitted by ``admit``), before the plan it belongs to is known."""
+        self.outcome.early_requests += 1
+        return asyncio.get_running_loop().create_task(self._admit_and_run(request, admit))
+
+    async def run_namespace(self, stages: list[list[PlannedRequest]], early: EarlyStage | None = None) -> bool:
         """Run one namespace's stages in order (what :meth:`run` does for every namespace at once).
 
         The stages after one that did not land are not sent: their messages fail as held, and only
-        wait (:class:`HeldBehindError`) when nothing of that stage failed, it only waited.
+        wait (:class:`HeldBehindError`) when nothing of that stage failed, it only waited. Requests sent
+        early join the first stage when it holds the first segment's writes and nothing sent early is
+        written again later in the batch; otherwise they are a stage of their own before the first.
         """
+        joined: list[EarlyTask] = []
+        if early is not None and early.tasks:
+            joined = list(early.tasks)
+            if early.rewritten or not stages or stages[0][0].kind not in _WRITE_KINDS:
+                stages = [[], *stages]  # a stage of their own
         for index, stage in enumerate(stages):
-            ends = await _gather(self._admit_and_run(request) for request in stage)
+            ends = await _gather(
+                [_awaited(task) for task in (joined if index == 0 else [])]
+                + [self._admit_and_run(request) for request in stage]
+            )
+            if index == 0 and early is not None:  # a record written again later lands only with that write
+                self.outcome.landed -= early.rewritten
             if all(end is _Ended.LANDED for end in ends):
                 continue
             held: TransientError
@@ -150,17 +189,20 @@ class PlanRunner:
             return False
         return True
 
-    async def _admit_and_run(self, request: PlannedRequest) -> _Ended:
-        """Ask ``admit`` (the version guard) what of ``request`` may be sent, then send that.
+    async def _admit_and_run(
+        self, request: PlannedRequest, admit: Callable[[PlannedRequest], Awaitable[Admission]] | None = None
+    ) -> _Ended:
+        """Ask ``admit`` (the version guard; by default the runner's) what of ``request`` may be sent, then send that.
 
         A request admitted only in part (some records must wait for another worker) ends its
         stage as waiting once the rest is sent, so nothing after it in the batch overtakes the
         records held back.
         """
-        if self._admit is None:
+        admit = admit or self._admit
+        if admit is None:
             return _Ended.LANDED if await self._run_request(request) else _Ended.FAILED
         try:
-            admission = await self._admit(request)
+            admission = await admit(request)
         except Exception as error:
             self.outcome.fail(request, _unexpected(error, request, "admitting"))
             return _Ended.FAILED
@@ -277,6 +319,26 @@ class PlanRunner:
         self._next_start[namespace] = start + self._min_interval
         if start > now:
             await self._sleep(start - now)
+
+
+_WRITE_KINDS = ("upsert", "delete_ids")
+
+type EarlyTask = asyncio.Task[_Ended]
+
+
+def ended_landed(task: EarlyTask) -> bool:
+    """Whether a request started with :meth:`PlanRunner.start_early` landed whole (once it is done)."""
+    return task.done() and not task.cancelled() and task.result() is _Ended.LANDED
+
+
+def ended_failed(task: EarlyTask) -> bool:
+    """Whether it failed (cancelled counts as failed); False while it runs or when it only waited."""
+    return task.done() and (task.cancelled() or task.result() is _Ended.FAILED)
+
+
+async def _awaited(task: EarlyTask) -> _Ended:
+    """A request already running, awaited as part of a stage."""
+    return await task
 
 
 async def _all(runs: Iterable[Coroutine[Any, Any, bool]]) -> bool:

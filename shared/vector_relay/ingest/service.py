@@ -38,7 +38,8 @@ from vector_relay.contract.tenant_schemas import message_problems
 from vector_relay.deadline import Deadline
 from vector_relay.errors import BusyWriteError, HeldBehindError, PoisonMessageError, Problem, WaitingError
 from vector_relay.ingest.admission import GuardedBatch, GuardSummary
-from vector_relay.ingest.planning import Coalesced, PlannableWrite, PlannedRequest, coalesce, pack
+from vector_relay.ingest.early_writes import BackgroundSending, EarlyWrites, Settled, depend_on_early
+from vector_relay.ingest.planning import Coalesced, PlannableWrite, PlannedRequest, WritePlan, coalesce, pack
 from vector_relay.ingest.receipts import Landed, ReceiptBook, ReceiptsSent
 from vector_relay.ingest.runner import Admission, PlanRunner, WriteOutcome
 from vector_relay.ingest.version_guard import VersionGuard
@@ -125,21 +126,22 @@ class IngestService:
             # a lease outlives the invocation: its remaining time, the deadline margin and the clock-skew slack
             lease = deadline.left() + settings.deadline_margin_ms / 1000 + settings.write_version_lease_slack_seconds
             guarded = GuardedBatch(self._guard, lease, deadline, registry, spans)
-        return IngestRun(self, registry, deadline, guarded, spans)
+        runner = self.runner(deadline, guarded.admit if guarded is not None else None, spans)
+        sending = BackgroundSending(self._loop, runner, guarded.admit if guarded is not None else None)
+        return IngestRun(self, registry, deadline, guarded, spans, runner, sending)
 
     def encode(self, message: WriteMessage) -> PlannableWrite:
         """An upsert's records encoded once for the transport, as soon as the message is valid."""
         return encode_upsert(message, self._settings.pinecone_transport)
 
-    def write(
+    def runner(
         self,
-        coalesced: Coalesced,
         deadline: Deadline,
         admit: Callable[[PlannedRequest], Awaitable[Admission]] | None = None,
         spans: tracing.SpanLog = tracing.NO_SPANS,
-    ) -> WriteOutcome:
-        """Plan the coalesced writes into requests and run them (each admitted by ``admit`` first, if given)."""
-        runner = PlanRunner(
+    ) -> PlanRunner:
+        """A runner for one batch's requests (each admitted by ``admit`` first, if given)."""
+        return PlanRunner(
             self._gateways,
             deadline=deadline,
             max_concurrency=self._settings.pinecone_max_concurrency,
@@ -147,9 +149,12 @@ class IngestService:
             admit=admit,
             spans=spans,
         )
+
+    def run(self, runner: PlanRunner, plan: WritePlan) -> WriteOutcome:
+        """Run ``plan`` on the service's event loop, in this thread."""
         # In this invocation's context: asyncio.Runner.run would otherwise use the context of the container's
         # first invocation, whose AWS time box (deadline.invocation_deadline) has long ended.
-        return self._loop.run(runner.run(pack(coalesced)), context=contextvars.copy_context())
+        return self._loop.run(runner.run(plan), context=contextvars.copy_context())
 
     def report(self, outcome: WriteOutcome, valid: int, failed: int, guard: GuardSummary | None) -> None:
         _report(outcome, self._metrics, valid, failed, guard)
@@ -164,13 +169,18 @@ class IngestRun:
         registry: TenantRegistry,
         deadline: Deadline,
         guarded: GuardedBatch | None,
-        spans: tracing.SpanLog = tracing.NO_SPANS,
+        spans: tracing.SpanLog,
+        runner: PlanRunner,
+        sending: BackgroundSending,
     ) -> None:
         self._service = service
         self._registry = registry
         self._deadline = deadline
         self._guarded = guarded
         self._spans = spans
+        self._runner = runner
+        self._sending = sending  # requests that fill up while the batch is read go out at once (early_writes)
+        self._early = EarlyWrites(sending.send)
         self._valid: list[Delivery[PlannableWrite]] = []
         self._receipts = ReceiptBook(registry)
         self._landed: dict[str, Landed] = {}  # by message id, once the batch has run: for dead letters' receipts
@@ -181,12 +191,15 @@ class IngestRun:
         valid = Delivery(delivery.record, self._service.encode(delivery.message), delivery.last)
         self._valid.append(valid)
         if self._guarded is not None:
-            self._guarded.submit(valid.message)
+            self._guarded.submit(valid.message)  # its claims first: an early request waits for them
+        namespace = self._registry.namespace_for(valid.message.tenant)
+        self._early.add(valid.record.message_id, namespace, valid.message)
 
     def answer(self, record: SQSRecord, poison: PoisonMessageError) -> bool:
         return False  # a refused write has no one to answer: it is dead-lettered
 
     def close(self) -> None:
+        self._sending.close()  # nothing is left running whatever happened
         if self._guarded is not None:
             self._guarded.session.close()
         self._spans.record()  # every claim and request has ended: written from the handler's thread
@@ -252,14 +265,16 @@ class IngestRun:
         service, guarded = self._service, self._guarded
         writes = [(d.record.message_id, self._registry.namespace_for(d.message.tenant), d.message) for d in self._valid]
         coalesced = coalesce(writes)
+        settled = self._early.settle(coalesced) if self._sending.started else None
+        plan = pack(coalesced, exclude=settled.sent if settled is not None else ())
         summary: GuardSummary | None = None
         if guarded is None:
-            outcome = service.write(coalesced, self._deadline, spans=self._spans)
+            outcome = self._run(plan, settled)
         else:
             guarded.coalesced = coalesced
             guarded.session.seal()
             try:
-                outcome = service.write(coalesced, self._deadline, admit=guarded.admit, spans=self._spans)
+                outcome = self._run(plan, settled)
             finally:
                 guarded.session.close()
             summary = guarded.settle()
@@ -268,6 +283,8 @@ class IngestRun:
             with tracing.span("guard release") as span:
                 span.note(claimed=len(summary.claimed), landed=len(outcome.landed))
                 guarded.guard.release(guarded.session.lease, summary.claimed, outcome.landed)
+        if settled is not None:
+            depend_on_early(outcome, settled, coalesced, self._sending)
         for message_id, error in (summary.failures if summary else {}).items():
             if message_id not in outcome.poison:
                 outcome.failures[message_id] = _own_reason_first(outcome.failures.get(message_id), error)
@@ -291,6 +308,12 @@ class IngestRun:
         service.report(outcome, len(self._valid), len(verdicts), summary)
         self._outcome, self._summary = outcome, summary
         return verdicts
+
+    def _run(self, plan: WritePlan, settled: Settled | None) -> WriteOutcome:
+        """The plan, after or beside what was sent early (on the sending thread), else here on the handler's."""
+        if settled is not None:
+            return self._sending.finish(plan, settled.rewritten)
+        return self._service.run(self._runner, plan)
 
     def _receipt_for(
         self, delivery: Delivery[PlannableWrite], namespace: str, coalesced: Coalesced, outcome: WriteOutcome
@@ -348,6 +371,7 @@ def _report(outcome: WriteOutcome, metrics: Metrics, valid: int, failed: int, gu
             "records_upserted": outcome.records_upserted,
             "records_deleted": outcome.records_deleted,
             "pinecone_requests": outcome.requests,
+            "early_requests": outcome.early_requests,
             "mean_latency_ms": round(fmean(outcome.latencies_ms), 1) if outcome.latencies_ms else None,
             "rejected_messages": len(outcome.poison),
             "deadline_cutoffs": outcome.deadline_cutoffs,
