@@ -14,6 +14,7 @@ Usage: ``python3.13 tools/prune_botocore.py .aws-sam/build``
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -22,6 +23,14 @@ USED = frozenset({"dynamodb", "lambda", "s3", "secretsmanager", "sqs", "ssm"})
 CREDENTIALS = frozenset({"sts", "sso", "sso-oidc"})
 KEEP = USED | CREDENTIALS
 LAYER_DATA = Path("DependenciesLayer") / "python" / "botocore" / "data"
+
+
+# endpoints.json names services by endpoint prefix; these are the prefixes of KEEP's services
+# (SSO's portal and OIDC endpoints among them).
+ENDPOINT_PREFIXES = KEEP | frozenset({"portal.sso", "oidc"})
+# The SDK's httpx is installed with its http2 extra, but the SDK builds its transports with
+# http2=False; httpcore imports h2 when it is present (~7 ms of the first Pinecone request).
+UNUSED_PACKAGES = ("h2", "hpack", "hyperframe")
 
 
 def prune(build_dir: Path) -> tuple[int, int]:
@@ -36,9 +45,41 @@ def prune(build_dir: Path) -> tuple[int, int]:
     return removed, freed
 
 
+def prune_endpoints(build_dir: Path) -> int:
+    """Keep in endpoints.json only the kept services' entries (every partition's other fields as they are).
+
+    botocore parses the whole file (1.25 MB) when a process creates its first client: ~16 ms on
+    this machine, for the endpoints of ~1,170 services of which the functions use 11. Returns the
+    bytes freed."""
+    path = build_dir / LAYER_DATA / "endpoints.json"
+    if not path.is_file():
+        return 0
+    before = path.stat().st_size
+    endpoints = json.loads(path.read_text())
+    for partition in endpoints["partitions"]:
+        partition["services"] = {
+            name: service for name, service in partition["services"].items() if name in ENDPOINT_PREFIXES
+        }
+    path.write_text(json.dumps(endpoints, indent=1))
+    return before - path.stat().st_size
+
+
+def drop_unused_packages(build_dir: Path) -> list[str]:
+    layer = build_dir / LAYER_DATA.parent.parent
+    dropped = []
+    for name in UNUSED_PACKAGES:
+        for path in [layer / name, *layer.glob(f"{name}-*.dist-info")]:
+            if path.is_dir():
+                shutil.rmtree(path)
+                dropped.append(path.name)
+    return dropped
+
+
 def main(build_dir: str) -> int:
     removed, freed = prune(Path(build_dir))
     print(f"botocore models kept: {', '.join(sorted(KEEP))}; {removed} others removed ({freed / 1e6:.1f} MB)")
+    print(f"endpoints.json: only those services ({prune_endpoints(Path(build_dir)) / 1e6:.1f} MB less)")
+    print(f"unused packages dropped: {', '.join(drop_unused_packages(Path(build_dir))) or 'none'}")
     return 0
 
 

@@ -138,3 +138,53 @@ def test_the_built_layer_keeps_the_botocore_models_the_functions_use_and_only_th
     )
     assert result.returncode == 0, result.stderr
     assert str(built / "DependenciesLayer") in result.stdout
+
+
+ENDPOINTS_OF = """
+import json, sys
+sys.path[:0] = sys.argv[2:]
+import boto3, botocore.config
+found = {"botocore": boto3.__version__ and __import__("botocore").__version__}
+for name in sys.argv[1].split(","):
+    for region in ("us-east-1", "eu-west-1", "ap-southeast-2", "cn-north-1", "us-gov-west-1", "eu-isoe-west-1"):
+        for fips in (False, True):
+            config = botocore.config.Config(use_fips_endpoint=fips)
+            try:
+                client = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="y").client(
+                    name, region_name=region, config=config
+                )
+                found[f"{name} {region} fips={fips}"] = client.meta.endpoint_url
+            except Exception as error:
+                found[f"{name} {region} fips={fips}"] = type(error).__name__
+print(json.dumps(found))
+"""
+
+
+def test_the_pruned_endpoints_resolve_every_kept_service_as_the_full_botocore_does(built: Path) -> None:
+    """`make build` keeps only the kept services in botocore's endpoints.json (parsed by a process's first
+    client: ~16 ms for the whole file) and drops h2, which nothing uses (the SDK's httpx runs HTTP/1.1)."""
+    layer = built / "DependenciesLayer" / "python"
+    assert not [path.name for path in layer.iterdir() if path.name.split("-")[0] in ("h2", "hpack", "hyperframe")]
+    services = ",".join(sorted(KEEP - {"sso", "sso-oidc"}))
+    layer_dirs = [str(built / name / "python") for name in LAYERS]
+    pruned = subprocess.run(
+        [lambda_python(), "-I", "-S", "-c", ENDPOINTS_OF, services, *layer_dirs],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    full = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", ENDPOINTS_OF, services],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert pruned.returncode == 0, pruned.stderr
+    assert full.returncode == 0, full.stderr
+    pruned_endpoints, full_endpoints = json.loads(pruned.stdout), json.loads(full.stdout)
+    if pruned_endpoints["botocore"] != full_endpoints["botocore"]:
+        pytest.skip(
+            f"the layer's botocore {pruned_endpoints['botocore']} is not the venv's {full_endpoints['botocore']}"
+        )
+    assert pruned_endpoints == full_endpoints
