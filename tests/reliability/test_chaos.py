@@ -19,7 +19,8 @@ must be in the DLQ with its reason, and no valid message may be there.
 
 ``VECTOR_RELAY_CHAOS_OPERATIONS`` sets the stream's size: 600 in ``make test`` (a third of it over gRPC, at
 least 150); the long run is ``VECTOR_RELAY_CHAOS_OPERATIONS=50000 .venv/bin/pytest tests/reliability/test_chaos.py
--s``.
+-s``. ``VECTOR_RELAY_CHAOS_LATE_WRITES`` (default 0.04) is the share of guard writes applied 12 s after their
+client was told the connection dropped; a run hunting for the late-claim hazard of issue 32 raises it (0.25).
 
 Which failures are which: poison (contract violations) goes to the DLQ on first receive; the
 faults, the kills and the version guard's busy records are transient and retried by SQS.
@@ -80,8 +81,11 @@ HELD_WRITE_MS = 3000
 # retries_exhausted: the worker's own verdict on a last delivery; None: SQS's redrive policy moved it (a worker
 # killed during its last delivery never answered).
 TRANSIENT_DEAD_LETTERS = frozenset({"retries_exhausted", None})
+# How often a guard write is answered with a dropped connection and applied 12 s later (the key case of
+# issue 32); ``VECTOR_RELAY_CHAOS_LATE_WRITES=0.25`` makes a hunting run (tests/reliability's docstring).
+LATE_WRITES = float(os.environ.get("VECTOR_RELAY_CHAOS_LATE_WRITES", "0.04"))
 DYNAMODB_FAULTS: list[dict[str, Any]] = [
-    {"operation": "write", "table": "chaos-versions", "drop_then_apply_after_ms": 12_000, "rate": 0.04},
+    {"operation": "write", "table": "chaos-versions", "drop_then_apply_after_ms": 12_000, "rate": LATE_WRITES},
     {"operation": "write", "table": "chaos-versions", "duplicate": True, "duplicate_after_ms": 9_000, "rate": 0.03},
     {"operation": "write", "table": "chaos-versions", "hold_ms": 2_500, "rate": 0.03},
     {"operation": "BatchGetItem", "table": "chaos-versions", "drop": True, "rate": 0.02},
