@@ -318,7 +318,8 @@ def run_until_drained(
 
 
 def guard_item(table: str, namespace: str, record_id: str) -> dict[str, Any]:
-    item = boto3.client("dynamodb").get_item(
+    """The guard's item as moto holds it (straight to moto's server: the fault proxy is stopped by now)."""
+    item = boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).get_item(
         TableName=table, Key={"namespace": {"S": namespace}, "record_id": {"S": record_id}}, ConsistentRead=True
     )
     return item.get("Item", {})
