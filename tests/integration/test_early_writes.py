@@ -31,11 +31,14 @@ def one_event(pipeline: Pipeline, bodies: list[str]) -> dict[str, Any]:
     for body in bodies:
         sqs.send_message(QueueUrl=pipeline.queue_url, MessageBody=body)
     received: dict[str, dict[str, Any]] = {}
-    while len(received) < len(bodies):
+    for _ in range(100):  # moto hands out every visible message at once; a bound, not a wait
+        if len(received) == len(bodies):
+            break
         for message in sqs.receive_message(
             QueueUrl=pipeline.queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
         ).get("Messages", []):
             received[message["Body"]] = message
+    assert len(received) == len(bodies), f"moto delivered {len(received)} of {len(bodies)} messages"
     return {"Records": [lambda_sqs_record(received[body], pipeline.queue_arn, REGION) for body in bodies]}
 
 

@@ -1,19 +1,32 @@
-"""Admission under the guard waits for a request's claims with one wake-up: every claim done, none lost."""
+"""Admission under the guard: a request's claims awaited with one wake-up; every write sent counted for the release."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
-from concurrent.futures import Future
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
-from vector_relay.ingest.admission import _all_done
+import pytest
+
+from vector_relay.contract.fields import ValidationContext
+from vector_relay.contract.parsing import parse_write_message
+from vector_relay.deadline import Deadline
+from vector_relay.ingest.admission import GuardedBatch, _all_done
+from vector_relay.ingest.claim_session import ClaimSession
+from vector_relay.ingest.guard_records import ClaimLock, GuardedWrite, Lease, Verdict
+from vector_relay.ingest.planning import PlannableWrite, Winner, coalesce
+from vector_relay.pinecone.wire import encode_upsert
 
 
 def test_claims_done_already_need_no_wait() -> None:
     claims: list[Future[int]] = [Future() for _ in range(3)]
     for number, claim in enumerate(claims):
         claim.set_result(number)
-    asyncio.run(asyncio.wait_for(_all_done(claims), timeout=60))
+    waiting = _all_done(claims)
+    with pytest.raises(StopIteration):  # finished at its first step: never suspended, no loop wake-up asked for
+        waiting.send(None)
 
 
 def test_the_wait_ends_only_when_the_last_claim_finishes_on_another_thread() -> None:
@@ -61,3 +74,60 @@ def test_a_cancelled_wait_lets_its_claims_finish_later_without_error() -> None:
     asyncio.run(scenario())
     assert claim.result() == 1
     assert errors == []
+
+
+class _Claimer:
+    """Claims every write below version 7; a v7 write is left undecided (busy: the deadline's stop, a lost lock)."""
+
+    def now(self) -> float:
+        return 0.0
+
+    def _lock(self, namespace: str, stop: object = None) -> ClaimLock:
+        return ClaimLock(namespace, "lock-token", 1e12)
+
+    def _unlock(self, lock: ClaimLock) -> None:
+        pass
+
+    def _claim_locked(self, namespace: str, writes: Sequence[GuardedWrite], *_: object, **__: object) -> dict:  # type: ignore[type-arg]
+        return {write.key: Verdict.CLAIMED for write in writes if write.version < 7}
+
+
+class _Guard:
+    def lease(self, seconds: float) -> Lease:
+        return Lease("invocation-token", 10**13)
+
+    def session(self, lease: Lease, *, stop: Callable[[], bool], spans: object) -> ClaimSession:
+        return ClaimSession(_Claimer(), ThreadPoolExecutor(2), lease, stop, spans)  # type: ignore[arg-type]
+
+
+class _Tenants:
+    def namespace_for(self, tenant: str) -> str:
+        return "ns"
+
+
+def _upsert(record_id: str, version: int) -> PlannableWrite:
+    body = {
+        "schema_version": 1,
+        "op": "upsert",
+        "tenant": "t",
+        "records": [{"id": record_id, "version": version, "values": [1.0]}],
+    }
+    return encode_upsert(parse_write_message(json.dumps(body), ValidationContext()))
+
+
+def test_a_write_sent_early_is_among_the_claimed_writes_when_a_later_unclaimed_write_won_the_batch() -> None:
+    """x v5 claimed and sent early; x v7 won the batch but was never claimed: the release must still name x v5,
+    so that if it did not land, its record stays leased (it may land late) instead of being released."""
+    batch = GuardedBatch(_Guard(), 60, Deadline(300), _Tenants())  # type: ignore[arg-type]
+    first, later = _upsert("x", 5), _upsert("x", 7)
+    batch.submit(first)
+    batch.submit(later)
+    batch.coalesced = coalesce([("m1", "ns", first), ("m3", "ns", later)])
+    batch.session.close()
+    early_upsert = {("ns", "x"): Winner("ns", 0, 1, 5, "m1", first.records[0], "x")}  # type: ignore[union-attr]
+
+    summary = batch.settle(early_upsert)
+
+    assert [(write.key, write.version) for write in summary.claimed] == [(("ns", "x"), 5)]
+    assert summary.busy == 1  # x v7: its message waits
+    assert batch.settle().claimed == []  # without the early write: the release would call x landed

@@ -30,6 +30,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
+from botocore.httpsession import URLLib3Session
 
 from vector_relay.aws_clients import GUARD_CONFIG
 from vector_relay.ingest.dynamodb_http import DynamoDBEndpoint
@@ -318,3 +319,65 @@ def test_https_verifies_the_server_with_the_sessions_certificates(
     )
     with pytest.raises(SSLError):
         public_roots.post({}, b"{}")
+
+
+def test_bodiless_and_chunked_answers_with_bytes_beyond_them(serve: Callable[..., ScriptedServer]) -> None:
+    def script(connection: socket.socket, number: int) -> None:
+        while server.read_request(connection) is not None:
+            if number == 0:  # a 204 (no body, whatever it says), then a chunked answer with stray bytes after it
+                connection.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")  # no framing: none is needed
+                server.read_request(connection)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\nJUNK")
+                hang_up.wait(60)
+                return
+            connection.sendall(answer(b'{"fresh":1}'))
+
+    hang_up = threading.Event()
+    server = serve(script)
+    client = endpoint(server, read_timeout=60)
+    assert (client.post({}, b"{}").status, client.post({}, b"{}").body) == (204, b"{}")
+    assert client.post({}, b"{}").body == b'{"fresh":1}'  # not read from the connection that had stray bytes
+    assert server.connections == 2
+    hang_up.set()
+
+
+def test_an_ipv6_endpoint_is_named_in_brackets_as_botocore_signs_it() -> None:
+    assert DynamoDBEndpoint("http://[::1]:8000", connect_timeout=1, read_timeout=1).host == "[::1]:8000"
+    assert (
+        DynamoDBEndpoint(
+            "https://[::1]", connect_timeout=1, read_timeout=1, ssl_context=ssl.create_default_context
+        ).host
+        == "[::1]"
+    )
+
+
+def test_the_sessions_certificates_decide_the_tls_context(
+    serve: Callable[..., ScriptedServer], certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    key, cert = certificate
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+
+    def script(connection: socket.socket, number: int) -> None:
+        while server.read_request(connection) is not None:
+            connection.sendall(answer(b'{"tls":true}'))
+
+    server = serve(script, wrap=server_side)
+    url = f"https://127.0.0.1:{server.port}"
+    trusting = DynamoDBEndpoint.for_session(url, URLLib3Session(verify=str(cert)))
+    assert trusting is not None
+    assert trusting.post({}, b"{}").body == b'{"tls":true}'
+    trusting.close()
+    default = DynamoDBEndpoint.for_session(url, URLLib3Session(verify=True))  # botocore's bundle: not this server
+    assert default is not None
+    with pytest.raises(SSLError):
+        default.post({}, b"{}")
+    unverified = DynamoDBEndpoint.for_session(url, URLLib3Session(verify=False))
+    assert unverified is not None
+    assert unverified.post({}, b"{}").body == b'{"tls":true}'
+    unverified.close()
+    folder = tmp_path / "certificates"
+    folder.mkdir()
+    by_folder = DynamoDBEndpoint.for_session(url, URLLib3Session(verify=str(folder)))  # AWS_CA_BUNDLE may name one
+    assert by_folder is not None
+    assert by_folder._ssl.keywords == {"capath": str(folder)}  # type: ignore[union-attr]

@@ -31,10 +31,17 @@ HALF = MAX_RECORDS_PER_REQUEST // 2
 
 
 class LoggingGateway:
-    """Logs ``("start" | "end", kind, ids)``; an upsert carrying ``fail_id`` fails transiently."""
+    """Logs ``("start" | "end", kind, ids)``; an upsert carrying ``fail_id`` fails transiently, one carrying
+    ``uncertain_id`` succeeds after an attempt that may still land (a 5xx, then a success)."""
 
-    def __init__(self, log: list[tuple[str, str, tuple[str, ...]]], fail_id: str | None, gate: threading.Event) -> None:
-        self.log, self.fail_id, self.gate = log, fail_id, gate
+    def __init__(
+        self,
+        log: list[tuple[str, str, tuple[str, ...]]],
+        fail_id: str | None,
+        gate: threading.Event,
+        uncertain_id: str | None = None,
+    ) -> None:
+        self.log, self.fail_id, self.gate, self.uncertain_id = log, fail_id, gate, uncertain_id
 
     async def upsert(self, namespace: str, records: Sequence[EncodedRecord], *, timeout: float) -> CallResult:
         return await self._answer("upsert", tuple(r.id for r in records))
@@ -55,6 +62,8 @@ class LoggingGateway:
         self.log.append(("end", kind, ids))
         if self.fail_id is not None and self.fail_id in ids:
             raise PineconeRequestError(FailureKind.TRANSIENT, "Pinecone 503: unavailable", status=503)
+        if self.uncertain_id is not None and self.uncertain_id in ids:
+            return CallResult(elapsed_ms=1.0, attempts=2, uncertain=True)
         return CallResult(elapsed_ms=1.0)
 
 
@@ -80,13 +89,13 @@ def delete_by_filter() -> PlannableWrite:
 class Batch:
     """A batch as IngestRun handles it: messages added one by one, then the plan for what is left."""
 
-    def __init__(self, fail_id: str | None = None, *, answer: bool = True) -> None:
+    def __init__(self, fail_id: str | None = None, *, answer: bool = True, uncertain_id: str | None = None) -> None:
         self.log: list[tuple[str, str, tuple[str, ...]]] = []
         self.gate = threading.Event()
         if answer:
             self.gate.set()
         keys = ApiKeyCache(lambda: ApiKey(value="k", version_id="v"))
-        source = GatewaySource(keys, lambda key: LoggingGateway(self.log, fail_id, self.gate))  # type: ignore[arg-type,return-value]
+        source = GatewaySource(keys, lambda key: LoggingGateway(self.log, fail_id, self.gate, uncertain_id))  # type: ignore[arg-type,return-value]
         self.loop = asyncio.Runner()
         self.runner = PlanRunner(source, deadline=Deadline(300), max_concurrency=4)
         self.sending = BackgroundSending(self.loop, self.runner, None)
@@ -248,3 +257,38 @@ def test_a_batch_that_never_fills_a_request_sends_nothing_early() -> None:
         batch.close()
     assert not batch.sending.started
     assert (outcome.early_requests, len(batch.started()), outcome.failures) == (0, 1, {})
+
+
+def test_a_record_whose_early_write_may_still_land_is_not_sent_again_in_the_same_batch() -> None:
+    batch = Batch(answer=False, uncertain_id="x")
+    try:
+        batch.add("m1", upsert(("x", 1), *((f"a{n}", 1) for n in range(HALF - 1))))
+        batch.add("m2", filled("b"))
+        batch.wait_for_starts(1)
+        batch.add("m3", upsert(("x", 2)))
+        batch.gate.set()
+        outcome = batch.finish()
+    finally:
+        batch.close()
+    assert batch.started() == [batch.started()[0]]  # x v2 never sent: a copy of x v1 could land after it
+    assert {"m1", "m3"} <= set(outcome.failures)  # m3 retried; m1 waits for x's winner with it
+    assert "may still land" in str(outcome.failures["m3"])
+    assert ("ns", "x") not in outcome.landed  # its lease is kept until it ends
+
+
+def test_a_message_superseded_by_two_early_requests_fails_when_either_fails() -> None:
+    batch = Batch(fail_id="y")
+    try:
+        batch.add("m1", upsert(("x", 5), *((f"a{n}", 1) for n in range(HALF - 1))))
+        batch.add("m2", filled("b"))
+        batch.wait_for_starts(1)  # x v5 went out
+        batch.add("m3", upsert(("y", 5), *((f"c{n}", 1) for n in range(HALF - 1))))
+        batch.add("m4", filled("d"))
+        batch.wait_for_starts(2)  # y v5 went out, and fails
+        batch.add("m5", upsert(("x", 3), ("y", 3)))  # both superseded by early writes
+        outcome = batch.finish()
+    finally:
+        batch.close()
+    assert "m5" in outcome.failures
+    assert "superseded" in str(outcome.failures["m5"])
+    assert "m1" not in outcome.failures

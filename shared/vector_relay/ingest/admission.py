@@ -105,9 +105,25 @@ class GuardedBatch:
         complete = all(verdict is not Verdict.BUSY for verdict in verdicts.values())
         return Admission(narrow(request, self.coalesced.winners if winners is None else winners, keep), complete)
 
-    def settle(self) -> GuardSummary:
-        """After the session closed: the claimed writes, the stale and busy counts, the messages to retry."""
+    def settle(self, sent_early: Mapping[tuple[str, str], Winner] | None = None) -> GuardSummary:
+        """After the session closed: the claimed writes, the stale and busy counts, the messages to retry.
+
+        ``sent_early``: the writes sent before the batch was coalesced (early_writes). Each one whose own
+        claim was made is among the claimed writes too, even when a later write of its record won the
+        batch: if it did not land, the release must keep its record's lease (it may still land).
+        """
         summary = GuardSummary()
+        for key, early in (sent_early or {}).items():
+            winner = self.coalesced.winners.get(key)
+            if winner is not None and (winner.message_id, winner.version, winner.operation) == (
+                early.message_id,
+                early.version,
+                early.operation,
+            ):
+                continue  # the batch's winner: counted below
+            claim = self._claim_of(key, {key: early})
+            if claim.exception() is None and claim.result().get(key) is Verdict.CLAIMED:
+                summary.claimed.append(GuardedWrite(*key, early.version, early.operation))
         busy_until: dict[str, list[float | None]] = {}  # message id -> when each of its busy records frees up
         for key, winner in self.coalesced.winners.items():
             claim = self._claim_of(key)

@@ -21,6 +21,7 @@ before it is reused (as urllib3 does), and any failure after the request was wri
 from __future__ import annotations
 
 import functools
+import os
 import select
 import socket
 import ssl
@@ -70,8 +71,9 @@ class DynamoDBEndpoint:
         self._https = parts.scheme == "https"
         self._address = (parts.hostname, parts.port or (443 if self._https else 80))
         default_port = parts.port is None or parts.port == (443 if self._https else 80)
-        # The Host header as botocore's signer would derive it from the URL (no default port).
-        self.host = parts.hostname if default_port else f"{parts.hostname}:{parts.port}"
+        # The Host header as botocore's signer derives it from the URL (no default port; an IPv6 address bracketed).
+        name = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        self.host = name if default_port else f"{name}:{parts.port}"
         self._path = parts.path or "/"
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -99,8 +101,12 @@ class DynamoDBEndpoint:
             verify = settings._verify
             if verify is False:  # the client was configured with verify=False
                 context = ssl._create_unverified_context
-            else:
-                context = functools.partial(ssl.create_default_context, cafile=get_cert_path(verify))
+            else:  # a bundle file, or a directory of certificates (as AWS_CA_BUNDLE may name)
+                path = str(get_cert_path(verify))
+                if os.path.isdir(path):
+                    context = functools.partial(ssl.create_default_context, capath=path)
+                else:
+                    context = functools.partial(ssl.create_default_context, cafile=path)
         options = tuple(tuple(option) for option in settings._socket_options)
         return cls(url, connect_timeout=connect, read_timeout=read, ssl_context=context, socket_options=options)
 
@@ -225,8 +231,12 @@ def _read_answer(connection: socket.socket) -> tuple[Answer, bool]:
             continue  # an interim answer: the real one follows
         break
     keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-    if "chunked" in headers.get("transfer-encoding", "").lower():
+    if status in (204, 304):  # no body, whatever the headers say
+        body = b""
+        keep = keep and not buffer
+    elif "chunked" in headers.get("transfer-encoding", "").lower():
         body = _read_chunked(connection, buffer)
+        keep = keep and not buffer  # bytes beyond the answer: the connection is not reused
     elif "content-length" in headers:
         if not headers["content-length"].isdigit():
             raise _Malformed("a Content-Length that is not a number")

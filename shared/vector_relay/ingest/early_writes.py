@@ -83,13 +83,13 @@ class Settled:
 
     sent: frozenset[Key]  # sent early and still the batch's winner: not planned again
     rewritten: dict[str, set[Key]]  # by namespace: sent early, then won by a later write the plan sends
-    dependents: dict[str, Key]  # message id -> the early-sent record whose winning write it depends on
+    dependents: dict[str, set[Key]]  # message id -> the early-sent records whose winning writes it depends on
 
 
 class EarlyWrites:
     """Collects a batch's first-segment writes as the messages are validated; sends each request once it is full."""
 
-    def __init__(self, send: Callable[[PlannedRequest, dict[Key, Winner]], None]) -> None:
+    def __init__(self, send: Callable[[PlannedRequest, dict[Key, Winner]], bool]) -> None:
         self._send = send
         self._collected: dict[str, _Collected] = {}
         self._closed: set[str] = set()  # namespaces past their first filter operation
@@ -134,7 +134,7 @@ class EarlyWrites:
         """Once the whole batch is coalesced: what the plan leaves out, sends again, and who depends on what."""
         kept: set[Key] = set()
         rewritten: dict[str, set[Key]] = {}
-        dependents: dict[str, Key] = {}
+        dependents: dict[str, set[Key]] = {}
         for key, early in self.sent.items():
             winner = batch.winners[key]
             same = (winner.message_id, winner.version, winner.operation) == (
@@ -145,7 +145,7 @@ class EarlyWrites:
             if same:
                 kept.add(key)
                 for message_id in winner.superseded - {winner.message_id}:
-                    dependents.setdefault(message_id, key)
+                    dependents.setdefault(message_id, set()).add(key)
             else:
                 rewritten.setdefault(key[0], set()).add(key)
         return Settled(frozenset(kept), rewritten, dependents)
@@ -173,8 +173,8 @@ class EarlyWrites:
         writes.clear()
         request = one_request(namespace, winners)
         carried = {(namespace, winner.record_id): winner for winner in winners}
-        self.sent |= carried
-        self._send(request, carried)
+        if self._send(request, carried):  # else (no thread to send on) the plan sends them
+            self.sent |= carried
 
 
 class BackgroundSending:
@@ -205,15 +205,16 @@ class BackgroundSending:
     def started(self) -> bool:
         return self._thread is not None
 
-    def send(self, request: PlannedRequest, carried: dict[Key, Winner]) -> None:
-        """Send ``request`` now (called from the handler's thread)."""
+    def send(self, request: PlannedRequest, carried: dict[Key, Winner]) -> bool:
+        """Send ``request`` now (called from the handler's thread); False when there is no loop to send it on."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._main, name="ingest-send", daemon=True)
             self._thread.start()
             self._ready.wait()
-        if self._running is None:  # the loop failed to start: the plan sends everything (finish raises)
-            return
+        if self._running is None:  # the loop failed to start (finish raises its error): nothing was sent
+            return False
         self._running.call_soon_threadsafe(self._start, request, carried)
+        return True
 
     def finish(self, plan: WritePlan, rewritten: dict[str, set[Key]]) -> WriteOutcome:
         """Run ``plan`` after (or beside) the early requests; the batch's outcome once nothing is left running."""
@@ -277,14 +278,16 @@ def _resolve(future: asyncio.Future[_Final], value: _Final) -> None:
 
 
 def depend_on_early(outcome: WriteOutcome, settled: Settled, batch: Coalesced, sending: BackgroundSending) -> None:
-    """Fail the messages whose writes an early request's winner superseded, when that winner did not land."""
-    for message_id, key in settled.dependents.items():
-        winner = batch.winners[key]
-        if winner.message_id in outcome.poison:
-            error = TransientError("the write this message was superseded by was rejected; redelivery applies it")
-        elif sending.failed(key):
-            error = TransientError("the write this message was superseded by failed; redelivery applies it")
-        else:
-            continue
-        if message_id not in outcome.poison:
-            outcome.failures.setdefault(message_id, error)
+    """Fail the messages whose writes an early request's winner superseded, when any such winner did not land."""
+    for message_id, keys in settled.dependents.items():
+        for key in sorted(keys):
+            winner = batch.winners[key]
+            if winner.message_id in outcome.poison:
+                error = TransientError("a write this message was superseded by was rejected; redelivery applies it")
+            elif sending.failed(key):
+                error = TransientError("a write this message was superseded by failed; redelivery applies it")
+            else:
+                continue
+            if message_id not in outcome.poison:
+                outcome.failures.setdefault(message_id, error)
+            break

@@ -174,12 +174,18 @@ class PlanRunner:
                 [_awaited(task) for task in (joined if index == 0 else [])]
                 + [self._admit_and_run(request) for request in stage]
             )
-            if index == 0 and early is not None:  # a record written again later lands only with that write
+            doubtful = False
+            if index == 0 and early is not None and early.rewritten:
+                # A record written again later may be sent again only if its early write landed for certain (no
+                # copy of it can still land after the later write); it counts as landed only with that write.
+                doubtful = not early.rewritten <= self.outcome.landed
                 self.outcome.landed -= early.rewritten
-            if all(end is _Ended.LANDED for end in ends):
+            if all(end is _Ended.LANDED for end in ends) and not doubtful:
                 continue
             held: TransientError
-            if _Ended.FAILED in ends:
+            if doubtful:
+                held = TransientError("an earlier write of this namespace may still land; kept in order for redelivery")
+            elif _Ended.FAILED in ends:
                 held = TransientError("an earlier operation on this namespace failed; kept in order for redelivery")
             else:
                 held = HeldBehindError("kept in order behind an earlier write of this namespace that waits")

@@ -199,7 +199,10 @@ class IngestRun:
         return False  # a refused write has no one to answer: it is dead-lettered
 
     def close(self) -> None:
-        self._sending.close()  # nothing is left running whatever happened
+        try:
+            self._sending.close()  # nothing is left running whatever happened
+        except Exception as error:  # already raised by finish() if it ran; here only logged, and the rest closes
+            logger.warning("the batch's sending thread ended with an error", extra={"error": type(error).__name__})
         if self._guarded is not None:
             self._guarded.session.close()
         self._spans.record()  # every claim and request has ended: written from the handler's thread
@@ -277,7 +280,7 @@ class IngestRun:
                 outcome = self._run(plan, settled)
             finally:
                 guarded.session.close()
-            summary = guarded.settle()
+            summary = guarded.settle(self._early.sent)
             # Release what landed. A failed or cancelled request may still reach Pinecone late, so its
             # records stay leased until the lease expires and no newer write can overtake it.
             with tracing.span("guard release") as span:
