@@ -131,3 +131,39 @@ def test_a_write_sent_early_is_among_the_claimed_writes_when_a_later_unclaimed_w
     assert [(write.key, write.version) for write in summary.claimed] == [(("ns", "x"), 5)]
     assert summary.busy == 1  # x v7: its message waits
     assert batch.settle().claimed == []  # without the early write: the release would call x landed
+
+
+class _GatedClaimer(_Claimer):
+    """As _Claimer, but taking the claim lock waits until the test opens the gate; records the groups it claims."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.groups: list[list[tuple[str, int]]] = []
+
+    def _lock(self, namespace: str, stop: object = None) -> ClaimLock:
+        self.gate.wait(60)
+        return super()._lock(namespace, stop)
+
+    def _claim_locked(self, namespace: str, writes: Sequence[GuardedWrite], *_: object, **__: object) -> dict:  # type: ignore[type-arg]
+        self.groups.append([(write.record_id, write.version) for write in writes])
+        return {write.key: Verdict.CLAIMED for write in writes}
+
+
+def test_small_submissions_waiting_together_share_a_claim_but_a_record_written_twice_never_joins_its_first() -> None:
+    claimer = _GatedClaimer()
+    session = ClaimSession(claimer, ThreadPoolExecutor(1), Lease("t", 10**13), lambda: False)  # type: ignore[arg-type]
+
+    def write(record_id: str, version: int) -> list[GuardedWrite]:
+        return [GuardedWrite("ns", record_id, version, "upsert")]
+
+    # the drain takes the claim lock before it takes a group: until the gate opens, everything waits
+    waiting = [session.submit("ns", write(record_id, 1)) for record_id in ("a", "b", "c")]
+    again = session.submit("ns", write("b", 2))  # b is waiting already: its second write goes after
+    claimer.gate.set()
+    session.close()
+
+    assert waiting[0] is waiting[1] is waiting[2]  # one submission: one future, one hand-over
+    assert waiting[0].result() == {("ns", r): Verdict.CLAIMED for r in ("a", "b", "c")}
+    assert again is not waiting[0]
+    assert again.result() == {("ns", "b"): Verdict.CLAIMED}
+    assert claimer.groups == [[("a", 1), ("b", 1), ("c", 1)], [("b", 2)]]

@@ -89,6 +89,8 @@ class ClaimSession:
     def submit(self, namespace: str, writes: Sequence[GuardedWrite]) -> Future[dict[tuple[str, str], Verdict]]:
         """Claim ``writes`` (distinct record ids of ``namespace``); the future holds each one's verdict.
 
+        Writes that join a submission still waiting share its future, which then holds both's verdicts.
+
         The future raises :class:`GuardUnavailableError` if DynamoDB could not be asked.
         """
         future: Future[dict[tuple[str, str], Verdict]] = Future()
@@ -96,6 +98,12 @@ class ClaimSession:
             if self._sealed:
                 raise RuntimeError("claim session already closed")
             state = self._namespaces.setdefault(namespace, _NamespaceClaims(namespace))
+            if state.queue and _joins(state.queue[-1][0], writes):
+                # Not taken yet: it is claimed with the one before it, under that one's future (one future and
+                # one verdict hand-over per run of small messages instead of one per message).
+                waiting, shared = state.queue[-1]
+                waiting.extend(writes)
+                return shared
             state.queue.append((list(writes), future))
             try:
                 self._start(state)
@@ -223,6 +231,15 @@ class ClaimSession:
         if span.recording:  # counted only for a trace
             span.note(**_verdict_counts(verdicts, writes))
         return verdicts
+
+
+def _joins(waiting: list[GuardedWrite], writes: Sequence[GuardedWrite]) -> bool:
+    """Whether ``writes`` may join the last submission still waiting: room in one group, no record in both
+    (a record's second write must be claimed after its first, never in the same group)."""
+    if len(waiting) + len(writes) > MAX_GROUP:
+        return False
+    ids = {write.record_id for write in waiting}
+    return all(write.record_id not in ids for write in writes)
 
 
 def _settle(group: list[_Submission], decided: dict[tuple[str, str], Verdict] | GuardUnavailableError) -> None:
