@@ -296,9 +296,8 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return key, cert
 
 
-def test_https_verifies_the_server_with_the_sessions_certificates(
-    serve: Callable[..., ScriptedServer], certificate: tuple[Path, Path]
-) -> None:
+def tls_server(serve: Callable[..., ScriptedServer], certificate: tuple[Path, Path]) -> str:
+    """A server answering every request over TLS with ``certificate``; its URL."""
     key, cert = certificate
     server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_side.load_cert_chain(cert, key)
@@ -308,7 +307,14 @@ def test_https_verifies_the_server_with_the_sessions_certificates(
             connection.sendall(answer(b'{"tls":true}'))
 
     server = serve(script, wrap=server_side)
-    url = f"https://127.0.0.1:{server.port}"
+    return f"https://127.0.0.1:{server.port}"
+
+
+def test_https_verifies_the_server_with_the_sessions_certificates(
+    serve: Callable[..., ScriptedServer], certificate: tuple[Path, Path]
+) -> None:
+    cert = certificate[1]
+    url = tls_server(serve, certificate)
     trusting = DynamoDBEndpoint(
         url, connect_timeout=60, read_timeout=60, ssl_context=ssl.create_default_context(cafile=str(cert))
     )
@@ -354,16 +360,8 @@ def test_an_ipv6_endpoint_is_named_in_brackets_as_botocore_signs_it() -> None:
 def test_the_sessions_certificates_decide_the_tls_context(
     serve: Callable[..., ScriptedServer], certificate: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    key, cert = certificate
-    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_side.load_cert_chain(cert, key)
-
-    def script(connection: socket.socket, number: int) -> None:
-        while server.read_request(connection) is not None:
-            connection.sendall(answer(b'{"tls":true}'))
-
-    server = serve(script, wrap=server_side)
-    url = f"https://127.0.0.1:{server.port}"
+    cert = certificate[1]
+    url = tls_server(serve, certificate)
     trusting = DynamoDBEndpoint.for_session(url, URLLib3Session(verify=str(cert)))
     assert trusting is not None
     assert trusting.post({}, b"{}").body == b'{"tls":true}'

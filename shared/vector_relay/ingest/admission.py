@@ -115,11 +115,7 @@ class GuardedBatch:
         summary = GuardSummary()
         for key, early in (sent_early or {}).items():
             winner = self.coalesced.winners.get(key)
-            if winner is not None and (winner.message_id, winner.version, winner.operation) == (
-                early.message_id,
-                early.version,
-                early.operation,
-            ):
+            if winner is not None and winner.same_write(early):
                 continue  # the batch's winner: counted below
             claim = self._claim_of(key, {key: early})
             if claim.exception() is None and claim.result().get(key) is Verdict.CLAIMED:

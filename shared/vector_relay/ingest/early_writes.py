@@ -54,7 +54,6 @@ from vector_relay.ingest.runner import (
     PlanRunner,
     WriteOutcome,
     ended_failed,
-    ended_landed,
 )
 from vector_relay.pinecone.wire import EncodedRecord, EncodedUpsert, encode_upsert, request_overhead
 
@@ -137,12 +136,7 @@ class EarlyWrites:
         dependents: dict[str, set[Key]] = {}
         for key, early in self.sent.items():
             winner = batch.winners[key]
-            same = (winner.message_id, winner.version, winner.operation) == (
-                early.message_id,
-                early.version,
-                early.operation,
-            )
-            if same:
+            if winner.same_write(early):
                 kept.add(key)
                 for message_id in winner.superseded - {winner.message_id}:
                     dependents.setdefault(message_id, set()).add(key)
@@ -237,10 +231,6 @@ class BackgroundSending:
         """Whether the early request carrying ``key`` failed (after :meth:`finish`)."""
         task = self._task_of.get(key)
         return task is not None and ended_failed(task)
-
-    def landed(self, key: Key) -> bool:
-        task = self._task_of.get(key)
-        return task is not None and ended_landed(task)
 
     def _main(self) -> None:
         try:

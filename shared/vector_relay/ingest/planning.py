@@ -137,6 +137,10 @@ class Winner:
     def message_ids(self) -> set[str]:
         return self.superseded | {self.message_id}
 
+    def same_write(self, other: Winner) -> bool:
+        """Whether ``other`` is this write (the same message's version and operation of the record)."""
+        return (self.message_id, self.version, self.operation) == (other.message_id, other.version, other.operation)
+
 
 @dataclass(slots=True)
 class Coalesced:

@@ -332,13 +332,9 @@ _WRITE_KINDS = ("upsert", "delete_ids")
 type EarlyTask = asyncio.Task[_Ended]
 
 
-def ended_landed(task: EarlyTask) -> bool:
-    """Whether a request started with :meth:`PlanRunner.start_early` landed whole (once it is done)."""
-    return task.done() and not task.cancelled() and task.result() is _Ended.LANDED
-
-
 def ended_failed(task: EarlyTask) -> bool:
-    """Whether it failed (cancelled counts as failed); False while it runs or when it only waited."""
+    """Whether a request started with :meth:`PlanRunner.start_early` failed (cancelled counts as failed);
+    False while it runs, when it landed, or when it only waited."""
     return task.done() and (task.cancelled() or task.result() is _Ended.FAILED)
 
 
