@@ -154,7 +154,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -r $(VENV)/bench-requirements.txt
 	@touch $@
 
-BENCHMARKS := contract_validation ingest_throughput cold_start query_overhead version_guard_cost guard_write_shapes load_throughput
+BENCHMARKS := contract_validation ingest_throughput cold_start query_overhead version_guard_cost guard_latency guard_write_shapes load_throughput
 
 bench: $(VENV)/.bench-installed build
 	@for name in $(BENCHMARKS); do echo "== bench/$$name.py"; $(PY) bench/$$name.py --json || exit 1; done
