@@ -9,11 +9,13 @@ process that keeps items in a dict, answers the five operations the guard sends
 ``DeleteItem``) as DynamoDB's JSON, and waits ``--latency-ms`` before each answer (DynamoDB's
 round trip, which moto on loopback does not have).
 
-It decides conditions as DynamoDB does, but only the expressions the guard writes
-(``attribute_not_exists(p)``, ``p = :v``, ``p < :v``, joined by ``AND`` / ``OR``, with ``#name``
-placeholders), and only ``SET p = :v`` updates; anything else is refused with a
-``ValidationException`` rather than guessed. tests/integration/test_dynamodb_standin.py holds its
-answers equal to moto's for every call the guard makes, refusals included. It is not a DynamoDB:
+It decides conditions as DynamoDB does, for the grammar the guard writes in: comparisons (``=``,
+``<>``, ``<``, ``<=``, ``>``, ``>=``) of attributes and ``:values``, ``attribute_exists(p)`` and
+``attribute_not_exists(p)``, joined by ``AND``, ``OR``, ``NOT`` and parentheses, with ``#name``
+placeholders; and only ``SET p = :v`` updates. Anything else (``size``, ``begins_with``, ``IN``,
+document paths) is refused with a ``ValidationException`` rather than guessed.
+tests/integration/test_dynamodb_standin.py holds its answers equal to moto's for every call the
+guard makes, refusals included, and for conditions of that grammar. It is not a DynamoDB:
 no tables, no capacity, no signature check, everything in memory. Only for measuring.
 
 Run: ``python -m relay_local.dynamodb_standin --port 8123 --latency-ms 3``.
@@ -29,7 +31,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
@@ -148,36 +150,124 @@ def _holds(request: Mapping[str, Any], item: Item | None) -> bool:
     expression = request.get("ConditionExpression")
     if expression is None:
         return True
-    names = request.get("ExpressionAttributeNames", {})
-    values = request.get("ExpressionAttributeValues", {})
-    return any(
-        all(_term(term, names, values, item or {}) for term in re.split(r"\s+AND\s+", alternative))
-        for alternative in re.split(r"\s+OR\s+", expression.strip())
+    condition = _Condition(
+        expression, request.get("ExpressionAttributeNames", {}), request.get("ExpressionAttributeValues", {})
     )
+    return condition.holds(item or {})
 
 
-def _term(term: str, names: Mapping[str, str], values: Mapping[str, Any], item: Item) -> bool:
-    term = term.strip()
-    if match := re.fullmatch(r"attribute_not_exists\(\s*(#?\w+)\s*\)", term):
-        return _name(match.group(1), names) not in item
-    if match := re.fullmatch(r"(#?\w+)\s*(=|<)\s*(:\w+)", term):
-        have = item.get(_name(match.group(1), names))
-        if match.group(3) not in values:
-            raise Refused(
-                "ValidationException",
-                f"An expression attribute value used in expression is not defined: {match.group(3)}",
-            )
-        want = values[match.group(3)]
-        if have is None:
+_TOKEN = re.compile(r"\s*(<=|>=|<>|[=<>(),]|[#:]?\w+)")
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: a == b,
+    "<>": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+class _Condition:
+    """A condition expression of comparisons and ``attribute_(not_)exists``, with AND, OR, NOT and parentheses.
+
+    Evaluated as it is parsed (recursive descent, AND binding tighter than OR, as in DynamoDB);
+    functions, operands or operators outside that grammar are refused.
+    """
+
+    def __init__(self, expression: str, names: Mapping[str, str], values: Mapping[str, Any]) -> None:
+        self.tokens: list[str] = []
+        position = 0
+        while position < len(expression.rstrip()):
+            match = _TOKEN.match(expression, position)
+            if match is None:
+                raise Refused("ValidationException", f"a condition the stand-in does not serve: {expression!r}")
+            self.tokens.append(match.group(1))
+            position = match.end()
+        self.names = names
+        self.values = values
+        self.expression = expression
+
+    def holds(self, item: Item) -> bool:
+        self.item, self.at = item, 0
+        result = self._or()
+        if self.at != len(self.tokens):
+            self._refuse()
+        return result
+
+    def _or(self) -> bool:
+        result = self._and()
+        while self._take("OR"):
+            result = self._and() or result  # both sides parsed, whatever the first gave
+        return result
+
+    def _and(self) -> bool:
+        result = self._not()
+        while self._take("AND"):
+            result = self._not() and result
+        return result
+
+    def _not(self) -> bool:
+        if self._take("NOT"):
+            return not self._not()
+        if self._take("("):
+            result = self._or()
+            self._expect(")")
+            return result
+        if self._peek() in ("attribute_exists", "attribute_not_exists"):
+            function = self.tokens[self.at]
+            self.at += 1
+            self._expect("(")
+            present = self._path() in self.item
+            self._expect(")")
+            return present if function == "attribute_exists" else not present
+        have = self._operand()
+        operator = self._peek()
+        if operator not in _COMPARE:
+            self._refuse()
+        self.at += 1
+        want = self._operand()
+        if have is None or want is None:
             return False
-        if match.group(2) == "=":
-            return bool(have == want)
-        if "N" in have and "N" in want:
-            return Decimal(have["N"]) < Decimal(want["N"])
-        if "S" in have and "S" in want:
-            return bool(have["S"] < want["S"])
+        (have_type, have_value), (want_type, want_value) = next(iter(have.items())), next(iter(want.items()))
+        if have_type != want_type:
+            return operator == "<>"
+        if have_type == "N":
+            have_value, want_value = Decimal(have_value), Decimal(want_value)
+        elif have_type != "S" and operator not in ("=", "<>"):
+            self._refuse()
+        return bool(_COMPARE[operator](have_value, want_value))
+
+    def _operand(self) -> dict[str, Any] | None:
+        token = self._peek()
+        if token.startswith(":"):
+            self.at += 1
+            if token not in self.values:
+                raise Refused("ValidationException", f"an expression attribute value is not defined: {token}")
+            return dict(self.values[token])
+        return self.item.get(self._path())
+
+    def _path(self) -> str:
+        token = self._peek()
+        if not re.fullmatch(r"#?[A-Za-z_]\w*", token) or token in ("AND", "OR", "NOT"):
+            self._refuse()
+        self.at += 1
+        return _name(token, self.names)
+
+    def _peek(self) -> str:
+        return self.tokens[self.at] if self.at < len(self.tokens) else ""
+
+    def _take(self, token: str) -> bool:
+        if self._peek() == token:
+            self.at += 1
+            return True
         return False
-    raise Refused("ValidationException", f"a condition the stand-in does not serve: {term!r}")
+
+    def _expect(self, token: str) -> None:
+        if not self._take(token):
+            self._refuse()
+
+    def _refuse(self) -> NoReturn:
+        raise Refused("ValidationException", f"a condition the stand-in does not serve: {self.expression!r}")
 
 
 def _name(token: str, names: Mapping[str, str]) -> str:

@@ -182,6 +182,52 @@ def test_what_the_guard_never_sends_is_refused_not_guessed(
     assert refused.value.response["Error"]["Code"] in ("ValidationException", "UnknownOperationException")
 
 
+CONDITIONS = [
+    "attribute_not_exists(record_id)",
+    "attribute_exists(record_id)",
+    "attribute_not_exists(record_id) OR (v <= :v AND u < :now)",
+    "attribute_not_exists(record_id) OR v <= :v AND u < :now",
+    "(attribute_not_exists(record_id) OR v <= :v) AND u < :now",
+    "NOT (v < :v) AND #s = :s",
+    "v >= :v OR NOT attribute_exists(gone_attribute)",
+    "v <> :v",
+    "#s <> :v",  # a string against a number
+    "gone_attribute = :v",
+    "u > :now",
+]
+
+
+@pytest.mark.parametrize("condition", CONDITIONS)
+@pytest.mark.parametrize("version", ["3", "4", "5"])
+def test_conditions_are_decided_as_moto_decides_them(aws: str, condition: str, version: str) -> None:
+    create_version_table(TABLE)
+    stored = {"namespace": {"S": "ns"}, "record_id": {"S": "a"}, "s": {"S": "4 upsert 900 t"}, "v": {"N": "4"},
+              "u": {"N": "900"}}  # fmt: skip
+    request: dict[str, Any] = {
+        "TableName": TABLE,
+        "Item": {**stored, "v": {"N": "9"}},
+        "ConditionExpression": condition,
+    }
+    values = {":v": {"N": version}, ":now": {"N": "1000"}, ":s": {"S": "4 upsert 900 t"}}
+    if used := {key: value for key, value in values.items() if key in condition}:
+        request["ExpressionAttributeValues"] = used
+    if "#s" in condition:
+        request["ExpressionAttributeNames"] = {"#s": "s"}
+    outcomes = []
+    with running() as url:
+        for client in (
+            JsonDynamoDB(dynamodb_client(), aws_credentials()),
+            JsonDynamoDB(dynamodb_client_at(url), aws_credentials()),
+        ):
+            client._call("PutItem", {"TableName": TABLE, "Item": stored})
+            try:
+                client._call("PutItem", request)
+                outcomes.append("written")
+            except ClientError as error:
+                outcomes.append(f"{error.response['Error']['Code']}: {error.response['Error']['Message']}")
+    assert outcomes[0].split(":")[0] == outcomes[1].split(":")[0], outcomes  # the codes; the messages differ
+
+
 def put(record_id: str, state: str, read: str | None) -> dict[str, Any]:
     item = {"namespace": {"S": "ns"}, "record_id": {"S": record_id}, "state": {"S": state}}
     condition: dict[str, Any] = (
