@@ -5,6 +5,7 @@
     .venv/bin/python -m tools.guard_model --protocol old --index-only  # ... to a wrong index (I2 alone)
     .venv/bin/python -m tools.guard_model --protocol new --no-lock  # no claim lock at all: still none
     .venv/bin/python -m tools.guard_model --protocol new --deep     # minutes, by hand: larger bounds
+    .venv/bin/python -m tools.guard_model --protocol blind          # the proposed claim without a read first
 
 It builds every state a small, finite model of the protocol can reach, breadth first and each
 state once, checks the invariants on every transition and at every quiescent state, and prints a
@@ -24,12 +25,22 @@ protocol safe when DynamoDB applies every claim at once (:data:`NO_DYNAMODB_DELA
 without the lock, and the new one broken without its stale check, its lease check, or a lease
 that covers the clock skew (the mutations in :class:`Config`): the checker can fail.
 
+``blind`` is a proposal (issue 32's guard cost, not built yet): each invocation first writes its
+claim without reading and without the lock, on a condition DynamoDB checks when it applies the
+write: the item is absent, or records no higher version under a lease that ended before the
+sender's clock at sending (the ``:now`` of the request, which a late write carries unchanged). A
+refused blind claim falls back to ``new``'s path (lock, read, compare-and-set). It saves the read
+(and the lock) for records nobody else holds, the common case. The stale and lease mutations
+break its condition too.
+
 **Transitions**, and the real step each stands for (files under ``shared/vector_relay/ingest/``):
 
 * *receive*: SQS delivers a message (one versioned upsert or delete of one record) to an idle
   worker: any message not yet acknowledged, in any order, also one that another worker still
   handles (a duplicate delivery, a fault). The invocation gets a fresh token and its lease: until
   its clock + ``lease_ticks`` (``VersionGuard.lease``, version_guard.py).
+* *blind claim* (``blind`` only, before anything else): a conditional put as above, applied,
+  refused (the invocation goes on to the lock and the read), applied with a copy held, or held.
 * *lock*: the namespace's claim lock (``VersionGuard._lock``): taken when absent or expired by the
   worker's clock, for ``lock_ticks``. A worker that finds it held waits (giving up, busy, leaves
   the state as it found it but for one delivery: nothing it could not do without the message).
@@ -116,13 +127,14 @@ GONE = -1  # the token of a claim lock whose invocation has ended
 ENDED = -1  # less the skew bound: the relative time of every lease or lock all clocks have passed
 
 # Where an invocation is: the step it takes next.
+BLIND = "blind"  # received (protocol "blind"): writes its claim without reading first, without the lock
 START = "start"  # received: takes the claim lock next
 LOCKED = "locked"  # reads the record and decides next
 DECIDED = "decided"  # writes its claim next
 CLAIMED = "claimed"  # sends its write to Pinecone next
 SENT = "sent"  # writes its landed marker next
 RELEASED = "released"  # acknowledges its message next
-MAY_SEND = frozenset({START, LOCKED, DECIDED, CLAIMED})  # a Pinecone write may still be sent
+MAY_SEND = frozenset({BLIND, START, LOCKED, DECIDED, CLAIMED})  # a Pinecone write may still be sent
 
 _CRASH_POINT = {
     LOCKED: "holding the claim lock, before reading the record",
@@ -172,6 +184,9 @@ class GuardWrite(NamedTuple):
     expected: Claim | None
     new: Claim
     conditional: bool
+    # A blind claim's condition: the item absent, or no higher version under a lease ended before this time of
+    # its sender's clock (its ``:now``); None for a compare-and-set or unconditional claim.
+    before: int | None = None
 
 
 class IndexWrite(NamedTuple):
@@ -219,7 +234,7 @@ NO_DYNAMODB_DELAY = Faults(claim_late=False, claim_twice=False)  # the timing bo
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    protocol: Literal["old", "new"] = "new"
+    protocol: Literal["old", "new", "blind"] = "new"
     writes: tuple[Write, ...] = (Write("a", 1, UPSERT), Write("a", 2, DELETE))  # one message each
     skews: tuple[int, ...] = (-1, 1)  # one per worker
     skew_bound: int = 1
@@ -463,7 +478,7 @@ def _receive(config: Config, state: State, out: list[tuple[str, State]], view: _
             token = state.minted
             now = state.clock + skew
             until = now + config.lease_ticks
-            started = Invocation(number, token, until, START if config.lock else LOCKED, None, None)
+            started = Invocation(number, token, until, _first_phase(config), None, None)
             taken = Message(False, False, max(message.deliveries_left - 1, -1))
             after = (state if message.visible else _spend(state))._replace(
                 workers=_put(state.workers, worker, started),
@@ -485,14 +500,16 @@ def _invocation_steps(
 ) -> None:
     # Before it took the lock (or read, without one) a worker has changed nothing: crashing then
     # leaves the state it found, less one delivery, which can do nothing the state it found could not.
-    if _may(config.faults.crash, state) and invocation.phase != (START if config.lock else LOCKED):
+    if _may(config.faults.crash, state) and invocation.phase not in (_first_phase(config), _read_phase(config)):
         text = ""
         if view:
             text = f"w{worker} crashes {_CRASH_POINT[invocation.phase]}: m{invocation.message} back to the queue"
             if state.lock is not None and state.lock.token == invocation.token:
                 text += ", its claim lock left to expire"
         out.append((text, _end(_spend(state), worker, invocation, acknowledge=False, unlock=False)))
-    if invocation.phase == START:
+    if invocation.phase == BLIND:
+        _blind_claim(config, state, worker, invocation, out, view)
+    elif invocation.phase == START:
         _take_lock(config, state, worker, invocation, out, view)
     elif invocation.phase == LOCKED:
         _read_and_decide(config, state, worker, invocation, out, view)
@@ -505,6 +522,54 @@ def _invocation_steps(
     else:  # RELEASED
         text = f"w{worker} acknowledges m{invocation.message}" if view else ""
         out.append((text, _end(state, worker, invocation, acknowledge=True, unlock=False)))
+
+
+def _first_phase(config: Config) -> str:
+    return BLIND if config.protocol == "blind" else _read_phase(config)
+
+
+def _read_phase(config: Config) -> str:
+    """Where an invocation starts the read-then-compare-and-set path (after a refused blind claim, or at once)."""
+    return START if config.lock else LOCKED
+
+
+def _blind_claim(
+    config: Config, state: State, worker: int, invocation: Invocation, out: list[tuple[str, State]], view: _View | None
+) -> None:
+    """Claim without reading and without the lock, on condition: the item absent, or holding no higher version
+    under a lease ended by the worker's clock. Refused: the read-then-compare-and-set path decides."""
+    write = config.writes[invocation.message]
+    record = config.records.index(write.record)
+    now = state.clock + config.skews[worker]
+    claim = Claim(write.version, write.operation, invocation.until, (invocation.token,))
+    pending = GuardWrite(record, None, claim, True, now)
+    how = ""
+    if view:
+        how = (
+            f"w{worker} writes its claim of {write.record}, {_claim_text(claim, view)}, without reading, if it is "
+            f"absent or holds no higher version under a lease ended by {view.time(now)}"
+        )
+    applied = _applied(config, state.guard[record], pending)
+    if applied is None:
+        text = f"{how}: refused; w{worker} will read the record" if view else ""
+        out.append((text, _step(state, worker, invocation._replace(phase=_read_phase(config)))))
+    else:
+        claimed = _step(
+            state._replace(guard=_put(state.guard, record, applied)), worker, invocation._replace(phase=CLAIMED)
+        )
+        out.append((f"{how}: applied" if view else "", claimed))
+        if _may(config.faults.claim_twice, state):
+            text = f"{how}: applied, and DynamoDB holds a copy to apply later" if view else ""
+            out.append((text, _spend(claimed)._replace(guard_writes=_sorted_writes((*claimed.guard_writes, pending)))))
+    if _may(config.faults.claim_late, state):
+        text = ""
+        if view:
+            text = (
+                f"{how}: DynamoDB holds it (to apply later, or never); w{worker} times out: "
+                f"m{invocation.message} back to the queue"
+            )
+        gave_up = _end(_spend(state), worker, invocation, acknowledge=False, unlock=False)
+        out.append((text, gave_up._replace(guard_writes=_sorted_writes((*gave_up.guard_writes, pending)))))
 
 
 def _take_lock(
@@ -552,7 +617,7 @@ def _read_and_decide(
         if held and same:  # a duplicate joins the lease
             tokens = tuple(sorted((*held, invocation.token)))
             new = Claim(write.version, write.operation, max(recorded.until, invocation.until), tokens)
-    expected = recorded if config.protocol == "new" else None
+    expected = recorded if config.protocol != "old" else None
     text = f"{read}; decides to claim it: {_claim_text(new, view)}" if view else ""
     out.append((text, _step(state, worker, invocation._replace(phase=DECIDED, read=expected, claim=new))))
 
@@ -576,13 +641,13 @@ def _write_claim(
         if now > lock.until - config.lock_margin:
             state = state._replace(lock=Lock(invocation.token, now + config.lock_ticks))
             renewed = f" (having renewed its claim lock until {view.time(now + config.lock_ticks)})" if view else ""
-    conditional = config.protocol == "new"
+    conditional = config.protocol != "old"
     pending = GuardWrite(record, invocation.read, claim, conditional)
     how = ""
     if view:
         condition = f"if it is still {_claim_text(invocation.read, view)}" if conditional else "unconditionally"
         how = f"w{worker} writes its claim of {write.record}{renewed} {condition}"
-    applied = _applied(state.guard[record], pending)
+    applied = _applied(config, state.guard[record], pending)
     if applied is None:
         text = f"{how}: refused, the item changed: busy, m{invocation.message} back to the queue" if view else ""
         out.append((text, _end(state, worker, invocation, acknowledge=False, unlock=True)))
@@ -651,7 +716,7 @@ def _environment(config: Config, state: State, out: list[tuple[str, State]], vie
             continue
         rest = state.guard_writes[:position] + state.guard_writes[position + 1 :]
         recorded = state.guard[pending.record]
-        applied = _applied(recorded, pending)
+        applied = _applied(config, recorded, pending)
         text = ""
         if view:
             name = config.records[pending.record]
@@ -711,8 +776,19 @@ def _spend(state: State) -> State:
     return state if state.faults_left < 0 else state._replace(faults_left=state.faults_left - 1)
 
 
-def _applied(recorded: Claim | None, pending: GuardWrite) -> Claim | None:
+def _applied(config: Config, recorded: Claim | None, pending: GuardWrite) -> Claim | None:
     """The item after DynamoDB applies ``pending``, or None when its condition refuses it."""
+    if pending.before is not None:  # blind: absent, or no higher version under a lease ended by pending.before
+        if recorded is None:
+            return pending.new
+        if config.stale_check and recorded.version > pending.new.version:
+            return None
+        ended = ENDED - config.skew_bound
+        # Two times every clock has passed are one value in a canonical state, whatever their order was: the
+        # claim may be applied (not applying it is the fault "never applied", which the model has anyway).
+        if config.lease_check and not (recorded.until < pending.before or recorded.until == pending.before == ended):
+            return None
+        return pending.new
     if pending.conditional and recorded != pending.expected:
         return None
     return pending.new
@@ -791,11 +867,7 @@ def _canonical(config: Config, state: State) -> tuple[State, dict[int, int]]:
         see(claim)
     guard_writes = state.guard_writes
     if guard_writes:
-        guard_writes = tuple(
-            pending
-            for pending in guard_writes
-            if not pending.conditional or state.guard[pending.record] == pending.expected
-        )
+        guard_writes = tuple(pending for pending in guard_writes if not _refused_for_good(config, state, pending))
         for pending in guard_writes:
             see(pending.expected)
             see(pending.new)
@@ -830,8 +902,13 @@ def _canonical(config: Config, state: State) -> tuple[State, dict[int, int]]:
         until = lock.until - shift if lock.until - shift >= earliest else ended
         lock = None if token == GONE and until == ended else Lock(token, until)
     if guard_writes:
+
+        def moved(time: int | None) -> int | None:
+            return None if time is None else (time - shift if time - shift >= earliest else ended)
+
         renamed_writes = (
-            GuardWrite(w.record, renamed(w.expected), _present(renamed(w.new)), w.conditional) for w in guard_writes
+            GuardWrite(w.record, renamed(w.expected), _present(renamed(w.new)), w.conditional, moved(w.before))
+            for w in guard_writes
         )
         guard_writes = _sorted_writes(tuple(renamed_writes))
     index_writes = state.index_writes
@@ -853,6 +930,16 @@ def _canonical(config: Config, state: State) -> tuple[State, dict[int, int]]:
         len(names),
         state.faults_left,
     ), names
+
+
+def _refused_for_good(config: Config, state: State, pending: GuardWrite) -> bool:
+    """A held claim whose condition can never hold again: a compare-and-set whose item changed (an item never
+    takes a value twice: each claim carries a fresh token), or a blind claim of a version below the recorded
+    one (recorded versions never go down)."""
+    recorded = state.guard[pending.record]
+    if pending.before is not None:
+        return config.stale_check and recorded is not None and recorded.version > pending.new.version
+    return pending.conditional and recorded != pending.expected
 
 
 def _present(claim: Claim | None) -> Claim:
@@ -885,7 +972,12 @@ def _index_text(record: str, value: int | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.guard_model", description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--protocol", choices=("old", "new"), default="new", help="old: the unconditional claim")
+    parser.add_argument(
+        "--protocol",
+        choices=("old", "new", "blind"),
+        default="new",
+        help="old: the unconditional claim; blind: a conditional claim without reading first, then new's path",
+    )
     parser.add_argument("--deep", action="store_true", help="a suite of larger bounds (minutes)")
     parser.add_argument("--lock", action=argparse.BooleanOptionalAction, default=True, help="model the claim lock")
     parser.add_argument("--faults", type=int, help="faults per run (default: each configuration's)")

@@ -98,6 +98,34 @@ def test_the_checker_finds_the_new_protocol_broken_without_each_of_its_rules(
     assert last_step in result.trace[-1]
 
 
+@pytest.mark.parametrize("lock", [True, False])
+def test_a_blind_claim_first_then_compare_and_set_keeps_both_invariants(lock: bool) -> None:
+    result = explore(dataclasses.replace(DEFAULT, protocol="blind", lock=lock))
+    assert result.complete
+    assert (result.invariant, result.violation) == (None, None)
+    assert result.quiescent > 0
+    # more behaviours than the compare-and-set alone: a blind claim may be applied, refused, late or twice
+    assert result.states > explore(dataclasses.replace(DEFAULT, lock=lock)).states
+
+
+@pytest.mark.parametrize(
+    ("mutation", "invariant"),
+    [
+        # the blind claim's "no higher version" dropped: an older write claims over a newer one
+        ({"stale_check": False}, "I1"),
+        # its "lease ended" dropped: a newer write claims under a live lease, the older one lands last
+        ({"lease_check": False}, "I2"),
+    ],
+)
+def test_the_checker_finds_the_blind_claim_broken_without_each_of_its_conditions(
+    mutation: dict[str, bool], invariant: str
+) -> None:
+    result = explore(dataclasses.replace(DEFAULT, protocol="blind", **mutation))  # type: ignore[arg-type]
+    assert result.invariant == invariant
+    blind_claims_applied = [step for step in result.trace if "without reading" in step and step.endswith(": applied")]
+    assert blind_claims_applied  # the counterexample goes through a blind claim the condition should have refused
+
+
 def test_the_command_prints_the_counterexample_and_fails_for_the_old_protocol(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -107,8 +135,11 @@ def test_the_command_prints_the_counterexample_and_fails_for_the_old_protocol(
     assert f" 10. {OLD_PROTOCOL_TRACE[-1]}" in printed
 
 
-def test_the_command_succeeds_for_the_new_protocol_without_the_lock(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--protocol", "new", "--no-lock"]) == 0
+@pytest.mark.parametrize("protocol", ["new", "blind"])
+def test_the_command_succeeds_for_the_new_protocols_without_the_lock(
+    protocol: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--protocol", protocol, "--no-lock"]) == 0
     assert "no violation" in capsys.readouterr().out
 
 
