@@ -123,12 +123,16 @@ PINECONE_BYTES_PER_DIMENSION = 4  # a dense value as Pinecone sizes records (its
 DYNAMODB_PARTITION_WRU_PER_S = 1000  # per partition, on-demand tables too
 DYNAMODB_TABLE_WRU_PER_S = 40_000  # on-demand, per table (default quota)
 DYNAMODB_READ_UNITS_PER_RECORD = 1  # strongly consistent read of an item up to 4 KB (guard items: ~100 bytes)
+# Records whose blind claim is refused (held by another invocation, stale, or written twice in one batch) and
+# are read and claimed again under the lock: none in the steady state the model assumes (each record written
+# once per batch, no other writer holding it). Each such record adds a read unit and its refused put's units.
+BLIND_REFUSED_SHARE = 0.0
 DYNAMODB_TRANSACT_UNITS_PER_RECORD = 2  # transactional write of an item up to 1 KB
 
 # ------------------------------------------------------------------------------------------ assumptions
 PINECONE_LATENCY_MS = 30  # one upsert request, whatever its size (the benchmark's emulator latency)
 DYNAMODB_ROUND_TRIP_MS = 10  # one guard call: top of DynamoDB's "single-digit millisecond" range
-GUARD_ROUND_TRIPS_AFTER_CPU = 3  # the last group's read and transaction, then the release marker
+GUARD_ROUND_TRIPS_AFTER_CPU = 2  # the last group's blind claim (one transaction), then the release marker
 
 BEGIN = "<!-- capacity-model: {name} (python -m tools.capacity_model --write); do not edit -->"
 END = "<!-- capacity-model: end -->"
@@ -301,7 +305,7 @@ class GuardUnits:
     groups: int
     read_units: float  # per batch
     transact_units: float
-    bookkeeping_units: float  # lock puts, unlocks, the release marker: every other call at 1 WRU (an upper bound)
+    bookkeeping_units: float  # the release marker, and any lock, unlock or resent claim: 1 WRU a call (at most)
 
     @property
     def write_units(self) -> float:
@@ -314,9 +318,9 @@ def guard_units(b: Batch, measured: Measured, records_per_message: int) -> Guard
     return GuardUnits(
         requests_per_batch=requests,
         groups=groups,
-        read_units=DYNAMODB_READ_UNITS_PER_RECORD * b.records,
-        transact_units=DYNAMODB_TRANSACT_UNITS_PER_RECORD * b.records,
-        bookkeeping_units=max(0.0, requests - 2 * groups),
+        read_units=DYNAMODB_READ_UNITS_PER_RECORD * BLIND_REFUSED_SHARE * b.records,
+        transact_units=DYNAMODB_TRANSACT_UNITS_PER_RECORD * (1 + BLIND_REFUSED_SHARE) * b.records,
+        bookkeeping_units=max(0.0, requests - groups),
     )
 
 
@@ -408,7 +412,6 @@ class Limits:
     pinecone_requests: float
     pinecone_bytes: float
     dynamodb_partition: float
-    claim_lock: float
     lambda_by_memory: dict[int, float]  # the deployment at the template's MaximumConcurrency
     lambda_at_most: float  # MaximumConcurrency at its maximum, at the recommended MemorySize
     dynamodb_table: float
@@ -418,7 +421,6 @@ class Limits:
             "Pinecone upsert requests": self.pinecone_requests,
             "Pinecone upsert size": self.pinecone_bytes,
             "DynamoDB partition writes": self.dynamodb_partition,
-            "the guard's claim lock": self.claim_lock,
         }
 
 
@@ -434,7 +436,6 @@ def limits(s: ShapeModel, recommended: int) -> Limits:
         pinecone_requests=PINECONE_UPSERTS_PER_S * b.records / b.requests,
         pinecone_bytes=PINECONE_UPSERT_BYTES_PER_S / b.bytes_per_record,
         dynamodb_partition=DYNAMODB_PARTITION_WRU_PER_S / write_units_per_record,
-        claim_lock=b.records / (max(1.0, s.guard.requests_per_batch - 1) * DYNAMODB_ROUND_TRIP_MS / 1000),
         lambda_by_memory={memory: lambda_rate(memory, slots) for memory in MEMORY_SIZES},
         lambda_at_most=lambda_rate(recommended, min(ESM_MAX_CONCURRENCY, LAMBDA_ACCOUNT_CONCURRENCY)),
         dynamodb_table=DYNAMODB_TABLE_WRU_PER_S / write_units_per_record,
@@ -584,7 +585,7 @@ def render_costs(shapes_: Sequence[ShapeModel]) -> list[str]:
                 _usd(c.lambda_duration),
             ],
             [
-                "DynamoDB BatchGetItem, strongly consistent (1 per record)",
+                "DynamoDB BatchGetItem, strongly consistent (records a blind claim refuses: none here)",
                 f"{_n(n * s.guard.read_units)} RRU",
                 "0.125 per million",
                 _usd(c.dynamodb_reads),
@@ -647,11 +648,6 @@ def render_limits(shapes_: Sequence[ShapeModel]) -> list[str]:
         "DynamoDB: 1,000 WRU/s per partition / guard WRU per record",
         "namespace",
         (lim.dynamodb_partition for lim in all_limits),
-    )
-    row(
-        f"guard claim lock: (calls per batch - 1) x {DYNAMODB_ROUND_TRIP_MS} ms, one after another",
-        "namespace",
-        (lim.claim_lock for lim in all_limits),
     )
     for memory in (current, best):
         row(

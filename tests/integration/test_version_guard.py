@@ -191,18 +191,35 @@ def test_many_records_are_claimed_in_batches_and_one_stale_record_spoils_nothing
     assert len(verdicts) == 250
     assert [key for key, verdict in verdicts.items() if verdict is not Verdict.CLAIMED] == [("ns", "r42")]
     assert verdicts[("ns", "r42")] is Verdict.STALE
-    # lock + 3 reads of 100 + 3 transactions of up to 100 conditional puts (249 claims) + unlock,
-    # instead of one request per record
-    assert b.requests - before == 1 + 3 + 3 + 1
+    # 3 transactions of up to 100 blind conditional puts, the one refused for r42 sent again without it,
+    # then for r42 alone: lock + read + unlock (no claim: stale); instead of one request per record
+    assert b.requests - before == 3 + 1 + 1 + 1 + 1
     b.release(lease, [w(f"r{i}", 3) for i in range(250) if i != 42], landed={("ns", f"r{i}") for i in range(250)})
-    assert b.requests - before == 9
+    assert b.requests - before == 8
     assert all(recorded(f"r{i}").version == 3 for i in (0, 99, 100, 249))
 
 
-def test_a_held_claim_lock_makes_records_busy_until_it_expires(
+def per_record_guard_item(record_id: str, namespace: str = "ns", version: int = 0) -> None:
+    """An item as the per-record guard (before 2026-11) left it, its lease long over: a blind claim cannot
+    judge it (it has no numeric version and lease end), so claiming its record takes the lock and a read."""
+    boto3.client("dynamodb").put_item(
+        TableName=TABLE,
+        Item={
+            "namespace": {"S": namespace},
+            "record_id": {"S": record_id},
+            "version": {"N": str(version)},
+            "operation": {"S": "upsert"},
+            "lease_until": {"N": "0"},
+        },
+    )
+
+
+def test_a_held_claim_lock_makes_records_that_must_be_read_busy_until_it_expires(
     guards: tuple[VersionGuard, VersionGuard], clock: Clock
 ) -> None:
     a, b = guards
+    lease, _ = claim(a, w("x", 1))
+    a.release(lease, [w("x", 1)], landed={("ns", "x")})  # x's lease is over by its marker: only a read tells
     # a worker took the namespace's claim lock and died before dropping it
     boto3.client("dynamodb").put_item(
         TableName=TABLE,
@@ -214,14 +231,15 @@ def test_a_held_claim_lock_makes_records_busy_until_it_expires(
         },
     )
     started = clock.now
-    assert claim(b, w("x", 1), w("y", 1))[1] == {("ns", "x"): Verdict.BUSY, ("ns", "y"): Verdict.BUSY}
+    # y, which nobody holds, is claimed without the lock; x must be read, under the lock
+    assert claim(b, w("x", 2), w("y", 1))[1] == {("ns", "x"): Verdict.BUSY, ("ns", "y"): Verdict.CLAIMED}
     assert started + LOCK_WAIT_SECONDS - 0.5 <= clock.now <= started + LOCK_WAIT_SECONDS + 0.5  # waited, then gave up
-    assert claim(a, w("x", 1), namespace_other := w("z", 1, namespace="other"))[1] == {
+    assert claim(a, w("x", 2), namespace_other := w("z", 1, namespace="other"))[1] == {
         ("ns", "x"): Verdict.BUSY,
         namespace_other.key: Verdict.CLAIMED,  # other namespaces are not held up
     }
     clock.now = started + LOCK_SECONDS + 1
-    assert claim(b, w("x", 1))[1] == {("ns", "x"): Verdict.CLAIMED}
+    assert claim(b, w("x", 2))[1] == {("ns", "x"): Verdict.CLAIMED}
     assert item(LOCK_RECORD_ID) == {}  # and the lock was dropped again
 
 
@@ -253,14 +271,16 @@ class SlowReads:
 
 def test_no_claim_is_written_once_the_lock_was_taken_over(aws: str, clock: Clock) -> None:
     create_version_table(TABLE)
+    per_record_guard_item("x")
     slow = make_guard(clock, SlowReads(clock, taken_over=True))
     assert claim(slow, w("x", 1))[1] == {("ns", "x"): Verdict.BUSY}
-    assert item("x") == {}
+    assert "state" not in item("x")  # not claimed: still the per-record guard's item
     assert item(LOCK_RECORD_ID)["lock_token"] == {"S": "another-worker"}  # not dropped by the slow worker
 
 
 def test_a_lock_nobody_took_meanwhile_is_renewed_and_the_claims_written(aws: str, clock: Clock) -> None:
     create_version_table(TABLE)
+    per_record_guard_item("x")
     slow = make_guard(clock, SlowReads(clock, taken_over=False))
     assert claim(slow, w("x", 1))[1] == {("ns", "x"): Verdict.CLAIMED}
     assert recorded("x").version == 1
@@ -466,6 +486,23 @@ def test_after_a_claim_write_of_unknown_outcome_the_lock_is_dropped_and_the_appl
     assert claim(other, w("x", 6))[1] == {("ns", "x"): Verdict.CLAIMED}
 
 
+def test_a_blind_claim_never_replaces_a_higher_version_nor_a_lease_that_ended_after_it_was_sent(
+    guards: tuple[VersionGuard, VersionGuard], clock: Clock
+) -> None:
+    """A blind claim carries its sender's clock (its ``:now``): applied late, it is still judged by that time."""
+    a, b = guards
+    claim(a, w("x", 4))  # a's lease on x v4: 30 s
+    lease_b = b.lease(30)
+    clock.now -= 5  # b's claim of v5 was sent 5 s ago and DynamoDB applies it only now
+    assert b._claim_blind("ns", [w("x", 5)], lease_b, lambda: False) == (set(), [w("x", 5)])
+    clock.now += 5 + 31  # sent once a's lease had ended
+    assert b._claim_blind("ns", [w("x", 5)], lease_b, lambda: False) == ({("ns", "x")}, [])
+    assert (recorded("x").version, recorded("x").tokens) == (5, (lease_b.token,))
+    clock.now += 31
+    assert a._claim_blind("ns", [w("x", 4)], a.lease(30), lambda: False) == (set(), [w("x", 4)])  # v5 is higher
+    assert recorded("x").version == 5
+
+
 def test_items_of_the_per_record_guard_are_read(guards: tuple[VersionGuard, VersionGuard], clock: Clock) -> None:
     boto3.client("dynamodb").put_item(
         TableName=TABLE,
@@ -506,6 +543,8 @@ class RecordedCalls:
 def test_a_namespaces_lock_is_dropped_as_soon_as_its_claims_are_made(aws: str) -> None:
     """Even with one claim thread and other namespaces queued behind it."""
     create_version_table(TABLE)
+    for namespace, record_id in [("a", "x"), ("b", "x"), ("a", "y"), ("c", "x")]:
+        per_record_guard_item(record_id, namespace)  # each must be read: its namespace's lock is taken
     client = RecordedCalls()
     guard = VersionGuard(client, TABLE, ttl_seconds=3600, concurrency=1)  # type: ignore[arg-type]
     session = guard.session(guard.lease(60))

@@ -88,6 +88,11 @@ class _Claimer:
     def _unlock(self, lock: ClaimLock) -> None:
         pass
 
+    def _claim_blind(
+        self, namespace: str, writes: Sequence[GuardedWrite], *_: object
+    ) -> tuple[set[object], list[GuardedWrite]]:
+        return set(), list(writes)  # every blind claim refused: each record is read and decided
+
     def _claim_locked(self, namespace: str, writes: Sequence[GuardedWrite], *_: object, **__: object) -> dict:  # type: ignore[type-arg]
         return {write.key: Verdict.CLAIMED for write in writes if write.version < 7}
 
@@ -133,16 +138,11 @@ def test_a_write_sent_early_is_among_the_claimed_writes_when_a_later_unclaimed_w
     assert batch.settle().claimed == []  # without the early write: the release would call x landed
 
 
-class _GatedClaimer(_Claimer):
-    """As _Claimer, but taking the claim lock waits until the test opens the gate; records the groups it claims."""
+class _RecordingClaimer(_Claimer):
+    """As _Claimer, recording the groups it claims."""
 
     def __init__(self) -> None:
-        self.gate = threading.Event()
         self.groups: list[list[tuple[str, int]]] = []
-
-    def _lock(self, namespace: str, stop: object = None) -> ClaimLock:
-        self.gate.wait(60)
-        return super()._lock(namespace, stop)
 
     def _claim_locked(self, namespace: str, writes: Sequence[GuardedWrite], *_: object, **__: object) -> dict:  # type: ignore[type-arg]
         self.groups.append([(write.record_id, write.version) for write in writes])
@@ -150,16 +150,17 @@ class _GatedClaimer(_Claimer):
 
 
 def test_small_submissions_waiting_together_share_a_claim_but_a_record_written_twice_never_joins_its_first() -> None:
-    claimer = _GatedClaimer()
-    session = ClaimSession(claimer, ThreadPoolExecutor(1), Lease("t", 10**13), lambda: False)  # type: ignore[arg-type]
+    claimer = _RecordingClaimer()
+    pool, gate = ThreadPoolExecutor(1), threading.Event()
+    pool.submit(gate.wait, 60)  # the pool's one thread is busy until the gate opens: every submission waits
+    session = ClaimSession(claimer, pool, Lease("t", 10**13), lambda: False)  # type: ignore[arg-type]
 
     def write(record_id: str, version: int) -> list[GuardedWrite]:
         return [GuardedWrite("ns", record_id, version, "upsert")]
 
-    # the drain takes the claim lock before it takes a group: until the gate opens, everything waits
     waiting = [session.submit("ns", write(record_id, 1)) for record_id in ("a", "b", "c")]
     again = session.submit("ns", write("b", 2))  # b is waiting already: its second write goes after
-    claimer.gate.set()
+    gate.set()
     session.close()
 
     assert waiting[0] is waiting[1] is waiting[2]  # one submission: one future, one hand-over

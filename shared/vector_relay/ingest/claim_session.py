@@ -1,8 +1,10 @@
 """The claim session: one invocation's claims, made in the background while its batch is being read.
 
 :class:`ClaimSession` queues each validated message's writes per namespace and has the
-:class:`~vector_relay.ingest.version_guard.VersionGuard` claim them in groups under the namespace's
-claim lock, taking the lock when work arrives and dropping it once none is left.
+:class:`~vector_relay.ingest.version_guard.VersionGuard` claim them in groups: first each with a
+conditional put and no read (a record nobody holds is claimed in one round trip), then the records
+that refuses by reading and deciding under the namespace's claim lock, taken when such work arrives
+and dropped once none is left.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ class _Claimer(Protocol):
     def now(self) -> float: ...
     def _lock(self, namespace: str, stop: Callable[[], bool] = ...) -> ClaimLock | None: ...
     def _unlock(self, lock: ClaimLock) -> None: ...
+    def _claim_blind(
+        self, namespace: str, writes: Sequence[GuardedWrite], lease: Lease, stop: Callable[[], bool]
+    ) -> tuple[set[tuple[str, str]], list[GuardedWrite]]: ...
     def _claim_locked(
         self,
         namespace: str,
@@ -58,13 +63,13 @@ class ClaimSession:
     """One invocation's claims, made in the background while the batch is still being read.
 
     :meth:`submit` hands over a message's writes as soon as it is validated and returns a future
-    of their verdicts. Each namespace's submissions are claimed in order under its claim lock, in
-    groups of up to :data:`MAX_GROUP` records, :data:`GROUPS_IN_FLIGHT` groups at a time (a
-    record being claimed holds back later submissions with the same record); the lock is taken
-    when work arrives and dropped as soon as none is left. The pool runs ``guard.concurrency``
-    groups at once over all namespaces. A record may be claimed again in the same session with a
-    higher version (or the same version and another operation): the session's own lease does
-    not stand in its way.
+    of their verdicts. Each namespace's submissions are claimed in order, in groups of up to
+    :data:`MAX_GROUP` records, :data:`GROUPS_IN_FLIGHT` groups at a time (a record being claimed
+    holds back later submissions with the same record); the claim lock is taken when a group has
+    records to read (those its blind claims did not get) and dropped once no work is left. The
+    pool runs ``guard.concurrency`` groups at once over all namespaces. A record may be claimed
+    again in the same session with a higher version (or the same version and another operation):
+    the session's own lease does not stand in its way.
     """
 
     def __init__(
@@ -136,7 +141,6 @@ class ClaimSession:
     def _drain(self, state: _NamespaceClaims) -> None:
         """Claim what has queued up for ``state``'s namespace; the last drain out drops the claim lock."""
         while True:
-            self._lock_first(state)  # submissions queue up meanwhile: the group taken next holds them too
             with self._mutex:
                 group = self._take(state)
                 if not group:
@@ -160,23 +164,6 @@ class ClaimSession:
         if lock is not None:
             self._guard._unlock(lock)
 
-    def _lock_first(self, state: _NamespaceClaims) -> None:
-        """Take the namespace's claim lock, if work waits and it is not held, before taking a group to claim.
-
-        Taking it is a round trip; the messages validated meanwhile join the first group rather than
-        being claimed in groups of their own (fewer, fuller claim groups: fewer DynamoDB requests).
-        An error here is left for :meth:`_claim`, which tries again and fails its group with it.
-        """
-        if not state.queue or state.gave_up or (state.lock is not None and not state.lock.lost) or self._stop():
-            return
-        with state.locking:
-            if (state.lock is None or state.lock.lost) and not state.gave_up:
-                try:
-                    state.lock = self._guard._lock(state.namespace, self._stop)
-                except Exception:  # reported by _claim, which takes the lock again for its group
-                    return
-                state.gave_up = state.lock is None  # held by another worker for long: try again later
-
     @staticmethod
     def _take(state: _NamespaceClaims) -> list[_Submission]:
         """The next submissions to claim together, in order: up to :data:`MAX_GROUP` writes, no record twice.
@@ -198,12 +185,19 @@ class ClaimSession:
     def _claim(
         self, state: _NamespaceClaims, group: list[_Submission], span: tracing.Span
     ) -> dict[tuple[str, str], Verdict] | GuardUnavailableError:
-        """Claim ``group``'s writes: their verdicts (a record not decided is busy), or why the guard could not."""
+        """Claim ``group``'s writes: their verdicts (a record not decided is busy), or why the guard could not.
+
+        First without reading (``_claim_blind``); what that refuses is read and decided under the claim lock.
+        """
         writes = [write for submitted, _ in group for write in submitted]
+        to_read = writes
         lock = None
         try:
             verdicts: dict[tuple[str, str], Verdict] = {}
             if not self._stop():
+                claimed, to_read = self._guard._claim_blind(state.namespace, writes, self.lease, self._stop)
+                verdicts = dict.fromkeys(claimed, Verdict.CLAIMED)
+            if to_read and not self._stop():
                 with state.locking:
                     if (state.lock is None or state.lock.lost) and not state.gave_up:
                         state.lock = self._guard._lock(state.namespace, self._stop)
@@ -211,18 +205,18 @@ class ClaimSession:
                     lock = state.lock
                 if lock is not None and not lock.lost:
                     held: dict[tuple[str, str], float] = {}
-                    verdicts = self._guard._claim_locked(state.namespace, writes, self.lease, lock, self._stop, held)
+                    verdicts |= self._guard._claim_locked(state.namespace, to_read, self.lease, lock, self._stop, held)
                     with self._mutex:
                         self.held_until |= held
                 elif state.gave_up:  # another worker's lock: it ends within LOCK_SECONDS
                     span.note(lock="held by another worker")
                     with self._mutex:
                         self.held_until |= dict.fromkeys(
-                            (write.key for write in writes), self._guard.now() + LOCK_SECONDS
+                            (write.key for write in to_read), self._guard.now() + LOCK_SECONDS
                         )
         except Exception as error:
             # A claim write may have timed out here yet still be applied later: harmless, since it is
-            # applied only if the record is still as read (VersionGuard._write), so the lock is dropped
+            # applied only if its condition still holds (VersionGuard._claim_blind, _write), so the lock is dropped
             # as usual and the next worker need not wait for it to expire.
             failure = GuardUnavailableError(f"version guard could not claim: {error!r}")
             failure.__cause__ = error

@@ -4,6 +4,10 @@ Pinecone has no conditional write, so the guard lives in DynamoDB (the ``WriteVe
 keyed by namespace and record id). Before a worker writes records of a namespace, it **claims**
 them, in groups of up to :data:`~vector_relay.ingest.claim_session.MAX_GROUP`:
 
+0. it writes the claims **blind** (``TransactWriteItems``, 100 per request, no read, no lock),
+   each on condition :data:`BLIND_CONDITION`: the record is new, or records no higher version
+   under a lease that ended before the worker's clock now. A record nobody holds is claimed in
+   this one round trip; the puts refused go on to steps 1-4;
 1. it takes the namespace's **claim lock** (one conditional ``PutItem`` on a reserved item that
    expires after :data:`LOCK_SECONDS` unless renewed, so a dead worker cannot hold it for long);
 2. reads the records' items (``BatchGetItem``, 100 per request, strongly consistent);
@@ -32,7 +36,7 @@ it expires or until every token on it has a marker saying its write of the recor
 :class:`~vector_relay.ingest.claim_session.ClaimSession` runs the claims in the background while
 the batch is still being validated; :mod:`vector_relay.ingest.guard_records` holds the record
 states, leases, verdicts and the claim lock. docs/ordering.md says why the scheme is correct and
-what it costs. Kept at ~390 lines: :class:`VersionGuard` is one protocol over one table (lock, read,
+what it costs. Kept at ~470 lines: :class:`VersionGuard` is one protocol over one table (lock, read,
 decide, write, renew, release) whose steps share its request counter, clock and claim lock, and
 the ingest role's IAM test reads its DynamoDB calls from this file.
 """
@@ -206,9 +210,9 @@ class VersionGuard:
                 if state.until_ms >= now_ms and not released:
                     continue
                 held = RecordState(state.version, state.operation, lease.until_ms, (lease.token,))
-                item = {"namespace": {"S": namespace}, "record_id": {"S": record_id}, "state": {"S": held.format()}}
-                if "expires_at" in found[record_id]:
-                    item["expires_at"] = found[record_id]["expires_at"]
+                item = _claim_item(namespace, record_id, held, found[record_id].get("expires_at", {}))
+                if not item["expires_at"]:
+                    del item["expires_at"]
                 puts.append(((namespace, record_id), item, found[record_id]))
             written = self._write(puts, lock, lambda: False)
         finally:  # a hold write that timed out may still be applied: only if the record is still as read
@@ -325,17 +329,70 @@ class VersionGuard:
                     new = RecordState(
                         write.version, write.operation, max(state.until_ms, lease.until_ms), (*held, lease.token)
                     )
-            claim = {
-                "namespace": {"S": namespace},
-                "record_id": {"S": write.record_id},
-                "state": {"S": new.format()},
-                "expires_at": expires,
-            }
-            puts.append((write.key, claim, found.get(write.record_id)))
+            puts.append((write.key, _claim_item(namespace, write.record_id, new, expires), found.get(write.record_id)))
         written = self._write(puts, lock, stop)
         for key, _, _ in puts:
             verdicts[key] = Verdict.CLAIMED if key in written else Verdict.BUSY
         return verdicts
+
+    def _claim_blind(
+        self, namespace: str, writes: Sequence[GuardedWrite], lease: Lease, stop: Callable[[], bool]
+    ) -> tuple[set[tuple[str, str]], list[GuardedWrite]]:
+        """Claim ``writes`` without reading them first and without the claim lock; the keys claimed, and the rest.
+
+        Each put is conditional on what DynamoDB finds when it applies it (:data:`BLIND_CONDITION`): no
+        item, or one recording no higher version under a lease that ended before this worker's clock
+        now. So a put applied late or twice is refused by any claim written since (whose lease ends
+        after that time) and by any higher version, as a compare-and-set of what was read would be
+        (tools/guard_model.py, protocol ``blind``). A record that is held, stale, of the per-record
+        guard, or claimed again by this invocation is refused here, and the rest of its transaction
+        is sent again without it; the refused ones (and any not sent once ``stop()``) are returned
+        for :meth:`_claim_locked` to read and decide under the lock.
+        """
+        now_ms = int(self._clock() * 1000)
+        expires = {"N": str(now_ms // 1000 + self._ttl_seconds)}
+        values = {":now": {"N": str(now_ms)}}
+        claimed: set[tuple[str, str]] = set()
+        refused: list[GuardedWrite] = []
+        for start in range(0, len(writes), TRANSACT_LIMIT):
+            chunk = list(writes[start : start + TRANSACT_LIMIT])
+            while chunk and not stop():
+                try:
+                    self._call(
+                        self._dynamodb.transact_write_items,
+                        TransactItems=[
+                            {
+                                "Put": {
+                                    "TableName": self._table,
+                                    "Item": _claim_item(
+                                        namespace,
+                                        write.record_id,
+                                        RecordState(write.version, write.operation, lease.until_ms, (lease.token,)),
+                                        expires,
+                                    ),
+                                    "ConditionExpression": BLIND_CONDITION,
+                                    "ExpressionAttributeNames": _BLIND_NAMES,
+                                    "ExpressionAttributeValues": {**values, ":v": {"N": str(write.version)}},
+                                }
+                            }
+                            for write in chunk
+                        ],
+                    )
+                except ClientError as error:
+                    if error.response["Error"]["Code"] != "TransactionCanceledException":
+                        raise
+                    reasons = error.response.get("CancellationReasons", [])
+                    # refused, in conflict with another transaction on the item, or throttled: read and decided
+                    out = {i for i, reason in enumerate(reasons) if reason.get("Code") not in (None, "None")}
+                    if not out:  # no reason given: every put is left for the read
+                        out = set(range(len(chunk)))
+                    refused += (write for i, write in enumerate(chunk) if i in out)
+                    chunk = [write for i, write in enumerate(chunk) if i not in out]
+                    continue
+                claimed.update(write.key for write in chunk)
+                chunk = []
+            refused += chunk  # not sent (stop): busy unless the read path finds time
+        return claimed, refused
 
     def _read(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -406,6 +463,24 @@ class VersionGuard:
             else:
                 raise GuardUnavailableError("version guard claims kept being cancelled (throttled or in conflict)")
         return written
+
+
+# The blind claim's condition: no item, or no higher version (v) under a lease (u, epoch ms) ended before :now.
+BLIND_CONDITION = "attribute_not_exists(record_id) OR (#v <= :v AND #u < :now)"
+_BLIND_NAMES = {"#v": "v", "#u": "u"}
+
+
+def _claim_item(namespace: str, record_id: str, state: RecordState, expires: dict[str, str]) -> dict[str, Any]:
+    """A record's item: its state in one string, and its version and lease end again as numbers for the blind
+    claim's condition (DynamoDB compares numbers only as numbers)."""
+    return {
+        "namespace": {"S": namespace},
+        "record_id": {"S": record_id},
+        "state": {"S": state.format()},
+        "v": {"N": str(state.version)},
+        "u": {"N": str(state.until_ms)},
+        "expires_at": expires,
+    }
 
 
 def _unchanged_since(previous: dict[str, Any] | None) -> dict[str, Any]:
