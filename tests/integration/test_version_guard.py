@@ -503,6 +503,25 @@ def test_a_blind_claim_never_replaces_a_higher_version_nor_a_lease_that_ended_af
     assert recorded("x").version == 5
 
 
+def test_items_written_before_blind_claims_are_read_and_then_carry_the_numbers(
+    guards: tuple[VersionGuard, VersionGuard], clock: Clock
+) -> None:
+    """An item as the guard wrote it until 2026-12-07 (its state string only, no ``v`` and ``u``): a blind
+    claim cannot judge it, so it is read and claimed as before, and written in today's form."""
+    ended = int((clock.now - 60) * 1000)
+    boto3.client("dynamodb").put_item(
+        TableName=TABLE,
+        Item={"namespace": {"S": "ns"}, "record_id": {"S": "x"}, "state": {"S": f"3 upsert {ended} old-token"}},
+    )
+    a, _ = guards
+    before = a.requests
+    assert claim(a, w("x", 2))[1] == {("ns", "x"): Verdict.STALE}
+    assert a.requests - before == 4  # blind (refused), lock, read, unlock
+    lease, verdicts = claim(a, w("x", 4))
+    assert verdicts == {("ns", "x"): Verdict.CLAIMED}
+    assert (item("x")["v"], item("x")["u"]) == ({"N": "4"}, {"N": str(lease.until_ms)})
+
+
 def test_items_of_the_per_record_guard_are_read(guards: tuple[VersionGuard, VersionGuard], clock: Clock) -> None:
     boto3.client("dynamodb").put_item(
         TableName=TABLE,
