@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import statistics
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -74,6 +76,10 @@ class Row:
     handler_cpu_us_per_record: float
     dynamodb_requests_per_1k: float
     dynamodb_side_cpu_ms_per_1k: float  # moto's server or the stand-in, on this machine
+    # capacity units per 1,000 records, counted by the stand-in (the same calls go to moto): None where not counted
+    read_units_per_1k: float | None = None
+    write_units_per_1k: float | None = None
+    refused_write_units_per_1k: float | None = None
 
 
 @dataclass(frozen=True)
@@ -104,18 +110,29 @@ def stand_ins(latencies_ms: tuple[int, ...]) -> Iterator[list[StandIn]]:
             process.wait(timeout=10)
 
 
-def configurations(services: Services, standing: list[StandIn]) -> dict[str, tuple[str | None, Callable[[], float]]]:
-    """Each configuration: the guard's DynamoDB endpoint (None: guard off) and its server's CPU clock."""
-    configured: dict[str, tuple[str | None, Callable[[], float]]] = {
-        GUARD_OFF: (None, lambda: 0.0),
-        "guard on, moto": (services.moto, services.moto_cpu),
+type Configuration = tuple[str | None, Callable[[], float], Callable[[], dict[str, int]] | None]
+
+
+def configurations(services: Services, standing: list[StandIn]) -> dict[str, Configuration]:
+    """Each configuration: the guard's DynamoDB endpoint (None: guard off), its server's CPU clock, its unit count."""
+    configured: dict[str, Configuration] = {
+        GUARD_OFF: (None, lambda: 0.0, None),
+        "guard on, moto": (services.moto, services.moto_cpu, None),
     }
     for stand_in in standing:
         configured[f"guard on, stand-in {stand_in.latency_ms:g} ms"] = (
             stand_in.url,
             functools.partial(process_cpu_clock_seconds, stand_in.pid),
+            functools.partial(units_counted, stand_in.url),
         )
     return configured
+
+
+def units_counted(url: str) -> dict[str, int]:
+    """The capacity units the stand-in has counted so far (``GET /units``)."""
+    with urllib.request.urlopen(f"{url}/units", timeout=10) as answer:
+        counted: dict[str, int] = json.loads(answer.read())
+    return counted
 
 
 def main() -> None:
@@ -136,6 +153,8 @@ def main() -> None:
         f" emulator adds {LATENCY_MS} ms to every upsert"
     )
     rows: list[Row] = []
+    from vector_relay.aws_clients import clear_client_caches
+
     with local_services(API_KEY) as services, stand_ins(STAND_IN_LATENCIES_MS) as standing:
         os.environ.pop("POWERTOOLS_METRICS_DISABLED", None)  # Lambda emits the function's metrics
         resources = AwsResources.create(template)
@@ -147,21 +166,27 @@ def main() -> None:
                     deployed_template(None, hosts[0], f"bench-{shape_no}", shape.dimension), function
                 )
                 samples: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in names}
+                units: dict[str, list[dict[str, int]]] = {name: [] for name in names}
                 for round_no in range(rounds):
                     turn = round_no % len(names)
                     for name in names[turn:] + names[:turn]:
-                        endpoint, server_cpu = configured[name]
+                        endpoint, server_cpu, count_units = configured[name]
                         handler.environment = dict(environment)
                         if endpoint is not None:
                             handler.environment[ENDPOINT_VARIABLE] = endpoint
                         os.environ.pop(ENDPOINT_VARIABLE, None)
+                        clear_client_caches()  # botocore's session keeps the endpoints it resolved
                         handler.configure(endpoint is not None, shape.dimension)
                         event = sqs_event(tagged(shape.bodies, run_tag(round_no, names.index(name))))
                         server_before = server_cpu()
+                        units_before = count_units() if count_units else {}
                         sample = measure(services, functools.partial(handler.invoke, event), handler.guard_requests)
                         samples[name].append(
                             (sample.seconds, sample.cpu_seconds, sample.guard_requests, server_cpu() - server_before)
                         )
+                        if count_units:
+                            after = count_units()
+                            units[name].append({kind: after[kind] - units_before[kind] for kind in after})
                 os.environ.pop(ENDPOINT_VARIABLE, None)
             rates = {name: statistics.median(shape.vectors / s[0] for s in runs) for name, runs in samples.items()}
             shape_rows = [
@@ -174,6 +199,7 @@ def main() -> None:
                     handler_cpu_us_per_record=statistics.median(s[1] for s in runs) / shape.vectors * 1e6,
                     dynamodb_requests_per_1k=statistics.median(s[2] for s in runs) / shape.vectors * 1000,
                     dynamodb_side_cpu_ms_per_1k=statistics.median(s[3] for s in runs) / shape.vectors * 1e6,
+                    **per_1k(units[name], shape.vectors),
                 )
                 for name, runs in samples.items()
             ]
@@ -192,17 +218,30 @@ def main() -> None:
         print(f"\nwrote {write_json('guard_latency', payload)}")
 
 
+def per_1k(counted: list[dict[str, int]], records: int) -> dict[str, float]:
+    """The median round's capacity units per 1,000 records (nothing where none were counted)."""
+    if not counted:
+        return {}
+    return {
+        f"{kind}_units_per_1k": statistics.median(round_[kind] for round_ in counted) / records * 1000
+        for kind in ("read", "write", "refused_write")
+    }
+
+
 def report(shape: str, vectors: int, rows: list[Row]) -> None:
     print(f"\n{shape}: {vectors:,} records")
     print(
         f"  {'configuration':<28}{'vectors/s':>10}{'/ guard off':>13}{'wall ms':>9}{'CPU us/rec':>12}"
-        f"{'DynamoDB/1k rec':>17}{'its CPU ms/1k rec':>19}"
+        f"{'DynamoDB/1k rec':>17}{'its CPU ms/1k rec':>19}{'RRU/WRU (refused) per 1k rec':>31}"
     )
     for row in rows:
+        units = "-"
+        if row.write_units_per_1k is not None:
+            units = f"{row.read_units_per_1k:.0f} / {row.write_units_per_1k:.0f} ({row.refused_write_units_per_1k:.0f})"
         print(
             f"  {row.configuration:<28}{row.vectors_per_s:>10,.0f}{row.over_guard_off:>12.2f}x{row.wall_ms:>9.1f}"
             f"{row.handler_cpu_us_per_record:>12.0f}{row.dynamodb_requests_per_1k:>17.0f}"
-            f"{row.dynamodb_side_cpu_ms_per_1k:>19.0f}"
+            f"{row.dynamodb_side_cpu_ms_per_1k:>19.0f}{units:>31}"
         )
 
 

@@ -60,6 +60,9 @@ class Store:
 
     def __init__(self) -> None:
         self.items: dict[tuple[str, str, str], Item] = {}
+        # Capacity units as DynamoDB counts them for the guard's items (each under 1 KB): a strongly consistent
+        # read 1 a key, a write 1 an item, 2 in a transaction; refused writes apart (``GET /units``).
+        self.units = {"read": 0, "write": 0, "refused_write": 0}
 
     def key(self, table: str, key_or_item: Mapping[str, Any]) -> tuple[str, str, str]:
         try:
@@ -88,6 +91,7 @@ class Store:
     def batch_get_item(self, request: dict[str, Any]) -> dict[str, Any]:
         responses: dict[str, list[Item]] = {}
         for table, wanted in request["RequestItems"].items():
+            self.units["read"] += len(wanted["Keys"])
             found = (self.items.get(self.key(table, key)) for key in wanted["Keys"])
             responses[table] = [item for item in found if item is not None]
         return {"Responses": responses, "UnprocessedKeys": {}}
@@ -111,9 +115,11 @@ class Store:
             message = (
                 f"Transaction cancelled, please refer cancellation reasons for specific reasons [{', '.join(codes)}]"
             )
+            self.units["refused_write"] += 2 * len(puts)
             raise Refused("TransactionCanceledException", message, CancellationReasons=reasons)
         for key, put in puts:
             self.items[key] = put["Item"]
+        self.units["write"] += 2 * len(puts)
         return {}
 
     def put_item(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -141,8 +147,11 @@ class Store:
         return {}
 
     def _check(self, request: dict[str, Any], key: tuple[str, str, str]) -> None:
+        """Refuse a write whose condition does not hold; count its write unit either way."""
         if not _holds(request, self.items.get(key)):
+            self.units["refused_write"] += 1
             raise Refused("ConditionalCheckFailedException", CONDITION_FAILED)
+        self.units["write"] += 1
 
 
 def _holds(request: Mapping[str, Any], item: Item | None) -> bool:
@@ -301,7 +310,9 @@ class StandIn:
                     for name, _, value in (line.partition(":") for line in lines if line)
                 }
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
-                if request_line.startswith("GET "):  # health
+                if request_line.startswith("GET /units"):
+                    status, answer = 200, dict(self.store.units)
+                elif request_line.startswith("GET "):  # health
                     status, answer = 200, {"status": "ok"}
                 else:
                     operation = headers.get("x-amz-target", "").rpartition(".")[2]

@@ -10,6 +10,7 @@ does not serve is refused, never guessed.
 
 from __future__ import annotations
 
+import urllib.request
 from typing import Any
 
 import orjson
@@ -248,3 +249,18 @@ def dynamodb_client_at(url: str) -> Any:
     from vector_relay.aws_clients import GUARD_CONFIG
 
     return boto3.client("dynamodb", endpoint_url=url, config=GUARD_CONFIG)
+
+
+def test_the_stand_in_counts_capacity_units_as_dynamodb_bills_the_guards_items(aws: str) -> None:
+    with running() as url:
+        stand_in = JsonDynamoDB(dynamodb_client_at(url), aws_credentials())
+        stand_in._call("TransactWriteItems", {"TransactItems": [put("a", "1", None), put("b", "1", None)]})
+        with pytest.raises(ClientError):  # a is no longer absent: the whole transaction is refused
+            stand_in._call("TransactWriteItems", {"TransactItems": [put("a", "2", None), put("c", "1", None)]})
+        keys = [{"namespace": {"S": "ns"}, "record_id": {"S": r}} for r in ("a", "b", "missing")]
+        stand_in._call("BatchGetItem", {"RequestItems": {TABLE: {"Keys": keys, "ConsistentRead": True}}})
+        stand_in._call("PutItem", {"TableName": TABLE, "Item": {"namespace": {"S": "ns"}, "record_id": {"S": "m"}}})
+        with urllib.request.urlopen(f"{url}/units", timeout=10) as answer:
+            units = orjson.loads(answer.read())
+    # 2 transactional puts x 2 and one put x 1; the refused transaction's 2 puts x 2 apart; 3 keys read
+    assert units == {"read": 3, "write": 5, "refused_write": 4}
