@@ -558,18 +558,41 @@ def _blind_claim(
             state._replace(guard=_put(state.guard, record, applied)), worker, invocation._replace(phase=CLAIMED)
         )
         out.append((f"{how}: applied" if view else "", claimed))
-        if _may(config.faults.claim_twice, state):
-            text = f"{how}: applied, and DynamoDB holds a copy to apply later" if view else ""
-            out.append((text, _spend(claimed)._replace(guard_writes=_sorted_writes((*claimed.guard_writes, pending)))))
-    if _may(config.faults.claim_late, state):
-        text = ""
-        if view:
-            text = (
-                f"{how}: DynamoDB holds it (to apply later, or never); w{worker} times out: "
-                f"m{invocation.message} back to the queue"
-            )
-        gave_up = _end(_spend(state), worker, invocation, acknowledge=False, unlock=False)
-        out.append((text, gave_up._replace(guard_writes=_sorted_writes((*gave_up.guard_writes, pending)))))
+        twice = f"{how}: applied, and DynamoDB holds a copy to apply later" if view else ""
+        _applied_twice(config, state, claimed, pending, twice, out)
+    _held(config, state, worker, invocation, pending, how, "", out, view)
+
+
+def _applied_twice(
+    config: Config, state: State, claimed: State, pending: GuardWrite, text: str, out: list[tuple[str, State]]
+) -> None:
+    """The fault: DynamoDB applied the claim (``claimed``) and holds a copy of it to apply later."""
+    if _may(config.faults.claim_twice, state):
+        out.append((text, _spend(claimed)._replace(guard_writes=_sorted_writes((*claimed.guard_writes, pending)))))
+
+
+def _held(
+    config: Config,
+    state: State,
+    worker: int,
+    invocation: Invocation,
+    pending: GuardWrite,
+    how: str,
+    lock_note: str,
+    out: list[tuple[str, State]],
+    view: _View | None,
+) -> None:
+    """The fault: DynamoDB holds the claim (to apply later, or never); the worker times out, its message goes back."""
+    if not _may(config.faults.claim_late, state):
+        return
+    text = ""
+    if view:
+        text = (
+            f"{how}: DynamoDB holds it (to apply later, or never); w{worker} times out: "
+            f"m{invocation.message} back to the queue{lock_note}"
+        )
+    gave_up = _end(_spend(state), worker, invocation, acknowledge=False, unlock=False)
+    out.append((text, gave_up._replace(guard_writes=_sorted_writes((*gave_up.guard_writes, pending)))))
 
 
 def _take_lock(
@@ -656,18 +679,9 @@ def _write_claim(
         claimed = _step(state._replace(guard=_put(state.guard, record, applied)), worker, sending)
         claimed = _unlocked(claimed, invocation.token)
         out.append((f"{how}: applied; w{worker} drops the claim lock" if view else "", claimed))
-        if _may(config.faults.claim_twice, state):
-            text = f"{how}: applied, and DynamoDB holds a copy to apply later; w{worker} drops the lock" if view else ""
-            out.append((text, _spend(claimed)._replace(guard_writes=_sorted_writes((*claimed.guard_writes, pending)))))
-    if _may(config.faults.claim_late, state):
-        text = ""
-        if view:
-            text = (
-                f"{how}: DynamoDB holds it (to apply later, or never); w{worker} times out: "
-                f"m{invocation.message} back to the queue, the claim lock left to expire"
-            )
-        gave_up = _end(_spend(state), worker, invocation, acknowledge=False, unlock=False)
-        out.append((text, gave_up._replace(guard_writes=_sorted_writes((*gave_up.guard_writes, pending)))))
+        twice = f"{how}: applied, and DynamoDB holds a copy to apply later; w{worker} drops the lock" if view else ""
+        _applied_twice(config, state, claimed, pending, twice, out)
+    _held(config, state, worker, invocation, pending, how, ", the claim lock left to expire", out, view)
 
 
 def _send(

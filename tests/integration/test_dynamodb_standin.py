@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from relay_local.dynamodb_standin import running
 from tests.integration.conftest import create_version_table
+from tests.integration.test_version_guard import Clock
 from vector_relay.aws_clients import aws_credentials, dynamodb_client
 from vector_relay.ingest.dynamodb_json import JsonDynamoDB
 from vector_relay.ingest.guard_records import LOCK_SECONDS, LOCK_WAIT_SECONDS, ClaimLock, GuardedWrite, Verdict
@@ -27,17 +28,6 @@ from vector_relay.ingest.version_guard import VersionGuard
 TABLE = "standin-versions"
 
 type Answer = tuple[str, Any]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 2_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Recording(JsonDynamoDB):
