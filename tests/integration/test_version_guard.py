@@ -6,6 +6,7 @@ import json
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,8 +20,10 @@ from tests.integration.conftest import Pipeline, SqsDriver, create_version_table
 from tests.integration.test_ingest import upsert_body
 from tests.lambda_events import lambda_sqs_record
 from vector_relay import dependencies
+from vector_relay.aws_clients import aws_credentials, dynamodb_client
 from vector_relay.dependencies import reset_worker_dependencies, worker_dependencies
 from vector_relay.errors import GuardUnavailableError
+from vector_relay.ingest.dynamodb_json import JsonDynamoDB
 from vector_relay.ingest.guard_records import (
     LOCK_RECORD_ID,
     LOCK_SECONDS,
@@ -128,6 +131,62 @@ def test_only_the_lease_holders_release_frees_a_record(guards: tuple[VersionGuar
     assert claim(b, w("x", 6))[1] == {("ns", "x"): Verdict.BUSY}
     a.release(lease_a, [w("x", 5)], landed={("ns", "x")})
     assert claim(b, w("x", 6))[1] == {("ns", "x"): Verdict.CLAIMED}
+
+
+class HeldAnswers:
+    """The guard's client (the JSON client against moto's server), whose ``PutItem`` is sent and answered only
+    once ``let_go`` is set (a marker DynamoDB has not applied yet)."""
+
+    def __init__(self) -> None:
+        self._client = JsonDynamoDB(dynamodb_client(), aws_credentials())
+        self.let_go = threading.Event()
+        self.sent: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def send(self, operation: str, request: dict[str, Any]) -> Callable[[], Any]:
+        self.sent.append(operation)
+        if operation != "PutItem":
+            return self._client.send(operation, request)
+
+        def held() -> Any:
+            assert self.let_go.wait(60)
+            return self._client.send(operation, request)()
+
+        return held
+
+
+def test_the_handlers_release_returns_before_its_answer_and_the_same_guard_reads_its_marker_after_it(
+    guards: tuple[VersionGuard, VersionGuard], clock: Clock
+) -> None:
+    """The batch does not wait a round trip for its release marker (wait=False), yet this container's next
+    claim of the record, which reads markers, sees it: the read waits for the marker's answer."""
+    client = HeldAnswers()
+    a = make_guard(clock, client)
+    lease, verdicts = claim(a, w("x", 5))
+    assert verdicts == {("ns", "x"): Verdict.CLAIMED}
+    released = threading.Thread(target=a.release, args=(lease, [w("x", 5)], {("ns", "x")}), kwargs={"wait": False})
+    released.start()
+    released.join(60)
+    assert not released.is_alive()  # returned with the answer still held (waiting for it would hang here)
+    assert client.sent[-1] == "PutItem"
+    threading.Timer(0.2, client.let_go.set).start()  # the answer arrives later, whenever: the read waits for it
+    assert claim(a, w("x", 6))[1] == {("ns", "x"): Verdict.CLAIMED}  # v5's lease read as released
+    a.close()
+
+
+def test_a_release_not_waited_for_that_fails_is_ignored_and_the_lease_expires(
+    guards: tuple[VersionGuard, VersionGuard], clock: Clock
+) -> None:
+    _, b = guards
+    a = make_guard(clock, JsonDynamoDB(dynamodb_client(), aws_credentials()))
+    lease, _ = claim(a, w("x", 5))
+    boto3.client("dynamodb").delete_table(TableName=TABLE)  # the marker's write fails (ResourceNotFound)
+    a.release(lease, [w("x", 5)], landed={("ns", "x")}, wait=False)
+    a.close()  # its answer read (and its failure ignored) before the guard's threads end
+    create_version_table(TABLE)
+    assert claim(b, w("x", 6))[1] == {("ns", "x"): Verdict.CLAIMED}  # a new table: nothing held
 
 
 def test_a_write_that_did_not_land_keeps_its_lease(guards: tuple[VersionGuard, VersionGuard], clock: Clock) -> None:

@@ -379,3 +379,23 @@ def test_the_sessions_certificates_decide_the_tls_context(
     by_folder = DynamoDBEndpoint.for_session(url, URLLib3Session(verify=str(folder)))  # AWS_CA_BUNDLE may name one
     assert by_folder is not None
     assert by_folder._ssl.keywords == {"capath": str(folder)}  # type: ignore[union-attr]
+
+
+def test_send_writes_the_request_before_its_answer_is_asked_for(serve: Callable[..., ScriptedServer]) -> None:
+    """What the guard's release relies on: the request is on its way when ``send`` returns, and the server may
+    answer it (here it must have read it first) before the caller reads the answer."""
+    received = threading.Event()
+
+    def script(connection: socket.socket, number: int) -> None:
+        while (body := server.read_request(connection)) is not None:
+            received.set()
+            connection.sendall(answer(b'{"echo":' + body + b"}"))
+
+    server = serve(script)
+    client = endpoint(server)
+    answered = client.send({}, b'{"n":1}')
+    assert received.wait(60)  # the server has the whole request, and nobody has asked for the answer yet
+    assert answered().body == b'{"echo":{"n":1}}'
+    assert client.post({}, b'{"n":2}').body == b'{"echo":{"n":2}}'  # the connection was given back: reused
+    client.close()
+    assert server.connections == 1

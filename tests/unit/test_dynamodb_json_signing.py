@@ -9,6 +9,7 @@ instant: the signed headers must be the same, byte for byte.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
@@ -52,7 +53,7 @@ class _Answer:
 
 
 class _Capture:
-    """Stands for botocore's HTTP session (``send``) or the kept-alive endpoint (``post``): records what is sent."""
+    """Stands for botocore's HTTP session (``send`` of a prepared request): records what is sent."""
 
     def __init__(self, host: str) -> None:
         self.host = host
@@ -62,9 +63,13 @@ class _Capture:
         self.sent.append((dict(prepared.headers.items()), prepared.body))
         return _Answer()
 
-    def post(self, headers: dict[str, str], body: bytes) -> Answer:
+
+class _EndpointCapture(_Capture):
+    """Stands for the kept-alive endpoint (``send`` of headers and body, the answer read later)."""
+
+    def send(self, headers: dict[str, str], body: bytes) -> Callable[[], Answer]:  # type: ignore[override]
         self.sent.append((headers, body))
-        return Answer(200, {}, b"{}")
+        return lambda: Answer(200, {}, b"{}")
 
 
 def _text(value: str | bytes) -> str:
@@ -90,11 +95,13 @@ def test_a_raw_call_is_signed_as_botocore_signs_the_same_request(call: str, tran
     client.meta.events.register("before-send.dynamodb.*", stop_before_sending)
     raw = JsonDynamoDB(client, client._request_signer._credentials)
     assert raw._endpoint is not None  # no proxy here: the kept-alive endpoint is what sends
-    capture = _Capture(raw._endpoint.host)
+    capture: _Capture
     if transport == "botocore session":
+        capture = _Capture(raw._endpoint.host)
         raw._endpoint = None
         raw._http = capture  # type: ignore[assignment]
     else:
+        capture = _EndpointCapture(raw._endpoint.host)
         raw._endpoint = capture  # type: ignore[assignment]
 
     with mock.patch.object(botocore.auth, "get_current_datetime", return_value=AT):

@@ -20,13 +20,14 @@ before it is reused (as urllib3 does), and any failure after the request was wri
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import select
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -112,16 +113,40 @@ class DynamoDBEndpoint:
 
     def post(self, headers: dict[str, str], body: bytes) -> Answer:
         """Send one request; the answer, whatever its status. Raises botocore's connection errors."""
+        return self.send(headers, body)()
+
+    def send(self, headers: dict[str, str], body: bytes) -> Callable[[], Answer]:
+        """Write one request now; the function that reads its answer (call it once: the connection is its own
+        until then). Raises botocore's connection errors, here for the request or there for the answer.
+
+        So the version guard writes a claim from the thread that has it (the handler's, between two
+        messages), and reads the answer on one of its threads while the handler reads on.
+        """
         head = [f"POST {self._path} HTTP/1.1", f"Host: {self.host}", f"Content-Length: {len(body)}"]
         head += (
             f"{name}: {value}" for name, value in headers.items() if name.lower() not in ("host", "content-length")
         )
         request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
         connection = self._checkout()
+        with self._errors_mapped(connection):
+            connection.sendall(request)
+        return functools.partial(self._answer, connection)
+
+    def _answer(self, connection: socket.socket) -> Answer:
+        with self._errors_mapped(connection):
+            answer, keep = _read_answer(connection)
+        if keep:
+            self._checkin(connection)
+        else:
+            connection.close()
+        return answer
+
+    @contextlib.contextmanager
+    def _errors_mapped(self, connection: socket.socket) -> Iterator[None]:
+        """botocore's errors for a failure on ``connection``, which is then closed (never reused)."""
         try:
             try:
-                connection.sendall(request)
-                answer, keep = _read_answer(connection)
+                yield
             except TimeoutError as error:
                 raise ReadTimeoutError(endpoint_url=self.url, error=error) from error
             except ssl.SSLError as error:
@@ -131,11 +156,6 @@ class DynamoDBEndpoint:
         except BaseException:
             connection.close()
             raise
-        if keep:
-            self._checkin(connection)
-        else:
-            connection.close()
-        return answer
 
     def close(self) -> None:
         with self._lock:

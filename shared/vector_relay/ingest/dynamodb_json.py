@@ -22,7 +22,9 @@ one attempt per call, as the guard's client does (``GUARD_PROFILE``): the guard 
 
 from __future__ import annotations
 
+import functools
 import zlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -31,7 +33,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ChecksumError, ClientError, NoCredentialsError
 from botocore.httpsession import URLLib3Session
 
-from vector_relay.ingest.dynamodb_http import DynamoDBEndpoint
+from vector_relay.ingest.dynamodb_http import Answer, DynamoDBEndpoint
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -82,6 +84,11 @@ class JsonDynamoDB:
         return self._call("DeleteItem", request)
 
     def _call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
+        return self.send(operation, request)()
+
+    def send(self, operation: str, request: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        """Send ``operation`` now (over a kept-alive connection; where the client's session must send it, when
+        the answer is asked for); the function that returns the answer or raises what the call raises."""
         if self._credentials is None:
             raise NoCredentialsError()
         headers = {"Content-Type": CONTENT_TYPE, "X-Amz-Target": TARGET_PREFIX + operation}
@@ -90,26 +97,37 @@ class JsonDynamoDB:
         payload = orjson.dumps(request)
         aws_request = AWSRequest(method="POST", url=self._url, data=payload, headers=headers)
         SigV4Auth(self._credentials.get_frozen_credentials(), "dynamodb", self._region).add_auth(aws_request)
-        if self._endpoint is not None:
-            answer = self._endpoint.post(dict(aws_request.headers.items()), payload)
-            status, content = answer.status, answer.body
-            _check_crc32(answer.headers.get("x-amz-crc32"), content)
-        else:
-            response = self._http.send(aws_request.prepare())
-            status, content = response.status_code, response.content
-        try:
-            body: dict[str, Any] = orjson.loads(content) if content else {}
-        except orjson.JSONDecodeError:  # not DynamoDB's answer (a proxy's error page): its status says what
-            body = {}
-        if status >= 300 or not isinstance(body, dict):
-            raise ClientError(_error_response(body, status), operation)  # type: ignore[arg-type]
-        return body
+        if self._endpoint is None:
+            return functools.partial(self._sent_by_session, operation, aws_request)
+        answer = self._endpoint.send(dict(aws_request.headers.items()), payload)
+        return functools.partial(self._answered, operation, answer)
+
+    def _sent_by_session(self, operation: str, aws_request: AWSRequest) -> dict[str, Any]:
+        response = self._http.send(aws_request.prepare())
+        return _parsed(operation, response.status_code, response.content)
+
+    @staticmethod
+    def _answered(operation: str, answer: Callable[[], Answer]) -> dict[str, Any]:
+        got = answer()
+        _check_crc32(got.headers.get("x-amz-crc32"), got.body)
+        return _parsed(operation, got.status, got.body)
 
     def close(self) -> None:
         """Close the kept-alive connections, and the botocore client (its session's)."""
         if self._endpoint is not None:
             self._endpoint.close()
         self._client.close()
+
+
+def _parsed(operation: str, status: int, content: bytes) -> dict[str, Any]:
+    """An answer's body as botocore gives it, or its :class:`~botocore.exceptions.ClientError`."""
+    try:
+        body: dict[str, Any] = orjson.loads(content) if content else {}
+    except orjson.JSONDecodeError:  # not DynamoDB's answer (a proxy's error page): its status says what
+        body = {}
+    if status >= 300 or not isinstance(body, dict):
+        raise ClientError(_error_response(body, status), operation)  # type: ignore[arg-type]
+    return body
 
 
 def _check_crc32(expected: str | None, content: bytes) -> None:

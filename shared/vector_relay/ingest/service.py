@@ -282,10 +282,11 @@ class IngestRun:
                 guarded.session.close()
             summary = guarded.settle(self._early.sent)
             # Release what landed. A failed or cancelled request may still reach Pinecone late, so its
-            # records stay leased until the lease expires and no newer write can overtake it.
+            # records stay leased until the lease expires and no newer write can overtake it. The marker
+            # is sent, not waited for: the batch is done whether or not it is written.
             with tracing.span("guard release") as span:
                 span.note(claimed=len(summary.claimed), landed=len(outcome.landed))
-                guarded.guard.release(guarded.session.lease, summary.claimed, outcome.landed)
+                guarded.guard.release(guarded.session.lease, summary.claimed, outcome.landed, wait=False)
         if settled is not None:
             depend_on_early(outcome, settled, coalesced, self._sending)
         for message_id, error in (summary.failures if summary else {}).items():

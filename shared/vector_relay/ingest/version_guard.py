@@ -44,12 +44,13 @@ the ingest role's IAM test reads its DynamoDB calls from this file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -101,6 +102,7 @@ class VersionGuard:
         self._counted = 0
         self._count_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._releasing: list[Future[None]] = []  # release markers sent, their answers not yet read
 
     @property
     def requests(self) -> int:
@@ -149,12 +151,23 @@ class VersionGuard:
             verdicts |= future.result()
         return verdicts
 
-    def release(self, lease: Lease, claimed: Iterable[GuardedWrite], landed: Collection[tuple[str, str]]) -> None:
+    def release(
+        self,
+        lease: Lease,
+        claimed: Iterable[GuardedWrite],
+        landed: Collection[tuple[str, str]],
+        *,
+        wait: bool = True,
+    ) -> None:
         """Say which of ``lease``'s claimed writes landed, so the next versions of those records need not wait.
 
         A claimed write that did not land (failed, or cancelled at the deadline: it may still reach
         Pinecone moments later) keeps its lease until it expires. Best effort: a lease that is not
         released just expires.
+
+        ``wait=False`` (the ingest handler's): the marker is written to its connection before this
+        returns, and its answer is read by a claim thread (:meth:`_answered_in_background`), so the
+        batch does not wait a round trip for a write whose failure it would ignore anyway.
         """
         pending: dict[str, set[str]] = {}
         any_landed = False
@@ -176,8 +189,40 @@ class VersionGuard:
                 return
         if not fits(GUARD_PROFILE):  # too late in the invocation: the leases expire on their own
             return
-        with contextlib.suppress(ClientError, BotoCoreError):  # the leases expire on their own
-            self._call(self._dynamodb.put_item, TableName=self._table, Item=item)
+        if wait:
+            with contextlib.suppress(ClientError, BotoCoreError):  # the leases expire on their own
+                self._call(self._dynamodb.put_item, TableName=self._table, Item=item)
+            return
+        with contextlib.suppress(ClientError, BotoCoreError):  # not even sent: the leases expire on their own
+            self._answered_in_background(
+                self._send("PutItem", self._dynamodb.put_item, TableName=self._table, Item=item)
+            )
+
+    def _send(self, operation: str, method: Callable[..., Any], **request: Any) -> Callable[[], Any]:
+        """Send ``operation`` now where the client can (:class:`~vector_relay.ingest.dynamodb_json.JsonDynamoDB`:
+        written to a kept-alive connection); the function that returns its answer. A plain botocore client
+        (``method``, the same call) sends when that function is called."""
+        with self._count_lock:
+            self._counted += 1
+        send = getattr(self._dynamodb, "send", None)
+        if send is None:
+            return functools.partial(method, **request)
+        answer: Callable[[], Any] = send(operation, request)
+        return answer
+
+    def _answered_in_background(self, answer: Callable[[], Any]) -> None:
+        """Have a claim thread read ``answer`` (errors ignored: best effort); the next read of release markers
+        by this guard waits for it first (:meth:`_markers`), so this container's next claim of a record it has
+        just released finds the marker. On Lambda, an answer not read before the environment is frozen is read
+        when it thaws: AWS resumes such background work if it reuses the environment."""
+        with self._count_lock:
+            pool = self._pool
+            self._releasing = [future for future in self._releasing if not future.done()]
+            if pool is not None:
+                with contextlib.suppress(RuntimeError):  # the guard is closing: read here
+                    self._releasing.append(pool.submit(_ignoring_failure, answer))
+                    return
+        _ignoring_failure(answer)
 
     def hold_unchanged(self, namespace: str, expected: Mapping[str, RecordState], lease: Lease) -> set[str]:
         """Take ``lease`` on the records of ``namespace`` whose state is still exactly ``expected``; return their ids.
@@ -414,6 +459,9 @@ class VersionGuard:
     def _markers(self, tokens: Collection[str]) -> dict[str, dict[str, Any]]:
         if not tokens:
             return {}
+        with self._count_lock:
+            releasing = list(self._releasing)
+        wait(releasing)  # this guard's own markers answered first (each bounded by the client's read timeout)
         keys = [{"namespace": {"S": MARKER_NAMESPACE}, "record_id": {"S": token}} for token in sorted(tokens)]
         return {item["record_id"]["S"]: item for item in self._read(keys)}
 
@@ -499,6 +547,11 @@ def _unchanged_since(previous: dict[str, Any] | None) -> dict[str, Any]:
         "ExpressionAttributeNames": {"#state": "state", "#version": "version"},
         "ExpressionAttributeValues": {":version": previous["version"]},
     }
+
+
+def _ignoring_failure(answer: Callable[[], Any]) -> None:
+    with contextlib.suppress(ClientError, BotoCoreError):  # the leases expire on their own
+        answer()
 
 
 def _landed(marker: dict[str, Any] | None, namespace: str, record_id: str) -> bool:
