@@ -19,8 +19,8 @@ against:
 Every configuration runs warm, in rotating order, fresh record ids each round; figures are medians
 of the rounds. The ratio is each row's vectors/s over the guard-off row's of the same rounds.
 
-Run: ``.venv/bin/python bench/guard_latency.py`` (``--quick``: one round; ``--json``: write
-bench/results/guard_latency.json).
+Run: ``.venv/bin/python bench/guard_latency.py`` (``--quick``: one round; ``--rounds N``: more rounds
+where the machine is noisy; ``--json``: write bench/results/guard_latency.json).
 """
 
 from __future__ import annotations
@@ -139,8 +139,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one round per shape: a smoke run, not a measurement")
     parser.add_argument("--json", action="store_true", help="write bench/results/guard_latency.json")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds per shape (default {ROUNDS})")
     args = parser.parse_args()
-    rounds = 1 if args.quick else ROUNDS
+    rounds = 1 if args.quick else args.rounds
 
     template = deployed_template(None)
     function = template.function("IngestFunction")
