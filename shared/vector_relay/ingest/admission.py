@@ -95,12 +95,15 @@ class GuardedBatch:
         keys = request_keys(request)
         if not keys:
             return Admission(request)  # a filter operation
-        claims = {id(claim): claim for claim in (self._claim_of(key, winners) for key in keys)}
+        of_key = {key: self._claim_of(key, winners) for key in keys}
+        claims = {id(claim): claim for claim in of_key.values()}
         await _all_done(claims.values())
-        for claim in claims.values():
+        decided: dict[int, dict[tuple[str, str], Verdict]] = {}  # each claim's verdicts, read once (a lock each)
+        for ident, claim in claims.items():
             if (error := claim.exception()) is not None:
                 raise error
-        verdicts = {key: self._claim_of(key, winners).result()[key] for key in keys}
+            decided[ident] = claim.result()
+        verdicts = {key: decided[id(claim)][key] for key, claim in of_key.items()}
         keep = {key for key, verdict in verdicts.items() if verdict is Verdict.CLAIMED}
         complete = all(verdict is not Verdict.BUSY for verdict in verdicts.values())
         return Admission(narrow(request, self.coalesced.winners if winners is None else winners, keep), complete)
@@ -113,18 +116,26 @@ class GuardedBatch:
         batch: if it did not land, the release must keep its record's lease (it may still land).
         """
         summary = GuardSummary()
+        outcomes: dict[int, tuple[BaseException | None, dict[tuple[str, str], Verdict]]] = {}
+
+        def outcome(claim: Future[dict[tuple[str, str], Verdict]]) -> tuple[BaseException | None, Mapping[Any, Any]]:
+            """A claim's error or verdicts, read once per claim (each read takes the future's lock)."""
+            if id(claim) not in outcomes:
+                error = claim.exception()
+                outcomes[id(claim)] = (error, {} if error is not None else claim.result())
+            return outcomes[id(claim)]
+
         for key, early in (sent_early or {}).items():
             winner = self.coalesced.winners.get(key)
             if winner is not None and winner.same_write(early):
                 continue  # the batch's winner: counted below
-            claim = self._claim_of(key, {key: early})
-            if claim.exception() is None and claim.result().get(key) is Verdict.CLAIMED:
+            error, verdicts = outcome(self._claim_of(key, {key: early}))
+            if error is None and verdicts.get(key) is Verdict.CLAIMED:
                 summary.claimed.append(GuardedWrite(*key, early.version, early.operation))
         busy_until: dict[str, list[float | None]] = {}  # message id -> when each of its busy records frees up
         for key, winner in self.coalesced.winners.items():
-            claim = self._claim_of(key)
-            error = claim.exception()
-            verdict = None if error is not None else claim.result()[key]
+            error, verdicts = outcome(self._claim_of(key))
+            verdict = None if error is not None else verdicts[key]
             if verdict is Verdict.CLAIMED:
                 summary.claimed.append(GuardedWrite(*key, winner.version, winner.operation))
             elif verdict is Verdict.STALE:

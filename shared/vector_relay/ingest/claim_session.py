@@ -57,6 +57,7 @@ class _NamespaceClaims:
     lock: ClaimLock | None = None
     locking: threading.Lock = field(default_factory=threading.Lock)
     gave_up: bool = False  # the lock stayed taken: every later claim of this invocation is busy
+    tail_ids: set[str] = field(default_factory=set)  # the record ids of the last queued submission (queue[-1])
 
 
 class ClaimSession:
@@ -98,23 +99,27 @@ class ClaimSession:
 
         The future raises :class:`GuardUnavailableError` if DynamoDB could not be asked.
         """
-        future: Future[dict[tuple[str, str], Verdict]] = Future()
         with self._mutex:
             if self._sealed:
                 raise RuntimeError("claim session already closed")
             state = self._namespaces.setdefault(namespace, _NamespaceClaims(namespace))
-            if state.queue and _joins(state.queue[-1][0], writes):
+            ids = {write.record_id for write in writes}
+            if state.queue and _joins(state.queue[-1][0], state.tail_ids, writes, ids):
                 # Not taken yet: it is claimed with the one before it, under that one's future (one future and
                 # one verdict hand-over per run of small messages instead of one per message).
                 waiting, shared = state.queue[-1]
                 waiting.extend(writes)
+                state.tail_ids |= ids
                 return shared
+            future: Future[dict[tuple[str, str], Verdict]] = Future()  # made only here: each one holds a lock
             state.queue.append((list(writes), future))
+            previous_tail, state.tail_ids = state.tail_ids, ids  # taking from the front never changes the tail
             try:
                 self._start(state)
             except RuntimeError as error:  # the guard was closed (dependencies rebuilt): retried by SQS
                 if state.workers == 0:
                     state.queue.pop()
+                    state.tail_ids = previous_tail
                     future.set_exception(GuardUnavailableError(f"version guard closed: {error}"))
         return future
 
@@ -227,13 +232,10 @@ class ClaimSession:
         return verdicts
 
 
-def _joins(waiting: list[GuardedWrite], writes: Sequence[GuardedWrite]) -> bool:
-    """Whether ``writes`` may join the last submission still waiting: room in one group, no record in both
-    (a record's second write must be claimed after its first, never in the same group)."""
-    if len(waiting) + len(writes) > MAX_GROUP:
-        return False
-    ids = {write.record_id for write in waiting}
-    return all(write.record_id not in ids for write in writes)
+def _joins(waiting: list[GuardedWrite], waiting_ids: set[str], writes: Sequence[GuardedWrite], ids: set[str]) -> bool:
+    """Whether ``writes`` (record ``ids``) may join the last submission still waiting (``waiting_ids``): room in
+    one group, no record in both (a record's second write must be claimed after its first, never with it)."""
+    return len(waiting) + len(writes) <= MAX_GROUP and waiting_ids.isdisjoint(ids)
 
 
 def _settle(group: list[_Submission], decided: dict[tuple[str, str], Verdict] | GuardUnavailableError) -> None:
