@@ -30,6 +30,7 @@ CALLS: dict[str, dict[str, Any]] = {
         "TransactItems": [
             {"Put": {"TableName": "t", "Item": ITEM, "ConditionExpression": "attribute_not_exists(record_id)"}}
         ]
+        * 100  # a body of several times 2,048 bytes: hashed in pieces, signed as botocore signs it whole
     },
     "put_item": {"TableName": "t", "Item": ITEM},
     "update_item": {
