@@ -11,6 +11,7 @@ does not serve is refused, never guessed.
 from __future__ import annotations
 
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -35,15 +36,20 @@ class Recording(JsonDynamoDB):
 
     calls: list[tuple[str, dict[str, Any], Answer]]
 
-    def _call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
+    def send(self, operation: str, request: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         sent = orjson.loads(orjson.dumps(request))
-        try:
-            answer = super()._call(operation, request)
-        except ClientError as error:
-            self.calls.append((operation, sent, refusal(error)))
-            raise
-        self.calls.append((operation, sent, ("answer", normalised(answer))))
-        return answer
+        answered = super().send(operation, request)
+
+        def recorded() -> dict[str, Any]:  # every call of the guard comes here, sent at once or not
+            try:
+                answer = answered()
+            except ClientError as error:
+                self.calls.append((operation, sent, refusal(error)))
+                raise
+            self.calls.append((operation, sent, ("answer", normalised(answer))))
+            return answer
+
+        return recorded
 
 
 def refusal(error: ClientError) -> Answer:

@@ -14,7 +14,7 @@ from vector_relay.contract.fields import ValidationContext
 from vector_relay.contract.parsing import parse_write_message
 from vector_relay.deadline import Deadline
 from vector_relay.ingest.admission import GuardedBatch, _all_done
-from vector_relay.ingest.claim_session import ClaimSession
+from vector_relay.ingest.claim_session import MAX_GROUP, ClaimSession
 from vector_relay.ingest.guard_records import ClaimLock, GuardedWrite, Lease, Verdict
 from vector_relay.ingest.planning import PlannableWrite, Winner, coalesce
 from vector_relay.pinecone.wire import encode_upsert
@@ -168,3 +168,39 @@ def test_small_submissions_waiting_together_share_a_claim_but_a_record_written_t
     assert again is not waiting[0]
     assert again.result() == {("ns", "b"): Verdict.CLAIMED}
     assert claimer.groups == [[("a", 1), ("b", 1), ("c", 1)], [("b", 2)]]
+
+
+class _HeldClaimer(_Claimer):
+    """Each group's blind claim is sent at once and answered only when ``answer`` is set."""
+
+    def __init__(self) -> None:
+        self.answer = threading.Event()
+        self.sent: list[list[str]] = []
+        self.third_sent = threading.Event()
+
+    def _claim_blind(
+        self, namespace: str, writes: Sequence[GuardedWrite], lease: Lease, stop: object, sent: Callable[[], None]
+    ) -> tuple[set[object], list[GuardedWrite]]:
+        sent()
+        self.sent.append([write.record_id for write in writes])
+        if len(self.sent) == 3:
+            self.third_sent.set()
+        assert self.answer.wait(60)
+        return {write.key for write in writes}, []
+
+
+def test_sealing_sends_the_groups_still_queued_without_waiting_for_the_ones_in_flight() -> None:
+    """Two groups in flight (their answers held back) and a third queued behind them: once the batch is read,
+    the third is sent too rather than when one of the first two returns."""
+    claimer = _HeldClaimer()
+    session = ClaimSession(claimer, ThreadPoolExecutor(4), Lease("t", 10**13), lambda: False)  # type: ignore[arg-type]
+    futures = [
+        session.submit("ns", [GuardedWrite("ns", f"{group}-{n}", 1, "upsert") for n in range(MAX_GROUP)])
+        for group in "abc"
+    ]
+    session.seal()
+    assert claimer.third_sent.wait(60)  # with the first two still unanswered
+    claimer.answer.set()
+    session.close()
+    assert sorted(group[0] for group in claimer.sent) == ["a-0", "b-0", "c-0"]
+    assert all(set(future.result().values()) == {Verdict.CLAIMED} for future in futures)

@@ -33,7 +33,8 @@ from botocore.exceptions import (
 from botocore.httpsession import URLLib3Session
 
 from vector_relay.aws_clients import GUARD_CONFIG
-from vector_relay.ingest.dynamodb_http import DynamoDBEndpoint
+from vector_relay.ingest import dynamodb_http
+from vector_relay.ingest.dynamodb_http import CHECK_AFTER_IDLE_SECONDS, DynamoDBEndpoint
 from vector_relay.ingest.dynamodb_json import JsonDynamoDB
 
 type Script = Callable[[socket.socket, int], None]  # serves one connection (the int: its number, from 0)
@@ -141,12 +142,45 @@ def test_an_idle_connection_the_server_closed_is_never_used_again(serve: Callabl
         # and closes: an idle timeout on the server's side, while the client still pools the connection
 
     server = serve(script)
-    client = endpoint(server)
+    now = [0.0]
+    client = DynamoDBEndpoint(
+        f"http://127.0.0.1:{server.port}", connect_timeout=60, read_timeout=60, clock=lambda: now[0]
+    )
     assert client.post({}, b"{}").body == b'{"connection":0}'
-    [idle] = client._idle
+    [(idle, _)] = client._idle
     select.select([idle], [], [], 60)  # wait until the server's close has reached the pooled connection
+    now[0] += CHECK_AFTER_IDLE_SECONDS  # idle long enough to be checked before it is used
     assert client.post({}, b"{}").body == b'{"connection":1}'
     assert len(server.requests) == 2  # the second request was written once, on a new connection
+
+
+def test_a_connection_given_back_moments_ago_is_used_without_a_check(
+    serve: Callable[..., ScriptedServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No system call (which would let a claim thread lose the interpreter's lock) for a connection just used;
+    one idle for CHECK_AFTER_IDLE_SECONDS is checked."""
+
+    def script(connection: socket.socket, number: int) -> None:
+        while (body := server.read_request(connection)) is not None:
+            connection.sendall(answer(b'{"echo":' + body + b"}"))
+
+    server = serve(script)
+    now = [0.0]
+    client = DynamoDBEndpoint(
+        f"http://127.0.0.1:{server.port}", connect_timeout=60, read_timeout=60, clock=lambda: now[0]
+    )
+    checked: list[socket.socket] = []
+    real_check = dynamodb_http._still_open
+    monkeypatch.setattr(dynamodb_http, "_still_open", lambda c: checked.append(c) or real_check(c))
+    client.post({}, b"1")
+    now[0] += CHECK_AFTER_IDLE_SECONDS / 2
+    client.post({}, b"2")
+    assert checked == []
+    now[0] += CHECK_AFTER_IDLE_SECONDS
+    client.post({}, b"3")
+    assert len(checked) == 1
+    client.close()
+    assert server.connections == 1
 
 
 def test_connection_close_chunked_and_unframed_answers(serve: Callable[..., ScriptedServer]) -> None:

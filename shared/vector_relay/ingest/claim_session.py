@@ -10,6 +10,7 @@ and dropped once none is left.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -23,6 +24,8 @@ from vector_relay.ingest.guard_records import LOCK_SECONDS, ClaimLock, GuardedWr
 
 MAX_GROUP = 100  # records claimed together: one read, four writes
 GROUPS_IN_FLIGHT = 2  # groups of one namespace claimed at once (their records are distinct)
+SEALED_GROUPS_IN_FLIGHT = 4  # once the batch is read, the handler waits for the last groups: they go at once
+SEAL_WAIT_SECONDS = 0.005  # the most the seal waits for them to be sent (one switch interval; threads may be busy)
 
 
 class _Claimer(Protocol):
@@ -32,7 +35,12 @@ class _Claimer(Protocol):
     def _lock(self, namespace: str, stop: Callable[[], bool] = ...) -> ClaimLock | None: ...
     def _unlock(self, lock: ClaimLock) -> None: ...
     def _claim_blind(
-        self, namespace: str, writes: Sequence[GuardedWrite], lease: Lease, stop: Callable[[], bool]
+        self,
+        namespace: str,
+        writes: Sequence[GuardedWrite],
+        lease: Lease,
+        stop: Callable[[], bool],
+        sent: Callable[[], None] = ...,
     ) -> tuple[set[tuple[str, str]], list[GuardedWrite]]: ...
     def _claim_locked(
         self,
@@ -58,6 +66,8 @@ class _NamespaceClaims:
     locking: threading.Lock = field(default_factory=threading.Lock)
     gave_up: bool = False  # the lock stayed taken: every later claim of this invocation is busy
     tail_ids: set[str] = field(default_factory=set)  # the record ids of the last queued submission (queue[-1])
+    starting: int = 0  # drains started that have not taken a group yet
+    unsent: int = 0  # groups taken whose first request is not written yet
 
 
 class ClaimSession:
@@ -87,6 +97,7 @@ class ClaimSession:
         self._stop = stop
         self._spans = spans  # one "guard claim" span per group, timed on the pool's threads
         self._mutex = threading.Lock()
+        self._progress = threading.Condition(self._mutex)  # a drain took its group, or sent its first request
         self._namespaces: dict[str, _NamespaceClaims] = {}
         self._tasks: list[Future[None]] = []
         self._sealed = False
@@ -124,9 +135,20 @@ class ClaimSession:
         return future
 
     def seal(self) -> None:
-        """No more submissions."""
+        """No more submissions. What is still queued gets its drains now (up to :data:`SEALED_GROUPS_IN_FLIGHT`
+        groups of a namespace in flight), and the calling thread waits until they have sent their first request
+        (at most :data:`SEAL_WAIT_SECONDS`): waiting lets go of the interpreter's lock, so the last groups leave
+        at once instead of when the handler next waits, and their answers come back while it plans."""
         with self._mutex:
             self._sealed = True
+            for state in self._namespaces.values():
+                with contextlib.suppress(RuntimeError):  # the guard was closed: the drains running finish the rest
+                    for _ in range(_queued_groups(state)):  # a drain for each group still queued, within the limit
+                        self._start(state, SEALED_GROUPS_IN_FLIGHT)
+            self._progress.wait_for(
+                lambda: all(not state.starting and not state.unsent for state in self._namespaces.values()),
+                timeout=SEAL_WAIT_SECONDS,
+            )
 
     def close(self) -> None:
         """Seal, wait until every claim is made and every claim lock dropped."""
@@ -138,16 +160,22 @@ class ClaimSession:
                 return
             wait(pending)
 
-    def _start(self, state: _NamespaceClaims) -> None:  # with the mutex held
-        if state.queue and state.workers < GROUPS_IN_FLIGHT:
+    def _start(self, state: _NamespaceClaims, limit: int = GROUPS_IN_FLIGHT) -> None:  # with the mutex held
+        if state.queue and state.workers < limit:
             self._tasks.append(self._pool.submit(self._drain, state))  # raises if the guard was closed
             state.workers += 1
+            state.starting += 1
 
     def _drain(self, state: _NamespaceClaims) -> None:
         """Claim what has queued up for ``state``'s namespace; the last drain out drops the claim lock."""
+        first = True
         while True:
             with self._mutex:
                 group = self._take(state)
+                if first:
+                    state.starting -= 1
+                    first = False
+                    self._progress.notify_all()
                 if not group:
                     state.workers -= 1
                     lock = None
@@ -156,18 +184,26 @@ class ClaimSession:
                     break
                 ids = {write.record_id for submitted, _ in group for write in submitted}
                 state.claiming |= ids
+                state.unsent += 1
                 with contextlib.suppress(RuntimeError):  # the guard is closing: this drain goes on alone
                     self._start(state)  # the next group can be claimed alongside, if there is one
+            sent = _Once(functools.partial(self._sent, state))
             try:
                 with self._spans.span("guard claim") as span:
                     span.note(namespace=state.namespace, records=len(ids))
-                    decided = self._claim(state, group, span)
+                    decided = self._claim(state, group, span, sent)
                 _settle(group, decided)  # after the span: a request waiting for these starts after it ended
             finally:
+                sent()  # not sent at all (stopped, or failed before): no longer waited for either
                 with self._mutex:
                     state.claiming -= ids
         if lock is not None:
             self._guard._unlock(lock)
+
+    def _sent(self, state: _NamespaceClaims) -> None:
+        with self._mutex:
+            state.unsent -= 1
+            self._progress.notify_all()
 
     @staticmethod
     def _take(state: _NamespaceClaims) -> list[_Submission]:
@@ -188,7 +224,11 @@ class ClaimSession:
         return group
 
     def _claim(
-        self, state: _NamespaceClaims, group: list[_Submission], span: tracing.Span
+        self,
+        state: _NamespaceClaims,
+        group: list[_Submission],
+        span: tracing.Span,
+        sent: Callable[[], None] = lambda: None,
     ) -> dict[tuple[str, str], Verdict] | GuardUnavailableError:
         """Claim ``group``'s writes: their verdicts (a record not decided is busy), or why the guard could not.
 
@@ -200,7 +240,7 @@ class ClaimSession:
         try:
             verdicts: dict[tuple[str, str], Verdict] = {}
             if not self._stop():
-                claimed, to_read = self._guard._claim_blind(state.namespace, writes, self.lease, self._stop)
+                claimed, to_read = self._guard._claim_blind(state.namespace, writes, self.lease, self._stop, sent)
                 verdicts = dict.fromkeys(claimed, Verdict.CLAIMED)
             if to_read and not self._stop():
                 with state.locking:
@@ -230,6 +270,25 @@ class ClaimSession:
         if span.recording:  # counted only for a trace
             span.note(**_verdict_counts(verdicts, writes))
         return verdicts
+
+
+class _Once:
+    """Calls ``action`` the first time it is called, and never again."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self._action: Callable[[], None] | None = action
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            action, self._action = self._action, None
+        if action is not None:
+            action()
+
+
+def _queued_groups(state: _NamespaceClaims) -> int:
+    """How many groups the submissions queued make at least."""
+    return -(-sum(len(writes) for writes, _ in state.queue) // MAX_GROUP)
 
 
 def _joins(waiting: list[GuardedWrite], waiting_ids: set[str], writes: Sequence[GuardedWrite], ids: set[str]) -> bool:

@@ -14,8 +14,9 @@ endpoint, or a client certificate, :meth:`DynamoDBEndpoint.for_session` gives No
 is used as before. Errors are botocore's own (:class:`~botocore.exceptions.ConnectTimeoutError`,
 :class:`~botocore.exceptions.ReadTimeoutError`, :class:`~botocore.exceptions.EndpointConnectionError`,
 :class:`~botocore.exceptions.ConnectionClosedError`, :class:`~botocore.exceptions.SSLError`), and like
-the session it never sends a request twice: an idle connection the server has closed is noticed
-before it is reused (as urllib3 does), and any failure after the request was written is the caller's.
+the session it never sends a request twice: a connection idle for :data:`CHECK_AFTER_IDLE_SECONDS` or
+more that the server has closed is noticed before it is reused (urllib3 checks at every reuse), and any
+failure after the request was written is the caller's.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +45,9 @@ from botocore.httpsession import URLLib3Session, get_cert_path
 
 MAX_HEAD_BYTES = 65_536  # status line and headers; DynamoDB's are well under 1 KB
 MAX_IDLE_CONNECTIONS = 10  # botocore's max_pool_connections default
+# A pooled connection idle for longer is checked before it is used (urllib3 checks every time; Apache HttpClient's
+# pool, which the AWS SDK for Java uses, checks only after 2 s idle by default: validateAfterInactivity).
+CHECK_AFTER_IDLE_SECONDS = 1.0
 _READ_SIZE = 65_536
 
 
@@ -64,6 +69,7 @@ class DynamoDBEndpoint:
         read_timeout: float | None,
         ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = None,
         socket_options: tuple[tuple[int, int, int], ...] = (),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -83,7 +89,8 @@ class DynamoDBEndpoint:
         if self._https and self._ssl is None:
             raise ValueError("an https endpoint needs an SSL context")
         self._options = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1), *socket_options)
-        self._idle: list[socket.socket] = []
+        self._idle: list[tuple[socket.socket, float]] = []  # with when each was given back
+        self._clock = clock
         self._lock = threading.Lock()
         self._closed = False
 
@@ -160,23 +167,27 @@ class DynamoDBEndpoint:
     def close(self) -> None:
         with self._lock:
             self._closed, idle, self._idle = True, self._idle, []
-        for connection in idle:
+        for connection, _ in idle:
             connection.close()
 
     def _checkout(self) -> socket.socket:
         while True:
             with self._lock:
-                connection = self._idle.pop() if self._idle else None
+                connection, since = self._idle.pop() if self._idle else (None, 0.0)
             if connection is None:
                 return self._connect()
-            if _still_open(connection):
+            # A connection given back moments ago (the batch's previous claim group) is used as it is: checking
+            # it is a system call, which lets go of the interpreter's lock, and a claim thread then waits up to
+            # the 5 ms switch interval to get it back while the handler validates. Servers close idle
+            # connections after seconds (or say "Connection: close" in the answer, which is honoured).
+            if self._clock() - since < CHECK_AFTER_IDLE_SECONDS or _still_open(connection):
                 return connection
             connection.close()  # closed by the server while idle (or it sent something unasked): never reused
 
     def _checkin(self, connection: socket.socket) -> None:
         with self._lock:
             if not self._closed and len(self._idle) < MAX_IDLE_CONNECTIONS:
-                self._idle.append(connection)
+                self._idle.append((connection, self._clock()))
                 return
         connection.close()
 

@@ -266,6 +266,8 @@ class IngestRun:
 
     def finish(self) -> dict[str, Verdict]:
         service, guarded = self._service, self._guarded
+        if guarded is not None:
+            guarded.session.seal()  # the last claims leave now, while the batch is planned
         writes = [(d.record.message_id, self._registry.namespace_for(d.message.tenant), d.message) for d in self._valid]
         coalesced = coalesce(writes)
         settled = self._early.settle(coalesced) if self._sending.started else None
@@ -275,7 +277,6 @@ class IngestRun:
             outcome = self._run(plan, settled)
         else:
             guarded.coalesced = coalesced
-            guarded.session.seal()
             try:
                 outcome = self._run(plan, settled)
             finally:

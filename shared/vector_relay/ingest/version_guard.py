@@ -381,7 +381,12 @@ class VersionGuard:
         return verdicts
 
     def _claim_blind(
-        self, namespace: str, writes: Sequence[GuardedWrite], lease: Lease, stop: Callable[[], bool]
+        self,
+        namespace: str,
+        writes: Sequence[GuardedWrite],
+        lease: Lease,
+        stop: Callable[[], bool],
+        sent: Callable[[], None] = lambda: None,
     ) -> tuple[set[tuple[str, str]], list[GuardedWrite]]:
         """Claim ``writes`` without reading them first and without the claim lock; the keys claimed, and the rest.
 
@@ -392,7 +397,8 @@ class VersionGuard:
         (tools/guard_model.py, protocol ``blind``). A record that is held, stale, of the per-record
         guard, or claimed again by this invocation is refused here, and the rest of its transaction
         is sent again without it; the refused ones (and any not sent once ``stop()``) are returned
-        for :meth:`_claim_locked` to read and decide under the lock.
+        for :meth:`_claim_locked` to read and decide under the lock. ``sent`` is called once the first
+        request is written (before its answer is read).
         """
         now_ms = int(self._clock() * 1000)
         expires = {"N": str(now_ms // 1000 + self._ttl_seconds)}
@@ -403,7 +409,8 @@ class VersionGuard:
             chunk = list(writes[start : start + TRANSACT_LIMIT])
             while chunk and not stop():
                 try:
-                    self._call(
+                    answer = self._send(
+                        "TransactWriteItems",
                         self._dynamodb.transact_write_items,
                         TransactItems=[
                             {
@@ -423,6 +430,8 @@ class VersionGuard:
                             for write in chunk
                         ],
                     )
+                    sent()
+                    answer()
                 except ClientError as error:
                     if error.response["Error"]["Code"] != "TransactionCanceledException":
                         raise
