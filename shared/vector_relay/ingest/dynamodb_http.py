@@ -126,8 +126,8 @@ class DynamoDBEndpoint:
         """Write one request now; the function that reads its answer (call it once: the connection is its own
         until then). Raises botocore's connection errors, here for the request or there for the answer.
 
-        So the version guard writes a claim from the thread that has it (the handler's, between two
-        messages), and reads the answer on one of its threads while the handler reads on.
+        So the version guard's release marker is on its way before the handler returns while a claim thread
+        reads the answer, and a claim group's drain can say when its request is out.
         """
         head = [f"POST {self._path} HTTP/1.1", f"Host: {self.host}", f"Content-Length: {len(body)}"]
         head += (

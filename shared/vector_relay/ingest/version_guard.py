@@ -189,14 +189,12 @@ class VersionGuard:
                 return
         if not fits(GUARD_PROFILE):  # too late in the invocation: the leases expire on their own
             return
-        if wait:
-            with contextlib.suppress(ClientError, BotoCoreError):  # the leases expire on their own
-                self._call(self._dynamodb.put_item, TableName=self._table, Item=item)
-            return
         with contextlib.suppress(ClientError, BotoCoreError):  # not even sent: the leases expire on their own
-            self._answered_in_background(
-                self._send("PutItem", self._dynamodb.put_item, TableName=self._table, Item=item)
-            )
+            answer = self._send("PutItem", self._dynamodb.put_item, TableName=self._table, Item=item)
+            if wait:
+                _ignoring_failure(answer)
+            else:
+                self._answered_in_background(answer)
 
     def _send(self, operation: str, method: Callable[..., Any], **request: Any) -> Callable[[], Any]:
         """Send ``operation`` now where the client can (:class:`~vector_relay.ingest.dynamodb_json.JsonDynamoDB`:
