@@ -9,13 +9,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
+from botocore.exceptions import ClientError
 
 from vector_relay.contract.fields import ValidationContext
 from vector_relay.contract.parsing import parse_write_message
 from vector_relay.deadline import Deadline
 from vector_relay.ingest.admission import GuardedBatch, _all_done
-from vector_relay.ingest.claim_session import MAX_GROUP, ClaimSession
-from vector_relay.ingest.guard_records import ClaimLock, GuardedWrite, Lease, Verdict
+from vector_relay.ingest.claim_session import MAX_GROUP, PUMPED_MIN_RECORDS, ClaimSession
+from vector_relay.ingest.guard_records import ClaimLock, GuardedWrite, Lease, SentClaim, Verdict
 from vector_relay.ingest.planning import PlannableWrite, Winner, coalesce
 from vector_relay.pinecone.wire import encode_upsert
 
@@ -89,7 +90,7 @@ class _Claimer:
         pass
 
     def _claim_blind(
-        self, namespace: str, writes: Sequence[GuardedWrite], *_: object
+        self, namespace: str, writes: Sequence[GuardedWrite], *_: object, **__: object
     ) -> tuple[set[object], list[GuardedWrite]]:
         return set(), list(writes)  # every blind claim refused: each record is read and decided
 
@@ -179,7 +180,13 @@ class _HeldClaimer(_Claimer):
         self.third_sent = threading.Event()
 
     def _claim_blind(
-        self, namespace: str, writes: Sequence[GuardedWrite], lease: Lease, stop: object, sent: Callable[[], None]
+        self,
+        namespace: str,
+        writes: Sequence[GuardedWrite],
+        lease: Lease,
+        stop: object,
+        sent: Callable[[], None],
+        first: object = None,
     ) -> tuple[set[object], list[GuardedWrite]]:
         sent()
         self.sent.append([write.record_id for write in writes])
@@ -204,3 +211,108 @@ def test_sealing_sends_the_groups_still_queued_without_waiting_for_the_ones_in_f
     session.close()
     assert sorted(group[0] for group in claimer.sent) == ["a-0", "b-0", "c-0"]
     assert all(set(future.result().values()) == {Verdict.CLAIMED} for future in futures)
+
+
+class _Answered:
+    """A blind claim's answer, there at once: every put applied, or the transaction cancelled for ``refused``."""
+
+    def __init__(self, refused: list[str]) -> None:
+        self.refused = refused
+
+    def ready(self) -> bool:
+        return True
+
+    def __call__(self) -> dict[str, object]:
+        if self.refused:
+            reasons = [{"Code": "ConditionalCheckFailed"}] * len(self.refused)
+            error = {"Code": "TransactionCanceledException", "Message": "cancelled"}
+            raise ClientError({"Error": error, "CancellationReasons": reasons}, "TransactWriteItems")  # type: ignore[typeddict-unknown-key]
+        return {}
+
+
+class _PumpedClaimer(_Claimer):
+    """A guard whose blind claims are sent by the caller and answered at once; the records in ``refused`` are
+    refused (then read and decided: v7 stays undecided, as :class:`_Claimer` does)."""
+
+    def __init__(self, refused: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        self.refused = refused
+        self.senders: list[threading.Thread] = []
+        self.continued_on: list[threading.Thread] = []
+
+    def _send_blind(
+        self, namespace: str, writes: Sequence[GuardedWrite], lease: Lease, now_ms: int | None = None
+    ) -> SentClaim:
+        self.senders.append(threading.current_thread())
+        carried = list(writes)[:MAX_GROUP]
+        return SentClaim(0, _Answered([w.record_id for w in carried if w.record_id in self.refused]), len(carried))
+
+    def _claim_blind(
+        self, namespace: str, writes: Sequence[GuardedWrite], *_: object, first: SentClaim | None = None, **__: object
+    ) -> tuple[set[object], list[GuardedWrite]]:
+        assert first is not None  # a pumped group goes on from the answer the submitting thread read
+        self.continued_on.append(threading.current_thread())
+        try:
+            first.answer()
+        except ClientError:  # refused in part: the rest sent again (here: claimed), the refused ones left to read
+            refused = [w for w in writes if w.record_id in self.refused]
+            return {w.key for w in writes if w not in refused}, refused
+        return {w.key for w in writes}, []
+
+
+class _CountingPool(ThreadPoolExecutor):
+    def __init__(self) -> None:
+        super().__init__(4)
+        self.submitted = 0
+
+    def submit(self, fn: Callable[..., object], /, *args: object, **kwargs: object) -> Future:  # type: ignore[override,type-arg]
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_pumped_claims_are_sent_and_decided_between_messages_on_the_submitting_thread() -> None:
+    """The handler's thread sends each group and reads its answer between two messages: no claim thread needs
+    the interpreter while the batch is validated (a thread that wants it waits up to the 5 ms switch interval)."""
+    claimer, pool = _PumpedClaimer(), _CountingPool()
+    session = ClaimSession(claimer, pool, Lease("t", 10**13), lambda: False, pumped=True)  # type: ignore[arg-type]
+    messages = [[GuardedWrite("ns", f"m{m}-{n}", 1, "upsert") for n in range(PUMPED_MIN_RECORDS)] for m in range(5)]
+    futures = [session.submit("ns", writes) for writes in messages]
+    assert all(future.done() for future in futures[:-1])  # each answered by the time the next message came
+    session.close()
+    assert pool.submitted == 0  # not one group went to a claim thread
+    assert claimer.senders == [threading.current_thread()] * 5
+    assert [future.result() for future in futures] == [
+        dict.fromkeys((write.key for write in writes), Verdict.CLAIMED) for writes in messages
+    ]
+    pool.shutdown()
+
+
+def test_pumped_small_messages_wait_to_be_claimed_together() -> None:
+    """Where answers come back at once, each one-record message would be a request of its own: a group leaves
+    between messages only once enough records wait, and the rest at the seal."""
+    claimer, pool = _PumpedClaimer(), _CountingPool()
+    session = ClaimSession(claimer, pool, Lease("t", 10**13), lambda: False, pumped=True)  # type: ignore[arg-type]
+    futures = [session.submit("ns", [GuardedWrite("ns", f"r{n}", 1, "upsert")]) for n in range(PUMPED_MIN_RECORDS + 5)]
+    assert len(claimer.senders) == 1  # the first PUMPED_MIN_RECORDS together; the last five wait for the seal
+    assert pool.submitted == 0
+    session.close()  # the last five sent at the seal, whose answer a claim thread reads
+    assert len(claimer.senders) == 2
+    assert all(future.result()[("ns", f"r{n}")] is Verdict.CLAIMED for n, future in enumerate(futures))
+    pool.shutdown()
+
+
+def test_a_pumped_group_with_a_refused_record_is_decided_on_a_claim_thread_from_the_answer_read() -> None:
+    """A refusal needs more round trips (the rest sent again, the refused ones read under the lock): a claim thread
+    goes on from the answer the submitting thread read, and the verdicts are a drain's."""
+    claimer, pool = _PumpedClaimer(refused={"held"}), _CountingPool()
+    session = ClaimSession(claimer, pool, Lease("t", 10**13), lambda: False, pumped=True)  # type: ignore[arg-type]
+    writes = [GuardedWrite("ns", record_id, 7, "upsert") for record_id in ("a", "held", "b")]
+    verdicts = session.submit("ns", writes)
+    session.close()
+    assert verdicts.result() == {
+        ("ns", "a"): Verdict.CLAIMED,
+        ("ns", "held"): Verdict.BUSY,
+        ("ns", "b"): Verdict.CLAIMED,
+    }
+    assert claimer.continued_on
+    assert threading.current_thread() not in claimer.continued_on
+    pool.shutdown()

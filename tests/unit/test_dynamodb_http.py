@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess  # nosec B404 - openssl makes a test certificate
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -433,3 +434,39 @@ def test_send_writes_the_request_before_its_answer_is_asked_for(serve: Callable[
     assert client.post({}, b'{"n":2}').body == b'{"echo":{"n":2}}'  # the connection was given back: reused
     client.close()
     assert server.connections == 1
+
+
+def test_a_reply_says_whether_its_answer_has_come_without_waiting_for_it(serve: Callable[..., ScriptedServer]) -> None:
+    """What the claim session pumps on: ``ready()`` is False while the server holds the answer back, True once it
+    has sent it (or closed the connection: reading then raises botocore's error), and never blocks."""
+    let_go = threading.Event()
+
+    def script(connection: socket.socket, number: int) -> None:
+        while (body := server.read_request(connection)) is not None:
+            if number == 0:
+                assert let_go.wait(60)
+                connection.sendall(answer(body))
+            else:
+                connection.close()
+                return
+
+    server = serve(script)
+    client = endpoint(server)
+    reply = client.send({}, b'{"n":1}')
+    assert not reply.ready()  # the server has not answered: asking does not wait
+    let_go.set()
+    deadline = time.monotonic() + 60
+    while not reply.ready():  # a condition with a generous ceiling, not a timing
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    assert reply().body == b'{"n":1}'
+    closing = endpoint(server)  # a second connection, which the server closes unanswered
+    closed = closing.send({}, b'{"n":2}')
+    deadline = time.monotonic() + 60
+    while not closed.ready():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    with pytest.raises(ConnectionClosedError):
+        closed()
+    client.close()
+    closing.close()

@@ -5,6 +5,14 @@
 conditional put and no read (a record nobody holds is claimed in one round trip), then the records
 that refuses by reading and deciding under the namespace's claim lock, taken when such work arrives
 and dropped once none is left.
+
+Where the guard's client writes requests itself (:class:`~vector_relay.ingest.dynamodb_json.JsonDynamoDB`
+over kept-alive connections), the session is *pumped*: the handler's thread sends each group's first
+request and reads its answer between two messages, once it has come. A claim thread that needed the
+interpreter's lock while the handler validated waited up to Python's 5 ms switch interval for it, at
+each send and each answer; pumped, none does. Groups with a refused record (more round trips: the
+rest sent again, the refused ones read under the lock) go on in a claim thread from the answer read,
+and from the seal on claim threads read the answers still to come while the batch is planned.
 """
 
 from __future__ import annotations
@@ -15,17 +23,22 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from vector_relay import tracing
 from vector_relay.errors import GuardUnavailableError
-from vector_relay.ingest.guard_records import LOCK_SECONDS, ClaimLock, GuardedWrite, Lease, Verdict
+from vector_relay.ingest.guard_records import LOCK_SECONDS, ClaimLock, GuardedWrite, Lease, SentClaim, Verdict
 
 MAX_GROUP = 100  # records claimed together: one read, four writes
 GROUPS_IN_FLIGHT = 2  # groups of one namespace claimed at once (their records are distinct)
 SEALED_GROUPS_IN_FLIGHT = 4  # once the batch is read, the handler waits for the last groups: they go at once
 SEAL_WAIT_SECONDS = 0.005  # the most the seal waits for them to be sent (one switch interval; threads may be busy)
+# Pumped, a group leaves between two messages only once this many records wait (the rest go at the seal): where
+# answers come back at once, each message would otherwise be a request of its own (2026-12-07, a stand-in answering
+# at once: 1,010 requests per 1,000 one-record messages, 0.78x the unguarded throughput instead of 0.89x).
+PUMPED_MIN_RECORDS = 25
 
 
 class _Claimer(Protocol):
@@ -41,7 +54,11 @@ class _Claimer(Protocol):
         lease: Lease,
         stop: Callable[[], bool],
         sent: Callable[[], None] = ...,
+        first: SentClaim | None = ...,
     ) -> tuple[set[tuple[str, str]], list[GuardedWrite]]: ...
+    def _send_blind(
+        self, namespace: str, writes: Sequence[GuardedWrite], lease: Lease, now_ms: int | None = ...
+    ) -> SentClaim: ...
     def _claim_locked(
         self,
         namespace: str,
@@ -57,6 +74,18 @@ type _Submission = tuple[list[GuardedWrite], Future[dict[tuple[str, str], Verdic
 
 
 @dataclass(slots=True)
+class _Flight:
+    """A claim group whose first request the handler's thread sent between two messages; its answer is read
+    there too, between later messages, once it has come (or by a claim thread, once the batch is sealed)."""
+
+    group: list[_Submission]
+    ids: set[str]
+    sent: SentClaim
+    timing: AbstractContextManager[tracing.Span]
+    span: tracing.Span
+
+
+@dataclass(slots=True)
 class _NamespaceClaims:
     namespace: str
     queue: deque[_Submission] = field(default_factory=deque)
@@ -68,6 +97,8 @@ class _NamespaceClaims:
     tail_ids: set[str] = field(default_factory=set)  # the record ids of the last queued submission (queue[-1])
     starting: int = 0  # drains started that have not taken a group yet
     unsent: int = 0  # groups taken whose first request is not written yet
+    flights: list[_Flight] = field(default_factory=list)  # sent by the handler's thread, answers not read yet
+    queued: int = 0  # writes in the queue
 
 
 class ClaimSession:
@@ -90,8 +121,13 @@ class ClaimSession:
         lease: Lease,
         stop: Callable[[], bool],
         spans: tracing.SpanLog = tracing.NO_SPANS,
+        *,
+        pumped: bool = False,
     ) -> None:
         self._guard = guard
+        # Pumped: the submitting thread sends each group's first request and reads its answer itself, between two
+        # submissions (pump), so no claim thread needs the interpreter's lock while the handler validates.
+        self._pumped = pumped
         self._pool = pool
         self.lease = lease
         self._stop = stop
@@ -113,34 +149,109 @@ class ClaimSession:
         with self._mutex:
             if self._sealed:
                 raise RuntimeError("claim session already closed")
-            state = self._namespaces.setdefault(namespace, _NamespaceClaims(namespace))
+            state = self._namespaces.get(namespace)
+            if state is None:  # made once per namespace (setdefault would make its lock, deque and sets per message)
+                state = self._namespaces[namespace] = _NamespaceClaims(namespace)
             ids = {write.record_id for write in writes}
             if state.queue and _joins(state.queue[-1][0], state.tail_ids, writes, ids):
                 # Not taken yet: it is claimed with the one before it, under that one's future (one future and
                 # one verdict hand-over per run of small messages instead of one per message).
                 waiting, shared = state.queue[-1]
                 waiting.extend(writes)
+                state.queued += len(writes)
                 state.tail_ids |= ids
-                return shared
-            future: Future[dict[tuple[str, str], Verdict]] = Future()  # made only here: each one holds a lock
-            state.queue.append((list(writes), future))
-            previous_tail, state.tail_ids = state.tail_ids, ids  # taking from the front never changes the tail
-            try:
-                self._start(state)
-            except RuntimeError as error:  # the guard was closed (dependencies rebuilt): retried by SQS
-                if state.workers == 0:
-                    state.queue.pop()
-                    state.tail_ids = previous_tail
-                    future.set_exception(GuardUnavailableError(f"version guard closed: {error}"))
+                future = shared
+            else:
+                future = Future()  # made only here: each one holds a lock
+                state.queue.append((list(writes), future))
+                state.queued += len(writes)
+                previous_tail, state.tail_ids = state.tail_ids, ids  # taking from the front never changes the tail
+                if not self._pumped:
+                    try:
+                        self._start(state)
+                    except RuntimeError as error:  # the guard was closed (dependencies rebuilt): retried by SQS
+                        if state.workers == 0:
+                            state.queue.pop()
+                            state.queued -= len(writes)
+                            state.tail_ids = previous_tail
+                            future.set_exception(GuardUnavailableError(f"version guard closed: {error}"))
+        if self._pumped:
+            self._pump(state, GROUPS_IN_FLIGHT, PUMPED_MIN_RECORDS)
         return future
+
+    def _pump(self, state: _NamespaceClaims, limit: int, least: int = 1) -> None:
+        """On the submitting thread: read the answers that have come, then send queued groups while fewer than
+        ``limit`` of the namespace are in flight and at least ``least`` writes wait. A group whose claims all went
+        through is settled here; one with records refused (or a failure) goes on in a claim thread, from its
+        answer, as a drain would."""
+        for flight in [flight for flight in state.flights if _ready(flight.sent)]:
+            state.flights.remove(flight)
+            writes = _writes(flight.group)
+            sent = flight.sent
+            try:
+                answer = sent.answer()
+            except Exception as error:  # refused in part, or failed: decided on a claim thread
+                self._hand_over(state, flight, SentClaim(sent.now_ms, functools.partial(_raise, error), sent.writes))
+                continue
+            if sent.writes < len(writes):  # one message of more records than a transaction takes: the rest there
+                self._hand_over(state, flight, SentClaim(sent.now_ms, functools.partial(_given, answer), sent.writes))
+                continue
+            self._landed(state, flight, dict.fromkeys((write.key for write in writes), Verdict.CLAIMED))
+        while len(state.flights) + state.workers < limit and state.queued >= least and not self._stop():
+            with self._mutex:
+                group = self._take(state)
+                if not group:
+                    return
+                ids = {write.record_id for submitted, _ in group for write in submitted}
+                state.claiming |= ids
+            timing = self._spans.span("guard claim")
+            span = timing.__enter__()
+            span.note(namespace=state.namespace, records=len(ids))
+            try:
+                sent = self._guard._send_blind(state.namespace, _writes(group), self.lease)
+            except Exception as error:  # not sent: the group fails as a drain's would
+                sent = SentClaim(int(self._guard.now() * 1000), functools.partial(_raise, error), 0)
+                self._hand_over(state, _Flight(group, ids, sent, timing, span), sent)
+                continue
+            state.flights.append(_Flight(group, ids, sent, timing, span))
+
+    def _landed(self, state: _NamespaceClaims, flight: _Flight, verdicts: dict[tuple[str, str], Verdict]) -> None:
+        """A pumped group decided on the submitting thread: its span ends, its submissions get their verdicts."""
+        if flight.span.recording:
+            flight.span.note(**_verdict_counts(verdicts, _writes(flight.group)))
+        flight.timing.__exit__(None, None, None)
+        _settle(flight.group, verdicts)
+        with self._mutex:
+            state.claiming -= flight.ids
+
+    def _hand_over(self, state: _NamespaceClaims, flight: _Flight, first: SentClaim) -> None:
+        """Have a claim thread go on with ``flight`` from ``first`` (its answer); here if the guard was closed."""
+        with self._mutex:
+            state.workers += 1
+            try:
+                self._tasks.append(self._pool.submit(self._drain, state, (flight, first)))
+                return
+            except RuntimeError:  # the guard was closed (dependencies rebuilt): finished on this thread
+                pass
+        self._drain(state, (flight, first))
 
     def seal(self) -> None:
         """No more submissions. What is still queued gets its drains now (up to :data:`SEALED_GROUPS_IN_FLIGHT`
         groups of a namespace in flight), and the calling thread waits until they have sent their first request
         (at most :data:`SEAL_WAIT_SECONDS`): waiting lets go of the interpreter's lock, so the last groups leave
-        at once instead of when the handler next waits, and their answers come back while it plans."""
+        at once instead of when the handler next waits, and their answers come back while it plans.
+
+        Pumped, the submitting thread sends the groups still queued itself (up to the same limit), and claim
+        threads read the answers of every group in flight from then on."""
         with self._mutex:
-            self._sealed = True
+            sealed, self._sealed = self._sealed, True
+        if self._pumped and not sealed:
+            for state in list(self._namespaces.values()):
+                self._pump(state, SEALED_GROUPS_IN_FLIGHT)
+                flights, state.flights = state.flights, []
+                for flight in flights:
+                    self._hand_over(state, flight, flight.sent)
+        with self._mutex:
             for state in self._namespaces.values():
                 with contextlib.suppress(RuntimeError):  # the guard was closed: the drains running finish the rest
                     for _ in range(_queued_groups(state)):  # a drain for each group still queued, within the limit
@@ -157,8 +268,14 @@ class ClaimSession:
             with self._mutex:
                 pending = [task for task in self._tasks if not task.done()]
             if not pending:
-                return
+                break
             wait(pending)
+        with self._mutex:  # pumped, the last group may have been settled on the submitting thread, not by a drain
+            locks = [state.lock for state in self._namespaces.values() if state.lock is not None]
+            for state in self._namespaces.values():
+                state.lock = None
+        for lock in locks:
+            self._guard._unlock(lock)
 
     def _start(self, state: _NamespaceClaims, limit: int = GROUPS_IN_FLIGHT) -> None:  # with the mutex held
         if state.queue and state.workers < limit:
@@ -166,12 +283,24 @@ class ClaimSession:
             state.workers += 1
             state.starting += 1
 
-    def _drain(self, state: _NamespaceClaims) -> None:
-        """Claim what has queued up for ``state``'s namespace; the last drain out drops the claim lock."""
-        first = True
+    def _drain(self, state: _NamespaceClaims, flight: tuple[_Flight, SentClaim] | None = None) -> None:
+        """Claim what has queued up for ``state``'s namespace; the last drain out drops the claim lock.
+
+        ``flight``: first finish a group the submitting thread sent (pumped), from its answer. Pumped, a drain
+        takes more groups only once the session is sealed (until then the submitting thread sends them)."""
+        first = flight is None
+        if flight is not None:
+            carried, answer = flight
+            try:
+                decided = self._claim(state, carried.group, carried.span, first=answer)
+                carried.timing.__exit__(None, None, None)
+                _settle(carried.group, decided)
+            finally:
+                with self._mutex:
+                    state.claiming -= carried.ids
         while True:
             with self._mutex:
-                group = self._take(state)
+                group = self._take(state) if not self._pumped or self._sealed else []
                 if first:
                     state.starting -= 1
                     first = False
@@ -221,6 +350,7 @@ class ClaimSession:
                 break
             group.append(state.queue.popleft())
             seen |= ids
+        state.queued -= sum(len(writes) for writes, _ in group)
         return group
 
     def _claim(
@@ -229,6 +359,7 @@ class ClaimSession:
         group: list[_Submission],
         span: tracing.Span,
         sent: Callable[[], None] = lambda: None,
+        first: SentClaim | None = None,
     ) -> dict[tuple[str, str], Verdict] | GuardUnavailableError:
         """Claim ``group``'s writes: their verdicts (a record not decided is busy), or why the guard could not.
 
@@ -239,8 +370,10 @@ class ClaimSession:
         lock = None
         try:
             verdicts: dict[tuple[str, str], Verdict] = {}
-            if not self._stop():
-                claimed, to_read = self._guard._claim_blind(state.namespace, writes, self.lease, self._stop, sent)
+            if first is not None or not self._stop():  # a request sent already: its answer is read whatever happens
+                claimed, to_read = self._guard._claim_blind(
+                    state.namespace, writes, self.lease, self._stop, sent, first=first
+                )
                 verdicts = dict.fromkeys(claimed, Verdict.CLAIMED)
             if to_read and not self._stop():
                 with state.locking:
@@ -270,6 +403,24 @@ class ClaimSession:
         if span.recording:  # counted only for a trace
             span.note(**_verdict_counts(verdicts, writes))
         return verdicts
+
+
+def _writes(group: list[_Submission]) -> list[GuardedWrite]:
+    return [write for submitted, _ in group for write in submitted]
+
+
+def _ready(sent: SentClaim) -> bool:
+    """Whether a pumped request's answer has come (one that cannot say is read by a claim thread at the seal)."""
+    ready: Callable[[], bool] | None = getattr(sent.answer, "ready", None)
+    return ready is not None and ready()
+
+
+def _raise(error: BaseException) -> NoReturn:
+    raise error
+
+
+def _given[T](answer: T) -> T:
+    return answer
 
 
 class _Once:

@@ -58,6 +58,31 @@ class Answer:
     body: bytes
 
 
+class Reply:
+    """The answer to a request written on a connection: called, it reads the answer (once); :meth:`ready` says,
+    without waiting, whether reading it would only wait for the rest of an answer already on its way."""
+
+    __slots__ = ("_connection", "_read")
+
+    def __init__(self, read: Callable[[], Answer], connection: socket.socket) -> None:
+        self._read = read
+        self._connection = connection
+
+    def __call__(self) -> Answer:
+        return self._read()
+
+    def ready(self) -> bool:
+        """Whether the answer has started to arrive (or the connection ended or failed: reading then says how)."""
+        connection = self._connection
+        if isinstance(connection, ssl.SSLSocket) and connection.pending():
+            return True  # TLS read part of it off the socket already, where select cannot see it
+        try:
+            readable, _, _ = select.select([connection], [], [], 0)
+        except (OSError, ValueError):  # closed meanwhile: reading says how
+            return True
+        return bool(readable)
+
+
 class DynamoDBEndpoint:
     """``POST`` to one endpoint over kept-alive connections (thread-safe: each request has a connection to itself)."""
 
@@ -122,12 +147,13 @@ class DynamoDBEndpoint:
         """Send one request; the answer, whatever its status. Raises botocore's connection errors."""
         return self.send(headers, body)()
 
-    def send(self, headers: dict[str, str], body: bytes) -> Callable[[], Answer]:
-        """Write one request now; the function that reads its answer (call it once: the connection is its own
-        until then). Raises botocore's connection errors, here for the request or there for the answer.
+    def send(self, headers: dict[str, str], body: bytes) -> Reply:
+        """Write one request now; its :class:`Reply`, which reads the answer (call it once: the connection is its
+        own until then). Raises botocore's connection errors, here for the request or there for the answer.
 
         So the version guard's release marker is on its way before the handler returns while a claim thread
-        reads the answer, and a claim group's drain can say when its request is out.
+        reads the answer, and the handler's thread can send a claim group between two messages and read its
+        answer between two later ones (:meth:`Reply.ready`).
         """
         head = [f"POST {self._path} HTTP/1.1", f"Host: {self.host}", f"Content-Length: {len(body)}"]
         head += (
@@ -137,7 +163,7 @@ class DynamoDBEndpoint:
         connection = self._checkout()
         with self._errors_mapped(connection):
             connection.sendall(request)
-        return functools.partial(self._answer, connection)
+        return Reply(functools.partial(self._answer, connection), connection)
 
     def _answer(self, connection: socket.socket) -> Answer:
         with self._errors_mapped(connection):

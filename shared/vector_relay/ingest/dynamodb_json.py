@@ -34,7 +34,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ChecksumError, ClientError, NoCredentialsError
 from botocore.httpsession import URLLib3Session
 
-from vector_relay.ingest.dynamodb_http import Answer, DynamoDBEndpoint
+from vector_relay.ingest.dynamodb_http import DynamoDBEndpoint, Reply
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -87,9 +87,16 @@ class JsonDynamoDB:
     def _call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         return self.send(operation, request)()
 
+    @property
+    def pollable(self) -> bool:
+        """Whether :meth:`send` writes requests itself, so that their answers can be awaited without a thread."""
+        return self._endpoint is not None
+
     def send(self, operation: str, request: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         """Send ``operation`` now (over a kept-alive connection; where the client's session must send it, when
-        the answer is asked for); the function that returns the answer or raises what the call raises."""
+        the answer is asked for); the function that returns the answer or raises what the call raises. Sent
+        over a kept-alive connection, that function is a :class:`JsonReply`: its ``ready()`` says whether the
+        answer has come, without waiting for it."""
         if self._credentials is None:
             raise NoCredentialsError()
         headers = {"Content-Type": CONTENT_TYPE, "X-Amz-Target": TARGET_PREFIX + operation}
@@ -100,24 +107,35 @@ class JsonDynamoDB:
         _Signer(self._credentials.get_frozen_credentials(), "dynamodb", self._region).add_auth(aws_request)
         if self._endpoint is None:
             return functools.partial(self._sent_by_session, operation, aws_request)
-        answer = self._endpoint.send(dict(aws_request.headers.items()), payload)
-        return functools.partial(self._answered, operation, answer)
+        return JsonReply(operation, self._endpoint.send(dict(aws_request.headers.items()), payload))
 
     def _sent_by_session(self, operation: str, aws_request: AWSRequest) -> dict[str, Any]:
         response = self._http.send(aws_request.prepare())
         return _parsed(operation, response.status_code, response.content)
-
-    @staticmethod
-    def _answered(operation: str, answer: Callable[[], Answer]) -> dict[str, Any]:
-        got = answer()
-        _check_crc32(got.headers.get("x-amz-crc32"), got.body)
-        return _parsed(operation, got.status, got.body)
 
     def close(self) -> None:
         """Close the kept-alive connections, and the botocore client (its session's)."""
         if self._endpoint is not None:
             self._endpoint.close()
         self._client.close()
+
+
+class JsonReply:
+    """A request's answer as botocore gives it (called once), and whether it has come (:meth:`ready`)."""
+
+    __slots__ = ("_operation", "_reply")
+
+    def __init__(self, operation: str, reply: Reply) -> None:
+        self._operation = operation
+        self._reply = reply
+
+    def __call__(self) -> dict[str, Any]:
+        got = self._reply()
+        _check_crc32(got.headers.get("x-amz-crc32"), got.body)
+        return _parsed(self._operation, got.status, got.body)
+
+    def ready(self) -> bool:
+        return self._reply.ready()
 
 
 class _Signer(SigV4Auth):

@@ -8,7 +8,7 @@ landed markers (:data:`MARKER_NAMESPACE`). The reconciler reads the same items.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -40,6 +40,14 @@ class GuardedWrite(NamedTuple):
     @property
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.record_id)
+
+
+class SentClaim(NamedTuple):
+    """A blind claim request on its way: the clock it was made with, and the function that reads its answer."""
+
+    now_ms: int
+    answer: Callable[[], Any]
+    writes: int  # how many of the claim's writes it carries (at most one transaction's)
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,7 @@ from vector_relay.ingest.guard_records import (
     GuardedWrite,
     Lease,
     RecordState,
+    SentClaim,
     Verdict,
 )
 
@@ -131,7 +132,7 @@ class VersionGuard:
         with self._count_lock:
             if self._pool is None:  # kept while the container is warm, like the clients
                 self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="version-guard")
-        return ClaimSession(self, self._pool, lease, stop, spans)
+        return ClaimSession(self, self._pool, lease, stop, spans, pumped=self.pollable)
 
     def claim(self, writes: Sequence[GuardedWrite], lease: Lease) -> dict[tuple[str, str], Verdict]:
         """Claim every write (record ids distinct per namespace) and return each one's verdict.
@@ -385,6 +386,7 @@ class VersionGuard:
         lease: Lease,
         stop: Callable[[], bool],
         sent: Callable[[], None] = lambda: None,
+        first: SentClaim | None = None,
     ) -> tuple[set[tuple[str, str]], list[GuardedWrite]]:
         """Claim ``writes`` without reading them first and without the claim lock; the keys claimed, and the rest.
 
@@ -396,38 +398,20 @@ class VersionGuard:
         guard, or claimed again by this invocation is refused here, and the rest of its transaction
         is sent again without it; the refused ones (and any not sent once ``stop()``) are returned
         for :meth:`_claim_locked` to read and decide under the lock. ``sent`` is called once the first
-        request is written (before its answer is read).
+        request is written (before its answer is read). ``first``: the first request, already sent by
+        :meth:`_send_blind` for the first :data:`TRANSACT_LIMIT` of ``writes`` (its answer read here).
         """
-        now_ms = int(self._clock() * 1000)
-        expires = {"N": str(now_ms // 1000 + self._ttl_seconds)}
-        values = {":now": {"N": str(now_ms)}}
+        now_ms = first.now_ms if first is not None else int(self._clock() * 1000)
         claimed: set[tuple[str, str]] = set()
         refused: list[GuardedWrite] = []
         for start in range(0, len(writes), TRANSACT_LIMIT):
             chunk = list(writes[start : start + TRANSACT_LIMIT])
-            while chunk and not stop():
+            while chunk and (first is not None or not stop()):
                 try:
-                    answer = self._send(
-                        "TransactWriteItems",
-                        self._dynamodb.transact_write_items,
-                        TransactItems=[
-                            {
-                                "Put": {
-                                    "TableName": self._table,
-                                    "Item": _claim_item(
-                                        namespace,
-                                        write.record_id,
-                                        RecordState(write.version, write.operation, lease.until_ms, (lease.token,)),
-                                        expires,
-                                    ),
-                                    "ConditionExpression": BLIND_CONDITION,
-                                    "ExpressionAttributeNames": _BLIND_NAMES,
-                                    "ExpressionAttributeValues": {**values, ":v": {"N": str(write.version)}},
-                                }
-                            }
-                            for write in chunk
-                        ],
-                    )
+                    if first is not None:
+                        answer, first = first.answer, None
+                    else:
+                        answer = self._send_blind(namespace, chunk, lease, now_ms).answer
                     sent()
                     answer()
                 except ClientError as error:
@@ -445,6 +429,45 @@ class VersionGuard:
                 chunk = []
             refused += chunk  # not sent (stop): busy unless the read path finds time
         return claimed, refused
+
+    def _send_blind(
+        self, namespace: str, writes: Sequence[GuardedWrite], lease: Lease, now_ms: int | None = None
+    ) -> SentClaim:
+        """Send one blind claim request for the first :data:`TRANSACT_LIMIT` of ``writes``; its answer is read
+        by :meth:`_claim_blind` (``first``), which goes on from there."""
+        writes = writes[:TRANSACT_LIMIT]
+        if now_ms is None:
+            now_ms = int(self._clock() * 1000)
+        expires = {"N": str(now_ms // 1000 + self._ttl_seconds)}
+        values = {":now": {"N": str(now_ms)}}
+        answer = self._send(
+            "TransactWriteItems",
+            self._dynamodb.transact_write_items,
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": _claim_item(
+                            namespace,
+                            write.record_id,
+                            RecordState(write.version, write.operation, lease.until_ms, (lease.token,)),
+                            expires,
+                        ),
+                        "ConditionExpression": BLIND_CONDITION,
+                        "ExpressionAttributeNames": _BLIND_NAMES,
+                        "ExpressionAttributeValues": {**values, ":v": {"N": str(write.version)}},
+                    }
+                }
+                for write in writes
+            ],
+        )
+        return SentClaim(now_ms, answer, len(writes))
+
+    @property
+    def pollable(self) -> bool:
+        """Whether the requests of :meth:`_send_blind` are written at once and their answers can be awaited
+        without a thread (``answer.ready()``): the JSON client over kept-alive connections."""
+        return bool(getattr(self._dynamodb, "pollable", False))
 
     def _read(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
