@@ -202,7 +202,7 @@ class ClaimSession:
                 group = self._take(state)
                 if not group:
                     return
-                ids = {write.record_id for submitted, _ in group for write in submitted}
+                ids = _ids(group)
                 state.claiming |= ids
             timing = self._spans.span("guard claim")
             span = timing.__enter__()
@@ -311,7 +311,7 @@ class ClaimSession:
                     if not state.queue and not state.claiming:  # nothing left to claim: let others in
                         lock, state.lock = state.lock, None
                     break
-                ids = {write.record_id for submitted, _ in group for write in submitted}
+                ids = _ids(group)
                 state.claiming |= ids
                 state.unsent += 1
                 with contextlib.suppress(RuntimeError):  # the guard is closing: this drain goes on alone
@@ -365,7 +365,7 @@ class ClaimSession:
 
         First without reading (``_claim_blind``); what that refuses is read and decided under the claim lock.
         """
-        writes = [write for submitted, _ in group for write in submitted]
+        writes = _writes(group)
         to_read = writes
         lock = None
         try:
@@ -409,6 +409,10 @@ def _writes(group: list[_Submission]) -> list[GuardedWrite]:
     return [write for submitted, _ in group for write in submitted]
 
 
+def _ids(group: list[_Submission]) -> set[str]:
+    return {write.record_id for submitted, _ in group for write in submitted}
+
+
 def _ready(sent: SentClaim) -> bool:
     """Whether a pumped request's answer has come (one that cannot say is read by a claim thread at the seal)."""
     ready: Callable[[], bool] | None = getattr(sent.answer, "ready", None)
@@ -439,7 +443,7 @@ class _Once:
 
 def _queued_groups(state: _NamespaceClaims) -> int:
     """How many groups the submissions queued make at least."""
-    return -(-sum(len(writes) for writes, _ in state.queue) // MAX_GROUP)
+    return -(-state.queued // MAX_GROUP)
 
 
 def _joins(waiting: list[GuardedWrite], waiting_ids: set[str], writes: Sequence[GuardedWrite], ids: set[str]) -> bool:

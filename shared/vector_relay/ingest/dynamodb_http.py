@@ -76,11 +76,7 @@ class Reply:
         connection = self._connection
         if isinstance(connection, ssl.SSLSocket) and connection.pending():
             return True  # TLS read part of it off the socket already, where select cannot see it
-        try:
-            readable, _, _ = select.select([connection], [], [], 0)
-        except (OSError, ValueError):  # closed meanwhile: reading says how
-            return True
-        return bool(readable)
+        return _has_input(connection)
 
 
 class DynamoDBEndpoint:
@@ -255,11 +251,16 @@ class _Malformed(Exception):
 
 def _still_open(connection: socket.socket) -> bool:
     """Whether an idle connection can carry a request: nothing to read on it (EOF or stray bytes would be)."""
+    return not _has_input(connection)
+
+
+def _has_input(connection: socket.socket) -> bool:
+    """Whether reading ``connection`` would not wait: something came (data, or its end), or it failed."""
     try:
         readable, _, _ = select.select([connection], [], [], 0)
     except (OSError, ValueError):
-        return False
-    return not readable
+        return True
+    return bool(readable)
 
 
 def _read_answer(connection: socket.socket) -> tuple[Answer, bool]:
