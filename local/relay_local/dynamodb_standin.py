@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import re
 import threading
 import zlib
@@ -184,14 +185,7 @@ class _Condition:
     """
 
     def __init__(self, expression: str, names: Mapping[str, str], values: Mapping[str, Any]) -> None:
-        self.tokens: list[str] = []
-        position = 0
-        while position < len(expression.rstrip()):
-            match = _TOKEN.match(expression, position)
-            if match is None:
-                raise Refused("ValidationException", f"a condition the stand-in does not serve: {expression!r}")
-            self.tokens.append(match.group(1))
-            position = match.end()
+        self.tokens = _tokens(expression)
         self.names = names
         self.values = values
         self.expression = expression
@@ -279,6 +273,20 @@ class _Condition:
         raise Refused("ValidationException", f"a condition the stand-in does not serve: {self.expression!r}")
 
 
+@functools.lru_cache(maxsize=64)
+def _tokens(expression: str) -> tuple[str, ...]:
+    """``expression``'s tokens, split once per expression (the guard sends the same few conditions every time)."""
+    tokens: list[str] = []
+    position = 0
+    while position < len(expression.rstrip()):
+        match = _TOKEN.match(expression, position)
+        if match is None:
+            raise Refused("ValidationException", f"a condition the stand-in does not serve: {expression!r}")
+        tokens.append(match.group(1))
+        position = match.end()
+    return tuple(tokens)
+
+
 def _name(token: str, names: Mapping[str, str]) -> str:
     if not token.startswith("#"):
         return token
@@ -301,9 +309,11 @@ class StandIn:
         self.latency = latency_seconds
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
         with contextlib.suppress(asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                arrived = loop.time()
                 request_line, *lines = head.decode("latin-1").split("\r\n")
                 headers = {
                     name.strip().lower(): value.strip()
@@ -321,9 +331,12 @@ class StandIn:
                     except orjson.JSONDecodeError:
                         status, answer = 400, _error("SerializationException", "not JSON")
                     else:
-                        if self.latency:
-                            await asyncio.sleep(self.latency)
                         status, answer = self.store.answer(operation, request)
+                        # The answer leaves ``latency`` after the request came, the stand-in's own work included:
+                        # DynamoDB's round trip holds its work, and the stand-in's is this machine's, not AWS's.
+                        left = arrived + self.latency - loop.time()
+                        if left > 0:
+                            await asyncio.sleep(left)
                 content = orjson.dumps(answer)
                 writer.write(
                     (

@@ -36,8 +36,8 @@ class Recording(JsonDynamoDB):
 
     calls: list[tuple[str, dict[str, Any], Answer]]
 
-    def send(self, operation: str, request: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-        sent = orjson.loads(orjson.dumps(request))
+    def send(self, operation: str, request: dict[str, Any] | bytes) -> Callable[[], dict[str, Any]]:
+        sent = orjson.loads(request if isinstance(request, bytes) else orjson.dumps(request))
         answered = super().send(operation, request)
 
         def recorded() -> dict[str, Any]:  # every call of the guard comes here, sent at once or not

@@ -145,7 +145,7 @@ class HeldAnswers:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
-    def send(self, operation: str, request: dict[str, Any]) -> Callable[[], Any]:
+    def send(self, operation: str, request: dict[str, Any] | bytes) -> Callable[[], Any]:
         self.sent.append(operation)
         if operation != "PutItem":
             return self._client.send(operation, request)

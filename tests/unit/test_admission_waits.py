@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -297,6 +298,37 @@ def test_pumped_small_messages_wait_to_be_claimed_together() -> None:
     session.close()  # the last five sent at the seal, whose answer a claim thread reads
     assert len(claimer.senders) == 2
     assert all(future.result()[("ns", f"r{n}")] is Verdict.CLAIMED for n, future in enumerate(futures))
+    pool.shutdown()
+
+
+class _CountedAnswer(_Answered):
+    """An answer that counts how often it was asked whether it had come."""
+
+    asked = 0
+
+    def ready(self) -> bool:
+        _CountedAnswer.asked += 1
+        return True
+
+
+def test_pumped_answers_are_not_polled_for_while_no_group_could_leave(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asking whether an answer has come is a system call (``select``); between two messages it is asked only
+    once enough records wait for a group to leave, and at the seal."""
+    monkeypatch.setattr(_CountedAnswer, "asked", 0)
+    monkeypatch.setattr(sys.modules[__name__], "_Answered", _CountedAnswer)
+    claimer, pool = _PumpedClaimer(), _CountingPool()
+    session = ClaimSession(claimer, pool, Lease("t", 10**13), lambda: False, pumped=True)  # type: ignore[arg-type]
+    first = [GuardedWrite("ns", f"g{n}", 1, "upsert") for n in range(PUMPED_MIN_RECORDS)]
+    group = session.submit("ns", first)  # a group leaves at once: nothing was in flight to ask about
+    for n in range(PUMPED_MIN_RECORDS - 1):  # fewer than a group's worth wait: its answer is not asked for
+        session.submit("ns", [GuardedWrite("ns", f"r{n}", 1, "upsert")])
+    assert _CountedAnswer.asked == 0
+    assert not group.done()
+    session.submit("ns", [GuardedWrite("ns", "last", 1, "upsert")])  # now a group could leave: asked, read
+    assert _CountedAnswer.asked == 1
+    assert group.done()
+    session.close()
+    assert pool.submitted == 0  # the second group's answer read at the seal, on this thread
     pool.shutdown()
 
 

@@ -98,10 +98,7 @@ class DynamoDBEndpoint:
         self.url = url
         self._https = parts.scheme == "https"
         self._address = (parts.hostname, parts.port or (443 if self._https else 80))
-        default_port = parts.port is None or parts.port == (443 if self._https else 80)
-        # The Host header as botocore's signer derives it from the URL (no default port; an IPv6 address bracketed).
-        name = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-        self.host = name if default_port else f"{name}:{parts.port}"
+        self.host = host_header(url)
         self._path = parts.path or "/"
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -243,6 +240,16 @@ class DynamoDBEndpoint:
                 assert self._ssl is not None  # https endpoints only
                 self._ssl = self._ssl()
             return self._ssl
+
+
+def host_header(url: str) -> str:
+    """The ``Host`` header for ``url`` as botocore's signer derives it (no default port; an IPv6 address bracketed)."""
+    parts = urlsplit(url)
+    name = parts.hostname or ""
+    if ":" in name:
+        name = f"[{name}]"
+    default_port = parts.port is None or parts.port == (443 if parts.scheme == "https" else 80)
+    return name if default_port else f"{name}:{parts.port}"
 
 
 class _Malformed(Exception):
