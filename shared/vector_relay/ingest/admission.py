@@ -53,7 +53,8 @@ class GuardedBatch:
         )
         self.coalesced = Coalesced()
         self._tenants = tenants
-        self._claims: dict[tuple[tuple[str, str], int, str], Future[dict[tuple[str, str], Verdict]]] = {}
+        # each write's claim, by the write itself (a GuardedWrite is the tuple namespace, id, version, operation)
+        self._claims: dict[tuple[str, str, int, str], Future[dict[tuple[str, str], Verdict]]] = {}
 
     def submit(self, message: PlannableWrite) -> None:
         """Start claiming a validated message's records (the highest version of each id in it)."""
@@ -68,20 +69,24 @@ class GuardedBatch:
             case _:
                 assert_never(message)
         namespace = self._tenants.namespace_for(message.tenant)
-        latest: dict[str, GuardedWrite] = {}
-        for item in message.records:
-            current = latest.get(item.id)
-            if current is None or item.version >= current.version:  # the rule of coalesce()
-                latest[item.id] = GuardedWrite(namespace, item.id, item.version, operation)
-        future = self.session.submit(namespace, list(latest.values()))
-        for write in latest.values():
-            self._claims[(write.key, write.version, write.operation)] = future
+        records = message.records
+        if len(records) == 1:  # most messages of a stream of small updates: nothing to choose between
+            writes = [GuardedWrite(namespace, records[0].id, records[0].version, operation)]
+        else:
+            latest: dict[str, GuardedWrite] = {}
+            for item in records:
+                current = latest.get(item.id)
+                if current is None or item.version >= current.version:  # the rule of coalesce()
+                    latest[item.id] = GuardedWrite(namespace, item.id, item.version, operation)
+            writes = list(latest.values())
+        future = self.session.submit(namespace, writes)
+        self._claims.update(dict.fromkeys(writes, future))
 
     def _claim_of(
         self, key: tuple[str, str], winners: Mapping[tuple[str, str], Winner] | None = None
     ) -> Future[dict[tuple[str, str], Verdict]]:
         winner = (self.coalesced.winners if winners is None else winners)[key]
-        return self._claims[(key, winner.version, winner.operation)]
+        return self._claims[(*key, winner.version, winner.operation)]
 
     async def admit(
         self, request: PlannedRequest, winners: Mapping[tuple[str, str], Winner] | None = None
@@ -116,14 +121,15 @@ class GuardedBatch:
         batch: if it did not land, the release must keep its record's lease (it may still land).
         """
         summary = GuardSummary()
-        outcomes: dict[int, tuple[BaseException | None, dict[tuple[str, str], Verdict]]] = {}
+        outcomes: dict[Future[dict[tuple[str, str], Verdict]], tuple[BaseException | None, Mapping[Any, Any]]] = {}
 
         def outcome(claim: Future[dict[tuple[str, str], Verdict]]) -> tuple[BaseException | None, Mapping[Any, Any]]:
             """A claim's error or verdicts, read once per claim (each read takes the future's lock)."""
-            if id(claim) not in outcomes:
+            known = outcomes.get(claim)
+            if known is None:
                 error = claim.exception()
-                outcomes[id(claim)] = (error, {} if error is not None else claim.result())
-            return outcomes[id(claim)]
+                known = outcomes[claim] = (error, {} if error is not None else claim.result())
+            return known
 
         for key, early in (sent_early or {}).items():
             winner = self.coalesced.winners.get(key)
