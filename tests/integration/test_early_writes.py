@@ -16,8 +16,6 @@ from tests.conftest import FakeLambdaContext
 from tests.integration.conftest import REGION, Pipeline, parametrize_transports
 from tests.integration.test_ingest import index_state, upsert_body
 from tests.lambda_events import lambda_sqs_record
-from vector_relay.ingest.service import IngestService
-from vector_relay.ingest.version_guard import VersionGuard
 
 PER_MESSAGE = 250  # about 0.9 MB of 384-dimension records as JSON: three pass the 2 MB of a REST request
 MESSAGES = 4  # and four make the 1,000 records of a gRPC one
@@ -71,38 +69,4 @@ def test_a_request_filled_early_lands_and_a_record_written_again_later_ends_at_i
     assert state["x"][1] == {"v": 2, "note": "again", "_relay_version": "2"}
     assert set(state) == {"x", "y", "m0-1", last}
     assert pipeline.namespace_count("acme") == MESSAGES * PER_MESSAGE + 1
-    assert pipeline.drain() == []
-
-
-def test_under_the_guard_the_last_claims_leave_before_the_last_messages_are_encoded(
-    pipeline: Pipeline, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The claims of the batch's last messages are sent before those messages are encoded for Pinecone, so
-    DynamoDB's round trip overlaps that work instead of following it; every message still lands, once."""
-    events: list[tuple[str, frozenset[str]]] = []
-    encode, send_blind = IngestService.encode, VersionGuard._send_blind
-
-    def encoded(service: IngestService, message: Any) -> Any:
-        events.append(("encoded", frozenset(record.id for record in message.records)))
-        return encode(service, message)
-
-    def sent(guard: VersionGuard, namespace: str, writes: Any, *args: Any, **kwargs: Any) -> Any:
-        events.append(("claim sent", frozenset(write.record_id for write in writes[:100])))
-        return send_blind(guard, namespace, writes, *args, **kwargs)
-
-    monkeypatch.setattr(IngestService, "encode", encoded)
-    monkeypatch.setattr(VersionGuard, "_send_blind", sent)
-    ids = [[f"lag-{m}-{n}" for n in range(2)] for m in range(10)]
-    event = one_event(pipeline, [upsert_body("acme", message, version=1) for message in ids])
-
-    assert ingest_app.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
-
-    last = frozenset(ids[-1])
-    claimed_at = next(n for n, (kind, records) in enumerate(events) if kind == "claim sent" and last <= records)
-    encoded_at = next(n for n, (kind, records) in enumerate(events) if kind == "encoded" and records == last)
-    assert claimed_at < encoded_at
-    assert [records for kind, records in events if kind == "encoded"] == [frozenset(m) for m in ids]  # batch order
-    assert set(index_state(pipeline, "acme", [i for message in ids for i in message])) == {
-        i for message in ids for i in message
-    }
     assert pipeline.drain() == []

@@ -332,24 +332,6 @@ def test_pumped_answers_are_not_polled_for_while_no_group_could_leave(monkeypatc
     pool.shutdown()
 
 
-def test_a_session_sealed_to_keep_reading_reads_its_last_answers_on_the_calling_thread() -> None:
-    """Sealed with ``keep_reading`` (the handler, which encodes the last messages next), the last group leaves at
-    once and its answer is read by the caller's :meth:`poll`: no claim thread waits for the interpreter's lock
-    while the handler encodes."""
-    claimer, pool = _PumpedClaimer(), _CountingPool()
-    session = ClaimSession(claimer, pool, Lease("t", 10**13), lambda: False, pumped=True)  # type: ignore[arg-type]
-    futures = [session.submit("ns", [GuardedWrite("ns", f"r{n}", 1, "upsert")]) for n in range(5)]
-    assert claimer.senders == []  # fewer than a group's worth: they wait
-    session.seal(keep_reading=True)
-    assert len(claimer.senders) == 1  # the five left at the seal
-    session.poll()
-    assert all(future.done() for future in futures)  # read by this thread
-    session.close()
-    assert pool.submitted == 0
-    assert all(future.result()[("ns", f"r{n}")] is Verdict.CLAIMED for n, future in enumerate(futures))
-    pool.shutdown()
-
-
 def test_a_pumped_group_with_a_refused_record_is_decided_on_a_claim_thread_from_the_answer_read() -> None:
     """A refusal needs more round trips (the rest sent again, the refused ones read under the lock): a claim thread
     goes on from the answer the submitting thread read, and the verdicts are a drain's."""

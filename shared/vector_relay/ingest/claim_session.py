@@ -201,7 +201,7 @@ class ClaimSession:
                 self._hand_over(state, flight, SentClaim(sent.now_ms, functools.partial(_given, answer), sent.writes))
                 continue
             self._landed(state, flight, dict.fromkeys((write.key for write in writes), Verdict.CLAIMED))
-        while len(state.flights) + state.workers < limit and state.queued >= max(least, 1) and not self._stop():
+        while len(state.flights) + state.workers < limit and state.queued >= least and not self._stop():
             with self._mutex:
                 group = self._take(state)
                 if not group:
@@ -239,26 +239,22 @@ class ClaimSession:
                 pass
         self._drain(state, (flight, first))
 
-    def seal(self, *, keep_reading: bool = False) -> None:
+    def seal(self) -> None:
         """No more submissions. What is still queued gets its drains now (up to :data:`SEALED_GROUPS_IN_FLIGHT`
         groups of a namespace in flight), and the calling thread waits until they have sent their first request
         (at most :data:`SEAL_WAIT_SECONDS`): waiting lets go of the interpreter's lock, so the last groups leave
         at once instead of when the handler next waits, and their answers come back while it plans.
 
         Pumped, the submitting thread sends the groups still queued itself (up to the same limit), and claim
-        threads read the answers in flight (:meth:`hand_over`). ``keep_reading``: the calling thread reads them
-        itself as they come, each time it calls :meth:`poll` (between two messages it encodes), until it calls
-        :meth:`hand_over`. A claim thread waiting for an answer while the handler encodes would wait for the
-        interpreter's lock up to the 5 ms switch interval once it came (measured: answers read 5-7 ms late).
-        """
+        threads read the answers of every group in flight from then on."""
         with self._mutex:
             sealed, self._sealed = self._sealed, True
-        if sealed:
-            return
-        if self._pumped:
-            self.poll()
-            if not keep_reading:
-                self._flights_to_claim_threads()
+        if self._pumped and not sealed:
+            for state in list(self._namespaces.values()):
+                self._pump(state, SEALED_GROUPS_IN_FLIGHT, 0)  # every answer come is read, whatever waits
+                flights, state.flights = state.flights, []
+                for flight in flights:
+                    self._hand_over(state, flight, flight.sent)
         with self._mutex:
             for state in self._namespaces.values():
                 with contextlib.suppress(RuntimeError):  # the guard was closed: the drains running finish the rest
@@ -269,31 +265,9 @@ class ClaimSession:
                 timeout=SEAL_WAIT_SECONDS,
             )
 
-    def poll(self) -> None:
-        """Pumped and sealed: read the answers that have come (on the calling thread), and send what still waits."""
-        if self._pumped and self._sealed:
-            for state in self._namespaces.values():
-                if state.flights or state.queued:  # nothing in flight and nothing to send: nothing to do
-                    self._pump(state, SEALED_GROUPS_IN_FLIGHT, 0)  # every answer come is read, whatever waits
-
-    def hand_over(self) -> None:
-        """Seal; pumped, the answers still to come are read by claim threads from now on (so the handler's
-        thread, which now plans the batch and waits for its requests, need not)."""
-        if not self._sealed:
-            self.seal()  # handing over
-        elif self._pumped:
-            self.poll()
-            self._flights_to_claim_threads()
-
-    def _flights_to_claim_threads(self) -> None:
-        for state in self._namespaces.values():
-            flights, state.flights = state.flights, []
-            for flight in flights:
-                self._hand_over(state, flight, flight.sent)
-
     def close(self) -> None:
-        """Seal, hand over, wait until every claim is made and every claim lock dropped."""
-        self.hand_over()
+        """Seal, wait until every claim is made and every claim lock dropped."""
+        self.seal()
         while True:
             with self._mutex:
                 pending = [task for task in self._tasks if not task.done()]

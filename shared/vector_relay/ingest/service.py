@@ -3,13 +3,11 @@
 The SQS edge (:mod:`vector_relay.sqs.processor`) hands over each valid message as it is judged and
 takes back a verdict for each one that is not done:
 
-1. parse: the contract (:func:`~vector_relay.contract.parsing.parse_write_message`), and, under the
-   version guard, a copy first sent longer ago than the guard remembers is ``write_expired``
-   (:mod:`vector_relay.sqs.message_age`);
-2. take: an upsert's records are encoded for the transport (a request they fill up leaves at once);
-   under the guard, the message's records are claimed first, while the rest is still read
-   (:mod:`vector_relay.ingest.admission`), and the encoding trails the claims by
-   :data:`ENCODING_LAG_BYTES`, so the last claims' round trip overlaps the last messages' encoding;
+1. parse: the contract (:func:`~vector_relay.contract.parsing.parse_write_message`), an upsert's
+   records encoded at once for the transport, and, under the version guard, a copy first sent
+   longer ago than the guard remembers is ``write_expired`` (:mod:`vector_relay.sqs.message_age`);
+2. take: under the guard, the message's records are claimed while the rest is still read
+   (:mod:`vector_relay.ingest.admission`);
 3. finish: the valid messages are planned into as few Pinecone requests as allowed
    (:mod:`vector_relay.ingest.planning`) and run concurrently under the invocation's deadline
    (:mod:`vector_relay.ingest.runner`), each request admitted by the guard;
@@ -25,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from statistics import fmean
 
@@ -78,11 +75,6 @@ from vector_relay.sqs.message_age import expired
 from vector_relay.tenancy import TenantRegistry
 
 logger = Logger(child=True)
-
-# Under the guard, how far (in message bytes) encoding trails the claims: about the CPU of a DynamoDB round trip
-# (3 ms) at the rate this handler encodes vectors (~650 KB of small messages in 3 ms, 2026-12-07), so the last
-# claims' round trip overlaps the encoding of the last messages. An early request leaves that much later.
-ENCODING_LAG_BYTES = 1_000_000
 
 
 class IngestService:
@@ -190,34 +182,18 @@ class IngestRun:
         self._sending = sending  # requests that fill up while the batch is read go out at once (early_writes)
         self._early = EarlyWrites(sending.send)
         self._valid: list[Delivery[PlannableWrite]] = []
-        self._lagging: deque[Delivery[WriteMessage]] = deque()  # guarded: claimed, not encoded yet (batch order)
-        self._lag_bytes = 0  # their bodies' length
         self._receipts = ReceiptBook(registry)
         self._landed: dict[str, Landed] = {}  # by message id, once the batch has run: for dead letters' receipts
         self._outcome: WriteOutcome | None = None  # once the batch has run: the per-tenant metrics come from it
         self._summary: GuardSummary | None = None
 
     def take(self, delivery: Delivery[WriteMessage]) -> None:
-        if self._guarded is None:
-            self._encoded(delivery)
-            return
-        # Under the guard the claims go first, and the encoding trails them by ENCODING_LAG_BYTES of messages: the
-        # last claims then leave before the last messages are encoded, and their round trip overlaps that work
-        # instead of following it (finish encodes the rest once the session is sealed).
-        self._guarded.submit(delivery.message)
-        self._lagging.append(delivery)
-        self._lag_bytes += len(delivery.record.body)
-        while self._lag_bytes > ENCODING_LAG_BYTES:
-            oldest = self._lagging.popleft()
-            self._lag_bytes -= len(oldest.record.body)
-            self._encoded(oldest)
-
-    def _encoded(self, delivery: Delivery[WriteMessage]) -> None:
-        """Encode a valid message for the transport; a request it fills up leaves at once (early writes)."""
         valid = Delivery(delivery.record, self._service.encode(delivery.message), delivery.last)
         self._valid.append(valid)
+        if self._guarded is not None:
+            self._guarded.submit(valid.message)  # its claims first: an early request waits for them
         namespace = self._registry.namespace_for(valid.message.tenant)
-        self._early.add(valid.record.message_id, namespace, valid.message)  # it waits for its claims, if guarded
+        self._early.add(valid.record.message_id, namespace, valid.message)
 
     def answer(self, record: SQSRecord, poison: PoisonMessageError) -> bool:
         return False  # a refused write has no one to answer: it is dead-lettered
@@ -291,11 +267,7 @@ class IngestRun:
     def finish(self) -> dict[str, Verdict]:
         service, guarded = self._service, self._guarded
         if guarded is not None:
-            guarded.session.seal(keep_reading=True)  # the last claims leave now, while the batch is encoded
-            while self._lagging:
-                self._encoded(self._lagging.popleft())
-                guarded.session.poll()  # answers read here as they come: a claim thread would wait for the lock
-            guarded.session.hand_over()
+            guarded.session.seal()  # the last claims leave now, while the batch is planned
         writes = [(d.record.message_id, self._registry.namespace_for(d.message.tenant), d.message) for d in self._valid]
         coalesced = coalesce(writes)
         settled = self._early.settle(coalesced) if self._sending.started else None
