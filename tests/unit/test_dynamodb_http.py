@@ -136,6 +136,22 @@ def test_requests_share_one_kept_alive_connection(serve: Callable[..., ScriptedS
     assert b"X-Amz-Target: DynamoDB_20120810.PutItem" in head
 
 
+def test_an_endpoints_path_and_query_are_in_the_request_line_as_botocore_sends_them(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    """What the signature covers (tests/unit/test_dynamodb_json_signing.py) is what is sent."""
+
+    def script(connection: socket.socket, number: int) -> None:
+        while server.read_request(connection) is not None:
+            connection.sendall(answer())
+
+    server = serve(script)
+    client = DynamoDBEndpoint(f"http://127.0.0.1:{server.port}/base/?b=2&a=1", connect_timeout=60, read_timeout=60)
+    assert client.post({}, b"{}").status == 200
+    client.close()
+    assert server.requests[0].split(b"\r\n")[0] == b"POST /base/?b=2&a=1 HTTP/1.1"
+
+
 def test_an_idle_connection_the_server_closed_is_never_used_again(serve: Callable[..., ScriptedServer]) -> None:
     def script(connection: socket.socket, number: int) -> None:
         server.read_request(connection)

@@ -117,16 +117,25 @@ def test_the_signing_key_kept_is_made_again_for_a_new_day_and_a_new_secret() -> 
         assert headers["Authorization"] == _text(botocore_request.headers["Authorization"])
 
 
+@pytest.mark.parametrize("transport", ["kept-alive endpoint", "botocore session"])
+def test_an_endpoint_with_a_path_a_port_and_a_query_is_signed_as_botocore_signs_it(transport: str) -> None:
+    client = _client("token-for-the-test", endpoint_url="https://dynamodb.example.test:8443/base/?b=2&a=1")
+    raw, capture = _raw(client, transport)
+    [(headers, _)], botocore_request = _signed_by_both(client, raw, capture, "put_item", AT)
+    assert headers["Authorization"] == _text(botocore_request.headers["Authorization"])
+
+
 ONE_DAY = datetime.timedelta(days=1)
 
 
-def _client(token: str | None, secret: str = "secret-for-the-test") -> Any:
+def _client(token: str | None, secret: str = "secret-for-the-test", endpoint_url: str | None = None) -> Any:
     return boto3.client(
         "dynamodb",
         region_name="eu-west-1",
         aws_access_key_id="AKIDEXAMPLE",
         aws_secret_access_key=secret,
         aws_session_token=token,
+        endpoint_url=endpoint_url,
     )
 
 

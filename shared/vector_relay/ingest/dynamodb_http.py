@@ -99,7 +99,7 @@ class DynamoDBEndpoint:
         self._https = parts.scheme == "https"
         self._address = (parts.hostname, parts.port or (443 if self._https else 80))
         self.host = host_header(url)
-        self._path = parts.path or "/"
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")  # as botocore sends it
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         # A factory is called at the first connection: loading the certificate bundle is not a cold start's cost.

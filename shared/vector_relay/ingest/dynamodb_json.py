@@ -161,9 +161,8 @@ class _Signer:
 
     def __init__(self, url: str, region: str, service: str = "dynamodb") -> None:
         parts = urlsplit(url)
-        if parts.query:  # never a DynamoDB endpoint's; a query would need its canonical form
-            raise ValueError(f"an endpoint with a query string: {url!r}")
         self._path = quote(normalize_url_path(parts.path or "/"), safe="/~")
+        self._query = _canonical_query(parts.query)
         self._host = host_header(url)
         self._region = region
         self._service = service
@@ -188,7 +187,7 @@ class _Signer:
         # Canonical headers in name order: content-type, host, x-amz-date, [x-amz-security-token,] x-amz-target
         signed = "content-type;host;x-amz-date;" + ("x-amz-security-token;" if token else "") + "x-amz-target"
         canonical = (
-            f"POST\n{self._path}\n\ncontent-type:{CONTENT_TYPE}\nhost:{_trimmed(host or self._host)}\n"
+            f"POST\n{self._path}\n{self._query}\ncontent-type:{CONTENT_TYPE}\nhost:{_trimmed(host or self._host)}\n"
             f"x-amz-date:{stamp}\n"
             + (f"x-amz-security-token:{_trimmed(token)}\n" if token else "")
             + f"x-amz-target:{_trimmed(target)}\n\n{signed}\n{_sha256_hex(payload)}"
@@ -213,6 +212,14 @@ class _Signer:
         with self._lock:
             self._key = (secret, day, key)
         return key
+
+
+def _canonical_query(query: str) -> str:
+    """An endpoint's query string (never DynamoDB's own) as botocore signs it: its pairs sorted, as written."""
+    if not query:
+        return ""
+    pairs = sorted(pair.partition("=")[::2] for pair in query.split("&"))
+    return "&".join(f"{key}={value}" for key, value in pairs)
 
 
 def _utc_now() -> datetime.datetime:
