@@ -600,9 +600,9 @@ def _blind_claims_json(
     return f'{{"TransactItems":[{puts}]}}'.encode()
 
 
-def _json(text: str) -> str:
-    """``text`` as a JSON string, quotes included (non-ASCII escaped; the same value orjson's UTF-8 would carry)."""
-    return encode_basestring_ascii(text)
+# ``text`` as a JSON string, quotes included (non-ASCII escaped: the same value orjson's UTF-8 would carry); the
+# C function itself, not a wrapper: it is called twice a record
+_json = encode_basestring_ascii
 
 
 def _unchanged_since(previous: dict[str, Any] | None) -> dict[str, Any]:
